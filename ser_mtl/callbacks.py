@@ -1,0 +1,161 @@
+"""The paper's learning-rate schedule: restore the best epoch and halve the learning rate on a plateau.
+
+Latif et al., section 4.3: "If the accuracy of the model did not improve on the validation set after
+5 epochs, we restored the model to best epoch and learning rate was halved. This process continued
+until the learning rate reached below 0.00001." The model trains with manual optimisation and three
+optimizers, so Lightning's scheduler machinery is never involved: this callback changes the learning
+rate of every parameter group of every optimizer itself, and stops the run.
+
+It acts after each validation of a `fit` (not during the sanity check, not in `trainer.validate`).
+Every DDP rank runs it with the same synced metric, so the ranks take the same decisions and stay
+identical. Its state, including the best weights (a CPU copy of the module's `state_dict`), is saved
+in the checkpoint, so a resumed run continues with the same best score, wait count and best weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
+
+
+def _to_cpu(obj: Any) -> Any:
+    """Deep copy of a (nested) state dict with every tensor detached and moved to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return copy.deepcopy(obj)
+
+
+class RestoreBestHalveLR(pl.Callback):
+    """After `patience` validations without improvement, reload the best weights and multiply every lr by `factor`.
+
+    After each validation: if `monitor` improved (strictly, by more than `min_delta`), the module's
+    weights are kept as the best and the wait count is reset; otherwise the wait count grows. When it
+    reaches `patience`, the best weights are loaded back, the learning rate of every parameter group of
+    every optimizer in `trainer.optimizers` is multiplied by `factor`, and the wait count is reset. If any
+    learning rate is then below `min_lr`, training stops (with the best weights loaded).
+
+    Args:
+        monitor: logged metric to watch (e.g. "val/ua").
+        mode: "max" if a higher value is better, "min" if lower is better.
+        patience: validations without improvement before restoring and halving (paper: 5).
+        factor: multiplier applied to every learning rate (paper: 0.5).
+        min_lr: training stops once a learning rate falls below this (paper: 1e-5).
+        min_delta: an improvement must exceed this margin.
+        restore_optimizer_state: also reload the optimizers' state (e.g. SGD momentum) saved at the best
+            epoch; the learning rates are still the current ones times `factor`.
+        restore_best_on_train_end: when the fit ends for any other reason (e.g. `max_epochs`), load the
+            best weights, so that the module tested after `fit` is the best one, as after a normal stop.
+    """
+
+    def __init__(self, monitor: str = "val/ua", mode: Literal["max", "min"] = "max", patience: int = 5,
+                 factor: float = 0.5, min_lr: float = 1e-5, min_delta: float = 0.0,
+                 restore_optimizer_state: bool = False, restore_best_on_train_end: bool = True) -> None:
+        super().__init__()
+        if mode not in ("max", "min"):
+            raise ValueError(f"RestoreBestHalveLR: mode must be 'max' or 'min', got {mode!r}")
+        if patience < 1:
+            raise ValueError(f"RestoreBestHalveLR: patience must be >= 1, got {patience}")
+        if not 0.0 < factor < 1.0:
+            raise ValueError(f"RestoreBestHalveLR: factor must be in (0, 1), got {factor}")
+        if min_lr <= 0 or min_delta < 0:
+            raise ValueError(f"RestoreBestHalveLR: need min_lr > 0 and min_delta >= 0, got {min_lr}, {min_delta}")
+        self.monitor, self.mode, self.patience, self.factor = monitor, mode, patience, factor
+        self.min_lr, self.min_delta = min_lr, min_delta
+        self.restore_optimizer_state = restore_optimizer_state
+        self.restore_best_on_train_end = restore_best_on_train_end
+        self.best_score = -math.inf if mode == "max" else math.inf
+        self.best_epoch = -1
+        self.wait = 0
+        self.num_restores = 0
+        self.best_state: dict[str, torch.Tensor] | None = None  # CPU copy of the module's state_dict
+        self.best_optimizer_states: list[dict[str, Any]] | None = None
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(monitor=self.monitor, mode=self.mode)
+
+    def _improved(self, current: float) -> bool:
+        if math.isnan(current):
+            return False
+        if self.mode == "max":
+            return current > self.best_score + self.min_delta
+        return current < self.best_score - self.min_delta
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        low = [g["lr"] for opt in trainer.optimizers for g in opt.param_groups if g["lr"] < self.min_lr]
+        if low:
+            rank_zero_warn(f"RestoreBestHalveLR: learning rate(s) {low} already below min_lr={self.min_lr}: "
+                           "training will stop at the first plateau")
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from pytorch_lightning.trainer.states import TrainerFn
+
+        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
+            return
+        if self.monitor not in trainer.callback_metrics:
+            raise RuntimeError(f"RestoreBestHalveLR: metric {self.monitor!r} was not logged during validation; "
+                               f"logged: {sorted(trainer.callback_metrics)}")
+        current = float(trainer.callback_metrics[self.monitor])
+        if self._improved(current):
+            self.best_score, self.best_epoch, self.wait = current, trainer.current_epoch, 0
+            self.best_state = _to_cpu(pl_module.state_dict())
+            if self.restore_optimizer_state:
+                self.best_optimizer_states = [_to_cpu(opt.state_dict()) for opt in trainer.optimizers]
+            return
+        if math.isnan(current):
+            rank_zero_warn(f"RestoreBestHalveLR: {self.monitor} is NaN at epoch {trainer.current_epoch}; "
+                           "counted as no improvement")
+        self.wait += 1
+        if self.wait >= self.patience:
+            self._restore_and_decay(trainer, pl_module)
+
+    def _restore_and_decay(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.wait = 0
+        self.num_restores += 1
+        new_lrs = [[g["lr"] * self.factor for g in opt.param_groups] for opt in trainer.optimizers]
+        if self.best_state is not None:
+            pl_module.load_state_dict(self.best_state)
+        if self.restore_optimizer_state and self.best_optimizer_states is not None:
+            for opt, state in zip(trainer.optimizers, self.best_optimizer_states):
+                opt.load_state_dict(state)
+        for opt, lrs in zip(trainer.optimizers, new_lrs):
+            for group, lr in zip(opt.param_groups, lrs):
+                group["lr"] = lr
+        flat = [lr for lrs in new_lrs for lr in lrs]
+        stop = any(lr < self.min_lr for lr in flat)
+        trainer.should_stop = trainer.should_stop or stop
+        rank_zero_info(f"RestoreBestHalveLR: epoch {trainer.current_epoch}: no improvement of {self.monitor} for "
+                       f"{self.patience} validations; restored epoch {self.best_epoch} ({self.monitor}="
+                       f"{self.best_score:.4f}), learning rates x{self.factor} -> {sorted(set(flat))}"
+                       + (f"; below min_lr={self.min_lr}, stopping" if stop else ""))
+        for logger in trainer.loggers:
+            logger.log_metrics({"lr_restore/count": float(self.num_restores), "lr_restore/lr": min(flat)},
+                               step=trainer.global_step)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.restore_best_on_train_end and self.best_state is not None:
+            pl_module.load_state_dict(self.best_state)
+            rank_zero_info(f"RestoreBestHalveLR: fit ended; loaded the best weights (epoch {self.best_epoch}, "
+                           f"{self.monitor}={self.best_score:.4f})")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_score": self.best_score, "best_epoch": self.best_epoch, "wait": self.wait,
+                "num_restores": self.num_restores, "best_state": self.best_state,
+                "best_optimizer_states": self.best_optimizer_states}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best_score = float(state_dict["best_score"])
+        self.best_epoch = int(state_dict["best_epoch"])
+        self.wait = int(state_dict["wait"])
+        self.num_restores = int(state_dict["num_restores"])
+        self.best_state = state_dict["best_state"]
+        self.best_optimizer_states = state_dict["best_optimizer_states"]

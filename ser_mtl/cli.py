@@ -1,0 +1,77 @@
+"""The ``ser-mtl`` command: LightningCLI's fit/validate/test/predict plus the data and experiment tools.
+
+Runbook::
+
+    ser-mtl synth --out demo                                  # small synthetic corpus, real layouts
+    ser-mtl manifest --corpus iemocap --root DIR --out m.csv  # one row per utterance
+    ser-mtl folds --manifest m.csv --scheme loso --out folds.csv
+    ser-mtl cache --config configs/iemocap.yaml               # feature store ahead of training
+    ser-mtl fit  --config configs/iemocap.yaml --data.fold 0 --trainer.default_root_dir runs/f0
+    ser-mtl test --config configs/iemocap.yaml --data.fold 0 --trainer.default_root_dir runs/f0 \
+        --ckpt_path runs/f0/checkpoints/best.ckpt            # WA/UA table + predictions.csv
+    ser-mtl classify --ckpt runs/f0/checkpoints/best.ckpt --inputs my_wavs/ --out preds.csv
+    ser-mtl cv --config configs/iemocap.yaml --cv.repeats 10 --cv.out runs/cv
+    ser-mtl report runs/cv --out report/
+
+Multi-GPU: ``--trainer.strategy ddp_find_unused_parameters_true --trainer.devices N``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# name -> (module, function, one-line help); imported lazily so `ser-mtl --help` is fast.
+EXTRA_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "synth": ("ser_mtl.data.synth", "synth", "write the synthetic demo corpus (IEMOCAP + LibriSpeech layouts)"),
+    "manifest": ("ser_mtl.data.manifest_command", "manifest", "read a corpus into a manifest CSV"),
+    "folds": ("ser_mtl.data.folds_command", "folds", "write the cross-validation folds of a manifest"),
+    "classify": ("ser_mtl.commands", "classify", "emotion probabilities for audio files with a trained model"),
+    "aggregate": ("ser_mtl.experiments.summary", "aggregate", "summarise finished cross-validation runs"),
+    "report": ("ser_mtl.experiments.report", "report", "Markdown tables and plots from cv summaries"),
+}
+# Commands that take LightningCLI-style arguments and parse their own extra group.
+PASSTHROUGH_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "cache": ("ser_mtl.commands", "cache_main", "build the feature stores of a config ahead of training"),
+    "cv": ("ser_mtl.experiments.cv", "cv_main", "cross-validation: folds x repeats of fit + test, resumable"),
+    "sweep": ("ser_mtl.experiments.sweep", "sweep_main", "one cross-validation per value of a parameter"),
+}
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
+
+def _usage() -> str:
+    lines = ["usage: ser-mtl COMMAND [options]   (ser-mtl COMMAND --help for the options)", "",
+             "training and evaluation (LightningCLI):",
+             "  fit / validate / test / predict   train, validate, test (WA/UA, predictions.csv), predict", ""]
+    lines.append("tools:")
+    for name, (_, _, text) in {**EXTRA_COMMANDS, **PASSTHROUGH_COMMANDS}.items():
+        lines.append(f"  {name:<10} {text}")
+    return "\n".join(lines)
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run one ``ser-mtl`` subcommand; ``args`` defaults to ``sys.argv[1:]`` (tests pass a list)."""
+    args = list(sys.argv[1:] if args is None else args)
+    if not args or args[0] in ("-h", "--help"):
+        print(_usage())
+        return
+    command, rest = args[0], args[1:]
+    if command in LIGHTNING_COMMANDS:
+        from ser_mtl.lightning_cli import run_lightning_cli
+
+        run_lightning_cli(args)
+    elif command in EXTRA_COMMANDS:
+        from jsonargparse import CLI
+
+        module, function, _ = EXTRA_COMMANDS[command]
+        CLI(getattr(importlib.import_module(module), function), args=rest, prog=f"ser-mtl {command}", as_positional=False)
+    elif command in PASSTHROUGH_COMMANDS:
+        module, function, _ = PASSTHROUGH_COMMANDS[command]
+        getattr(importlib.import_module(module), function)(rest)
+    else:
+        print(f"ser-mtl: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""Audio duration from the file header, without decoding the samples.
+
+Readers call this once per utterance, so it must be cheap (LibriSpeech train-clean-360 has ~100k
+files): `soundfile.info` reads only the header. A missing, unreadable or empty file is not an
+error of the corpus as a whole: the reader turns `AudioProblem` into a `Skip` and goes on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import soundfile as sf
+
+# libsndfile reports SF_COUNT_MAX frames when the header does not state the length (e.g. a FLAC
+# whose STREAMINFO says 0 = unknown); only then are the samples decoded and counted.
+_UNKNOWN_LENGTH = 2**62
+
+
+class AudioProblem(Exception):
+    """The audio file cannot be used; `str(exc)` says why (missing, unreadable, empty)."""
+
+
+def _unreadable(exc: Exception) -> AudioProblem:
+    # LibsndfileError's str() repeats the absolute path; error_string is just the cause.
+    cause = getattr(exc, "error_string", None) or str(exc).strip() or type(exc).__name__
+    return AudioProblem(f"unreadable audio ({cause.rstrip('.')})")
+
+
+def _count_frames(path: Path) -> int:
+    try:
+        with sf.SoundFile(str(path)) as f:
+            return sum(len(block) for block in f.blocks(blocksize=1 << 16))
+    except (RuntimeError, OSError, ValueError, TypeError) as exc:
+        raise _unreadable(exc) from None
+
+
+def audio_duration(path: Path) -> float:
+    """Seconds of audio in `path` according to its header; AudioProblem if missing/unreadable/empty."""
+    if not path.is_file():
+        raise AudioProblem("audio file not found")
+    if path.stat().st_size == 0:
+        raise AudioProblem("empty audio file (0 bytes)")
+    try:
+        info = sf.info(str(path))
+    except (RuntimeError, OSError, ValueError, TypeError) as exc:  # LibsndfileError is a RuntimeError
+        raise _unreadable(exc) from None
+    frames = _count_frames(path) if info.frames >= _UNKNOWN_LENGTH else info.frames
+    if frames <= 0 or info.samplerate <= 0:
+        raise AudioProblem("empty audio (0 samples)")
+    return frames / info.samplerate

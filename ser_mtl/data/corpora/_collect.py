@@ -1,0 +1,53 @@
+"""What every reader does with each utterance it finds: check the audio, refuse duplicates, keep
+the row or record a Skip naming the label file and line. One place, so all readers report alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ser_mtl.data.corpora._audio_info import AudioProblem, audio_duration
+from ser_mtl.data.manifest import CorpusError, ManifestRow, ReadResult, Skip
+
+
+def rel(root: Path, path: Path) -> str:
+    """`path` relative to `root`, with '/' separators (the manifest's path convention)."""
+    return path.relative_to(root).as_posix()
+
+
+def require_dir(root: str | Path, corpus: str) -> Path:
+    """`root` as a Path; CorpusError when it is not an existing directory."""
+    path = Path(root)
+    if not path.is_dir():
+        raise CorpusError(f"{path}: not a directory (expected the {corpus} root)")
+    return path
+
+
+class Collector:
+    """Accumulates a ReadResult; `seen` maps utt_id -> "file:line" of its first occurrence."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.result = ReadResult()
+        self.seen: dict[str, str] = {}
+
+    def skip(self, path: str, line: int | None, reason: str) -> None:
+        self.result.skipped.append(Skip(path, line, reason))
+
+    def add(self, where: str, line: int | None, **fields: object) -> None:
+        """Keep ManifestRow(**fields, duration=<from the audio header>) unless fields["utt_id"] is
+        a duplicate or the audio at fields["path"] (relative to the root) is unusable.
+
+        `where`/`line` locate the label that named the utterance; a problem becomes a Skip there.
+        """
+        utt_id, audio = str(fields["utt_id"]), str(fields["path"])
+        here = where if line is None else f"{where}:{line}"
+        if utt_id in self.seen:
+            self.skip(where, line, f"duplicate utterance id {utt_id} (first at {self.seen[utt_id]})")
+            return
+        try:
+            duration = audio_duration(self.root / audio)
+        except AudioProblem as exc:
+            self.skip(where, line, str(exc) if where == audio else f"{exc}: {audio}")
+            return
+        self.seen[utt_id] = here
+        self.result.rows.append(ManifestRow(duration=duration, **fields))

@@ -1,0 +1,96 @@
+"""Generic reader: any corpus described by a CSV -> manifest rows.
+
+For a corpus without a dedicated reader (or audio of one's own). The CSV (default
+`<root>/manifest.csv`) has a header naming its columns: `path` (relative to the root) is required,
+any other manifest column is optional (utt_id, corpus, speaker, gender, session, emotion,
+raw_emotion, valence, activation, dominance). Missing columns give empty cells, except utt_id
+(the file stem of `path`) and corpus ("csv"). `duration` always comes from the audio header; a
+`duration` column is accepted and ignored. An unknown column is an error rather than silently
+dropped, so that a typo (`emotions`) cannot lose the labels.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path, PurePosixPath
+
+from ser_mtl.data.corpora._collect import Collector, require_dir
+from ser_mtl.data.manifest import COLUMNS, EMOTIONS, GENDERS, CorpusError, ReadResult
+
+CORPUS = "csv"
+DEFAULT_CSV = "manifest.csv"
+
+
+def _label_name(root: Path, csv_path: Path) -> str:
+    try:
+        return csv_path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(csv_path)
+
+
+def _parse_row(values: dict[str, str]) -> dict[str, object] | str:
+    """The manifest fields of one CSV row (all but duration), or the reason it is unusable."""
+    path = values.get("path", "").strip().replace("\\", "/")
+    if not path:
+        return "empty path"
+    if PurePosixPath(path).is_absolute() or ".." in PurePosixPath(path).parts or ":" in path[:3]:
+        return f"path {path!r} must be relative to the root and stay inside it"
+    emotion = values.get("emotion", "").strip().lower()
+    if emotion not in EMOTIONS + ("",):
+        return f"emotion {emotion!r}: expected one of {', '.join(EMOTIONS)} or empty"
+    gender = values.get("gender", "").strip().upper()
+    if gender not in GENDERS + ("",):
+        return f"gender {gender!r}: expected F, M or empty"
+    fields: dict[str, object] = {
+        "utt_id": values.get("utt_id", "").strip() or PurePosixPath(path).stem,
+        "corpus": values.get("corpus", "").strip() or CORPUS,
+        "path": path, "speaker": values.get("speaker", "").strip(), "gender": gender,
+        "session": values.get("session", "").strip(), "emotion": emotion,
+        "raw_emotion": values.get("raw_emotion", "").strip(),
+    }
+    for column in ("valence", "activation", "dominance"):
+        text = values.get(column, "").strip()
+        try:
+            value = float(text) if text else math.nan
+        except ValueError:
+            return f"{column} {text!r}: expected a number or empty"
+        fields[column] = None if math.isnan(value) else value
+    return fields
+
+
+def read_csv_corpus(root: str | Path, csv_path: str | Path | None = None) -> ReadResult:
+    """Rows for every CSV line whose audio (`root`/path) is readable.
+
+    Raises CorpusError when the CSV is missing, has no `path` column or an unknown column; a bad
+    line (unknown emotion, bad number, missing or unreadable audio, duplicate id) is a Skip.
+    """
+    root = require_dir(root, "corpus")
+    csv_path = Path(csv_path) if csv_path is not None else root / DEFAULT_CSV
+    if not csv_path.is_file():
+        raise CorpusError(f"{csv_path}: CSV not found (expected a header with at least 'path', "
+                          f"paths relative to {root})")
+    where = _label_name(root, csv_path)
+    out = Collector(root)
+    with csv_path.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = [h.strip() for h in next(reader, [])]
+        unknown = [h for h in header if h not in COLUMNS]
+        if "path" not in header or unknown or len(set(header)) != len(header):
+            raise CorpusError(f"{csv_path}:1: header {','.join(header) or '(empty)'}: expected a "
+                              f"'path' column and only these names, each once: {','.join(COLUMNS)}"
+                              + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
+        for cells in reader:
+            if not cells or not any(c.strip() for c in cells):
+                continue
+            number = reader.line_num
+            if len(cells) != len(header):
+                out.skip(where, number, f"expected {len(header)} fields ({','.join(header)}), "
+                                        f"got {len(cells)}")
+                continue
+            fields = _parse_row(dict(zip(header, cells)))
+            if isinstance(fields, str):
+                out.skip(where, number, fields)
+                continue
+            out.add(where, number, **fields)
+    return out.result

@@ -1,0 +1,300 @@
+"""SERDataModule: corpus -> fold split -> labels -> normalised segments -> mixed batches.
+
+Runbook (the same knobs as ``data.*`` in every config)::
+
+    ser-mtl fit --config configs/iemocap.yaml --data.root /corpora/IEMOCAP_full_release \
+        --data.aux_root /corpora/LibriSpeech --data.fold 3
+
+What happens, in order:
+
+* ``__init__``: the manifests (cached, see ``manifest_cache``), the fold split, the auxiliary
+  speakers (``aux_speakers`` drawn with ``seed``) and the speaker label space (training speakers of
+  both corpora). ``num_classes`` and ``num_speakers`` are therefore known right after
+  ``__init__``, which is what LightningCLI's argument links need.
+* ``prepare_data`` (one process per node): builds the feature stores (lock-guarded, resumable).
+* ``setup``: opens the stores, fits the label scheme (K-means for av3/av5) and the per-row
+  normalisation statistics on the *training* split only, and cuts segments.
+
+Batches are dicts (docs/interfaces.md): ``x`` (B, 1, F, T), ``emotion``/``gender``/``speaker``
+(B,) with -1 where a label is missing, and ``utt`` (B,), the global utterance index used to
+average segment posteriors per utterance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pytorch_lightning as pl
+from torch.utils.data import ConcatDataset, DataLoader
+
+from ser_mtl.data.datasets import SegmentDataset, UtteranceLabels
+from ser_mtl.data.features import FeatureConfig
+from ser_mtl.data.folds import Split, make_split, num_folds
+from ser_mtl.data.labels import make_label_scheme
+from ser_mtl.data.manifest import ManifestRow
+from ser_mtl.data.manifest_cache import cached_manifest
+from ser_mtl.data.sampling import MixedBatchSampler, ShardedEvalSampler
+from ser_mtl.data.store import FeatureStore, running_stats
+
+Corpus = Literal["iemocap", "msp_improv", "librispeech", "csv"]
+Task = Literal["categorical", "activation", "valence", "av3", "av5"]
+Scheme = Literal["10fold", "loso", "loso_session", "cross_corpus"]
+_GENDER_INDEX = {"F": 0, "M": 1}
+
+
+class SERDataModule(pl.LightningDataModule):
+    """Speech-emotion data with an auxiliary speaker/gender corpus, one fold of one scheme.
+
+    Args:
+        corpus: the labelled (primary) corpus reader.
+        root: root of the primary corpus as it unpacks (e.g. ``.../IEMOCAP_full_release``).
+        subset: subset of the primary corpus (LibriSpeech only, e.g. ``train-clean-360`` when
+            pretraining on LibriSpeech alone).
+        aux_corpus: reader of the auxiliary corpus (speaker and gender labels, no emotion).
+        aux_root: root of the auxiliary corpus; ``None`` trains without auxiliary data.
+        aux_subset: auxiliary subset (paper: ``train-clean-360``).
+        aux_speakers: number of auxiliary speakers drawn at random with ``seed`` (paper: 600);
+            ``None`` takes all, 0 none (Figure 4a sweeps this).
+        aux_fraction: share of every training batch drawn from the auxiliary corpus.
+        target_corpus: the test corpus of the ``cross_corpus`` scheme (paper: MSP-IMPROV).
+        target_root: root of ``target_corpus``.
+        task: label scheme: ``categorical`` (angry, happy, neutral, sad), ``activation`` or
+            ``valence`` (3 levels, paper Table 2), ``av3``/``av5`` (K-means clusters in the
+            valence-activation plane, fitted on the training split).
+        scheme: cross-validation scheme: ``10fold`` (speaker-stratified), ``loso``
+            (leave one speaker out), ``loso_session`` (leave one session out), ``cross_corpus``.
+        fold: which fold of ``scheme`` this run trains/validates/tests.
+        seed: seed of the fold assignment, the auxiliary speaker draw and batch shuffling.
+        use_unlabelled: let training-speaker utterances outside the task's classes join training
+            (reconstruction, adversarial, gender and speaker losses; no emotion label).
+        batch_size: segments per batch (paper: 32).
+        segment_frames: frames per segment (paper: 256, i.e. 2.56 s).
+        segment_hop: hop between training segments in frames (50 % overlap by default).
+        eval_hop: hop between validation/test segments; ``None`` = ``segment_hop``.
+        features: spectrogram settings (see ``FeatureConfig``); a change gives a new store.
+        cache_dir: where manifests and feature stores live.
+        num_workers: DataLoader worker processes (also used to build feature stores).
+        max_stats_utterances: cap on the training utterances read for normalisation statistics
+            (a seeded random sample beyond it; keeps LibriSpeech pretraining start-up short).
+    """
+
+    def __init__(
+        self,
+        corpus: Corpus = "iemocap",
+        root: str = "data/IEMOCAP_full_release",
+        subset: str | None = None,
+        aux_corpus: Corpus = "librispeech",
+        aux_root: str | None = None,
+        aux_subset: str = "train-clean-360",
+        aux_speakers: int | None = 600,
+        aux_fraction: float = 0.5,
+        target_corpus: Corpus | None = None,
+        target_root: str | None = None,
+        task: Task = "categorical",
+        scheme: Scheme = "10fold",
+        fold: int = 0,
+        seed: int = 0,
+        use_unlabelled: bool = False,
+        batch_size: int = 32,
+        segment_frames: int = 256,
+        segment_hop: int = 128,
+        eval_hop: int | None = None,
+        features: FeatureConfig = FeatureConfig(),
+        cache_dir: str = ".cache/ser-mtl",
+        num_workers: int = 0,
+        max_stats_utterances: int = 4000,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.features = features
+        self.rows = cached_manifest(corpus, root, cache_dir, subset)
+        self.aux_rows = self._draw_aux_rows() if aux_root else []
+        self.target_rows: list[ManifestRow] = []
+        if scheme == "cross_corpus":
+            if not (target_corpus and target_root):
+                raise ValueError("scheme 'cross_corpus' needs data.target_corpus and data.target_root")
+            self.target_rows = cached_manifest(target_corpus, target_root, cache_dir)
+        self.label_scheme = make_label_scheme(task, corpus)
+        self._has_emotion = any(r.emotion for r in self.rows)
+        labelled = [bool(r.emotion) or not self._has_emotion for r in self.rows]
+        self.num_folds = num_folds(self.rows, scheme) if scheme != "cross_corpus" else 1
+        if not 0 <= fold < self.num_folds:
+            raise ValueError(f"data.fold={fold} is out of range: scheme {scheme!r} on {corpus} has "
+                             f"{self.num_folds} folds (0..{self.num_folds - 1})")
+        self.split: Split = make_split(self.rows, scheme, fold, seed, target_rows=self.target_rows or None,
+                                       labelled=labelled)
+        train_rows = [self.rows[i] for i in self._train_indices()]
+        self.speakers = sorted({r.speaker for r in train_rows} | {r.speaker for r in self.aux_rows})
+        self._speaker_index = {s: i for i, s in enumerate(self.speakers)}
+        self.mean: np.ndarray | None = None  # (F,) normalisation, from the training split
+        self.std: np.ndarray | None = None  # (F,)
+
+    # ----------------------------------------------------------------- sizes for the model
+    @property
+    def num_classes(self) -> int:
+        """Number of emotion classes of ``task`` (linked into ``model.num_emotions``)."""
+        return len(self.label_scheme.classes)
+
+    @property
+    def num_speakers(self) -> int:
+        """Training speakers of both corpora (linked into ``model.num_speakers``)."""
+        return max(1, len(self.speakers))
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(F, T) of a segment (linked into ``model.input_size``)."""
+        return (self.features.n_bins, self.hparams.segment_frames)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.label_scheme.classes)
+
+    @property
+    def utterances(self) -> list[ManifestRow]:
+        """Every utterance by its global index ``utt``: primary, then auxiliary, then target rows."""
+        return self.rows + self.aux_rows + self.target_rows
+
+    # ----------------------------------------------------------------- split helpers
+    def _draw_aux_rows(self) -> list[ManifestRow]:
+        hp = self.hparams
+        rows = cached_manifest(hp.aux_corpus, hp.aux_root, hp.cache_dir, hp.aux_subset)
+        speakers = sorted({r.speaker for r in rows})
+        if hp.aux_speakers is not None:
+            if hp.aux_speakers > len(speakers):
+                raise ValueError(f"data.aux_speakers={hp.aux_speakers} but {hp.aux_root} ({hp.aux_subset}) has "
+                                 f"only {len(speakers)} speakers")
+            rng = np.random.default_rng(hp.seed)
+            speakers = sorted(rng.choice(speakers, size=hp.aux_speakers, replace=False).tolist())
+        keep = set(speakers)
+        return [r for r in rows if r.speaker in keep]
+
+    def _train_indices(self) -> list[int]:
+        """Primary-corpus training rows, plus unlabelled rows of training speakers if enabled."""
+        train = list(self.split.train)
+        if self.hparams.use_unlabelled and self._has_emotion:
+            speakers = {self.rows[i].speaker for i in train}
+            train += [i for i, r in enumerate(self.rows) if not r.emotion and r.speaker in speakers]
+        return train
+
+    def _eval_source(self) -> tuple[list[ManifestRow], int]:
+        """Rows that val/test indices point into, and the global ``utt`` offset of those rows."""
+        if self.hparams.scheme == "cross_corpus":
+            return self.target_rows, len(self.rows) + len(self.aux_rows)
+        return self.rows, 0
+
+    # ----------------------------------------------------------------- Lightning hooks
+    def _stores(self) -> dict[str, FeatureStore]:
+        hp = self.hparams
+        stores = {"primary": FeatureStore(self.rows, hp.root, self.features, hp.cache_dir)}
+        if self.aux_rows:
+            stores["aux"] = FeatureStore(self.aux_rows, hp.aux_root, self.features, hp.cache_dir)
+        if self.target_rows:
+            stores["target"] = FeatureStore(self.target_rows, hp.target_root, self.features, hp.cache_dir)
+        return stores
+
+    def prepare_data(self) -> None:
+        for store in self._stores().values():
+            store.build(num_workers=self.hparams.num_workers)
+
+    def setup(self, stage: str | None = None) -> None:
+        hp = self.hparams
+        self.stores = {name: store.build(num_workers=hp.num_workers) for name, store in self._stores().items()}
+        train = self._train_indices()
+        self.label_scheme.fit([self.rows[i] for i in self.split.train])
+        if self.mean is None:  # restored from a checkpoint otherwise
+            rng = np.random.default_rng(hp.seed)
+            sample = np.asarray(train)
+            if len(sample) > hp.max_stats_utterances:
+                sample = rng.choice(sample, size=hp.max_stats_utterances, replace=False)
+            self.mean, self.std = running_stats(self.stores["primary"], sorted(sample.tolist()))
+        eval_rows, offset = self._eval_source()
+        eval_store = self.stores["target" if self.target_rows else "primary"]
+        eval_hop = hp.eval_hop or hp.segment_hop
+        self.train_set = self._dataset(self.stores["primary"], self.rows, train, 0, hp.segment_hop)
+        self.val_set = self._dataset(eval_store, eval_rows, self.split.val, offset, eval_hop)
+        self.test_set = self._dataset(eval_store, eval_rows, self.split.test, offset, eval_hop)
+        self.aux_set = None
+        if self.aux_rows:
+            self.aux_set = self._dataset(self.stores["aux"], self.aux_rows, range(len(self.aux_rows)),
+                                         len(self.rows), hp.segment_hop)
+
+    def _dataset(self, store: FeatureStore, rows: list[ManifestRow], indices, utt_offset: int,
+                 hop: int) -> SegmentDataset:
+        indices = np.asarray(list(indices), dtype=np.int64)
+        labels = UtteranceLabels(
+            store_index=indices,
+            emotion=np.array([self.label_scheme.encode(rows[i]) for i in indices], dtype=np.int64),
+            gender=np.array([_GENDER_INDEX.get(rows[i].gender, -1) for i in indices], dtype=np.int64),
+            speaker=np.array([self._speaker_index.get(rows[i].speaker, -1) for i in indices], dtype=np.int64),
+            utt=indices + utt_offset,
+        )
+        return SegmentDataset(store, labels, self.mean, self.std, self.hparams.segment_frames, hop)
+
+    def _rank(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def train_dataloader(self) -> DataLoader:
+        hp = self.hparams
+        rank, world = self._rank()
+        parts = [self.train_set] + ([self.aux_set] if self.aux_set is not None else [])
+        sampler = MixedBatchSampler(len(self.train_set), len(self.aux_set) if self.aux_set else 0,
+                                    hp.batch_size, hp.aux_fraction, seed=hp.seed, rank=rank, world_size=world)
+        return DataLoader(ConcatDataset(parts), batch_sampler=sampler, num_workers=hp.num_workers,
+                          persistent_workers=hp.num_workers > 0)
+
+    def _eval_loader(self, dataset: SegmentDataset) -> DataLoader:
+        rank, world = self._rank()
+        return DataLoader(dataset, batch_size=self.hparams.batch_size,
+                          sampler=ShardedEvalSampler(len(dataset), rank, world),
+                          num_workers=self.hparams.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.val_set)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.test_set)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.test_set)
+
+    # ----------------------------------------------------------------- checkpointed preprocessing
+    def state_dict(self) -> dict:
+        """What a checkpoint needs to preprocess new audio exactly like training did."""
+        return {
+            "features": dataclasses.asdict(self.features),
+            "mean": None if self.mean is None else self.mean.tolist(),
+            "std": None if self.std is None else self.std.tolist(),
+            "classes": self.class_names,
+            "label_scheme": self.label_scheme.state_dict(),
+            "speakers": self.speakers,
+            "segment_frames": self.hparams.segment_frames,
+            "segment_hop": self.hparams.eval_hop or self.hparams.segment_hop,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("mean") is not None:
+            self.mean = np.asarray(state["mean"], dtype=np.float64)
+            self.std = np.asarray(state["std"], dtype=np.float64)
+
+    def describe(self) -> str:
+        """The sizes that matter, printed at start (utterances and speakers per split)."""
+        eval_rows, _ = self._eval_source()
+        spk = lambda rows, idx: len({rows[i].speaker for i in idx})  # noqa: E731
+        train = self._train_indices()
+        lines = [
+            f"data: {self.hparams.corpus} {self.hparams.scheme} fold {self.hparams.fold}/{self.num_folds} "
+            f"task {self.hparams.task} classes {self.class_names}",
+            f"  train {len(train)} utts / {spk(self.rows, train)} speakers; aux {len(self.aux_rows)} utts / "
+            f"{len({r.speaker for r in self.aux_rows})} speakers; speaker label space {self.num_speakers}",
+            f"  val {len(self.split.val)} utts / {spk(eval_rows, self.split.val)} speakers; "
+            f"test {len(self.split.test)} utts / {spk(eval_rows, self.split.test)} speakers",
+        ]
+        return "\n".join(lines)
+
+    @staticmethod
+    def resolve_path(root: str, row: ManifestRow) -> Path:
+        return Path(root) / row.path

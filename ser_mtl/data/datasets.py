@@ -1,0 +1,60 @@
+"""Map-style dataset of fixed-width, normalised spectrogram segments over feature stores.
+
+One ``SegmentDataset`` covers a list of utterances of one feature store (one corpus). Items are
+the batch dicts of docs/interfaces.md: ``x`` (1, F, T_seg), the three labels (-1 = missing)
+and the global utterance index ``utt`` used to average segment posteriors per utterance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ser_mtl.data.segments import cut_segment, segment_index
+from ser_mtl.data.store import FeatureStore
+
+
+@dataclass
+class UtteranceLabels:
+    """Per-utterance labels and ids for the utterances a dataset covers (all arrays (U,))."""
+
+    store_index: np.ndarray  # (U,) int64 row of the utterance in its feature store
+    emotion: np.ndarray  # (U,) int64, -1 = no label for the task
+    gender: np.ndarray  # (U,) int64, F=0, M=1, -1 = unknown
+    speaker: np.ndarray  # (U,) int64 index into the training speaker space, -1 = not a training speaker
+    utt: np.ndarray  # (U,) int64 global utterance index, unique within the datamodule
+
+
+class SegmentDataset(Dataset):
+    """Segments of the utterances in ``labels``, cut from ``store`` and normalised per row."""
+
+    def __init__(self, store: FeatureStore, labels: UtteranceLabels, mean: np.ndarray, std: np.ndarray,
+                 segment_frames: int, hop: int) -> None:
+        self.store, self.labels = store, labels
+        self.segment_frames = segment_frames
+        self.mean = mean.astype(np.float32)[:, None]  # (F, 1)
+        self.inv_std = (1.0 / np.maximum(std, 1e-5)).astype(np.float32)[:, None]  # (F, 1)
+        lengths = store.lengths[labels.store_index]  # (U,)
+        self.index = segment_index(lengths, segment_frames, hop)  # (S, 2) [local utt, offset]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        local, offset = (int(v) for v in self.index[i])
+        frames = self.store.frames(int(self.labels.store_index[local]))  # (F, T_utt) float16 memmap
+        length = frames.shape[1]
+        seg = cut_segment(frames, offset, self.segment_frames).astype(np.float32)  # (F, T_seg)
+        seg = (seg - self.mean) * self.inv_std
+        valid = max(0, min(self.segment_frames, length - offset))
+        seg[:, valid:] = 0.0  # padding is the normalised mean, i.e. 0
+        return {
+            "x": torch.from_numpy(seg).unsqueeze(0),  # (1, F, T_seg)
+            "emotion": torch.tensor(int(self.labels.emotion[local])),
+            "gender": torch.tensor(int(self.labels.gender[local])),
+            "speaker": torch.tensor(int(self.labels.speaker[local])),
+            "utt": torch.tensor(int(self.labels.utt[local])),
+        }

@@ -1,0 +1,204 @@
+"""Log spectrograms with 128 rows over 0-8 kHz, as in the paper's section 4.2.
+
+The paper: silence removed, STFT with a 25 ms Hamming window and a 10 ms shift, 128 rows for
+0-8 kHz. At 16 kHz a 25 ms window is 400 samples, whose FFT has only 201 bins, and 128 mel bands
+over 201 bins leave some filters with no bin at all (torchaudio warns "At least one mel
+filterbank has all zero values"). Decisions, all fields of `FeatureConfig`:
+
+- **Window**: a 400-sample Hamming window (periodic, as in scipy/librosa), zero-padded to
+  `n_fft = 1024` (513 bins, 15.6 Hz apart). Zero-padding does not change the 25 ms time
+  resolution; it only samples the spectrum more finely, so every one of the 128 bands gets bins.
+- **Rows**: `scale="mel"` (default) gives 128 HTK-mel triangular bands from 0 to 8 kHz, unit peak,
+  no area normalisation (so the low, narrow bands are not inflated). `scale="linear"` instead
+  averages the linear-frequency power bins into 128 equal 62.5 Hz rows, for a spectrogram that is
+  linear in frequency as in the paper's figures.
+- **Log**: natural log of (band power + `log_eps`), `log_eps = 1e-6`; power is |STFT|^2 of a
+  waveform in [-1, 1]. Digital silence thus sits at log(1e-6) = -13.8 instead of -inf.
+- **Frames**: `center=True` with zero padding of n_fft/2 at both ends, so frame t is centred on
+  sample t * hop and a wave of T samples gives exactly 1 + T // hop frames (100 per second).
+  Zero (not reflect) padding also works for waves shorter than n_fft/2.
+- **Silence removal** (on by default): energy-based like `librosa.effects.split`: the RMS of
+  64 ms frames every 16 ms, in dB relative to the loudest frame; frames more than `silence_db`
+  (40 dB) below it are silent, and all non-silent stretches are concatenated, so pauses inside an
+  utterance go as well as leading/trailing silence. It runs in torch on the wave's device.
+
+Features are returned as float32; the feature store keeps them as float16. They are NOT
+normalised here: mean/std come from the training split (`store.running_stats`).
+"""
+
+import dataclasses
+import functools
+import hashlib
+import json
+import warnings
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torchaudio.functional as AF
+import torchaudio.transforms as AT
+
+_AMIN = 1e-10  # librosa's floor on power before dB, so an all-zero wave counts as non-silent
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """How one utterance becomes a (n_bins, frames) log spectrogram; see the module docstring.
+
+    Attributes:
+        sample_rate: Hz the audio is resampled to before analysis.
+        win_ms: analysis window length in ms (Hamming); 25 ms = 400 samples at 16 kHz.
+        hop_ms: frame shift in ms; 10 ms = 160 samples, i.e. 100 frames per second.
+        n_fft: FFT size; the window is zero-padded to it (1024 -> 513 bins, no empty mel filter).
+        n_bins: number of frequency rows of the output.
+        fmin: lowest frequency (Hz) covered by the rows.
+        fmax: highest frequency (Hz) covered by the rows, at most sample_rate / 2.
+        scale: "mel" for HTK-mel triangular bands, "linear" for power averaged over equal-width
+            linear-frequency rows.
+        log_eps: added to the band power before the natural log.
+        trim_silence: remove silent frames (paper 4.2) before the STFT.
+        silence_db: a frame is silent when its RMS is more than this many dB below the loudest
+            frame's (librosa's `top_db`).
+        silence_frame_ms: frame length (ms) of the RMS used for silence detection.
+        silence_hop_ms: hop (ms) of the RMS used for silence detection; the resolution of trimming.
+    """
+
+    sample_rate: int = 16000
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+    n_fft: int = 1024
+    n_bins: int = 128
+    fmin: float = 0.0
+    fmax: float = 8000.0
+    scale: Literal["mel", "linear"] = "mel"
+    log_eps: float = 1e-6
+    trim_silence: bool = True
+    silence_db: float = 40.0
+    silence_frame_ms: float = 64.0
+    silence_hop_ms: float = 16.0
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # 8000 and 8000.0 must give the same key()
+            if f.type is float:
+                object.__setattr__(self, f.name, float(getattr(self, f.name)))
+        if self.scale not in ("mel", "linear"):
+            raise ValueError(f"FeatureConfig.scale: expected 'mel' or 'linear', got {self.scale!r}")
+        if self.sample_rate <= 0 or self.n_bins <= 0 or self.log_eps <= 0 or self.silence_db <= 0:
+            raise ValueError(f"FeatureConfig: sample_rate, n_bins, log_eps and silence_db must be > 0: {self}")
+        if not 0 < self.hop_length <= self.win_length <= self.n_fft:
+            raise ValueError(f"FeatureConfig: expected 0 < hop ({self.hop_length} samples) <= window "
+                             f"({self.win_length} samples) <= n_fft ({self.n_fft})")
+        if not 0 <= self.fmin < self.fmax <= self.sample_rate / 2:
+            raise ValueError(f"FeatureConfig: expected 0 <= fmin < fmax <= sample_rate/2, "
+                             f"got fmin={self.fmin}, fmax={self.fmax}, sample_rate={self.sample_rate}")
+        if not 0 < self.silence_hop_samples <= self.silence_frame_samples:
+            raise ValueError("FeatureConfig: expected 0 < silence_hop_ms <= silence_frame_ms")
+
+    @property
+    def win_length(self) -> int:
+        return round(self.sample_rate * self.win_ms / 1000)
+
+    @property
+    def hop_length(self) -> int:
+        return round(self.sample_rate * self.hop_ms / 1000)
+
+    @property
+    def silence_frame_samples(self) -> int:
+        return round(self.sample_rate * self.silence_frame_ms / 1000)
+
+    @property
+    def silence_hop_samples(self) -> int:
+        return round(self.sample_rate * self.silence_hop_ms / 1000)
+
+    def key(self) -> str:
+        """A 12-hex-digit hash of all fields; equal configs give equal keys in every process."""
+        text = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _linear_pooling(cfg: FeatureConfig) -> torch.Tensor:
+    """(n_freqs, n_bins) weights averaging the FFT bins inside each equal-width row."""
+    freqs = torch.arange(cfg.n_fft // 2 + 1, dtype=torch.float64) * cfg.sample_rate / cfg.n_fft
+    width = (cfg.fmax - cfg.fmin) / cfg.n_bins
+    row = torch.floor((freqs - cfg.fmin) / width).long().clamp(max=cfg.n_bins - 1)  # fmax joins the last row
+    inside = (freqs >= cfg.fmin) & (freqs <= cfg.fmax)
+    weights = torch.zeros(len(freqs), cfg.n_bins, dtype=torch.float64)
+    weights[inside.nonzero().squeeze(1), row[inside]] = 1.0
+    counts = weights.sum(0)
+    if (counts == 0).any():
+        raise ValueError(f"FeatureConfig: linear rows of {width:.1f} Hz are narrower than the FFT bin "
+                         f"spacing ({cfg.sample_rate / cfg.n_fft:.1f} Hz); raise n_fft or lower n_bins")
+    return (weights / counts).float()
+
+
+def _mel_filters(cfg: FeatureConfig) -> torch.Tensor:
+    """(n_freqs, n_bins) HTK-mel triangles with unit peak; error if any band gets no FFT bin."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # replaced by the clearer error below
+        fb = AF.melscale_fbanks(cfg.n_fft // 2 + 1, cfg.fmin, cfg.fmax, cfg.n_bins, cfg.sample_rate,
+                                norm=None, mel_scale="htk")
+    if (fb.max(dim=0).values == 0).any():
+        raise ValueError(f"FeatureConfig: with n_fft={cfg.n_fft}, some of the {cfg.n_bins} mel bands "
+                         f"contain no FFT bin; raise n_fft (e.g. 1024) or use scale='linear'")
+    return fb
+
+
+def row_frequencies(cfg: FeatureConfig) -> np.ndarray:
+    """(n_bins,) centre frequency in Hz of each output row (mel: triangle peak; linear: mean bin)."""
+    if cfg.scale == "mel":
+        mel = 2595.0 * np.log10(1.0 + np.array([cfg.fmin, cfg.fmax]) / 700.0)
+        points = np.linspace(mel[0], mel[1], cfg.n_bins + 2)
+        return (700.0 * (10.0 ** (points / 2595.0) - 1.0))[1:-1]
+    freqs = np.arange(cfg.n_fft // 2 + 1) * cfg.sample_rate / cfg.n_fft
+    return freqs @ _linear_pooling(cfg).double().numpy()
+
+
+@functools.lru_cache(maxsize=32)
+def _transforms(cfg: FeatureConfig, device: torch.device) -> tuple[AT.Spectrogram, torch.Tensor]:
+    # Built once per (config, device): the window and the filterbank live on the wave's device.
+    spec = AT.Spectrogram(n_fft=cfg.n_fft, win_length=cfg.win_length, hop_length=cfg.hop_length,
+                          window_fn=torch.hamming_window, power=2.0, center=True, pad_mode="constant")
+    fb = _mel_filters(cfg) if cfg.scale == "mel" else _linear_pooling(cfg)  # (n_freqs, n_bins)
+    return spec.to(device), fb.to(device)
+
+
+def nonsilent_mask(wave: torch.Tensor, top_db: float, frame_length: int, hop_length: int) -> torch.Tensor:
+    """(T,) bool: True for samples inside the non-silent intervals of `librosa.effects.split`.
+
+    Same rule as librosa: RMS of centred, zero-padded frames of `frame_length` every `hop_length`;
+    a frame is non-silent when its dB relative to the loudest frame exceeds -top_db; frame f
+    covers samples [f * hop, (f + 1) * hop).
+    """
+    if wave.ndim != 1:
+        raise ValueError(f"expected a (T,) waveform, got shape {tuple(wave.shape)}")
+    padded = torch.nn.functional.pad(wave[None, None], (frame_length // 2, frame_length // 2))[0, 0]
+    frames = padded.unfold(0, frame_length, hop_length)  # (1 + T // hop, frame_length)
+    power = frames.pow(2).mean(dim=1).clamp_min(_AMIN)  # (n_frames,) mean square = RMS^2
+    db = 10.0 * torch.log10(power / power.max())
+    keep = db > -top_db  # (n_frames,)
+    return keep[torch.arange(wave.shape[0], device=wave.device) // hop_length]  # (T,)
+
+
+def trim_silence(wave: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
+    """The (T',) samples of `wave` outside silent stretches, concatenated (T' <= T, T' > 0)."""
+    keep = nonsilent_mask(wave, cfg.silence_db, cfg.silence_frame_samples, cfg.silence_hop_samples)
+    return wave[keep]
+
+
+def compute_features(wave: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
+    """(T,) waveform at cfg.sample_rate -> (n_bins, frames) float32 log spectrogram, same device.
+
+    frames = 1 + T' // hop_length, where T' is the length after silence removal (T without it).
+    """
+    if wave.ndim != 1 or wave.shape[0] == 0:
+        raise ValueError(f"compute_features: expected a non-empty (T,) waveform, got shape {tuple(wave.shape)}")
+    if not wave.is_floating_point():
+        raise ValueError(f"compute_features: expected a floating-point waveform, got {wave.dtype}")
+    wave = wave.float()
+    if cfg.trim_silence:
+        wave = trim_silence(wave, cfg)  # (T',)
+    spec, fb = _transforms(cfg, wave.device)
+    power = spec(wave)  # (n_fft // 2 + 1, frames)
+    rows = fb.T @ power  # (n_bins, frames)
+    return torch.log(rows + cfg.log_eps)

@@ -1,0 +1,268 @@
+"""Cross-validation splits: which utterances train, validate and test in each fold.
+
+Only LABELLED rows are assigned (by default those with an emotion; pass ``labelled`` for another
+task); the others stay out of every split. Splits are lists of indices into ``rows``, deterministic
+for a seed. Speaker identity is (corpus, speaker), so two corpora never share a speaker by name.
+
+Schemes (the paper, section 5, offers 10-fold and "leave-one-speaker-out with five-fold"):
+
+- ``10fold`` (speaker-DEPENDENT, as in the paper's ref. [88]): within each speaker (sorted), that
+  speaker's utterances are shuffled with the seed and dealt round-robin into 10 folds, the deal
+  continuing from one speaker to the next so fold sizes differ by at most one. Every fold therefore
+  holds every speaker that has >= 10 utterances. Fold k tests, fold (k+1) % 10 validates, the other
+  eight train.
+- ``loso`` (speaker-independent, one fold per speaker: IEMOCAP 10, MSP-IMPROV 12): fold k tests the
+  k-th speaker in (session, speaker) order; the session partner (the other speaker of the same
+  session) validates, so training holds no speaker of the test speaker's dialogs. If the session does
+  not have exactly two speakers, the next speaker in that order validates instead.
+- ``loso_session`` (one fold per session: IEMOCAP 5, MSP-IMPROV 6): session k tests, the next session
+  ((k+1) % n) validates, the rest trains. Validation is a whole session so that it, too, shares no
+  speaker or dialog with training (the cost: 3 of 5 IEMOCAP sessions train).
+- ``cross_corpus`` (one fold): every labelled row of ``rows`` (IEMOCAP) trains; ``target_rows``
+  (MSP-IMPROV) is split BY SPEAKER into ~30 % validation and ~70 % test (paper: "30% of the MSP-IMPROV
+  data for parameter selection and 70% as testing data"). Here ``val`` and ``test`` index into
+  ``target_rows``, ``train`` into ``rows``. The seed shuffles the target speakers; the validation
+  speakers are the shortest prefix of that order whose utterance share is closest to 30 %.
+
+Every split is checked when built: no index twice, and for the speaker-independent schemes no speaker
+in two of train/val/test (a ValueError names them).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import tempfile
+import warnings
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ser_mtl.data.manifest import EMOTIONS, ManifestRow
+
+SCHEMES = ("10fold", "loso", "loso_session", "cross_corpus")
+N_TENFOLD = 10
+CROSS_CORPUS_VAL_FRACTION = 0.3
+
+
+@dataclass
+class Split:
+    """Indices of the train, validation and test utterances (into ``rows``; see ``cross_corpus``)."""
+
+    train: list[int]
+    val: list[int]
+    test: list[int]
+
+
+def _natural_key(text: str) -> tuple:
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text))
+
+
+def _speaker(row: ManifestRow) -> tuple[str, str]:
+    return row.corpus, row.speaker
+
+
+def _labelled_indices(rows: Sequence[ManifestRow], labelled: Sequence[bool] | None) -> list[int]:
+    if labelled is None:
+        return [i for i, r in enumerate(rows) if r.emotion in EMOTIONS]
+    if len(labelled) != len(rows):
+        raise ValueError(f"labelled has {len(labelled)} entries for {len(rows)} rows")
+    return [i for i, keep in enumerate(labelled) if keep]
+
+
+def _require(rows: Sequence[ManifestRow], idx: list[int], field: str, scheme: str) -> None:
+    missing = [rows[i].utt_id for i in idx if not getattr(rows[i], field)]
+    if missing:
+        raise ValueError(f"scheme {scheme!r} needs a {field} for every labelled utterance; "
+                         f"{len(missing)} have none, e.g. {missing[:3]}")
+
+
+def _speaker_order(rows: Sequence[ManifestRow], idx: list[int]) -> list[tuple[str, str]]:
+    """Distinct speakers of rows[idx] in (session, speaker) natural order."""
+    session_of = {}
+    for i in idx:
+        session_of.setdefault(_speaker(rows[i]), rows[i].session)
+    return sorted(session_of, key=lambda s: (_natural_key(session_of[s]), s[0], _natural_key(s[1])))
+
+
+def _session_order(rows: Sequence[ManifestRow], idx: list[int]) -> list[tuple[str, str]]:
+    return sorted({(rows[i].corpus, rows[i].session) for i in idx}, key=lambda s: (s[0], _natural_key(s[1])))
+
+
+def num_folds(rows: Sequence[ManifestRow], scheme: str, labelled: Sequence[bool] | None = None) -> int:
+    """Number of folds of `scheme` on the labelled `rows` (10; speakers; sessions; 1 for cross_corpus)."""
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown fold scheme {scheme!r}; expected one of {SCHEMES}")
+    idx = _labelled_indices(rows, labelled)
+    if scheme == "10fold":
+        return N_TENFOLD
+    if scheme == "loso":
+        return len({_speaker(rows[i]) for i in idx})
+    if scheme == "loso_session":
+        return len({(rows[i].corpus, rows[i].session) for i in idx})
+    return 1
+
+
+def _tenfold(rows: Sequence[ManifestRow], idx: list[int], fold: int, seed: int) -> Split:
+    rng = np.random.default_rng(seed)
+    by_speaker: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for i in idx:
+        by_speaker[_speaker(rows[i])].append(i)
+    fold_of: dict[int, int] = {}
+    deal = 0
+    for spk in sorted(by_speaker, key=lambda s: (s[0], _natural_key(s[1]))):
+        utts = by_speaker[spk]
+        if len(utts) < N_TENFOLD:
+            warnings.warn(f"10fold: speaker {spk[1]!r} has {len(utts)} labelled utterances, fewer than "
+                          f"{N_TENFOLD}: it cannot appear in every fold", stacklevel=3)
+        for i in rng.permutation(utts):
+            fold_of[int(i)] = deal % N_TENFOLD
+            deal += 1
+    val_fold = (fold + 1) % N_TENFOLD
+    return Split(train=[i for i in idx if fold_of[i] not in (fold, val_fold)],
+                 val=[i for i in idx if fold_of[i] == val_fold],
+                 test=[i for i in idx if fold_of[i] == fold])
+
+
+def _loso(rows: Sequence[ManifestRow], idx: list[int], fold: int) -> Split:
+    order = _speaker_order(rows, idx)
+    if len(order) < 3:
+        raise ValueError(f"loso needs at least 3 speakers with labelled utterances, got {len(order)}")
+    test_spk = order[fold]
+    session = rows[next(i for i in idx if _speaker(rows[i]) == test_spk)].session
+    mates = sorted({_speaker(rows[i]) for i in idx
+                    if rows[i].session == session and rows[i].corpus == test_spk[0]} - {test_spk})
+    val_spk = mates[0] if session and len(mates) == 1 else order[(fold + 1) % len(order)]
+    return Split(train=[i for i in idx if _speaker(rows[i]) not in (test_spk, val_spk)],
+                 val=[i for i in idx if _speaker(rows[i]) == val_spk],
+                 test=[i for i in idx if _speaker(rows[i]) == test_spk])
+
+
+def _loso_session(rows: Sequence[ManifestRow], idx: list[int], fold: int) -> Split:
+    _require(rows, idx, "session", "loso_session")
+    order = _session_order(rows, idx)
+    if len(order) < 3:
+        raise ValueError(f"loso_session needs at least 3 sessions with labelled utterances, got {len(order)}")
+    test_ses, val_ses = order[fold], order[(fold + 1) % len(order)]
+    ses = {i: (rows[i].corpus, rows[i].session) for i in idx}
+    return Split(train=[i for i in idx if ses[i] not in (test_ses, val_ses)],
+                 val=[i for i in idx if ses[i] == val_ses],
+                 test=[i for i in idx if ses[i] == test_ses])
+
+
+def _cross_corpus(target_rows: Sequence[ManifestRow], target_idx: list[int], seed: int,
+                  val_fraction: float) -> tuple[list[int], list[int]]:
+    by_speaker: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for i in target_idx:
+        by_speaker[_speaker(target_rows[i])].append(i)
+    speakers = sorted(by_speaker, key=lambda s: (s[0], _natural_key(s[1])))
+    if len(speakers) < 2:
+        raise ValueError(f"cross_corpus needs at least 2 target speakers to split, got {len(speakers)}")
+    order = [speakers[j] for j in np.random.default_rng(seed).permutation(len(speakers))]
+    total, share, best_n, best_gap = len(target_idx), 0, 1, float("inf")
+    for n, spk in enumerate(order[:-1], start=1):  # at least one speaker each side
+        share += len(by_speaker[spk])
+        gap = abs(share / total - val_fraction)
+        if gap < best_gap:
+            best_n, best_gap = n, gap
+    val_spk = set(order[:best_n])
+    return ([i for i in target_idx if _speaker(target_rows[i]) in val_spk],
+            [i for i in target_idx if _speaker(target_rows[i]) not in val_spk])
+
+
+def check_split(split: Split, rows: Sequence[ManifestRow], speaker_independent: bool,
+                target_rows: Sequence[ManifestRow] | None = None) -> None:
+    """Raise ValueError if an index repeats or (speaker_independent) a speaker is in two parts of the split."""
+    eval_rows = rows if target_rows is None else target_rows
+    parts = {"train": [rows[i] for i in split.train], "val": [eval_rows[i] for i in split.val],
+             "test": [eval_rows[i] for i in split.test]}
+    if target_rows is None:
+        repeated = [i for i, c in Counter(split.train + split.val + split.test).items() if c > 1]
+        if repeated:
+            raise ValueError(f"split assigns {len(repeated)} utterance(s) more than once, e.g. "
+                             f"{rows[repeated[0]].utt_id!r}")
+    if not speaker_independent:
+        return
+    speakers = {name: {_speaker(r) for r in part} for name, part in parts.items()}
+    for a, b in (("train", "test"), ("train", "val"), ("val", "test")):
+        shared = speakers[a] & speakers[b]
+        if shared:
+            raise ValueError(f"split is not speaker-independent: {a} and {b} share speaker(s) "
+                             f"{sorted(f'{c}/{s}' for c, s in shared)}")
+
+
+def make_split(rows: Sequence[ManifestRow], scheme: str, fold: int, seed: int,
+               target_rows: Sequence[ManifestRow] | None = None, labelled: Sequence[bool] | None = None,
+               target_labelled: Sequence[bool] | None = None,
+               val_fraction: float = CROSS_CORPUS_VAL_FRACTION) -> Split:
+    """The train/val/test split of fold `fold` (0-based) of `scheme`; see the module docstring.
+
+    Args:
+        rows: the corpus' manifest rows; splits index into them (cross_corpus: the training corpus).
+        scheme: one of SCHEMES.
+        fold: 0 <= fold < num_folds(rows, scheme).
+        seed: shuffles 10fold's deal and cross_corpus' speaker choice (the LOSO schemes ignore it).
+        target_rows: cross_corpus only: the test corpus; `val` and `test` then index into it.
+        labelled: per row, whether it has a label for the task (default: emotion in the 4-class set).
+        target_labelled: the same for `target_rows`.
+        val_fraction: cross_corpus only: share of the target utterances (by speaker) that validates.
+    """
+    n = num_folds(rows, scheme, labelled)
+    if not 0 <= fold < n:
+        raise ValueError(f"fold {fold} out of range for scheme {scheme!r}: {n} folds")
+    if (target_rows is not None) != (scheme == "cross_corpus"):
+        raise ValueError("target_rows is required for scheme 'cross_corpus' and only for it")
+    idx = _labelled_indices(rows, labelled)
+    if not idx:
+        raise ValueError(f"scheme {scheme!r}: no labelled rows among {len(rows)}")
+    if scheme != "10fold":
+        _require(rows, idx, "speaker", scheme)
+    if scheme == "10fold":
+        split = _tenfold(rows, idx, fold, seed)
+    elif scheme == "loso":
+        split = _loso(rows, idx, fold)
+    elif scheme == "loso_session":
+        split = _loso_session(rows, idx, fold)
+    else:
+        target_idx = _labelled_indices(target_rows, target_labelled)
+        _require(target_rows, target_idx, "speaker", scheme)
+        val, test = _cross_corpus(target_rows, target_idx, seed, val_fraction)
+        split = Split(train=idx, val=val, test=test)
+    check_split(split, rows, speaker_independent=scheme != "10fold", target_rows=target_rows)
+    return split
+
+
+def write_folds(rows: Sequence[ManifestRow], scheme: str, seed: int, out: str | os.PathLike,
+                labelled: Sequence[bool] | None = None) -> list[dict[str, int]]:
+    """Write `fold,split,utt_id,speaker` for every fold and labelled utterance, atomically.
+
+    Returns per fold {"fold", "train", "val", "test", "train_speakers", "val_speakers", "test_speakers"}.
+    """
+    if scheme == "cross_corpus":
+        raise ValueError("write_folds: cross_corpus splits two manifests; use make_split(..., target_rows=...)")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    counts = []
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(["fold", "split", "utt_id", "speaker"])
+            for fold in range(num_folds(rows, scheme, labelled)):
+                split = make_split(rows, scheme, fold, seed, labelled=labelled)
+                entry = {"fold": fold}
+                for name in ("train", "val", "test"):
+                    part = getattr(split, name)
+                    writer.writerows([fold, name, rows[i].utt_id, rows[i].speaker] for i in part)
+                    entry[name] = len(part)
+                    entry[f"{name}_speakers"] = len({_speaker(rows[i]) for i in part})
+                counts.append(entry)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return counts

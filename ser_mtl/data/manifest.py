@@ -1,0 +1,186 @@
+"""The manifest: one CSV row per utterance, the only thing training knows about a corpus.
+
+Every reader in `ser_mtl.data.corpora` turns one corpus layout into `ManifestRow`s; everything
+downstream (features, folds, labels) reads only these rows, so corpus quirks stop at the reader.
+Paths are relative to the corpus root, so a manifest survives moving the corpus.
+
+The CSV has exactly the columns of `COLUMNS`, in that order; empty cells mean "absent"
+(no emotion label, unknown gender, no valence/activation/dominance). Floats are written with
+`repr`, which round-trips exactly, so `read_manifest(write_manifest(rows))` gives equal rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import astuple, dataclass, field
+from pathlib import Path
+
+COLUMNS = ["utt_id", "corpus", "path", "duration", "speaker", "gender", "session", "emotion",
+           "raw_emotion", "valence", "activation", "dominance"]
+EMOTIONS = ("angry", "happy", "neutral", "sad")  # the 4-class set; this order is the class index
+GENDERS = ("F", "M")
+_FLOAT_COLUMNS = ("valence", "activation", "dominance")
+
+
+class CorpusError(ValueError):
+    """The root is not the corpus, or an input is unusable; the message names file (and line)."""
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    """One utterance. `emotion` is one of EMOTIONS or ""; `gender` "F", "M" or "" (unknown)."""
+
+    utt_id: str
+    corpus: str
+    path: str  # relative to the corpus root, '/' separators
+    duration: float  # seconds, from the audio header
+    speaker: str
+    gender: str
+    session: str  # IEMOCAP "1".."5", MSP-IMPROV "1".."6", LibriSpeech subset name
+    emotion: str
+    raw_emotion: str  # the corpus's own code ("exc", "N", ...) or ""
+    valence: float | None
+    activation: float | None
+    dominance: float | None
+
+
+@dataclass
+class Skip:
+    """An input left out, and why. `path` is relative to the corpus root; `line` is 1-based."""
+
+    path: str
+    line: int | None
+    reason: str
+
+    def __str__(self) -> str:
+        where = self.path if self.line is None else f"{self.path}:{self.line}"
+        return f"{where}: {self.reason}"
+
+
+@dataclass
+class ReadResult:
+    """What a reader found: the usable utterances and every input it left out."""
+
+    rows: list[ManifestRow] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def write_manifest(rows: Iterable[ManifestRow], path: str | os.PathLike) -> None:
+    """Write `rows` as CSV with header COLUMNS, atomically (temporary file, then os.replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Not tempfile.mkstemp: its 0600 mode would survive the rename and hide the manifest from the
+    # rest of a cluster group; open() honours the umask.
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        with tmp.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(COLUMNS)
+            for row in rows:
+                writer.writerow([_cell(v) for v in astuple(row)])
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _parse_float(text: str, column: str, where: str, optional: bool) -> float | None:
+    if text == "" and optional:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise CorpusError(f"{where}: column {column!r}: expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise CorpusError(f"{where}: column {column!r}: expected a finite number, got {text!r}")
+    return value
+
+
+def _parse_row(cells: list[str], where: str) -> ManifestRow:
+    if len(cells) != len(COLUMNS):
+        raise CorpusError(f"{where}: expected {len(COLUMNS)} fields ({','.join(COLUMNS)}), "
+                          f"got {len(cells)}")
+    values = dict(zip(COLUMNS, cells))
+    if not values["utt_id"] or not values["path"]:
+        raise CorpusError(f"{where}: utt_id and path must not be empty")
+    duration = _parse_float(values["duration"], "duration", where, optional=False)
+    if duration is None or duration <= 0:
+        raise CorpusError(f"{where}: column 'duration': expected seconds > 0, got {values['duration']!r}")
+    if values["gender"] not in GENDERS + ("",):
+        raise CorpusError(f"{where}: column 'gender': expected F, M or empty, got {values['gender']!r}")
+    if values["emotion"] not in EMOTIONS + ("",):
+        raise CorpusError(f"{where}: column 'emotion': expected one of {', '.join(EMOTIONS)} "
+                          f"or empty, got {values['emotion']!r}")
+    floats = {c: _parse_float(values[c], c, where, optional=True) for c in _FLOAT_COLUMNS}
+    strings = {c: values[c] for c in COLUMNS if c not in _FLOAT_COLUMNS and c != "duration"}
+    return ManifestRow(duration=duration, **strings, **floats)
+
+
+def read_manifest(path: str | os.PathLike) -> list[ManifestRow]:
+    """Read a manifest written by `write_manifest`; CorpusError naming file:line on a bad row."""
+    path = Path(path)
+    if not path.is_file():
+        raise CorpusError(f"{path}: manifest not found")
+    rows: list[ManifestRow] = []
+    seen: dict[str, int] = {}
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header != COLUMNS:
+            raise CorpusError(f"{path}:1: expected the header {','.join(COLUMNS)}, "
+                              f"got {','.join(header) if header else 'an empty file'}")
+        for cells in reader:
+            if not cells:  # a blank line (e.g. a trailing one) carries no row
+                continue
+            where = f"{path}:{reader.line_num}"
+            row = _parse_row(cells, where)
+            if row.utt_id in seen:
+                raise CorpusError(f"{where}: duplicate utt_id {row.utt_id!r} "
+                                  f"(first on line {seen[row.utt_id]})")
+            seen[row.utt_id] = reader.line_num
+            rows.append(row)
+    return rows
+
+
+def _natural_key(text: str) -> tuple[int, int | str]:
+    # Sessions "1".."10" sort numerically, subset names alphabetically after them.
+    return (0, int(text)) if text.isdigit() else (1, text)
+
+
+def _counts(label: str, counter: Counter, order: tuple[str, ...], missing: str) -> str:
+    """`label  a 3, b 2, (missing) 1`: keys of `order` first, then the rest in natural order."""
+    keys = [k for k in order if counter[k]] + sorted(
+        (k for k in counter if k not in order and k != ""), key=_natural_key)
+    parts = [f"{k} {counter[k]}" for k in keys]
+    if counter[""]:
+        parts.append(f"{missing} {counter['']}")
+    return f"  {label:<9}{', '.join(parts) if parts else '-'}"
+
+
+def summarize(rows: Iterable[ManifestRow]) -> str:
+    """A multi-line human summary: totals, counts per corpus, emotion, gender, session, speakers."""
+    rows = list(rows)
+    hours = sum(r.duration for r in rows) / 3600.0
+    speakers = {r.speaker for r in rows if r.speaker}
+    lines = [
+        f"{len(rows)} utterances, {hours:.2f} h, {len(speakers)} speakers",
+        _counts("corpus", Counter(r.corpus for r in rows), (), "(none)"),
+        _counts("emotion", Counter(r.emotion for r in rows), EMOTIONS, "(none)"),
+        _counts("gender", Counter(r.gender for r in rows), GENDERS, "(unknown)"),
+        _counts("session", Counter(r.session for r in rows), (), "(none)"),
+        f"  {'speakers':<9}{len(speakers)}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,58 @@
+"""Build a corpus manifest once and reuse it while the corpus's label files are unchanged.
+
+Reading LibriSpeech's train-clean-360 headers takes minutes, and every DDP rank, SLURM array
+task and ``ser-mtl`` call needs the manifest. The cached file is keyed by the corpus, the
+resolved root, the subset and a signature of the label files (path, size, mtime), so editing
+or regenerating a corpus gives a new manifest instead of a stale one.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+from pathlib import Path
+
+from ser_mtl.data.corpora import build_manifest
+from ser_mtl.data.manifest import CorpusError, ManifestRow, read_manifest, write_manifest
+
+# Files whose change means the manifest must be rebuilt (audio edits alone do not relabel).
+_LABEL_GLOBS = {
+    "iemocap": ["Session*/dialog/EmoEvaluation/*.txt"],
+    "msp_improv": ["Evaluation.txt", "Evalution.txt", "*/Evaluation.txt", "*/Evalution.txt"],
+    "librispeech": ["SPEAKERS.TXT", "{subset}/*/*/*.trans.txt"],
+    "csv": ["*.csv"],
+}
+
+
+def _signature(corpus: str, root: Path, subset: str | None) -> str:
+    digest = hashlib.sha1(f"{corpus}|{root}|{subset}".encode())
+    for pattern in _LABEL_GLOBS.get(corpus, []):
+        for path in sorted(glob.glob(str(root / pattern.format(subset=subset or "")))):
+            st = os.stat(path)
+            digest.update(f"{path}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+def cached_manifest(corpus: str, root: str, cache_dir: str, subset: str | None = None,
+                    verbose: bool = True) -> list[ManifestRow]:
+    """Rows of ``corpus`` at ``root``, from ``cache_dir/manifests`` or freshly read (and cached).
+
+    Skipped files are printed with their reasons when the manifest is built.
+    """
+    root_path = Path(root).expanduser().resolve()
+    if not root_path.is_dir():
+        raise CorpusError(f"{root}: corpus root does not exist or is not a directory ({corpus})")
+    out = Path(cache_dir) / "manifests" / f"{corpus}-{subset or 'all'}-{_signature(corpus, root_path, subset)}.csv"
+    if out.exists():
+        return read_manifest(out)
+    result = build_manifest(corpus, str(root_path), subset)
+    if verbose and result.skipped:
+        print(f"[ser-mtl] {corpus}: skipped {len(result.skipped)} file(s):")
+        for skip in result.skipped:
+            print(f"  {skip}")
+    if not result.rows:
+        raise CorpusError(f"{root}: no usable utterances found for corpus {corpus!r}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_manifest(result.rows, out)
+    return result.rows

@@ -1,0 +1,46 @@
+"""`ser-mtl manifest`: read a corpus on disk and write its manifest CSV.
+
+Data preparation is a separate, idempotent step: run it once per corpus, then point training at
+the CSV. Example:
+    ser-mtl manifest --corpus iemocap --root /data/IEMOCAP_full_release --out manifests/iemocap.csv
+    ser-mtl manifest --corpus librispeech --root /data/LibriSpeech --subset train-clean-360 \
+        --out manifests/libri360.csv
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from ser_mtl.data.corpora import build_manifest
+from ser_mtl.data.manifest import CorpusError, summarize, write_manifest
+
+
+def manifest(corpus: Literal["iemocap", "msp_improv", "librispeech", "csv"], root: str, out: str,
+             subset: str | None = None, csv: str | None = None) -> None:
+    """Build the manifest of a corpus on disk and write it as CSV.
+
+    Prints a summary (utterances, hours, counts per emotion, gender and session, number of speakers)
+    and every input that was left out, as `path:line: reason` with paths relative to the root.
+
+    Args:
+        corpus: Which reader to use: iemocap (IEMOCAP_full_release/), msp_improv (MSP-IMPROV/),
+            librispeech (LibriSpeech/, one subset) or csv (any corpus described by a CSV).
+        root: The corpus root folder as unpacked (e.g. /data/IEMOCAP_full_release).
+        out: Where to write the manifest CSV (written atomically; folders are created).
+        subset: LibriSpeech only: the subset folder to read (default train-clean-360).
+        csv: csv corpus only: the CSV describing the corpus (default <root>/manifest.csv), with a
+            `path` column relative to the root and optionally any other manifest column.
+
+    Raises:
+        CorpusError: `root` is not the named corpus, or no utterance could be used.
+    """
+    result = build_manifest(corpus, root, subset=subset, csv=csv)
+    if result.skipped:
+        print(f"skipped {len(result.skipped)} (paths relative to {root}):")
+        for skip in result.skipped:
+            print(f"  {skip}")
+    if not result.rows:
+        raise CorpusError(f"{root}: no usable {corpus} utterances found; nothing written to {out}")
+    write_manifest(result.rows, out)
+    print(f"wrote {len(result.rows)} rows to {out}")
+    print(summarize(result.rows))

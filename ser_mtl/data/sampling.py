@@ -1,0 +1,96 @@
+"""Batch samplers: the paper's mixed labelled/auxiliary training batches, and DDP sharding.
+
+Lightning's automatic ``DistributedSampler`` cannot be used here: training batches are
+*composed* (a fixed share from the auxiliary corpus in every batch), and evaluation must not
+duplicate segments (``DistributedSampler`` pads ranks with repeated samples, which would
+bias the per-utterance posterior averages). Both samplers therefore shard by rank
+themselves, and the CLI sets ``trainer.use_distributed_sampler=False``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+from torch.utils.data import Sampler
+
+
+class MixedBatchSampler(Sampler[list[int]]):
+    """Batches of ``batch_size`` indices, ``n_aux_per_batch`` of them from the auxiliary pool.
+
+    Indices ``[0, n_primary)`` are primary (emotion corpus) segments and
+    ``[n_primary, n_primary + n_aux)`` auxiliary ones, as in a ``ConcatDataset``. An epoch is
+    one pass over the primary segments; auxiliary segments are drawn without replacement and
+    the pool is reshuffled when exhausted, so over many epochs every auxiliary segment is seen.
+    With ``n_primary == 0`` (pretraining on the auxiliary corpus alone) an epoch is one pass
+    over the auxiliary pool. Under DDP, rank ``r`` of ``w`` takes batches ``r, r + w, ...`` of
+    one shared permutation, truncated so that every rank runs the same number of steps (the
+    three manual optimizer steps synchronise gradients, so unequal counts would hang).
+    """
+
+    def __init__(self, n_primary: int, n_aux: int, batch_size: int, aux_fraction: float,
+                 seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0.0 <= aux_fraction <= 1.0:
+            raise ValueError(f"aux_fraction must be in [0, 1], got {aux_fraction}")
+        if n_primary + n_aux == 0:
+            raise ValueError("no training segments: the training split is empty")
+        self.n_primary, self.n_aux = n_primary, n_aux
+        self.batch_size, self.seed = batch_size, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+        if n_primary == 0:
+            self.n_aux_per_batch = batch_size
+        elif n_aux == 0:
+            self.n_aux_per_batch = 0
+        else:
+            self.n_aux_per_batch = min(batch_size - 1, round(batch_size * aux_fraction))
+        self.n_primary_per_batch = batch_size - self.n_aux_per_batch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Lightning calls this each epoch so that every epoch gets its own shuffle."""
+        self.epoch = epoch
+
+    def _total_batches(self) -> int:
+        if self.n_primary > 0:
+            return math.ceil(self.n_primary / self.n_primary_per_batch)
+        return math.ceil(self.n_aux / self.n_aux_per_batch)
+
+    def __len__(self) -> int:
+        return self._total_batches() // self.world_size if self.world_size > 1 else self._total_batches()
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        primary = rng.permutation(self.n_primary)
+        aux_stream = self._aux_stream(rng)
+        per_rank = len(self)
+        for b in range(per_rank * self.world_size):
+            batch = primary[b * self.n_primary_per_batch:(b + 1) * self.n_primary_per_batch].tolist()
+            batch += [self.n_primary + next(aux_stream) for _ in range(self.n_aux_per_batch)]
+            if b % self.world_size == self.rank:
+                yield batch
+
+    def _aux_stream(self, rng: np.random.Generator) -> Iterator[int]:
+        while self.n_aux > 0:
+            yield from rng.permutation(self.n_aux).tolist()
+
+
+class ShardedEvalSampler(Sampler[int]):
+    """Contiguous, non-overlapping, unpadded shard of ``range(n)`` for rank ``rank``.
+
+    Every segment is evaluated exactly once across ranks; the utterance-level metric gathers
+    (utterance, posterior) pairs from all ranks before averaging, so WA/UA equal a
+    single-process run.
+    """
+
+    def __init__(self, n: int, rank: int = 0, world_size: int = 1) -> None:
+        bounds = np.linspace(0, n, world_size + 1).round().astype(int)
+        self.start, self.stop = int(bounds[rank]), int(bounds[rank + 1])
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.start, self.stop))

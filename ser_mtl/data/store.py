@@ -1,0 +1,350 @@
+"""On-disk feature store: every utterance featurized once per configuration, read as a memory map.
+
+LibriSpeech train-clean-360 is ~33 GB of float16 frames, so features are never held in RAM: they
+live in one raw float16 file that is opened with ``np.memmap(mode="r")``; an utterance is one
+contiguous C-order (n_bins, length) block, so reading it touches one region of the file.
+
+Layout of ``cache_dir/<key>/`` (``key`` hashes every manifest row's content, in order, and
+``FeatureConfig.key()``, so a changed manifest or setting gets a new folder, never stale frames;
+the corpus root is not hashed, so moving a corpus keeps its store):
+
+- ``features.f16``  raw float16, utterance i at frames [offsets[i], offsets[i] + lengths[i])
+- ``index.npz``     ``offsets``, ``lengths``: (U,) int64 frames, in the order of ``rows``
+- ``COMPLETE.json`` written last, atomically: config, sizes, skipped utterances. A folder without
+  it is never read as a store.
+- ``build.lock``    fcntl lock: the first process (DDP rank, SLURM array task) builds, the others
+  wait and then open the finished store.
+
+Build (resumable): rows are cut into chunks of ``chunk_size`` utterances; each chunk is featurized
+(in the process, or in ``num_workers`` spawned processes) into ``parts/<k>.f16`` + ``parts/<k>.json``
+(each written to a temporary name and renamed; the json last, so it marks the chunk as done). A
+killed build keeps its finished chunks. Assembly appends the parts to ``features.f16.partial``,
+recording progress after each part and deleting the part, so peak disk use is one store plus
+one chunk, and a kill during assembly resumes too. Utterances whose audio cannot be read are
+logged, listed in ``skipped`` and get length 0. Spawned workers need the usual
+``if __name__ == "__main__":`` guard in the calling script.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ser_mtl.data.audio import load_audio
+from ser_mtl.data.features import FeatureConfig, compute_features
+from ser_mtl.data.manifest import CorpusError, ManifestRow, Skip
+
+log = logging.getLogger(__name__)
+
+_FORMAT = 1  # part of the key: a new on-disk format never opens an old folder
+DTYPE = np.float16  # frames are stored as float16 (range +-65504, ~3 significant digits)
+COMPLETE = "COMPLETE.json"
+DATA = "features.f16"
+INDEX = "index.npz"
+
+
+class StoreNotBuiltError(RuntimeError):
+    """The store folder has no COMPLETE marker (never built, or a build is in progress/was killed)."""
+
+
+def store_key(rows: Sequence[ManifestRow], cfg: FeatureConfig) -> str:
+    """16 hex digits hashing the format, the config and every row's content in order."""
+    digest = hashlib.sha256(f"ser-mtl-store-v{_FORMAT}|{cfg.key()}|{len(rows)}\n".encode())
+    for row in rows:
+        digest.update(json.dumps(dataclasses.astuple(row)).encode() + b"\n")
+    return digest.hexdigest()[:16]
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _write_json(path: Path, obj: object) -> None:
+    _atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1).encode()))
+
+
+@contextlib.contextmanager
+def _exclusive_lock(path: Path) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("%s: another process is building this feature store; waiting for it", path.parent)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+@dataclass
+class _ChunkJob:
+    """Everything a worker needs to featurize rows [start, start + len(rows)) into part k."""
+
+    k: int
+    start: int
+    rows: list[ManifestRow]
+    root: str
+    cfg: FeatureConfig
+    parts: str
+
+
+def _featurize(path: Path, cfg: FeatureConfig) -> np.ndarray:
+    """(n_bins, frames) float16 features of one audio file; CorpusError if the audio is unusable."""
+    wave = load_audio(path, cfg.sample_rate)  # (T,)
+    return compute_features(wave, cfg).numpy().astype(DTYPE)
+
+
+def _run_chunk(job: _ChunkJob) -> list[dict]:
+    """Write part k (data, then json); returns the skipped utterances as dicts."""
+    parts = Path(job.parts)
+    lengths: list[int] = []
+    skipped: list[dict] = []
+    data_path = parts / f"{job.k:06d}.f16"
+
+    def write(f) -> None:
+        for j, row in enumerate(job.rows):
+            audio = Path(job.root) / row.path
+            try:
+                feats = _featurize(audio, job.cfg)  # (n_bins, frames)
+            except CorpusError as exc:
+                reason = str(exc).removeprefix(f"{audio}: ")  # Skip.path already names the file
+                skipped.append({"utt": job.start + j, "path": row.path, "reason": reason})
+                lengths.append(0)
+                continue
+            f.write(np.ascontiguousarray(feats).tobytes())
+            lengths.append(int(feats.shape[1]))
+
+    _atomic_write(data_path, write)
+    _write_json(parts / f"{job.k:06d}.json",
+                {"start": job.start, "lengths": lengths, "skipped": skipped})
+    return skipped
+
+
+def _worker_init() -> None:
+    torch.set_num_threads(1)  # num_workers processes x 1 thread, not x all cores
+
+
+class FeatureStore:
+    """Features of `rows` (audio under `root`) for `cfg`, stored under `cache_dir`/<key>."""
+
+    def __init__(self, rows: list[ManifestRow], root: str, cfg: FeatureConfig, cache_dir: str,
+                 chunk_size: int = 256) -> None:
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        self.rows = list(rows)
+        self.root = Path(root)
+        self.cfg = cfg
+        self.chunk_size = chunk_size
+        self.path = Path(cache_dir) / store_key(self.rows, cfg)
+        self._offsets: np.ndarray | None = None
+        self._lengths: np.ndarray | None = None
+        self._skipped: list[Skip] = []
+        self._data: np.ndarray | None = None
+
+    # -- reading -----------------------------------------------------------------------------
+    def is_complete(self) -> bool:
+        return (self.path / COMPLETE).is_file()
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def open(self) -> FeatureStore:
+        """Load the index of a complete store; StoreNotBuiltError if it is not complete."""
+        if not self.is_complete():
+            raise StoreNotBuiltError(f"{self.path}: feature store is not complete (no {COMPLETE}); "
+                                     f"call build() first")
+        meta = json.loads((self.path / COMPLETE).read_text())
+        if meta["n_utterances"] != len(self.rows) or meta["config"] != dataclasses.asdict(self.cfg):
+            raise StoreNotBuiltError(f"{self.path / COMPLETE}: written for another manifest or config "
+                                     f"({meta['n_utterances']} utterances, config {meta['config']})")
+        with np.load(self.path / INDEX) as index:
+            self._offsets, self._lengths = index["offsets"], index["lengths"]
+        expected = int(self._lengths.sum()) * self.cfg.n_bins * np.dtype(DTYPE).itemsize
+        size = (self.path / DATA).stat().st_size
+        if size != expected:
+            raise StoreNotBuiltError(f"{self.path / DATA}: expected {expected} bytes, found {size}; "
+                                     f"delete {self.path} to rebuild")
+        self._skipped = [Skip(s["path"], None, s["reason"]) for s in meta["skipped"]]
+        self._data = None
+        if self._skipped:
+            log.warning("%s: %d of %d utterances have no features (audio unreadable), see "
+                        "skipped in %s", self.path, len(self._skipped), len(self.rows), COMPLETE)
+        return self
+
+    def _require_open(self) -> None:
+        if self._lengths is None:
+            raise StoreNotBuiltError(f"{self.path}: call build() or open() before reading the store")
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """(U,) int64 frames per utterance, in the order of rows (0 for skipped ones)."""
+        self._require_open()
+        return self._lengths
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """(U,) int64 first frame of each utterance in the data file."""
+        self._require_open()
+        return self._offsets
+
+    @property
+    def skipped(self) -> list[Skip]:
+        """Utterances whose audio could not be featurized (path relative to the corpus root)."""
+        self._require_open()
+        return self._skipped
+
+    def _memmap(self) -> np.ndarray:
+        if self._data is None:
+            total = int(self._lengths.sum()) * self.cfg.n_bins
+            # np.memmap cannot map an empty file (every utterance skipped).
+            self._data = (np.memmap(self.path / DATA, dtype=DTYPE, mode="r", shape=(total,))
+                          if total else np.zeros(0, DTYPE))
+        return self._data
+
+    def frames(self, i: int) -> np.ndarray:
+        """(n_bins, lengths[i]) float16 read-only view of utterance i in the memory map."""
+        self._require_open()
+        if not 0 <= i < len(self.rows):
+            raise IndexError(f"utterance index {i} out of range for a store of {len(self.rows)}")
+        n_bins, start, length = self.cfg.n_bins, int(self._offsets[i]), int(self._lengths[i])
+        return self._memmap()[start * n_bins:(start + length) * n_bins].reshape(n_bins, length)
+
+    def __getstate__(self) -> dict:
+        # DataLoader workers get the index, not a pickled copy of the whole memory map.
+        return {**self.__dict__, "_data": None}
+
+    # -- building ----------------------------------------------------------------------------
+    def build(self, num_workers: int = 0, progress: bool = True) -> FeatureStore:
+        """Featurize every row unless the store is complete; safe to call from many processes."""
+        if not self.is_complete():
+            self.path.mkdir(parents=True, exist_ok=True)
+            with _exclusive_lock(self.path / "build.lock"):
+                if not self.is_complete():  # another process may have finished while we waited
+                    self._build_locked(num_workers, progress)
+        return self.open()
+
+    def _build_locked(self, num_workers: int, progress: bool) -> None:
+        parts = self.path / "parts"
+        parts.mkdir(exist_ok=True)
+        for stale in [*parts.glob(".*.tmp"), *self.path.glob(".*.tmp")]:  # from a killed build; we hold the lock
+            stale.unlink()
+        plan_path = parts / "plan.json"
+        chunk_size = json.loads(plan_path.read_text())["chunk_size"] if plan_path.exists() else self.chunk_size
+        _write_json(plan_path, {"chunk_size": chunk_size})  # a resumed build keeps the first chunking
+        starts = list(range(0, len(self.rows), chunk_size))
+        todo = [k for k in range(len(starts)) if not (parts / f"{k:06d}.json").exists()]
+        if len(todo) < len(starts):
+            log.warning("%s: resuming a build, %d of %d chunks already done",
+                        self.path, len(starts) - len(todo), len(starts))
+        jobs = [_ChunkJob(k, starts[k], self.rows[starts[k]:starts[k] + chunk_size], str(self.root),
+                          self.cfg, str(parts)) for k in todo]
+        done = len(self.rows) - sum(len(job.rows) for job in jobs)
+        with tqdm(total=len(self.rows), initial=done, unit="utt", desc=f"features {self.path.name}",
+                  disable=not progress) as bar:
+            for job, skipped in self._run_jobs(jobs, num_workers):
+                for s in skipped:
+                    log.warning("skipping utterance %d (%s): %s: %s", s["utt"], self.rows[s["utt"]].utt_id,
+                                self.root / s["path"], s["reason"])
+                bar.update(len(job.rows))
+        self._assemble(parts, len(starts))
+
+    @staticmethod
+    def _run_jobs(jobs: list[_ChunkJob], num_workers: int) -> Iterator[tuple[_ChunkJob, list[dict]]]:
+        if num_workers <= 0:
+            for job in jobs:
+                yield job, _run_chunk(job)
+            return
+        ctx = multiprocessing.get_context("spawn")  # fork + torch threads can deadlock
+        pool = ProcessPoolExecutor(max_workers=num_workers, mp_context=ctx, initializer=_worker_init)
+        try:
+            pending = {pool.submit(_run_chunk, job): job for job in jobs}
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    yield pending.pop(fut), fut.result()  # re-raises a worker's error here
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # on error: keep finished chunks, drop the rest
+
+    def _assemble(self, parts: Path, n_chunks: int) -> None:
+        """Append the parts into one data file (resumable), then write the index and COMPLETE."""
+        partial, state_path = self.path / f"{DATA}.partial", parts / "assemble.json"
+        state = json.loads(state_path.read_text()) if state_path.exists() else {"next": 0, "bytes": 0}
+        if not partial.exists() and (self.path / DATA).exists():
+            os.replace(self.path / DATA, partial)  # killed between the final rename and COMPLETE
+        if state["next"] > 0 and not partial.exists():
+            raise StoreNotBuiltError(f"{partial}: missing although {state_path} says parts were "
+                                     f"appended to it; delete {self.path} to rebuild")
+        with open(partial, "r+b" if partial.exists() else "wb") as out:
+            out.truncate(state["bytes"])  # drop a part half-appended by a killed build
+            out.seek(state["bytes"])
+            for k in range(state["next"], n_chunks):
+                part = parts / f"{k:06d}.f16"
+                with open(part, "rb") as src:
+                    shutil.copyfileobj(src, out, 16 << 20)
+                out.flush()
+                os.fsync(out.fileno())
+                _write_json(state_path, {"next": k + 1, "bytes": out.tell()})
+                part.unlink()
+        lengths = np.zeros(len(self.rows), np.int64)
+        skipped: list[dict] = []
+        for k in range(n_chunks):
+            meta = json.loads((parts / f"{k:06d}.json").read_text())
+            lengths[meta["start"]:meta["start"] + len(meta["lengths"])] = meta["lengths"]
+            skipped += meta["skipped"]
+        offsets = np.cumsum(lengths) - lengths  # (U,) frames before each utterance
+        _atomic_write(self.path / INDEX, lambda f: np.savez(f, offsets=offsets, lengths=lengths))
+        os.replace(partial, self.path / DATA)
+        _write_json(self.path / COMPLETE, {
+            "format": _FORMAT, "config": dataclasses.asdict(self.cfg), "n_utterances": len(self.rows),
+            "n_bins": self.cfg.n_bins, "total_frames": int(lengths.sum()), "dtype": "float16",
+            "data": DATA, "index": INDEX, "skipped": skipped})
+        shutil.rmtree(parts)
+
+
+def running_stats(store: FeatureStore, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row mean and std (ddof=0), each (F,) float64, over all frames of utterances `indices`.
+
+    Streams one utterance at a time and merges per-utterance moments (Chan et al.'s parallel
+    update), which stays exact in float64 without ever concatenating the frames.
+    """
+    n_bins = store.cfg.n_bins
+    count, mean, m2 = 0, np.zeros(n_bins), np.zeros(n_bins)
+    for i in indices:
+        x = store.frames(int(i)).astype(np.float64)  # (F, L)
+        n = x.shape[1]
+        if n == 0:
+            continue
+        m = x.mean(axis=1)
+        d = m - mean
+        total = count + n
+        m2 += ((x - m[:, None]) ** 2).sum(axis=1) + d * d * count * n / total
+        mean += d * n / total
+        count = total
+    if count == 0:
+        raise ValueError(f"{store.path}: running_stats over {len(indices)} utterances with no frames")
+    return mean, np.sqrt(m2 / count)

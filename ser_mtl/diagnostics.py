@@ -1,0 +1,37 @@
+"""Diagnostics for distributed runs: are the ranks' parameters still identical?
+
+Add ``--trainer.callbacks+=ser_mtl.diagnostics.ParameterDigest`` to a multi-GPU run: at the end of
+fit every rank writes ``param_digest_rank<R>.json`` (a SHA-256 over all parameters and buffers,
+plus the parameter count) into ``trainer.default_root_dir``; equal digests mean DDP kept the
+replicas in sync through the three manual optimizer steps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+from ser_mtl.io_utils import atomic_write_text
+
+
+def parameter_digest(module: torch.nn.Module) -> str:
+    """SHA-256 over the names and exact bytes of every parameter and buffer, in name order."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+class ParameterDigest(pl.Callback):
+    """Writes each rank's parameter digest at the end of fit (see the module docstring)."""
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        n_params = sum(p.numel() for p in pl_module.parameters())
+        out = Path(trainer.default_root_dir) / f"param_digest_rank{trainer.global_rank}.json"
+        atomic_write_text(out, json.dumps({"rank": trainer.global_rank, "world_size": trainer.world_size,
+                                           "n_params": n_params, "sha256": parameter_digest(pl_module)}))

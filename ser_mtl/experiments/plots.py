@@ -1,0 +1,87 @@
+"""PNG figures for reports: confusion matrices, a metric against a swept parameter, EER bars.
+
+Figures are drawn on ``matplotlib.figure.Figure`` with the Agg canvas directly (no pyplot), so
+nothing depends on a display or on global backend state, and every PNG is written to a temporary
+file and renamed (a reader never sees half a PNG).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def plot_confusion(confmat: np.ndarray, classes: list[str], title: str, path: str | Path) -> Path:
+    """Row-normalised confusion matrix (recall per true class) with the summed counts in each cell."""
+    counts = np.asarray(confmat, dtype=np.int64)  # (C, C) rows true, columns predicted
+    totals = counts.sum(axis=1, keepdims=True)
+    rates = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)  # (C, C)
+    size = 1.2 + 0.9 * len(classes)
+    fig = Figure(figsize=(size + 1.2, size))
+    ax = fig.add_subplot()
+    image = ax.imshow(rates, vmin=0.0, vmax=1.0, cmap="Blues")
+    fig.colorbar(image, ax=ax, label="share of true class")
+    ticks = np.arange(len(classes))
+    ax.set_xticks(ticks, classes, rotation=45, ha="right")
+    ax.set_yticks(ticks, classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(j, i, f"{100 * rates[i, j]:.0f}%\n({counts[i, j]})", ha="center", va="center",
+                    fontsize=8, color="white" if rates[i, j] > 0.6 else "black")
+    ax.set_title(title, fontsize=9)
+    return save_figure(fig, path)
+
+
+def plot_sweep(x: list[float] | list[str], series: dict[str, tuple[list[float], list[float]]], xlabel: str,
+               ylabel: str, title: str, path: str | Path) -> Path:
+    """One line with error bars per series: ``{name: (means, stds)}`` over the shared ``x`` values."""
+    fig = Figure(figsize=(6.0, 4.0))
+    ax = fig.add_subplot()
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in x)
+    positions = list(x) if numeric else list(range(len(x)))
+    for name, (means, stds) in series.items():
+        ax.errorbar(positions, means, yerr=stds, marker="o", capsize=3, label=name)
+    if not numeric:
+        ax.set_xticks(positions, [str(v) for v in x], rotation=30, ha="right")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if len(series) > 1 or next(iter(series), ""):
+        ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    return save_figure(fig, path)
+
+
+def plot_eer(names: list[str], means: list[float], stds: list[float], path: str | Path) -> Path:
+    """Speaker-verification EER (percent) per experiment, bars with std error bars."""
+    fig = Figure(figsize=(max(4.0, 1.0 + 0.9 * len(names)), 4.0))
+    ax = fig.add_subplot()
+    positions = np.arange(len(names))
+    ax.bar(positions, means, yerr=stds, capsize=4, color="tab:orange")
+    ax.set_xticks(positions, names, rotation=30, ha="right")
+    ax.set_ylabel("EER (%)")
+    ax.set_title("speaker verification (mean ± std over repeats)", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    return save_figure(fig, path)

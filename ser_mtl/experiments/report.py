@@ -1,0 +1,322 @@
+"""Markdown tables and PNG figures in the paper's form from cv and sweep folders (``ser-mtl report``).
+
+Runbook::
+
+    ser-mtl report runs/iemocap_10fold runs/iemocap_loso runs/alpha --out report/
+    # -> report/report.md, report/confusion_*.png, report/sweep_*.png, report/eer.png
+
+Each argument is a cv folder (``summary.json``; without one, its finished runs are summarised in
+memory), a sweep folder (``sweep.json``) or a folder of such folders. Numbers are percent, mean ±
+sample std over repeats of each repeat's fold average (``ser_mtl.experiments.summary``), with one
+decimal. Where an experiment's protocol (corpus, scheme, task, architecture, auxiliary tasks; read
+from its resolved configuration) matches a published row, the paper's number is shown beside ours
+in a column labelled "paper", with its table number (``ser_mtl.experiments.paper_results``).
+Sweep tables show the paper's number once, above the table, since it belongs to the paper's own
+alpha/beta choice rather than to every swept value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ser_mtl.experiments.paper_results import PaperResult, Protocol, match, protocol_from_config
+from ser_mtl.experiments.summary import (METRICS_NAME, SUMMARY_NAME, SummaryError, collect_runs, read_record,
+                                         summarize)
+from ser_mtl.experiments.sweep import SWEEP_NAME, format_value
+from ser_mtl.io_utils import atomic_write_text
+
+
+@dataclass
+class Experiment:
+    """One cross-validation: its folder, summary and protocol."""
+
+    name: str
+    path: Path
+    summary: dict[str, Any]
+    protocol: Protocol | None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Sweep:
+    name: str
+    path: Path
+    params: list[str]
+    settings: list[tuple[dict[str, Any], Experiment]]
+    notes: list[str] = field(default_factory=list)
+
+
+def pct(mean: float | None, std: float | None = None) -> str:
+    """``0.6612, 0.0123`` -> ``66.1 ± 1.2`` (percent, one decimal); missing -> ``–``."""
+    if mean is None:
+        return "–"
+    return f"{100 * mean:.1f}" if std is None else f"{100 * mean:.1f} ± {100 * std:.1f}"
+
+
+def load_experiment(path: Path, name: str | None = None) -> Experiment:
+    """A cv folder; without ``summary.json`` its finished runs are summarised here (nothing written)."""
+    notes = []
+    summary_path = path / SUMMARY_NAME
+    if summary_path.is_file():
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    else:
+        runs = collect_runs(path)
+        if not runs:
+            raise SummaryError(f"{path}: neither {SUMMARY_NAME} nor */{METRICS_NAME}")
+        record = read_record(path)
+        grid = (record or {}).get("grid", {})
+        summary = summarize(runs, grid.get("folds"), grid.get("repeats"))
+        summary["config"] = record
+        notes.append(f"{path}: no {SUMMARY_NAME} yet; summarised the {len(runs)} finished runs in memory")
+    config = summary.get("config") or {}
+    label = config.get("label")
+    return Experiment(label or name or path.name, path, summary, protocol_from_config(config.get("resolved")), notes)
+
+
+def load_sweep(path: Path) -> Sweep:
+    record = json.loads((path / SWEEP_NAME).read_text(encoding="utf-8"))
+    settings, notes = [], []
+    for entry in record["settings"]:
+        folder = path / entry["dir"]
+        try:
+            settings.append((entry["values"], load_experiment(folder, entry["dir"])))
+        except (SummaryError, FileNotFoundError):
+            notes.append(f"{entry['dir']}: no finished runs yet")
+    return Sweep(path.name, path, list(record["params"]), settings, notes)
+
+
+def discover(dirs: list[str]) -> list[Experiment | Sweep]:
+    """cv folders, sweep folders, and one level of folders holding them, in the order given."""
+    items: list[Experiment | Sweep] = []
+    for item in dirs:
+        path = Path(item)
+        if (path / SWEEP_NAME).is_file():
+            items.append(load_sweep(path))
+        elif (path / SUMMARY_NAME).is_file() or any(path.glob(f"*/{METRICS_NAME}")):
+            items.append(load_experiment(path))
+        elif path.is_dir():
+            children = sorted(p for p in path.iterdir() if (p / SWEEP_NAME).is_file() or (p / SUMMARY_NAME).is_file())
+            if not children:
+                raise SummaryError(f"{path}: no {SUMMARY_NAME}, {SWEEP_NAME} or */{METRICS_NAME} here or one level down")
+            items += discover([str(c) for c in children])
+        else:
+            raise SummaryError(f"{path}: no such folder")
+    return items
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_") or "x"
+
+
+def _paper_cells(results: list[PaperResult]) -> tuple[str, str]:
+    wa = [f"{r.text()} (T{r.table})" for r in results if r.metric == "wa"]
+    ua = [f"{r.text()} (T{r.table})" for r in results if r.metric == "ua"]
+    ua += [f"{r.text()} (T{r.table}, metric not stated)" for r in results if r.metric == "unspecified"]
+    return "; ".join(wa) or "–", "; ".join(ua) or "–"
+
+
+def _grid_text(summary: dict[str, Any]) -> str:
+    text = f"{len(summary['folds'])}×{summary['n_repeats']}"
+    return text + (f" ({len(summary['missing'])} missing)" if summary["missing"] else "")
+
+
+def _protocol_cells(p: Protocol | None) -> list[str]:
+    if p is None:
+        return ["?", "?", "?", "?"]
+    corpus = f"{p.corpus} → {p.target}" if p.target else (p.corpus or "?")
+    return [p.model_name(), corpus, p.task or "?", p.scheme or "?"]
+
+
+def results_table(experiments: list[Experiment]) -> list[str]:
+    lines = ["| experiment | model | corpus | task | scheme | folds×repeats | WA (%) | UA (%) | EER (%) "
+             "| paper WA (%) | paper UA (%) |", "|" + "---|" * 11]
+    for exp in experiments:
+        s = exp.summary
+        paper_wa, paper_ua = _paper_cells(match(exp.protocol))
+        cells = [exp.name, *_protocol_cells(exp.protocol), _grid_text(s), pct(s["wa_mean"], s["wa_std"]),
+                 pct(s["ua_mean"], s["ua_std"]), pct(s.get("eer_mean"), s.get("eer_std")), paper_wa, paper_ua]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def per_fold_table(exp: Experiment) -> list[str]:
+    has_eer = any("eer_mean" in f for f in exp.summary["per_fold"])
+    head = "| fold | repeats | WA (%) | UA (%) |" + (" EER (%) |" if has_eer else "")
+    lines = [head, "|" + "---|" * (5 if has_eer else 4)]
+    for f in exp.summary["per_fold"]:
+        cells = [str(f["fold"]), str(f["n_repeats"]), pct(f.get("wa_mean"), f.get("wa_std")),
+                 pct(f.get("ua_mean"), f.get("ua_std"))]
+        if has_eer:
+            cells.append(pct(f.get("eer_mean"), f.get("eer_std")))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def summed_confusion(exp: Experiment) -> tuple[np.ndarray, list[str]] | None:
+    """Confusion counts summed over every run: from the summary's ``confmat`` or the runs' predictions.csv."""
+    runs = exp.summary.get("runs", [])
+    with_confmat = [r for r in runs if r.get("confmat") and r.get("classes")]
+    if with_confmat:
+        classes = list(with_confmat[0]["classes"])
+        total = np.zeros((len(classes), len(classes)), dtype=np.int64)  # (C, C)
+        for run in with_confmat:
+            if list(run["classes"]) == classes:
+                total += np.asarray(run["confmat"], dtype=np.int64)
+        return total, classes
+    return _confusion_from_predictions(exp.path, [r.get("dir", "") for r in runs])
+
+
+def _confusion_from_predictions(root: Path, run_dirs: list[str]) -> tuple[np.ndarray, list[str]] | None:
+    classes: list[str] = []
+    pairs: list[tuple[str, str]] = []
+    for name in run_dirs:
+        path = root / name / "predictions.csv"
+        if not name or not path.is_file():
+            continue
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            names = [c[2:] for c in reader.fieldnames or [] if c.startswith("p_")]
+            if not classes:
+                classes = names
+            if names != classes or not {"label", "pred"} <= set(reader.fieldnames or []):
+                continue
+            pairs += [(row["label"], row["pred"]) for row in reader if row["label"]]
+    if not classes or not pairs:
+        return None
+    index = {c: i for i, c in enumerate(classes)}
+    total = np.zeros((len(classes), len(classes)), dtype=np.int64)  # (C, C)
+    for label, pred in pairs:
+        if label in index and pred in index:
+            total[index[label], index[pred]] += 1
+    return total, classes
+
+
+def _sweep_section(sweep: Sweep, out: Path, figures: list[str]) -> list[str]:
+    from ser_mtl.experiments.plots import plot_confusion, plot_sweep
+
+    lines = [f"### Sweep over {', '.join(sweep.params)} ({sweep.path})", ""]
+    if sweep.settings:
+        protocol = sweep.settings[0][1].protocol
+        paper_wa, paper_ua = _paper_cells(match(protocol))
+        if paper_ua != "–" or paper_wa != "–":
+            lines += [f"Paper, same protocol at its own α/β: WA {paper_wa}, UA {paper_ua}.", ""]
+    lines += ["| " + " | ".join(sweep.params) + " | folds×repeats | WA (%) | UA (%) | EER (%) |",
+              "|" + "---|" * (len(sweep.params) + 4)]
+    for values, exp in sweep.settings:
+        s = exp.summary
+        cells = [format_value(values[p]) for p in sweep.params]
+        cells += [_grid_text(s), pct(s["wa_mean"], s["wa_std"]), pct(s["ua_mean"], s["ua_std"]),
+                  pct(s.get("eer_mean"), s.get("eer_std"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [f"- {n}" for n in sweep.notes]
+    done = [(v, e) for v, e in sweep.settings if e.summary["ua_mean"] is not None]
+    if done:
+        first, others = sweep.params[0], sweep.params[1:]
+        series: dict[str, tuple[list, list, list]] = {}
+        for values, exp in done:
+            key = ", ".join(f"{p}={format_value(values[p])}" for p in others) or "UA"
+            xs, means, stds = series.setdefault(key, ([], [], []))
+            xs.append(values[first])
+            means.append(100 * exp.summary["ua_mean"])
+            stds.append(100 * exp.summary["ua_std"])
+        x_all = sorted({x for xs, _, _ in series.values() for x in xs}, key=_sort_key)
+        aligned = {k: ([m[xs.index(x)] if x in xs else np.nan for x in x_all],
+                       [s[xs.index(x)] if x in xs else np.nan for x in x_all]) for k, (xs, m, s) in series.items()}
+        name = f"sweep_{_slug(sweep.name)}.png"
+        plot_sweep(x_all, aligned, first, "UA (%)", f"UA against {first} ({sweep.name})", out / name)
+        figures.append(name)
+        lines += ["", f"![UA against {first}]({name})"]
+        best_values, best = max(done, key=lambda ve: ve[1].summary["ua_mean"])
+        confusion = summed_confusion(best)
+        if confusion is not None:
+            cname = f"confusion_{_slug(sweep.name)}_best.png"
+            plot_confusion(*confusion, f"{sweep.name}: best UA at {best.name}", out / cname)
+            figures.append(cname)
+            lines += ["", f"Confusion matrix of the best setting ({best.name}), summed over its runs:", "",
+                      f"![confusion {best.name}]({cname})"]
+    return lines + [""]
+
+
+def _sort_key(value: Any) -> tuple:
+    return (0, float(value), "") if isinstance(value, (int, float)) and not isinstance(value, bool) else (1, 0.0,
+                                                                                                         str(value))
+
+
+def report(dirs: list[str], out: str = "report") -> str:
+    """Write ``out/report.md`` and its PNG figures from cv/sweep folders; returns the Markdown path.
+
+    Args:
+        dirs: cv folders (``summary.json``), sweep folders (``sweep.json``) or folders holding them.
+        out: output folder for ``report.md`` and the figures.
+    """
+    from ser_mtl.experiments.plots import plot_confusion, plot_eer
+
+    out_path = Path(out)
+    out_path.mkdir(parents=True, exist_ok=True)
+    items = discover(list(dirs) if isinstance(dirs, (list, tuple)) else [dirs])
+    experiments = [i for i in items if isinstance(i, Experiment)]
+    sweeps = [i for i in items if isinstance(i, Sweep)]
+    figures: list[str] = []
+    lines = ["# ser-mtl results", "",
+             "WA and UA in percent: mean ± sample standard deviation over repeats of each repeat's average over "
+             "its folds (paper section 5: every evaluation repeated, mean and standard deviation). "
+             "Columns marked *paper* are the published numbers of Latif et al. for the same protocol "
+             "(T3-T6 = their Tables 3-6), not ours.", ""]
+    if experiments:
+        lines += ["## Cross-validations", "", *results_table(experiments), ""]
+    if sweeps:
+        lines += ["## Sweeps", ""]
+        for sweep in sweeps:
+            lines += _sweep_section(sweep, out_path, figures)
+    eer_rows = [(e.name, e.summary) for e in experiments if e.summary.get("eer_mean") is not None]
+    eer_rows += [(f"{s.name}/{e.name}", e.summary) for s in sweeps for _, e in s.settings
+                 if e.summary.get("eer_mean") is not None]
+    if eer_rows:
+        plot_eer([n for n, _ in eer_rows], [100 * s["eer_mean"] for _, s in eer_rows],
+                 [100 * s["eer_std"] for _, s in eer_rows], out_path / "eer.png")
+        figures.append("eer.png")
+        lines += ["## Speaker verification", "", "Equal error rate of the d-vector verification (mean ± std over "
+                  "repeats); no score files are kept per trial, so no DET curve.", "", "![EER](eer.png)", ""]
+    if experiments:
+        lines += ["## Per-fold detail", ""]
+        for exp in experiments:
+            lines += [f"### {exp.name}", "", f"Folder `{exp.path}`; mean ± std over the repeats of each fold.", "",
+                      *per_fold_table(exp), ""]
+            if exp.summary["missing"]:
+                missing = ", ".join(f"fold {m['fold']} rep {m['repeat']}" for m in exp.summary["missing"])
+                lines += [f"Missing runs (their repeats are left out of the headline numbers): {missing}.", ""]
+            confusion = summed_confusion(exp)
+            if confusion is not None:
+                name = f"confusion_{_slug(exp.name)}.png"
+                plot_confusion(*confusion, f"{exp.name}: summed over {exp.summary['n_runs']} runs", out_path / name)
+                figures.append(name)
+                lines += [f"![confusion {exp.name}]({name})", ""]
+    notes = [n for e in experiments for n in e.notes]
+    if notes:
+        lines += ["## Notes", "", *(f"- {n}" for n in notes), ""]
+    path = out_path / "report.md"
+    atomic_write_text(path, "\n".join(lines))
+    print(f"[report] {path} ({len(experiments)} cross-validations, {len(sweeps)} sweeps, {len(figures)} figures)")
+    return str(path)
+
+
+def report_main(argv: list[str]) -> None:
+    """``ser-mtl report DIR [DIR ...] --out OUT`` (argparse, so one or many folders both work)."""
+    parser = argparse.ArgumentParser(prog="ser-mtl report", description=report.__doc__.split("\n")[0])
+    parser.add_argument("dirs", nargs="+", help="cv folders, sweep folders, or folders holding them")
+    parser.add_argument("--out", default="report", help="output folder for report.md and the PNG figures")
+    ns = parser.parse_args(argv)
+    try:
+        report(ns.dirs, ns.out)
+    except SummaryError as err:
+        print(f"ser-mtl report: {err}", file=sys.stderr)
+        raise SystemExit(1) from err

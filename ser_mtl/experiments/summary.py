@@ -1,0 +1,213 @@
+"""Aggregate finished cross-validation runs into ``summary.json`` (``ser-mtl aggregate DIR``).
+
+The paper repeats every evaluation ten times and reports "the mean and standard deviation of WA
+and UA" (section 5). We read that as: each repeat is one complete cross-validation, its score is
+the plain average over its folds (every fold counts once, whatever its size), and the table shows
+the mean and the *sample* standard deviation (ddof=1) of those repeat scores; with a single repeat
+the std is 0.0. Per-fold aggregates (mean/std over the repeats of one fold) are kept for detail.
+
+A repeat that lacks some fold is *incomplete*: averaging it over fewer folds would bias it, so it is
+left out of the headline numbers and its missing runs are listed under ``missing``.
+
+Input: ``DIR/*/metrics.json`` as written by the cv runner (``fold``, ``repeat``, ``seed``, ``wa``,
+``ua``, optional ``eer``, ``n_utterances``, ``classes``, ``confmat``) — or by hand, for runs made
+another way. ``DIR/cv.json`` (the runner's record of the configuration), when present, is copied
+into the summary under ``config``. All values are fractions in [0, 1]; reports print percent.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from ser_mtl.io_utils import atomic_write_json
+
+METRICS = ("wa", "ua", "eer")
+REQUIRED_KEYS = ("fold", "repeat", "seed", "wa", "ua")
+SUMMARY_NAME = "summary.json"
+METRICS_NAME = "metrics.json"
+RECORD_NAME = "cv.json"
+
+
+class SummaryError(ValueError):
+    """A metrics file or cv folder that cannot be summarised; the message names the file."""
+
+
+def _check_int(path: Path, data: dict, key: str) -> int:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SummaryError(f"{path}: expected {key!r} to be a non-negative integer, got {value!r}")
+    return value
+
+
+def _check_fraction(path: Path, data: dict, key: str) -> float:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not 0.0 <= value <= 1.0:
+        raise SummaryError(f"{path}: expected {key!r} to be a number in [0, 1] (a fraction, not percent), "
+                           f"got {value!r}")
+    return float(value)
+
+
+def read_run_metrics(path: str | Path) -> dict[str, Any]:
+    """One run's ``metrics.json``, validated: ints ``fold``/``repeat``/``seed``, fractions ``wa``/``ua``/``eer``."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise SummaryError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from err
+    if not isinstance(data, dict):
+        raise SummaryError(f"{path}: expected a JSON object with keys {', '.join(REQUIRED_KEYS)}")
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    if missing:
+        raise SummaryError(f"{path}: missing key(s) {', '.join(missing)}; expected at least "
+                           f"{', '.join(REQUIRED_KEYS)}")
+    run = dict(data)
+    for key in ("fold", "repeat"):
+        run[key] = _check_int(path, data, key)
+    seed = data.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise SummaryError(f"{path}: expected 'seed' to be an integer, got {seed!r}")
+    for key in ("wa", "ua"):
+        run[key] = _check_fraction(path, data, key)
+    if data.get("eer") is not None:
+        run["eer"] = _check_fraction(path, data, "eer")
+    else:
+        run.pop("eer", None)
+    if "confmat" in run and "classes" in run:
+        confmat, classes = run["confmat"], run["classes"]
+        if not (isinstance(confmat, list) and len(confmat) == len(classes)
+                and all(isinstance(r, list) and len(r) == len(classes) for r in confmat)):
+            raise SummaryError(f"{path}: 'confmat' must be a {len(classes)} x {len(classes)} list of lists "
+                               f"matching 'classes'")
+    return run
+
+
+def collect_runs(out: str | Path) -> list[dict[str, Any]]:
+    """Every ``out/*/metrics.json``, sorted by (repeat, fold); each gets ``dir`` (its folder name)."""
+    out = Path(out)
+    if not out.is_dir():
+        raise SummaryError(f"{out}: no such cross-validation folder")
+    runs: list[dict[str, Any]] = []
+    seen: dict[tuple[int, int], Path] = {}
+    for path in sorted(out.glob(f"*/{METRICS_NAME}")):
+        run = read_run_metrics(path)
+        key = (run["fold"], run["repeat"])
+        if key in seen:
+            raise SummaryError(f"{path}: fold {key[0]} repeat {key[1]} is also in {seen[key]}; "
+                               "remove one of them")
+        seen[key] = path
+        run["dir"] = path.parent.name
+        runs.append(run)
+    return sorted(runs, key=lambda r: (r["repeat"], r["fold"]))
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1); the std of a single value is 0.0."""
+    if not values:
+        raise ValueError("mean_std of no values")
+    mean = math.fsum(values) / len(values)
+    if len(values) == 1:
+        return mean, 0.0
+    return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def summarize(runs: list[dict[str, Any]], folds: list[int] | None = None,
+              repeats: list[int] | None = None) -> dict[str, Any]:
+    """Headline, per-repeat and per-fold statistics of ``runs`` (see the module docstring).
+
+    ``folds``/``repeats`` are the grid the runs were meant to fill; by default the folds and repeats
+    that occur in ``runs``. Both are extended by what occurs in ``runs``.
+    """
+    by_key = {(r["fold"], r["repeat"]): r for r in runs}
+    fold_list = sorted(set(folds or []) | {f for f, _ in by_key})
+    repeat_list = sorted(set(repeats or []) | {r for _, r in by_key})
+    missing = [{"fold": f, "repeat": r} for r in repeat_list for f in fold_list if (f, r) not in by_key]
+    complete = [r for r in repeat_list if all((f, r) in by_key for f in fold_list)]
+
+    per_repeat = []
+    for rep in repeat_list:
+        done = [by_key[(f, rep)] for f in fold_list if (f, rep) in by_key]
+        entry: dict[str, Any] = {"repeat": rep, "n_folds": len(done), "complete": rep in complete}
+        for key in METRICS:
+            values = [run[key] for run in done if key in run]
+            if done and len(values) == len(done):
+                entry[key] = mean_std(values)[0]  # the fold average of this repeat
+        per_repeat.append(entry)
+
+    summary: dict[str, Any] = {
+        "n_runs": len(runs), "folds": fold_list, "repeats": repeat_list,
+        "complete_repeats": complete, "n_repeats": len(complete),
+        "complete": not missing and bool(runs), "missing": missing,
+    }
+    for key in METRICS:
+        scores = [e[key] for e in per_repeat if e["complete"] and key in e]
+        if key != "eer" or scores:  # wa/ua always present (null when no repeat is complete)
+            mean, std = mean_std(scores) if scores else (None, None)
+            summary[f"{key}_mean"], summary[f"{key}_std"] = mean, std
+            if key == "eer":
+                summary["eer_repeats"] = len(scores)
+
+    per_fold = []
+    for fold in fold_list:
+        done = [by_key[(fold, r)] for r in repeat_list if (fold, r) in by_key]
+        entry = {"fold": fold, "n_repeats": len(done)}
+        for key in METRICS:
+            values = [run[key] for run in done if key in run]
+            if values:
+                entry[f"{key}_mean"], entry[f"{key}_std"] = mean_std(values)
+        per_fold.append(entry)
+    summary["per_repeat"] = per_repeat
+    summary["per_fold"] = per_fold
+    summary["runs"] = runs
+    return summary
+
+
+def read_record(out: str | Path) -> dict[str, Any] | None:
+    """The runner's ``cv.json`` (configuration, base seed, requested grid), or None."""
+    path = Path(out) / RECORD_NAME
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise SummaryError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from err
+
+
+def aggregate(out: str, verbose: bool = True) -> dict:
+    """Summarise every finished run in a cv folder into ``out/summary.json`` (atomic, idempotent).
+
+    Reads ``out/*/metrics.json`` (any folder names; ``fold``/``repeat`` come from the files), so it
+    also serves runs made without the cv runner. Re-running it gives a byte-identical file.
+
+    Args:
+        out: the cross-validation folder (``--cv.out`` of ``ser-mtl cv``).
+        verbose: print one line with the headline numbers.
+    """
+    runs = collect_runs(out)
+    if not runs:
+        raise SummaryError(f"{out}: no */{METRICS_NAME} found; nothing to summarise")
+    record = read_record(out)
+    grid = (record or {}).get("grid", {})
+    summary = summarize(runs, grid.get("folds"), grid.get("repeats"))
+    if record is not None:
+        summary["config"] = record
+    atomic_write_json(Path(out) / SUMMARY_NAME, summary)
+    if verbose:
+        print(format_headline(summary, str(out)))
+    return summary
+
+
+def format_headline(summary: dict[str, Any], name: str = "") -> str:
+    """``name: WA 66.1 ± 1.2 %  UA 64.0 ± 0.9 %  (10 folds x 3 repeats)`` plus what is missing."""
+    grid = f"{len(summary['folds'])} folds x {summary['n_repeats']} complete repeats"
+    if summary["ua_mean"] is None:
+        text = f"{name}: no complete repeat yet ({summary['n_runs']} runs done)"
+    else:
+        text = (f"{name}: WA {100 * summary['wa_mean']:.1f} ± {100 * summary['wa_std']:.1f} %  "
+                f"UA {100 * summary['ua_mean']:.1f} ± {100 * summary['ua_std']:.1f} %  ({grid})")
+    if summary["missing"]:
+        text += f"; {len(summary['missing'])} run(s) missing"
+    return text

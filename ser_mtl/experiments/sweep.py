@@ -1,0 +1,170 @@
+"""Parameter sweeps: one cross-validation per setting, no hand-written loops (``ser-mtl sweep``).
+
+Runbook (paper Fig. 5: alpha with beta = 0.5, then beta with alpha = 1)::
+
+    ser-mtl sweep --config configs/iemocap.yaml --model.beta 0.5 --sweep.param model.alpha \
+        --sweep.values 0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0 --cv.repeats 10 --cv.out runs/alpha
+    # several parameters, zipped (setting i takes the i-th value of each) ...
+    ser-mtl sweep ... --sweep.param "[model.alpha,model.beta]" --sweep.values "[[0.3,0.7],[0.4,0.6]]"
+    # ... or as a grid (every combination; one value list per parameter)
+    ser-mtl sweep ... --sweep.param "[model.alpha,model.beta]" --sweep.mode grid \
+        --sweep.values "[[0.1,0.4,0.7],[0.4,0.6]]"
+    ser-mtl report runs/alpha --out report/alpha
+
+Each setting is a full ``run_cv`` in ``DIR/<param>=<value>[,<param>=<value>...]/`` with the same
+``--cv.*`` options and the same base seed (common random numbers: two settings differ only in
+the swept value), so all of ``ser-mtl cv``'s resumption applies; ``--cv.slurm true`` writes one
+array per setting and ``DIR/submit_all.sh``. ``DIR/sweep.json`` lists setting -> folder -> summary
+and is rewritten after every setting, so a partial sweep can already be reported.
+The swept override is appended after the other arguments, so it wins over the config file.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ser_mtl.experiments.cv import CVError, RunsFailed, add_cv_arguments, cv_kwargs, run_cv, split_argv
+from ser_mtl.experiments.summary import SUMMARY_NAME
+from ser_mtl.io_utils import atomic_write_json
+
+SWEEP_NAME = "sweep.json"
+MODES = ("zip", "grid")
+
+
+def parse_list(text: str | list) -> list:
+    """A YAML/JSON list (``[0.1, 0.2]``) or a comma list (``0.1,0.2``); items are YAML scalars."""
+    if isinstance(text, list):
+        return text
+    text = text.strip()
+    if text.startswith("["):
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise CVError(f"{text!r}: not a valid YAML list ({err})") from err
+        if not isinstance(value, list):
+            raise CVError(f"{text!r}: expected a list")
+        return value
+    return [yaml.safe_load(part.strip()) for part in text.split(",") if part.strip()]
+
+
+def format_value(value: Any) -> str:
+    """A value as the CLI reads it back: ``0.4``, ``true``, ``null``, ``[1, 2]``, plain strings as is."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def sweep_settings(params: list[str], values: list, mode: str = "zip") -> list[dict[str, Any]]:
+    """The settings of a sweep, each ``{param: value}``.
+
+    One parameter: ``values`` is the list of its values. Several, ``zip``: ``values`` lists settings,
+    each a list with one value per parameter. Several, ``grid``: ``values`` holds one value list per
+    parameter and the settings are their Cartesian product (first parameter varies slowest).
+    """
+    if mode not in MODES:
+        raise CVError(f"--sweep.mode {mode!r}: expected one of {MODES}")
+    if not params:
+        raise CVError("--sweep.param: name at least one parameter, e.g. model.alpha")
+    if not values:
+        raise CVError("--sweep.values: give at least one value")
+    if len(params) == 1:
+        return [{params[0]: v} for v in values]
+    if mode == "grid":
+        if len(values) != len(params) or not all(isinstance(v, list) and v for v in values):
+            raise CVError(f"--sweep.mode grid with {len(params)} parameters needs {len(params)} non-empty value "
+                          f"lists, one per parameter; got {values!r}")
+        return [dict(zip(params, combo)) for combo in itertools.product(*values)]
+    for i, setting in enumerate(values):
+        if not isinstance(setting, list) or len(setting) != len(params):
+            raise CVError(f"--sweep.values item {i} ({setting!r}): zip mode needs one value per parameter "
+                          f"({', '.join(params)}), e.g. [[0.3,0.7],[0.4,0.6]]")
+    return [dict(zip(params, setting)) for setting in values]
+
+
+def setting_dirname(setting: dict[str, Any]) -> str:
+    """``model.alpha=0.4`` or ``model.alpha=0.4,model.beta=0.6`` (path separators replaced by ``_``)."""
+    return ",".join(f"{k}={format_value(v)}" for k, v in setting.items()).replace("/", "_").replace("\\", "_")
+
+
+def setting_args(setting: dict[str, Any]) -> list[str]:
+    args: list[str] = []
+    for key, value in setting.items():
+        args += [f"--{key.removeprefix('--')}", format_value(value)]
+    return args
+
+
+def run_sweep(config_args: list[str], params: list[str], values: list, out: str, mode: str = "zip",
+              **cv_options: Any) -> dict:
+    """One ``run_cv`` per setting into ``out/<setting>/``; writes and returns ``sweep.json``'s content.
+
+    ``cv_options`` are ``run_cv``'s keyword arguments (folds, repeats, base_seed, slurm, ...).
+    A failed setting does not stop the others; the sweep raises ``CVError`` at the end naming them.
+    """
+    if cv_options.get("only_task") is not None:
+        raise CVError("--cv.only_task selects a task of one cross-validation; run `ser-mtl cv` in the "
+                      "setting's folder instead (its SLURM script does)")
+    params = [p.removeprefix("--") for p in params]
+    for param in params:
+        if any(a.split("=", 1)[0] == f"--{param}" for a in config_args):
+            print(f"[sweep] note: --{param} in the arguments is overridden by the swept values", file=sys.stderr)
+    settings = sweep_settings(params, values, mode)
+    names = [setting_dirname(s) for s in settings]
+    if len(set(names)) != len(names):
+        raise CVError(f"two settings map to the same folder: {names}")
+    out_path = Path(out)
+    out_path.mkdir(parents=True, exist_ok=True)
+    entries = [{"values": s, "dir": n, "summary": f"{n}/{SUMMARY_NAME}"} for s, n in zip(settings, names)]
+    record = {"params": params, "mode": mode, "config_args": list(config_args), "settings": entries}
+    atomic_write_json(out_path / SWEEP_NAME, record)
+    failed: list[str] = []
+    submits: list[str] = []
+    for setting, name in zip(settings, names):
+        print(f"[sweep] {name}", flush=True)
+        try:
+            result = run_cv([*config_args, *setting_args(setting)], out=str(out_path / name), **cv_options)
+        except RunsFailed as err:
+            print(f"[sweep] {name} FAILED: {err}", file=sys.stderr)
+            failed.append(name)
+            continue
+        if cv_options.get("slurm"):
+            submits.append(str(Path(result["submit"]).relative_to(out_path.absolute())))
+    if submits:
+        from ser_mtl.experiments.slurm import render_submit_all, write_executable
+
+        write_executable(out_path / "submit_all.sh", render_submit_all(submits))
+        print(f"[sweep] submit every setting with: {out_path / 'submit_all.sh'}")
+    if failed:
+        raise RunsFailed(f"{len(failed)} of {len(settings)} settings had failed runs: {', '.join(failed)}; "
+                      "re-run the same command to retry them")
+    return record
+
+
+def sweep_main(argv: list[str]) -> None:
+    """``ser-mtl sweep``: ``--sweep.*`` and ``--cv.*`` parsed here, the rest goes to fit/test."""
+    from jsonargparse import ArgumentParser
+
+    mine, config_args = split_argv(argv, ("--sweep.", "--cv."))
+    parser = ArgumentParser(prog="ser-mtl sweep", description="One cross-validation per setting of one or more "
+                            "parameters. Arguments not starting with --sweep. or --cv. go to fit/test.")
+    parser.add_argument("--sweep.param", type=str, required=True,
+                        help="parameter(s) to sweep: model.alpha, or a list [model.alpha,model.beta]")
+    parser.add_argument("--sweep.values", type=str, required=True,
+                        help="values: 0.1,0.2 or [0.1,0.2]; several parameters: [[a1,b1],[a2,b2]] (zip) or "
+                             "[[a1,a2],[b1,b2]] (grid)")
+    parser.add_argument("--sweep.mode", type=str, default="zip", help="zip | grid (several parameters only)")
+    add_cv_arguments(parser)
+    ns = parser.parse_args(mine)
+    params = [str(p) for p in parse_list(ns.sweep.param)]
+    options = cv_kwargs(ns)
+    out = options.pop("out")
+    try:
+        run_sweep(config_args, params, parse_list(ns.sweep.values), out, ns.sweep.mode, **options)
+    except (CVError, ValueError) as err:
+        print(f"ser-mtl sweep: {err}", file=sys.stderr)
+        raise SystemExit(1) from err

@@ -1,0 +1,156 @@
+"""Utterance-level emotion accuracy (WA, UA) from segment posteriors, and the speaker-verification EER.
+
+The model sees fixed-width segments, but the paper scores utterances: "posterior probabilities of
+segments of spectrograms for given utterances were averaged" (section 4.2). `UtteranceAccuracy`
+therefore keeps every labelled segment's posterior with its utterance index and label, and only at
+`compute()` averages them per utterance. Its states are lists reduced with ``cat`` across DDP ranks,
+so an utterance whose segments were scored on different ranks is still averaged over all of them.
+
+`equal_error_rate` is the verification measure of section 5: the operating point of the ROC where
+false acceptance equals false rejection, linearly interpolated between ROC points.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_curve
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
+
+
+class UtteranceAccuracy(Metric):
+    """Weighted and unweighted accuracy over utterances, from averaged segment posteriors.
+
+    For utterance u with segments s in S_u and segment posteriors p_s (C,):
+
+        P_u = (1 / |S_u|) * sum_{s in S_u} p_s          (averaged posterior, paper 4.2)
+        yhat_u = argmax_c P_u[c]                           (ties: lowest class index)
+        WA = (1 / U) * sum_u [yhat_u == y_u]                (micro accuracy over utterances)
+        UA = (1 / |K|) * sum_{c in K} recall_c,  recall_c = |{u: y_u = c, yhat_u = c}| / |{u: y_u = c}|
+             with K the classes that occur in the labels   (macro recall, = balanced accuracy)
+        confmat[i, j] = |{u: y_u = i, yhat_u = j}|          (rows true, columns predicted)
+
+    Segments with label -1 (no label for this task) are ignored. Every segment of an utterance must
+    carry the same label. The same definitions as scikit-learn's `accuracy_score`,
+    `balanced_accuracy_score` and `confusion_matrix` applied to (y_u, yhat_u).
+
+    Args:
+        num_classes: C, the width of the posteriors and the range of the labels.
+    """
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(self, num_classes: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if num_classes < 2:
+            raise ValueError(f"UtteranceAccuracy: num_classes must be >= 2, got {num_classes}")
+        self.num_classes = num_classes
+        self.add_state("probs", default=[], dist_reduce_fx="cat")  # list of (B', C) float32
+        self.add_state("utt", default=[], dist_reduce_fx="cat")  # list of (B',) int64
+        self.add_state("labels", default=[], dist_reduce_fx="cat")  # list of (B',) int64
+
+    def update(self, probs: torch.Tensor, utt: torch.Tensor, labels: torch.Tensor) -> None:
+        """Add segment posteriors `probs` (B, C) of utterances `utt` (B,) with `labels` (B,), -1 = none."""
+        if probs.ndim != 2 or probs.shape[1] != self.num_classes:
+            raise ValueError(f"UtteranceAccuracy.update: probs must be (B, {self.num_classes}), "
+                             f"got {tuple(probs.shape)}")
+        if utt.shape != (probs.shape[0],) or labels.shape != (probs.shape[0],):
+            raise ValueError(f"UtteranceAccuracy.update: utt and labels must be ({probs.shape[0]},), "
+                             f"got {tuple(utt.shape)} and {tuple(labels.shape)}")
+        keep = labels != -1  # (B,)
+        bad = labels[keep]
+        bad = bad[(bad < 0) | (bad >= self.num_classes)]
+        if bad.numel():
+            raise ValueError(f"UtteranceAccuracy.update: labels must be -1 or in [0, {self.num_classes}), "
+                             f"got {bad.unique().tolist()}")
+        self.probs.append(probs[keep].detach().float())
+        self.utt.append(utt[keep].detach().long())
+        self.labels.append(labels[keep].detach().long())
+
+    def _utterances(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(utt (U,), mean posterior (U, C), label (U,)) of the states held now, sorted by utt."""
+        # After a DDP sync the list states have been concatenated into tensors.
+        seen = sum(len(p) for p in self.probs) if isinstance(self.probs, list) else len(self.probs)
+        if seen == 0:
+            raise RuntimeError("UtteranceAccuracy: no labelled segment was seen (all labels -1 or no "
+                               "update() call); check that the evaluated split has labels for this task")
+        probs = dim_zero_cat(self.probs)  # (N, C)
+        utt = dim_zero_cat(self.utt)  # (N,)
+        labels = dim_zero_cat(self.labels)  # (N,)
+        uniq, inverse = torch.unique(utt, sorted=True, return_inverse=True)  # (U,), (N,)
+        n_utt = uniq.numel()
+        sums = torch.zeros(n_utt, self.num_classes, dtype=probs.dtype, device=probs.device)
+        sums.index_add_(0, inverse, probs)
+        counts = torch.bincount(inverse, minlength=n_utt).to(probs.dtype)  # (U,)
+        lo = torch.full((n_utt,), self.num_classes, dtype=labels.dtype, device=labels.device)
+        hi = torch.full((n_utt,), -1, dtype=labels.dtype, device=labels.device)
+        lo = lo.scatter_reduce(0, inverse, labels, reduce="amin")
+        hi = hi.scatter_reduce(0, inverse, labels, reduce="amax")
+        mixed = lo != hi
+        if mixed.any():
+            first = int(mixed.nonzero()[0, 0])
+            raise ValueError(f"UtteranceAccuracy: utterance {int(uniq[first])} has segments with different "
+                             f"labels ({int(lo[first])} and {int(hi[first])}); {int(mixed.sum())} such "
+                             "utterance(s) in all")
+        return uniq, sums / counts[:, None], lo
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        """{"wa": scalar, "ua": scalar, "confmat": (C, C) int64} over utterances; see the class docstring."""
+        _, mean_probs, labels = self._utterances()
+        preds = mean_probs.argmax(dim=1)  # (U,)
+        confmat = torch.bincount(labels * self.num_classes + preds, minlength=self.num_classes ** 2)
+        confmat = confmat.reshape(self.num_classes, self.num_classes)  # (C, C) rows true
+        support = confmat.sum(dim=1)  # (C,)
+        present = support > 0
+        recall = confmat.diagonal()[present].double() / support[present].double()
+        wa = confmat.diagonal().sum().double() / support.sum().double()
+        return {"wa": wa.float(), "ua": recall.mean().float(), "confmat": confmat}
+
+    def utterance_table(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(utt (U,) int64, averaged posteriors (U, C), labels (U,)) sorted by utt, gathered over ranks."""
+        with self.sync_context(should_sync=self.sync_on_compute and not self._is_synced, should_unsync=True):
+            return self._utterances()
+
+
+def _as_numpy(values: np.ndarray | torch.Tensor | Sequence[float], name: str) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1:
+        raise ValueError(f"equal_error_rate: {name} must be 1-D, got shape {array.shape}")
+    return array
+
+
+def equal_error_rate(scores: np.ndarray | torch.Tensor | Sequence[float],
+                     labels: np.ndarray | torch.Tensor | Sequence[int]) -> float:
+    """EER in [0, 1] of verification trials: `scores` (N,) higher = more target-like, `labels` (N,) 1 = target.
+
+    With FAR(t) = P(score >= t | non-target) = fpr and FRR(t) = P(score < t | target) = 1 - tpr along
+    scikit-learn's ROC, the EER is the value where FAR = FRR, found by linear interpolation between the
+    two ROC points where FRR - FAR changes sign (the same as solving fpr = 1 - tpr on the piecewise-
+    linear ROC). Perfect separation gives 0, identical score distributions about 0.5.
+    """
+    score = _as_numpy(scores, "scores")
+    label = _as_numpy(labels, "labels")
+    if score.shape != label.shape:
+        raise ValueError(f"equal_error_rate: scores {score.shape} and labels {label.shape} differ in shape")
+    if not np.all(np.isfinite(score)):
+        raise ValueError(f"equal_error_rate: {int((~np.isfinite(score)).sum())} score(s) are not finite")
+    if not np.all((label == 0) | (label == 1)):
+        raise ValueError(f"equal_error_rate: labels must be 0 or 1, got {sorted(set(label.tolist()))[:5]}")
+    if label.min() == label.max():
+        raise ValueError("equal_error_rate: needs both target (1) and non-target (0) trials, got only "
+                         f"label {int(label[0]) if label.size else 'none'} ({label.size} trials)")
+    fpr, tpr, _ = roc_curve(label.astype(np.int64), score, drop_intermediate=False)
+    fnr = 1.0 - tpr
+    gap = fnr - fpr  # starts at 1 (fpr 0, fnr 1), ends at -1, never increases
+    i = int(np.argmax(gap <= 0))
+    if gap[i] == 0 or i == 0:
+        return float(fpr[i])
+    frac = gap[i - 1] / (gap[i - 1] - gap[i])
+    return float(fpr[i - 1] + frac * (fpr[i] - fpr[i - 1]))

@@ -1,0 +1,391 @@
+"""`MultiTaskAAE`: the paper's multi-task semi-supervised adversarial autoencoder (sections 3 and 4.3).
+
+Per training batch, in the paper's order (section 3, "these three phases run in serial"):
+
+1. reconstruction  alpha * MSE(x, D_delta(E_theta(x)))                        -> encoder + decoder
+2. regularisation  discriminator: BCE(D_omega(d), 1) + BCE(D_omega(z), 0),
+                   d ~ N(0, I), z = E_theta(x) detached                        -> discriminator
+                   generator: BCE(D_omega(z), 1) (non-saturating form)         -> encoder only
+3. classification  L_c = beta * L_E + (1 - beta) * (L_G + L_S)                 -> encoder + heads
+
+Each phase encodes x afresh, so it sees the encoder as the previous phase left it. The paper's
+comparison models are the same class with parts switched off: single-task AAE ``tasks=["emotion"]``;
+supervised CNN ``tasks=["emotion"], use_decoder=False, use_discriminator=False`` with a two-block
+encoder; semi-supervised AE ``use_discriminator=False``; multi-task CNN / AE likewise with all tasks.
+
+Validation and test score utterances: the emotion posteriors of an utterance's segments are averaged
+by `ser_mtl.metrics.UtteranceAccuracy` (paper 4.2), logged as ``val/wa``, ``val/ua`` (fractions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from torch import nn
+
+from ser_mtl.metrics import UtteranceAccuracy
+from ser_mtl.models.components import ClassifierHead, Decoder, Discriminator, Encoder
+from ser_mtl.models.init_from import InitReport, load_matching_weights
+
+TASKS = ("emotion", "gender", "speaker")
+_ACC_NAME = {"emotion": "seg_acc", "gender": "gender_acc", "speaker": "speaker_acc"}
+
+
+def classification_loss(losses: Mapping[str, torch.Tensor], beta: float) -> torch.Tensor:
+    """L_c = beta * L_E + (1 - beta) * (L_G + L_S) over the terms present in ``losses`` (paper eq. 2).
+
+    A task absent from ``losses`` (not trained, or no sample of the batch carries its label)
+    contributes nothing; with only the emotion task L_c = beta * L_E (paper 5.1).
+    """
+    if not losses:
+        raise ValueError("classification_loss: no task loss to combine")
+    return torch.stack([(beta if task == "emotion" else 1.0 - beta) * loss for task, loss in losses.items()]).sum()
+
+
+class MultiTaskAAE(pl.LightningModule):
+    """Encoder, decoder, discriminator and one classifier head per task, trained in three phases.
+
+    Optimizers (``configure_optimizers``, SGD as in the paper, one per part that exists, in this order):
+
+    - ``autoencoder``: encoder + decoder. Stepped by the reconstruction phase and by the generator
+      step of the regularisation phase. The generator loss does not reach the decoder, whose grads
+      are None after ``zero_grad(set_to_none=True)``; SGD skips such parameters (no momentum or
+      weight-decay update), so the generator step moves only the encoder. Built when the decoder or
+      the discriminator exists (without a decoder it holds the encoder alone, for the generator).
+    - ``discriminator``: the discriminator; built when ``use_discriminator``.
+    - ``classification``: encoder + heads; always built.
+
+    Three optimizers as in the paper's three phases, rather than one: each keeps its own momentum,
+    so a phase's update is not pushed along by another phase's gradients on the parts only it owns.
+    The encoder is in two optimizers on purpose (the paper updates it in all three phases); with
+    ``weight_decay`` it is decayed by both. While a phase runs, ``toggled_optimizer`` freezes every
+    parameter outside that phase's optimizer, so the generator's backward through the discriminator
+    leaves the discriminator's parameters and gradients untouched. Only the optimizers of existing
+    parts are built, so a checkpoint of the full model holds 3 optimizer states, of the supervised
+    CNN 1; the learning-rate callback walks ``trainer.optimizers``, whatever their number.
+
+    Manual optimisation: Lightning's ``global_step`` counts optimizer steps, up to 4 per batch
+    (reconstruction, discriminator, generator, classification); count training in epochs.
+
+    Logged (training, per step): ``train/loss_rec`` (unweighted MSE), ``train/loss_disc``,
+    ``train/loss_gen``, ``train/disc_acc``, ``train/loss_cls`` (the weighted L_c that is optimised),
+    ``train/loss_<task>`` (unweighted cross-entropy over the labelled samples) and
+    ``train/seg_acc`` (emotion), ``train/gender_acc``, ``train/speaker_acc``. Validation and test,
+    per epoch: the same task keys under ``val/`` and ``test/``, ``val/loss_rec``, and ``val/wa``,
+    ``val/ua`` (``test/...``) at utterance level.
+
+    Args:
+        num_emotions: emotion classes (linked from the DataModule).
+        num_speakers: speaker classes, i.e. training speakers of all corpora (linked from the DataModule).
+        num_genders: gender classes (F = 0, M = 1).
+        tasks: classification tasks to build and train, a subset of ("emotion", "gender", "speaker").
+        use_decoder: build the decoder and run the reconstruction phase.
+        use_discriminator: build the discriminator and run the regularisation phase.
+        alpha: weight of the reconstruction loss (paper eq. 1).
+        beta: weight of the emotion loss in L_c; the auxiliary tasks get 1 - beta (paper eq. 2).
+        lr: SGD learning rate of all three optimizers (paper: 1e-4).
+        momentum: SGD momentum (not given in the paper).
+        weight_decay: SGD weight decay.
+        input_size: (F, T) of an input segment; must be divisible by the products of ``encoder_pools``.
+        encoder_channels: output channels of the encoder blocks; the last is the latent depth (paper: 32).
+        encoder_pools: (pool_h, pool_w) of each encoder block (128 x 256 -> 16 x 16 by default).
+        head_conv_channels: conv channels of every classifier head and of the discriminator.
+        head_hidden: hidden dense width of every head (the speaker d-vector size) and of the discriminator.
+        dropout: dropout between the two dense layers of each head (paper: 0.3).
+        class_names: names of the emotion classes, in class-index order (for reports); None = indices.
+        init_from: checkpoint whose tensors matching in name and shape initialise the model when
+            training starts (not when resuming from ``ckpt_path``); see `load_matching_weights`.
+        grad_clip: clip each phase's gradient norm to this value (None = no clipping).
+    """
+
+    def __init__(
+        self,
+        num_emotions: int = 4,
+        num_speakers: int = 1,
+        num_genders: int = 2,
+        tasks: Sequence[str] = ("emotion", "gender", "speaker"),
+        use_decoder: bool = True,
+        use_discriminator: bool = True,
+        alpha: float = 0.4,
+        beta: float = 0.6,
+        lr: float = 1e-4,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        input_size: tuple[int, int] = (128, 256),
+        encoder_channels: Sequence[int] = (16, 32, 32),
+        encoder_pools: Sequence[tuple[int, int]] = ((2, 2), (2, 2), (2, 4)),
+        head_conv_channels: int = 32,
+        head_hidden: int = 128,
+        dropout: float = 0.3,
+        class_names: Sequence[str] | None = None,
+        init_from: str | None = None,
+        grad_clip: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.tasks = list(tasks)
+        n_classes = {"emotion": num_emotions, "gender": num_genders, "speaker": num_speakers}
+        self._check_arguments(n_classes, class_names)
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+
+        self.encoder = Encoder(encoder_channels, encoder_pools)
+        c, h, w = self.encoder.output_shape(self.input_size)
+        self.latent_shape = (c, h, w)
+        self.decoder = Decoder(encoder_channels, encoder_pools) if use_decoder else None
+        self.discriminator = (Discriminator(c, (h, w), head_conv_channels, head_hidden)
+                              if use_discriminator else None)
+        self.heads = nn.ModuleDict({task: ClassifierHead(c, (h, w), n_classes[task], head_conv_channels,
+                                                         head_hidden, dropout) for task in self.tasks})
+        self.n_classes = {task: n_classes[task] for task in self.tasks}
+
+        has_emotion = "emotion" in self.tasks
+        self.val_metric = UtteranceAccuracy(num_emotions) if has_emotion else None
+        self.test_metric = UtteranceAccuracy(num_emotions) if has_emotion else None
+        self._labelled_segments = {"val": 0, "test": 0}  # emotion-labelled segments seen this epoch, this rank
+
+        self.optimizer_names = [name for name, built in (("autoencoder", use_decoder or use_discriminator),
+                                                         ("discriminator", use_discriminator),
+                                                         ("classification", True)) if built]
+        self.test_table: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self.test_confmat: torch.Tensor | None = None
+        self.init_report: InitReport | None = None
+        self._init_done = False
+
+    def _check_arguments(self, n_classes: dict[str, int], class_names: Sequence[str] | None) -> None:
+        unknown = [t for t in self.tasks if t not in TASKS]
+        if unknown or not self.tasks or len(set(self.tasks)) != len(self.tasks):
+            raise ValueError(f"MultiTaskAAE: tasks must be a non-empty subset of {TASKS} without repeats, "
+                             f"got {self.tasks}")
+        for task in self.tasks:
+            if n_classes[task] < 2:
+                raise ValueError(f"MultiTaskAAE: task '{task}' needs at least 2 classes, got {n_classes[task]} "
+                                 f"(set num_{task}s, linked from the DataModule, or drop '{task}' from tasks)")
+        if class_names is not None and len(class_names) != n_classes["emotion"]:
+            raise ValueError(f"MultiTaskAAE: {len(class_names)} class_names {list(class_names)} for "
+                             f"num_emotions={n_classes['emotion']}")
+        if not 0.0 <= self.hparams.beta <= 1.0 or self.hparams.alpha < 0:
+            raise ValueError(f"MultiTaskAAE: need alpha >= 0 and 0 <= beta <= 1, got alpha={self.hparams.alpha}, "
+                             f"beta={self.hparams.beta}")
+
+    # ----------------------------------------------------------------- inference API
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Latent code z (B, C, H, W) of spectrogram segments x (B, 1, F, T)."""
+        if x.ndim != 4 or x.shape[1] != 1 or tuple(x.shape[-2:]) != self.input_size:
+            raise ValueError(f"MultiTaskAAE: expected x of shape (B, 1, {self.input_size[0]}, {self.input_size[1]}) "
+                             f"(model input_size), got {tuple(x.shape)}")
+        return self.encoder(x)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Logits (B, n_classes[task]) of every task for segments x (B, 1, F, T)."""
+        z = self.encode(x)
+        return {task: head(z) for task, head in self.heads.items()}
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Speaker d-vectors (B, head_hidden): the speaker head's last hidden layer (call in eval mode)."""
+        if "speaker" not in self.heads:
+            raise RuntimeError(f"MultiTaskAAE.embed needs the speaker head; this model has tasks {self.tasks}")
+        _, hidden = self.heads["speaker"](self.encode(x), return_hidden=True)
+        return hidden
+
+    def predict_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int = 0,
+                     dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
+        """Segment-level emotion posteriors {"utt": (B,), "probs": (B, C)}; the caller averages per utterance."""
+        if "emotion" not in self.heads:
+            raise RuntimeError(f"MultiTaskAAE.predict_step needs the emotion head; this model has tasks {self.tasks}")
+        probs = self.heads["emotion"](self.encode(batch["x"])).softmax(dim=-1)  # (B, C)
+        return {"utt": batch["utt"], "probs": probs}
+
+    # ----------------------------------------------------------------- optimisation
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        parts = {
+            "autoencoder": [*self.encoder.parameters(),
+                            *(self.decoder.parameters() if self.decoder is not None else [])],
+            "discriminator": list(self.discriminator.parameters()) if self.discriminator is not None else [],
+            "classification": [*self.encoder.parameters(), *self.heads.parameters()],
+        }
+        hp = self.hparams
+        return [torch.optim.SGD(parts[name], lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+                for name in self.optimizer_names]
+
+    def _optimizer(self, name: str) -> pl.core.optimizer.LightningOptimizer:
+        opts = self.optimizers()
+        opts = opts if isinstance(opts, list) else [opts]
+        return opts[self.optimizer_names.index(name)]
+
+    def _optimise(self, opt: pl.core.optimizer.LightningOptimizer, loss: torch.Tensor) -> None:
+        """One step of ``opt`` on ``loss``; grads of the previous phase are dropped, not accumulated."""
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if self.hparams.grad_clip is not None:
+            self.clip_gradients(opt, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
+        opt.step()
+
+    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
+        if self.decoder is not None:
+            self._reconstruction_phase(batch)
+        if self.discriminator is not None:
+            self._regularisation_phase(batch)
+        self._classification_phase(batch)
+
+    def _reconstruction_phase(self, batch: Mapping[str, torch.Tensor]) -> None:
+        """alpha * mean over all elements of (x - x_hat)^2 -> encoder + decoder (paper eq. 3)."""
+        x = batch["x"]  # (B, 1, F, T)
+        opt = self._optimizer("autoencoder")
+        with self.toggled_optimizer(opt):
+            mse = F.mse_loss(self.decoder(self.encode(x)), x)
+            self._optimise(opt, self.hparams.alpha * mse)
+        self.log("train/loss_rec", mse, batch_size=x.shape[0])
+
+    def _regularisation_phase(self, batch: Mapping[str, torch.Tensor]) -> None:
+        """Discriminator step, then generator step on the same codes (paper eq. 4 and first term of eq. 5)."""
+        z = self.encode(batch["x"])  # (B, C, H, W), graph kept for the generator step
+        self._discriminator_step(z.detach())
+        self._generator_step(z)
+
+    def _discriminator_step(self, z: torch.Tensor) -> None:
+        """Prior samples d ~ N(0, I) of z's shape are real, codes z fake; BCE summed over the two halves."""
+        opt = self._optimizer("discriminator")
+        with self.toggled_optimizer(opt):
+            d_real = self.discriminator(torch.randn_like(z))  # (B, 1)
+            d_fake = self.discriminator(z)  # (B, 1)
+            loss = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
+                    + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
+            self._optimise(opt, loss)
+        acc = ((d_real > 0).float().mean() + (d_fake < 0).float().mean()) / 2
+        self.log("train/loss_disc", loss, batch_size=z.shape[0])
+        self.log("train/disc_acc", acc, batch_size=z.shape[0])
+
+    def _generator_step(self, z: torch.Tensor) -> None:
+        """Encoder learns to have its codes called real: BCE(D(z), 1), the non-saturating form of
+        min log(1 - D(z)); the discriminator is frozen by the toggle and not stepped."""
+        opt = self._optimizer("autoencoder")
+        with self.toggled_optimizer(opt):
+            d_fake = self.discriminator(z)  # (B, 1)
+            loss = F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
+            self._optimise(opt, loss)
+        self.log("train/loss_gen", loss, batch_size=z.shape[0])
+
+    def _classification_phase(self, batch: Mapping[str, torch.Tensor]) -> None:
+        """L_c over the tasks whose labels some sample of the batch carries -> encoder + those heads.
+
+        A head without labelled samples is not run, so its grads stay None and SGD leaves it (and its
+        momentum) untouched; a batch without any label skips the phase (not even the encoder runs).
+        """
+        labelled = {task: self._labels(batch, task) for task in self.heads}  # task -> (labels (B,), count)
+        present = {task: (labels, n) for task, (labels, n) in labelled.items() if n > 0}
+        if not present:
+            return
+        opt = self._optimizer("classification")
+        with self.toggled_optimizer(opt):
+            z = self.encode(batch["x"])  # (B, C, H, W)
+            losses = {}
+            for task, (labels, n) in present.items():
+                mask = labels >= 0  # (B,)
+                logits = self.heads[task](z)[mask]  # (n, n_classes)
+                losses[task] = F.cross_entropy(logits, labels[mask])
+                self._log_task("train", task, losses[task], logits, labels[mask], n)
+            loss = classification_loss(losses, self.hparams.beta)
+            self._optimise(opt, loss)
+        self.log("train/loss_cls", loss, batch_size=batch["x"].shape[0], prog_bar=True)
+
+    def _labels(self, batch: Mapping[str, torch.Tensor], task: str) -> tuple[torch.Tensor, int]:
+        """The task's labels (B,) and how many are present; ValueError on a value outside [-1, n_classes)."""
+        if task not in batch:
+            raise ValueError(f"MultiTaskAAE: the batch has no '{task}' labels (keys {sorted(batch)}); "
+                             f"tasks {self.tasks} need them (-1 where missing)")
+        labels = batch[task]  # (B,)
+        n, lo, hi = torch.stack([(labels >= 0).sum(), labels.min(), labels.max()]).tolist()  # one host sync
+        if lo < -1 or hi >= self.n_classes[task]:
+            raise ValueError(f"MultiTaskAAE: '{task}' labels must be -1 (missing) or in [0, {self.n_classes[task]}), "
+                             f"got values from {lo} to {hi}; is num_{task}s linked from the DataModule?")
+        return labels, int(n)
+
+    def _log_task(self, stage: str, task: str, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor,
+                  n: int) -> None:
+        acc = (logits.argmax(dim=-1) == labels).float().mean()
+        sync = stage != "train"
+        self.log(f"{stage}/loss_{task}", loss, batch_size=n, sync_dist=sync)
+        self.log(f"{stage}/{_ACC_NAME[task]}", acc, batch_size=n, sync_dist=sync)
+
+    # ----------------------------------------------------------------- evaluation
+    def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val", self.val_metric)
+
+    def test_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test", self.test_metric)
+
+    def _evaluate(self, batch: Mapping[str, torch.Tensor], stage: str, metric: UtteranceAccuracy | None) -> None:
+        x = batch["x"]  # (B, 1, F, T)
+        z = self.encode(x)
+        losses = {}
+        for task, head in self.heads.items():
+            labels, n = self._labels(batch, task)
+            logits = head(z)  # (B, n_classes)
+            if task == "emotion":
+                metric.update(logits.softmax(dim=-1), batch["utt"], labels)
+                self._labelled_segments[stage] += n
+            if n:
+                mask = labels >= 0
+                losses[task] = F.cross_entropy(logits[mask], labels[mask])
+                self._log_task(stage, task, losses[task], logits[mask], labels[mask], n)
+        if losses:
+            self.log(f"{stage}/loss_cls", classification_loss(losses, self.hparams.beta), batch_size=x.shape[0],
+                     sync_dist=True)
+        if self.decoder is not None:
+            self.log(f"{stage}/loss_rec", F.mse_loss(self.decoder(z), x), batch_size=x.shape[0], sync_dist=True)
+
+    def on_validation_epoch_start(self) -> None:
+        self._reset_stage("val", self.val_metric)
+
+    def on_test_epoch_start(self) -> None:
+        self._reset_stage("test", self.test_metric)
+
+    def _reset_stage(self, stage: str, metric: UtteranceAccuracy | None) -> None:
+        self._labelled_segments[stage] = 0
+        if metric is not None:
+            metric.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_utterance_metrics("val", self.val_metric)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_utterance_metrics("test", self.test_metric)
+
+    def _log_utterance_metrics(self, stage: str, metric: UtteranceAccuracy | None) -> None:
+        """Log {stage}/wa and {stage}/ua over utterances; after test keep the utterance table."""
+        if metric is None:
+            return
+        # Every rank takes the same branch: the count is summed over ranks before deciding.
+        local = torch.tensor(float(self._labelled_segments[stage]), device=self.device)
+        total = float(self.trainer.strategy.reduce(local, reduce_op="sum"))
+        if total == 0:
+            rank_zero_warn(f"MultiTaskAAE: no {stage} segment had an emotion label; {stage}/wa and {stage}/ua "
+                           "are not logged this epoch")
+        else:
+            result = metric.compute()
+            self.log(f"{stage}/wa", float(result["wa"]))
+            self.log(f"{stage}/ua", float(result["ua"]))
+            if stage == "test":
+                utt, probs, labels = metric.utterance_table()
+                self.test_table = (utt.cpu(), probs.cpu(), labels.cpu())
+                self.test_confmat = result["confmat"].cpu()
+        self._reset_stage(stage, metric)
+
+    # ----------------------------------------------------------------- initialisation
+    def on_fit_start(self) -> None:
+        """Apply ``init_from`` once, before the first step of a fresh fit (a resumed fit keeps its checkpoint)."""
+        path = self.hparams.init_from
+        if not path or self._init_done:
+            return
+        self._init_done = True
+        resuming = self._trainer is not None and self.trainer.ckpt_path is not None
+        if resuming:
+            rank_zero_info(f"init_from {path} not applied: resuming from {self.trainer.ckpt_path}")
+            return
+        self.init_report = load_matching_weights(self, path)
+        rank_zero_info(str(self.init_report))

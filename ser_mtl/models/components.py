@@ -1,0 +1,203 @@
+"""The four networks of the paper's Figure 1, as plain ``nn.Module`` s (section 4.3).
+
+- `Encoder` (E_theta, also the adversarial generator): ``len(channels)`` blocks of
+  conv 3x3 -> BatchNorm -> ReLU -> MaxPool, mapping a spectrogram segment (B, 1, F, T) to the latent
+  code z (B, channels[-1], F / prod(pool_h), T / prod(pool_w)). The paper's defaults give
+  (B, 1, 128, 256) -> (B, 32, 16, 16) with pools (2, 2), (2, 2), (2, 4). The LAST block is
+  conv -> MaxPool -> BN, with no ReLU: z is compared with samples of the prior N(0, I) by the
+  discriminator, and a code that cannot be negative could never look like them. BN comes after the
+  pool there because the maximum of 8 standardised values is positive almost always (its mean is
+  about 1.4); normalising after the pool makes each channel of z start with mean 0 and variance 1,
+  where the prior is, and BN's affine parameters remain free to move it.
+- `Decoder` (D_delta): the mirror image, one ConvTranspose2d per encoder block that upsamples by that
+  block's pool factor, BN + ReLU in between, and a linear last layer (inputs are normalised
+  log-spectrograms with zero mean and unit variance, so no sigmoid).
+- `ClassifierHead` (C_phi, one per task): conv -> BN -> ReLU -> MaxPool(2) -> dense -> ReLU ->
+  dropout -> dense, returning logits (the softmax lives in the loss and in the posteriors). Its last
+  hidden layer is the d-vector used for speaker verification.
+- `Discriminator` (D_omega): conv -> ReLU -> MaxPool(2) -> dense -> ReLU -> dense(1), returning one
+  logit per sample (real = drawn from the prior).
+
+Convolutions that feed a BatchNorm have no bias: BN subtracts the batch mean, so such a bias would
+receive a zero gradient and never learn anything.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+Pool = tuple[int, int]
+
+
+def _check_pools(channels: Sequence[int], pools: Sequence[Sequence[int]], who: str) -> list[Pool]:
+    if len(channels) == 0 or len(channels) != len(pools):
+        raise ValueError(f"{who}: channels and pools must be non-empty lists of equal length "
+                         f"(one pool per conv block), got {len(channels)} channels and {len(pools)} pools")
+    out: list[Pool] = []
+    for pool in pools:
+        if len(pool) != 2 or min(pool) < 1:
+            raise ValueError(f"{who}: every pool must be (pool_h, pool_w) with positive ints, got {pool}")
+        out.append((int(pool[0]), int(pool[1])))
+    if min(channels) < 1:
+        raise ValueError(f"{who}: channels must be positive, got {list(channels)}")
+    return out
+
+
+class Encoder(nn.Module):
+    """Spectrogram segment (B, in_channels, F, T) -> latent code z (B, channels[-1], F', T').
+
+    Args:
+        channels: output channels of each conv block; the last one is the latent depth (paper: 32).
+        pools: (pool_h, pool_w) of each block's max-pooling; F and T must be divisible by their
+            products, F' = F / prod(pool_h), T' = T / prod(pool_w).
+        in_channels: input channels (1 for a spectrogram).
+        kernel_size: odd conv kernel, padded to keep the size ("same" convolution).
+    """
+
+    def __init__(self, channels: Sequence[int] = (16, 32, 32),
+                 pools: Sequence[Sequence[int]] = ((2, 2), (2, 2), (2, 4)),
+                 in_channels: int = 1, kernel_size: int = 3) -> None:
+        super().__init__()
+        self.pools = _check_pools(channels, pools, "Encoder")
+        if kernel_size % 2 != 1:
+            raise ValueError(f"Encoder: kernel_size must be odd to keep the size, got {kernel_size}")
+        self.channels = [int(c) for c in channels]
+        blocks = []
+        c_in = in_channels
+        for i, (c_out, pool) in enumerate(zip(self.channels, self.pools)):
+            conv = nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2, bias=False)
+            if i < len(self.channels) - 1:
+                layers: list[nn.Module] = [conv, nn.BatchNorm2d(c_out), nn.ReLU(inplace=True), nn.MaxPool2d(pool)]
+            else:  # the code: no ReLU, and BN after the pool so that it starts out standardised like N(0, I)
+                layers = [conv, nn.MaxPool2d(pool), nn.BatchNorm2d(c_out)]
+            blocks.append(nn.Sequential(*layers))
+            c_in = c_out
+        self.blocks = nn.Sequential(*blocks)
+
+    def output_shape(self, input_hw: Sequence[int]) -> tuple[int, int, int]:
+        """(C, F', T') of the code for inputs of spatial size ``input_hw`` = (F, T); ValueError if not divisible."""
+        ph = math.prod(p[0] for p in self.pools)
+        pw = math.prod(p[1] for p in self.pools)
+        f, t = int(input_hw[0]), int(input_hw[1])
+        if f % ph or t % pw:
+            raise ValueError(f"Encoder: input size (F, T) = ({f}, {t}) must be divisible by the pooling "
+                             f"products ({ph}, {pw}) of pools {self.pools}, so that the decoder can mirror it")
+        return self.channels[-1], f // ph, t // pw
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(x)  # (B, 1, F, T) -> (B, C, F', T')
+
+
+class Decoder(nn.Module):
+    """Latent code (B, channels[-1], F', T') -> reconstruction (B, out_channels, F, T), mirroring `Encoder`.
+
+    Block i (taken in reverse) is a ConvTranspose2d from channels[i] to channels[i-1] (or to
+    ``out_channels`` for i = 0) with stride = pools[i] and kernel = stride + 2 * pad, pad = ceil(stride / 2),
+    which upsamples exactly by the pool factor while letting neighbouring code cells overlap (a kernel
+    equal to the stride would paint each cell as an isolated tile). BN + ReLU follow every block but the
+    last, which is linear.
+
+    Args:
+        channels: the encoder's channels (same order as for `Encoder`).
+        pools: the encoder's pools (same order as for `Encoder`).
+        out_channels: channels of the reconstruction (1 for a spectrogram).
+    """
+
+    def __init__(self, channels: Sequence[int] = (16, 32, 32),
+                 pools: Sequence[Sequence[int]] = ((2, 2), (2, 2), (2, 4)), out_channels: int = 1) -> None:
+        super().__init__()
+        pools = _check_pools(channels, pools, "Decoder")
+        targets = [out_channels] + [int(c) for c in channels[:-1]]  # what block i maps back to
+        blocks = []
+        for i in reversed(range(len(pools))):
+            stride = pools[i]
+            pad = tuple((s + 1) // 2 for s in stride)
+            kernel = tuple(s + 2 * p for s, p in zip(stride, pad))
+            last = i == 0
+            layers: list[nn.Module] = [nn.ConvTranspose2d(int(channels[i]), targets[i], kernel, stride=stride,
+                                                          padding=pad, bias=last)]
+            if not last:
+                layers += [nn.BatchNorm2d(targets[i]), nn.ReLU(inplace=True)]
+            blocks.append(nn.Sequential(*layers))
+        self.blocks = nn.Sequential(*blocks)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.blocks(z)  # (B, C, F', T') -> (B, 1, F, T)
+
+
+def _pooled_hw(in_hw: Sequence[int], who: str) -> tuple[int, int]:
+    h, w = int(in_hw[0]) // 2, int(in_hw[1]) // 2
+    if h < 1 or w < 1:
+        raise ValueError(f"{who}: input of spatial size {tuple(in_hw)} is too small for a 2x2 max-pool")
+    return h, w
+
+
+class ClassifierHead(nn.Module):
+    """Latent code (B, in_channels, H, W) -> class logits (B, n_classes) [and hidden (B, hidden)].
+
+    Args:
+        in_channels: depth of the code.
+        in_hw: (H, W) of the code.
+        n_classes: number of classes of the task.
+        conv_channels: channels of the head's conv layer.
+        hidden: width of the first dense layer (the d-vector of the speaker head).
+        dropout: dropout rate between the two dense layers (paper: 0.3).
+    """
+
+    def __init__(self, in_channels: int, in_hw: Sequence[int], n_classes: int, conv_channels: int = 32,
+                 hidden: int = 128, dropout: float = 0.3) -> None:
+        super().__init__()
+        if n_classes < 1:
+            raise ValueError(f"ClassifierHead: n_classes must be >= 1, got {n_classes}")
+        h, w = _pooled_hw(in_hw, "ClassifierHead")
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, conv_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(conv_channels),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+        )
+        self.hidden = nn.Sequential(nn.Linear(conv_channels * h * w, hidden), nn.ReLU(inplace=True))
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden, n_classes)
+
+    def forward(self, z: torch.Tensor, return_hidden: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B, n_classes); with ``return_hidden`` also the last hidden layer (B, hidden), before dropout."""
+        h = self.hidden(self.features(z))  # (B, hidden)
+        logits = self.out(self.dropout(h))  # (B, n_classes)
+        return (logits, h) if return_hidden else logits
+
+
+class Discriminator(nn.Module):
+    """Code or prior sample (B, in_channels, H, W) -> logit (B, 1) that it came from the prior N(0, I).
+
+    Unlike the classifier heads it has no BatchNorm: real and fake batches are scored separately, and
+    batch statistics would let it tell them apart from the batch as a whole instead of per sample.
+
+    Args:
+        in_channels: depth of the code.
+        in_hw: (H, W) of the code.
+        conv_channels: channels of the conv layer.
+        hidden: width of the hidden dense layer.
+    """
+
+    def __init__(self, in_channels: int, in_hw: Sequence[int], conv_channels: int = 32, hidden: int = 128) -> None:
+        super().__init__()
+        h, w = _pooled_hw(in_hw, "Discriminator")
+        self.net = nn.Sequential(
+            nn.Conv2d(in_channels, conv_channels, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(conv_channels * h * w, hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, 1),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)  # (B, C, H, W) -> (B, 1)

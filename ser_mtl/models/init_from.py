@@ -1,0 +1,96 @@
+"""Initialise a model from another run's checkpoint, tensor by tensor (paper 4.3, step-by-step training).
+
+The paper pretrains on LibriSpeech (speaker and gender tasks only) and uses those weights to start
+the emotion model. The two models differ: the emotion head is new, and the speaker head's output
+layer changes size with the number of speakers. `load_matching_weights` therefore copies every
+tensor (parameters and buffers such as BatchNorm statistics) whose name AND shape match, and returns
+a report of what it loaded, what it skipped because the shape differs, and what the checkpoint did
+not have. The file is read with ``weights_only=True``: a checkpoint can never run code on load.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+@dataclass
+class InitReport:
+    """Outcome of `load_matching_weights`; ``str(report)`` is a short human-readable summary.
+
+    Attributes:
+        path: the checkpoint file.
+        loaded: names copied from the checkpoint.
+        skipped_shape: (name, checkpoint shape, model shape) of names present in both with different shapes.
+        missing: model names absent from the checkpoint (left as initialised).
+        unexpected: checkpoint names the model does not have (ignored).
+    """
+
+    path: str
+    loaded: list[str] = field(default_factory=list)
+    skipped_shape: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [(f"init_from {self.path}: loaded {len(self.loaded)} tensors, skipped {len(self.skipped_shape)} "
+                  f"(shape differs), {len(self.missing)} missing from the checkpoint, "
+                  f"{len(self.unexpected)} not in the model")]
+        lines += [f"  skipped {name}: checkpoint {list(src)} vs model {list(dst)}"
+                  for name, src, dst in self.skipped_shape]
+        if self.missing:
+            lines.append("  missing (kept as initialised): " + ", ".join(self.missing))
+        if self.unexpected:
+            lines.append("  not in the model (ignored): " + ", ".join(self.unexpected))
+        return "\n".join(lines)
+
+
+def read_state_dict(ckpt_path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a Lightning checkpoint (its ``"state_dict"``) or of a bare state dict file, on CPU."""
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"init_from: checkpoint {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+        raise ValueError(f"init_from: {path} is not a checkpoint that loads with weights_only=True "
+                         f"(only tensors and plain containers are accepted): {err}") from err
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict):
+        raise TypeError(f"init_from: {path} holds a {type(obj).__name__}, expected a Lightning checkpoint "
+                        "with 'state_dict' or a state dict {name: tensor}")
+    tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise ValueError(f"init_from: {path} contains no named tensors (keys: {list(obj)[:5]})")
+    return tensors
+
+
+def load_matching_weights(module: nn.Module, ckpt_path: str | Path) -> InitReport:
+    """Copy into ``module`` every tensor of ``ckpt_path`` whose name and shape match; return the report.
+
+    Raises ValueError when nothing matches: an initialisation that silently loads nothing (a checkpoint
+    of another architecture, or with another key prefix) would otherwise go unnoticed.
+    """
+    source = read_state_dict(ckpt_path)
+    target = module.state_dict()
+    report = InitReport(path=str(ckpt_path))
+    matched: dict[str, torch.Tensor] = {}
+    for name, dst in target.items():
+        if name not in source:
+            report.missing.append(name)
+        elif source[name].shape != dst.shape:
+            report.skipped_shape.append((name, tuple(source[name].shape), tuple(dst.shape)))
+        else:
+            matched[name] = source[name]
+            report.loaded.append(name)
+    report.unexpected = [name for name in source if name not in target]
+    if not matched:
+        raise ValueError(f"init_from: no tensor of {ckpt_path} matches the model in name and shape "
+                         f"(checkpoint names e.g. {list(source)[:3]}, model names e.g. {list(target)[:3]})")
+    module.load_state_dict(matched, strict=False)
+    return report

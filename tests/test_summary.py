@@ -1,0 +1,129 @@
+"""summary.json from hand-written metrics.json files: numbers checked by hand and against numpy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ser_mtl.experiments.summary import SummaryError, aggregate, mean_std, read_run_metrics, summarize
+
+# 2 folds x 2 repeats.  repeat 0: WA (0.60 + 0.70) / 2 = 0.65, UA (0.50 + 0.60) / 2 = 0.55
+#                       repeat 1: WA (0.62 + 0.76) / 2 = 0.69, UA (0.58 + 0.66) / 2 = 0.62
+# WA over repeats: mean 0.67, sample std sqrt(((-0.02)^2 + 0.02^2) / 1) = 0.02 * sqrt(2)
+# UA over repeats: mean 0.585, sample std 0.035 * sqrt(2)
+RUNS = {  # (fold, repeat): (wa, ua, eer)
+    (0, 0): (0.60, 0.50, 0.10), (1, 0): (0.70, 0.60, 0.20),
+    (0, 1): (0.62, 0.58, 0.12), (1, 1): (0.76, 0.66, 0.18),
+}
+
+
+def write_run(root: Path, fold: int, repeat: int, wa: float, ua: float, eer: float | None = None,
+              folder: str | None = None, **extra) -> Path:
+    run = {"fold": fold, "repeat": repeat, "seed": 100 * repeat + fold, "wa": wa, "ua": ua, **extra}
+    if eer is not None:
+        run["eer"] = eer
+    path = root / (folder or f"fold{fold}_rep{repeat}") / "metrics.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(run))
+    return path
+
+
+@pytest.fixture
+def cv_dir(tmp_path: Path) -> Path:
+    for (fold, rep), (wa, ua, eer) in RUNS.items():
+        write_run(tmp_path, fold, rep, wa, ua, eer)
+    return tmp_path
+
+
+def test_headline_is_mean_and_sample_std_of_repeat_fold_averages(cv_dir: Path) -> None:
+    summary = aggregate(str(cv_dir), verbose=False)
+    assert summary["wa_mean"] == pytest.approx(0.67)
+    assert summary["wa_std"] == pytest.approx(0.02 * np.sqrt(2))
+    assert summary["ua_mean"] == pytest.approx(0.585)
+    assert summary["ua_std"] == pytest.approx(0.035 * np.sqrt(2))
+    # independent check: numpy, ddof=1, over the per-repeat fold averages
+    wa_rep = [np.mean([RUNS[(f, r)][0] for f in (0, 1)]) for r in (0, 1)]
+    assert summary["wa_std"] == pytest.approx(np.std(wa_rep, ddof=1))
+    # EER: both repeats average 0.15 -> std 0
+    assert summary["eer_mean"] == pytest.approx(0.15) and summary["eer_std"] == pytest.approx(0.0)
+    assert [e["wa"] for e in summary["per_repeat"]] == pytest.approx([0.65, 0.69])
+    assert summary["n_runs"] == 4 and summary["n_repeats"] == 2 and summary["complete"] is True
+    assert [(r["fold"], r["repeat"]) for r in summary["runs"]] == [(0, 0), (1, 0), (0, 1), (1, 1)]
+    assert {r["dir"] for r in summary["runs"]} == {"fold0_rep0", "fold1_rep0", "fold0_rep1", "fold1_rep1"}
+
+
+def test_per_fold_aggregates_over_repeats(cv_dir: Path) -> None:
+    per_fold = {f["fold"]: f for f in aggregate(str(cv_dir), verbose=False)["per_fold"]}
+    assert per_fold[0]["wa_mean"] == pytest.approx(0.61)  # (0.60 + 0.62) / 2
+    assert per_fold[0]["wa_std"] == pytest.approx(np.std([0.60, 0.62], ddof=1))
+    assert per_fold[1]["ua_mean"] == pytest.approx(0.63)  # (0.60 + 0.66) / 2
+    assert per_fold[1]["ua_std"] == pytest.approx(0.03 * np.sqrt(2))
+    assert per_fold[1]["n_repeats"] == 2
+
+
+def test_single_repeat_has_zero_std(tmp_path: Path) -> None:
+    write_run(tmp_path, 0, 0, 0.5, 0.4)
+    write_run(tmp_path, 1, 0, 0.7, 0.6)
+    summary = aggregate(str(tmp_path), verbose=False)
+    assert summary["wa_mean"] == pytest.approx(0.6) and summary["wa_std"] == 0.0
+    assert summary["ua_std"] == 0.0 and "eer_mean" not in summary
+    assert mean_std([0.3]) == (0.3, 0.0)
+
+
+def test_incomplete_repeat_is_left_out_and_listed(tmp_path: Path) -> None:
+    for (fold, rep), (wa, ua, _) in RUNS.items():
+        if (fold, rep) != (1, 1):
+            write_run(tmp_path, fold, rep, wa, ua)
+    summary = aggregate(str(tmp_path), verbose=False)
+    assert summary["complete_repeats"] == [0] and summary["missing"] == [{"fold": 1, "repeat": 1}]
+    assert summary["wa_mean"] == pytest.approx(0.65) and summary["wa_std"] == 0.0  # repeat 0 only
+    assert summary["complete"] is False
+    per_fold = {f["fold"]: f for f in summary["per_fold"]}
+    assert per_fold[1]["n_repeats"] == 1 and per_fold[0]["n_repeats"] == 2
+    # the requested grid counts too: folds 0-2 asked for, fold 2 never ran -> no complete repeat
+    none = summarize(summary["runs"], folds=[0, 1, 2], repeats=[0, 1])
+    assert none["wa_mean"] is None and none["n_repeats"] == 0 and len(none["missing"]) == 3
+
+
+def test_aggregate_is_atomic_and_idempotent(cv_dir: Path) -> None:
+    (cv_dir / "cv.json").write_text(json.dumps({"config_args": ["--config", "c.yaml"], "base_seed": 0,
+                                                "grid": {"folds": [0, 1], "repeats": [0, 1]}}))
+    first = aggregate(str(cv_dir), verbose=False)
+    text = (cv_dir / "summary.json").read_text()
+    second = aggregate(str(cv_dir), verbose=False)
+    assert (cv_dir / "summary.json").read_text() == text
+    assert json.loads(text) == first == second
+    assert first["config"]["config_args"] == ["--config", "c.yaml"]
+    leftovers = sorted(p.name for p in cv_dir.iterdir() if p.is_file())
+    assert leftovers == ["cv.json", "summary.json"]  # no temporary file left behind
+
+
+def test_aggregate_reads_any_folder_names(tmp_path: Path) -> None:
+    write_run(tmp_path, 3, 0, 0.4, 0.3, folder="my_own_run_a")
+    write_run(tmp_path, 5, 0, 0.6, 0.5, folder="b")
+    summary = aggregate(str(tmp_path), verbose=False)
+    assert summary["folds"] == [3, 5] and summary["ua_mean"] == pytest.approx(0.4)
+
+
+def test_bad_metrics_files_are_named(tmp_path: Path) -> None:
+    path = write_run(tmp_path, 0, 0, 66.0, 0.5)  # percent instead of a fraction
+    with pytest.raises(SummaryError, match=r"fold0_rep0/metrics.json: expected 'wa'.*fraction"):
+        read_run_metrics(path)
+    path.write_text(json.dumps({"fold": 0, "repeat": 0, "wa": 0.5}))
+    with pytest.raises(SummaryError, match=r"metrics.json: missing key\(s\) seed, ua"):
+        aggregate(str(tmp_path), verbose=False)
+    path.write_text("{not json")
+    with pytest.raises(SummaryError, match=r"metrics.json:1: not valid JSON"):
+        aggregate(str(tmp_path), verbose=False)
+
+
+def test_duplicate_runs_and_empty_folder_are_errors(tmp_path: Path) -> None:
+    with pytest.raises(SummaryError, match="nothing to summarise"):
+        aggregate(str(tmp_path), verbose=False)
+    write_run(tmp_path, 0, 0, 0.5, 0.5, folder="a")
+    write_run(tmp_path, 0, 0, 0.6, 0.6, folder="b")
+    with pytest.raises(SummaryError, match=r"b/metrics.json: fold 0 repeat 0 is also in .*a/metrics.json"):
+        aggregate(str(tmp_path), verbose=False)
