@@ -88,7 +88,9 @@ def classify(inputs: list[str], ckpt: str, out: str = "predictions.csv", device:
     for path in _collect_inputs(inputs):
         try:
             wave = load_audio(path, cfg.sample_rate).to(device)  # (T,)
-            feats = ((compute_features(wave, cfg).float() - mean) / std).cpu().numpy()  # (F, frames)
+            # the store keeps float16 frames: round the same way so new audio sees training's numbers
+            feats = compute_features(wave, cfg).half().float()  # (F, frames)
+            feats = ((feats - mean) / std).cpu().numpy()
         except CorpusError as err:
             skipped.append(f"{path}: {err}")
             continue

@@ -24,6 +24,7 @@ from ser_mtl.callbacks import RestoreBestHalveLR
 from ser_mtl.data.datamodule import SERDataModule
 from ser_mtl.models.aae import MultiTaskAAE
 from ser_mtl.run_outputs import write_test_outputs
+from ser_mtl.verification import run_speaker_verification
 
 
 class SERCLI(LightningCLI):
@@ -49,6 +50,11 @@ class SERCLI(LightningCLI):
         print(self.datamodule.describe())
 
     def after_test(self) -> None:
+        verification = run_speaker_verification(self.model, self.datamodule)
+        if verification is not None:
+            self.model.test_eer = verification["eer"]
+            print(f"speaker verification: EER {100 * verification['eer']:.2f} % over {verification['n_trials']} "
+                  f"trials ({verification['n_speakers']} enrolled speakers)")
         metrics = write_test_outputs(self.trainer, self.model, self.datamodule)
         if metrics is not None and self.trainer.is_global_zero:
             print(metrics["table"])

@@ -295,6 +295,10 @@ def test_bad_arguments_and_inputs_are_named():
     model = MultiTaskAAE(**TINY)
     with pytest.raises(ValueError, match=r"expected x of shape \(B, 1, 32, 64\)"):
         model.encode(torch.randn(2, 1, 32, 60))
+    with pytest.raises(ValueError, match=r"'gender' labels must be a \(B,\) int64 tensor, got torch.int32"):
+        model._labels({"gender": torch.zeros(4, dtype=torch.int32)}, "gender")
+    with pytest.raises(ValueError, match=r"the batch has no 'speaker' labels \(keys \['gender', 'x'\]\)"):
+        model._labels({"gender": torch.zeros(4, dtype=torch.int64), "x": torch.zeros(4)}, "speaker")
     bad = Segments(8, speaker=[7] * 8)  # 5 speakers in the model
     with pytest.raises(ValueError, match=r"'speaker' labels must be -1 \(missing\) or in \[0, 5\)"):
         trainer(limit_train_batches=1).fit(model, loader(bad))
@@ -316,3 +320,55 @@ def test_grad_clip_bounds_the_first_step_of_each_optimizer(clip):
             assert step.norm() > 20 * 0.05 * 1e-3, phase
         else:
             assert float(step.norm()) == pytest.approx(0.05 * 1e-3, rel=1e-3), phase
+
+
+DDP_SCRIPT = '''
+import os, sys, torch, pytorch_lightning as pl
+from torch.utils.data import DataLoader, Subset
+sys.path.insert(0, sys.argv[2])
+from test_aae_phases import TINY, Segments
+from ser_mtl.models.aae import MultiTaskAAE
+
+if __name__ == "__main__":
+    out, rank = sys.argv[1], int(os.environ.get("LOCAL_RANK", 0))
+    torch.manual_seed(0)
+    model = MultiTaskAAE(**TINY)
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    # each rank reads its own half: rank 0 labelled segments, rank 1 segments without any label
+    missing = {t: [-1] * 8 for t in ("emotion", "gender", "speaker")}
+    train = Segments(8, seed=rank) if rank == 0 else Segments(8, seed=rank, **missing)
+    val = Subset(Segments(12, seed=3), range(rank, 12, 2))  # utterance u: segment 2u on rank 0, 2u + 1 on rank 1
+    trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp_find_unused_parameters_true", max_epochs=1,
+                         use_distributed_sampler=False, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0)
+    trainer.fit(model, DataLoader(train, batch_size=4), DataLoader(val, batch_size=3))
+    torch.save({"init": init, "state": model.state_dict(), "wa": float(trainer.callback_metrics["val/wa"])},
+               f"{out}/rank{trainer.global_rank}.pt")
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+def test_ddp_rank_without_labels_stays_in_step(tmp_path):
+    """Two CPU processes (gloo): rank 1 sees no label at all, yet both ranks step together and agree."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    model = MultiTaskAAE(**TINY)
+    params = [name for name, _ in model.named_parameters()]
+    script = tmp_path / "ddp_run.py"
+    script.write_text(DDP_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path), str(Path(__file__).parent)],
+                          capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    for name in params:  # BN running statistics are per rank (no SyncBatchNorm); parameters must agree
+        assert torch.equal(ranks[0]["state"][name], ranks[1]["state"][name]), name
+    # rank 0's gradients reached the heads on both ranks
+    assert not torch.equal(ranks[1]["state"]["heads.emotion.out.weight"], ranks[1]["init"]["heads.emotion.out.weight"])
+    # the utterance metric gathered both halves of every utterance: same WA as one process on the whole set
+
+    model.load_state_dict(ranks[0]["state"])
+    ref = _utterance_reference(model, Segments(12, seed=3))
+    assert ranks[0]["wa"] == ranks[1]["wa"] == pytest.approx(ref["wa"], abs=1e-6)

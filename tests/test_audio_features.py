@@ -9,21 +9,26 @@ import soundfile as sf
 import torch
 
 from ser_mtl.data.audio import load_audio
-from ser_mtl.data.features import (FeatureConfig, compute_features, nonsilent_mask, row_frequencies,
-                                   trim_silence)
+from ser_mtl.data.features import (
+    FeatureConfig,
+    compute_features,
+    nonsilent_mask,
+    row_frequencies,
+    trim_silence,
+)
 from ser_mtl.data.manifest import CorpusError
 
 SR = 16000
 
 
 def tone(freq: float, seconds: float, sr: int = SR, amp: float = 0.5) -> np.ndarray:
-    t = np.arange(int(round(seconds * sr))) / sr
+    t = np.arange(round(seconds * sr)) / sr
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
 def rich_signal(sr: int, seconds: float = 3.0) -> np.ndarray:
     """Tones + a 100 Hz-7 kHz chirp, amplitude-modulated: energy across the band, defined at any rate."""
-    t = np.arange(int(round(seconds * sr))) / sr
+    t = np.arange(round(seconds * sr)) / sr
     env = 0.6 + 0.4 * np.sin(2 * np.pi * 3 * t)
     x = sum(a * np.sin(2 * np.pi * f * t + p) for a, f, p in
             [(0.3, 220, 0.0), (0.2, 1200, 1.0), (0.1, 2500, 2.0), (0.05, 5200, 0.5)])

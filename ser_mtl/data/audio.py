@@ -22,10 +22,9 @@ import torchaudio.functional as AF
 
 from ser_mtl.data.manifest import CorpusError
 
-
 # torchaudio's documented "kaiser_best" resampling settings.
-_RESAMPLE = dict(lowpass_filter_width=64, rolloff=0.9475937167399596, resampling_method="sinc_interp_kaiser",
-                 beta=14.769656459379492)
+_RESAMPLE = {"lowpass_filter_width": 64, "rolloff": 0.9475937167399596,
+             "resampling_method": "sinc_interp_kaiser", "beta": 14.769656459379492}
 
 
 def load_audio(path: str | os.PathLike, sample_rate: int = 16000) -> torch.Tensor:

@@ -79,6 +79,10 @@ class SERDataModule(pl.LightningDataModule):
         num_workers: DataLoader worker processes (also used to build feature stores).
         max_stats_utterances: cap on the training utterances read for normalisation statistics
             (a seeded random sample beyond it; keeps LibriSpeech pretraining start-up short).
+        verification_subset: auxiliary-corpus subset whose speakers, with the emotion corpus's
+            test speakers, are enrolled for speaker verification at test time (paper:
+            ``test-clean``); only for speaker-independent schemes; ``None`` disables it.
+        verification_enrol: utterances per speaker for enrolment (paper: 20).
     """
 
     def __init__(
@@ -106,6 +110,8 @@ class SERDataModule(pl.LightningDataModule):
         cache_dir: str = ".cache/ser-mtl",
         num_workers: int = 0,
         max_stats_utterances: int = 4000,
+        verification_subset: str | None = "test-clean",
+        verification_enrol: int = 20,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -117,6 +123,9 @@ class SERDataModule(pl.LightningDataModule):
             if not (target_corpus and target_root):
                 raise ValueError("scheme 'cross_corpus' needs data.target_corpus and data.target_root")
             self.target_rows = cached_manifest(target_corpus, target_root, cache_dir)
+        self.verification_rows: list[ManifestRow] = []
+        if verification_subset and aux_root and scheme != "10fold":
+            self.verification_rows = cached_manifest(aux_corpus, aux_root, cache_dir, verification_subset)
         self.label_scheme = make_label_scheme(task, corpus)
         self._has_emotion = any(r.emotion for r in self.rows)
         labelled = [bool(r.emotion) or not self._has_emotion for r in self.rows]
@@ -155,7 +164,7 @@ class SERDataModule(pl.LightningDataModule):
     @property
     def utterances(self) -> list[ManifestRow]:
         """Every utterance by its global index ``utt``: primary, then auxiliary, then target rows."""
-        return self.rows + self.aux_rows + self.target_rows
+        return self.rows + self.aux_rows + self.target_rows + self.verification_rows
 
     # ----------------------------------------------------------------- split helpers
     def _draw_aux_rows(self) -> list[ManifestRow]:
@@ -193,6 +202,8 @@ class SERDataModule(pl.LightningDataModule):
             stores["aux"] = FeatureStore(self.aux_rows, hp.aux_root, self.features, hp.cache_dir)
         if self.target_rows:
             stores["target"] = FeatureStore(self.target_rows, hp.target_root, self.features, hp.cache_dir)
+        if self.verification_rows:
+            stores["verification"] = FeatureStore(self.verification_rows, hp.aux_root, self.features, hp.cache_dir)
         return stores
 
     def prepare_data(self) -> None:
@@ -260,6 +271,18 @@ class SERDataModule(pl.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._eval_loader(self.test_set)
+
+    def verification_dataloader(self) -> DataLoader | None:
+        """Segments of the speaker-verification utterances (auxiliary test subset + emotion test
+        speakers), unsharded; ``None`` when verification does not apply (10fold, no auxiliary root)."""
+        if not self.verification_rows:
+            return None
+        offset = len(self.rows) + len(self.aux_rows) + len(self.target_rows)
+        hop = self.hparams.eval_hop or self.hparams.segment_hop
+        sets = [self._dataset(self.stores["verification"], self.verification_rows,
+                              range(len(self.verification_rows)), offset, hop), self.test_set]
+        return DataLoader(ConcatDataset(sets), batch_size=self.hparams.batch_size, shuffle=False,
+                          num_workers=self.hparams.num_workers)
 
     # ----------------------------------------------------------------- checkpointed preprocessing
     def state_dict(self) -> dict:

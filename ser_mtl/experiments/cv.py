@@ -119,7 +119,7 @@ class CLIBackend:
         import yaml
 
         buffer = io.StringIO()
-        with contextlib.redirect_stdout(buffer):
+        with contextlib.redirect_stdout(buffer), _plain_argv():
             try:
                 importlib.import_module(self.cli_module).main(["fit", *config_args, "--print_config"])
             except SystemExit as exit_:
@@ -133,7 +133,19 @@ def _build_datamodule(config_args: list[str]):
     cli = importlib.import_module("ser_mtl.cli")
     if not hasattr(cli, "build_datamodule"):  # it may live next to the LightningCLI subclass
         cli = importlib.import_module("ser_mtl.lightning_cli")
-    return cli.build_datamodule(config_args)
+    with _plain_argv():
+        return cli.build_datamodule(config_args)
+
+
+@contextlib.contextmanager
+def _plain_argv() -> Iterator[None]:
+    """LightningCLI warns when given ``args`` while ``sys.argv`` has arguments too (``ser-mtl cv ...``)."""
+    saved = sys.argv
+    sys.argv = saved[:1]
+    try:
+        yield
+    finally:
+        sys.argv = saved
 
 
 def _tail(path: Path, lines: int = 25) -> str:

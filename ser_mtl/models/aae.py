@@ -274,7 +274,8 @@ class MultiTaskAAE(pl.LightningModule):
         """L_c over the tasks whose labels some sample of the batch carries -> encoder + those heads.
 
         A head without labelled samples is not run, so its grads stay None and SGD leaves it (and its
-        momentum) untouched; a batch without any label skips the phase (not even the encoder runs).
+        momentum) untouched; a batch without any label (on any rank) skips the phase (not even the
+        encoder runs).
         """
         labelled = {task: self._labels(batch, task) for task in self.heads}  # task -> (labels (B,), count)
         present = {task: (labels, n) for task, (labels, n) in labelled.items() if n > 0}
@@ -289,9 +290,18 @@ class MultiTaskAAE(pl.LightningModule):
                 logits = self.heads[task](z)[mask]  # (n, n_classes)
                 losses[task] = F.cross_entropy(logits, labels[mask])
                 self._log_task("train", task, losses[task], logits, labels[mask], n)
-            loss = classification_loss(losses, self.hparams.beta)
+            # A rank without labels still joins the backward (DDP all-reduces inside it), with zero gradient.
+            loss = classification_loss(losses, self.hparams.beta) if losses else 0.0 * z.sum()
             self._optimise(opt, loss)
+        if not losses:
+            return
         self.log("train/loss_cls", loss, batch_size=batch["x"].shape[0], prog_bar=True)
+
+    def _any_rank(self, flag: bool) -> bool:
+        """Whether ``flag`` holds on any DDP rank (one all-reduce; no communication on a single device)."""
+        if self.trainer.world_size == 1:
+            return flag
+        return bool(self.trainer.strategy.reduce(torch.tensor(float(flag), device=self.device), reduce_op="sum"))
 
     def _labels(self, batch: Mapping[str, torch.Tensor], task: str) -> tuple[torch.Tensor, int]:
         """The task's labels (B,) and how many are present; ValueError on a value outside [-1, n_classes)."""
@@ -299,6 +309,9 @@ class MultiTaskAAE(pl.LightningModule):
             raise ValueError(f"MultiTaskAAE: the batch has no '{task}' labels (keys {sorted(batch)}); "
                              f"tasks {self.tasks} need them (-1 where missing)")
         labels = batch[task]  # (B,)
+        if labels.dtype != torch.int64 or labels.ndim != 1:
+            raise ValueError(f"MultiTaskAAE: '{task}' labels must be a (B,) int64 tensor, got {labels.dtype} "
+                             f"of shape {tuple(labels.shape)}")
         n, lo, hi = torch.stack([(labels >= 0).sum(), labels.min(), labels.max()]).tolist()  # one host sync
         if lo < -1 or hi >= self.n_classes[task]:
             raise ValueError(f"MultiTaskAAE: '{task}' labels must be -1 (missing) or in [0, {self.n_classes[task]}), "

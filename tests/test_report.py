@@ -1,0 +1,197 @@
+"""Report tables equal the summaries (percent, one decimal), figures are real PNGs, paper rows match."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ser_mtl.experiments.paper_results import PAPER_RESULTS, Protocol, match, protocol_from_config
+from ser_mtl.experiments.report import report, report_main, summed_confusion, load_experiment
+from ser_mtl.experiments.summary import aggregate
+from ser_mtl.experiments.sweep import run_sweep
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+CLASSES = ["angry", "happy", "neutral", "sad"]
+# (fold, repeat): (wa, ua, eer).  Repeat fold-averages: WA 0.663 / 0.703, UA 0.601 / 0.641
+# -> WA 68.3 ± 2.8, UA 62.1 ± 2.8 (percent; std = 0.02 * sqrt(2) = 0.0283); EER 0.1 in every run.
+RUNS = {(0, 0): (0.650, 0.590, 0.1), (1, 0): (0.676, 0.612, 0.1),
+        (0, 1): (0.690, 0.630, 0.1), (1, 1): (0.716, 0.652, 0.1)}
+PROPOSED_LOSO = {"data": {"corpus": "iemocap", "task": "categorical", "scheme": "loso", "target_corpus": None},
+                 "model": {"tasks": ["emotion", "gender", "speaker"], "use_decoder": True,
+                           "use_discriminator": True}}
+
+
+def confmat(fold: int, repeat: int) -> list[list[int]]:
+    return (np.eye(4, dtype=int) * (5 + fold) + repeat).tolist()
+
+
+def make_cv(root: Path, resolved: dict | None = PROPOSED_LOSO, with_confmat: bool = True) -> Path:
+    for (fold, rep), (wa, ua, eer) in RUNS.items():
+        run = {"fold": fold, "repeat": rep, "seed": fold + 10 * rep, "wa": wa, "ua": ua, "eer": eer}
+        if with_confmat:
+            run |= {"classes": CLASSES, "confmat": confmat(fold, rep)}
+        (root / f"fold{fold}_rep{rep}").mkdir(parents=True)
+        (root / f"fold{fold}_rep{rep}" / "metrics.json").write_text(json.dumps(run))
+    (root / "cv.json").write_text(json.dumps({"config_args": [], "base_seed": 0, "config_files": {},
+                                              "label": None, "resolved": resolved}))
+    return root
+
+
+def table_rows(markdown: str, first_cell: str) -> list[list[str]]:
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in markdown.splitlines()
+            if line.startswith("|")]
+    return [r for r in rows if r[0] == first_cell]
+
+
+def assert_png(path: Path) -> None:
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE and len(data) > 5000, path
+
+
+def test_table_numbers_equal_the_summary_and_paper_is_beside(tmp_path: Path) -> None:
+    cv = make_cv(tmp_path / "proposed_loso")
+    summary = aggregate(str(cv), verbose=False)
+    markdown = Path(report([str(cv)], str(tmp_path / "out"))).read_text()
+    [row] = table_rows(markdown, "proposed_loso")
+    header = table_rows(markdown, "experiment")[0]
+    cells = dict(zip(header, row))
+    assert cells["WA (%)"] == "68.3 ± 2.8" == f"{100 * summary['wa_mean']:.1f} ± {100 * summary['wa_std']:.1f}"
+    assert cells["UA (%)"] == "62.1 ± 2.8" == f"{100 * summary['ua_mean']:.1f} ± {100 * summary['ua_std']:.1f}"
+    assert cells["EER (%)"] == "10.0 ± 0.0"
+    assert cells["model"] == "AAE (emotion+gender+speaker)"
+    assert (cells["corpus"], cells["task"], cells["scheme"], cells["folds×repeats"]) == \
+        ("iemocap", "categorical", "loso", "2×2")
+    assert cells["paper UA (%)"] == "66.7 ± 1.4 (T3); 66.7 ± 1.4 (T5)"  # Tables 3 and 5, same protocol
+    assert cells["paper WA (%)"] == "68.5 ± 1.2 (T5)"
+    assert "paper" in header[-1] and "not ours" in markdown
+    fold_rows = {r[0]: r for r in (table_rows(markdown, "0") + table_rows(markdown, "1"))}
+    assert fold_rows["0"][2:4] == ["67.0 ± 2.8", "61.0 ± 2.8"]  # fold 0 over its two repeats
+    for png in ("confusion_proposed_loso.png", "eer.png"):
+        assert f"]({png})" in markdown
+        assert_png(tmp_path / "out" / png)
+
+
+def test_confusion_is_summed_over_runs_from_metrics_or_predictions(tmp_path: Path) -> None:
+    expected = sum(np.asarray(confmat(f, r)) for f, r in RUNS)
+    total, classes = summed_confusion(load_experiment(make_cv(tmp_path / "a")))
+    assert classes == CLASSES and np.array_equal(total, expected)
+    # diagonal: (5 + 6) per repeat twice, plus the repeat offsets 0 + 0 + 1 + 1; off-diagonal: the offsets
+    assert total[0, 0] == 24 and total[2, 2] == 24 and total[0, 1] == 2 and total.sum() == 4 * 24 + 12 * 2
+    # without confmat in the metrics: the runs' predictions.csv files are counted instead
+    cv = make_cv(tmp_path / "b", with_confmat=False)
+    for name, pairs in {"fold0_rep0": [("sad", "sad"), ("sad", "angry")], "fold1_rep1": [("happy", "sad")]}.items():
+        with open(cv / name / "predictions.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["utt_id", "speaker", "label", "pred"] + [f"p_{c}" for c in CLASSES])
+            writer.writerows([[f"u{i}", "s", label, pred, 0.25, 0.25, 0.25, 0.25]
+                              for i, (label, pred) in enumerate(pairs)])
+    aggregate(str(cv), verbose=False)
+    total, classes = summed_confusion(load_experiment(cv))
+    assert total.sum() == 3 and total[3, 3] == 1 and total[3, 0] == 1 and total[1, 3] == 1
+
+
+def test_unmatched_protocol_shows_no_paper_number(tmp_path: Path) -> None:
+    other = {"data": {"corpus": "iemocap", "task": "categorical", "scheme": "loso"},
+             "model": {"tasks": ["emotion", "gender"], "use_decoder": True, "use_discriminator": False}}
+    cv = make_cv(tmp_path / "ae_gender", resolved=other)
+    markdown = Path(report([str(cv)], str(tmp_path / "out"))).read_text()  # no summary.json: in memory
+    [row] = table_rows(markdown, "ae_gender")
+    assert row[1] == "AE (emotion+gender)" and row[-2:] == ["–", "–"]
+    assert "no summary.json yet" in markdown and not (cv / "summary.json").exists()
+
+
+class SweepBackend:
+    """Minimal stand-in CLI: UA = 0.5 + alpha / 10 + 0.012 * fold (WA = UA + 0.05)."""
+
+    def num_folds(self, config_args):
+        return 2
+
+    def resolve_config(self, config_args):
+        return PROPOSED_LOSO
+
+    def run_stage(self, stage, args, run_dir):
+        value = lambda name: [args[i + 1] for i, a in enumerate(args[:-1]) if a == name][-1]  # noqa: E731
+        if stage == "fit":
+            (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            (run_dir / "checkpoints" / "best.ckpt").write_text("best")
+            return
+        ua = 0.5 + float(value("--model.alpha")) / 10 + 0.012 * int(value("--data.fold"))
+        (run_dir / "test_metrics.json").write_text(json.dumps(
+            {"wa": ua + 0.05, "ua": ua, "classes": CLASSES, "confmat": np.eye(4, dtype=int).tolist()}))
+
+
+def test_sweep_report_has_a_row_per_value_and_a_plot(tmp_path: Path) -> None:
+    sweep = tmp_path / "alpha"
+    run_sweep([], ["model.alpha"], [0.2, 0.4, 0.6], str(sweep), folds=[0, 1], repeats=1, backend=SweepBackend())
+    report_main([str(sweep), "--out", str(tmp_path / "out")])
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    for alpha in (0.2, 0.4, 0.6):
+        [row] = table_rows(markdown, str(alpha))
+        ua = 0.5 + alpha / 10 + 0.006  # mean over folds 0 and 1: 52.6, 54.6, 56.6 %
+        assert row[1:4] == ["2×1", f"{100 * (ua + 0.05):.1f} ± 0.0", f"{100 * ua:.1f} ± 0.0"]
+    assert "Paper, same protocol at its own α/β: WA 68.5 ± 1.2 (T5), UA 66.7 ± 1.4 (T3); 66.7 ± 1.4 (T5)." \
+        in markdown
+    assert_png(tmp_path / "out" / "sweep_alpha.png")
+    assert_png(tmp_path / "out" / "confusion_alpha_best.png")  # best UA: alpha = 0.6
+    assert "Confusion matrix of the best setting (model.alpha=0.6)" in markdown
+
+
+def test_report_of_a_folder_of_experiments_and_bad_input(tmp_path: Path) -> None:
+    make_cv(tmp_path / "runs" / "one")
+    make_cv(tmp_path / "runs" / "two")
+    for name in ("one", "two"):
+        aggregate(str(tmp_path / "runs" / name), verbose=False)
+    markdown = Path(report([str(tmp_path / "runs")], str(tmp_path / "out"))).read_text()
+    assert len(table_rows(markdown, "one")) == 1 and len(table_rows(markdown, "two")) == 1
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit):
+        report_main([str(tmp_path / "empty"), "--out", str(tmp_path / "out2")])
+
+
+def test_paper_numbers_as_printed() -> None:
+    def find(table: str, corpus: str, scheme: str, task: str, arch: str, aux: str, metric: str = "ua"):
+        [hit] = [r for r in PAPER_RESULTS if (r.table, r.corpus, r.task, r.arch, r.aux, r.metric)
+                 == (table, corpus, task, arch, aux, metric) and scheme in r.schemes]
+        return hit.mean, hit.std
+
+    # Table 3, 10-fold and leave-one-speaker-out (UA)
+    assert find("3", "iemocap", "10fold", "categorical", "aae", "both") == (68.8, 1.2)
+    assert find("3", "msp_improv", "10fold", "categorical", "aae", "both") == (63.6, 1.7)
+    assert find("3", "iemocap", "10fold", "categorical", "cnn", "both") == (65.6, 2.0)
+    assert find("3", "msp_improv", "10fold", "categorical", "cnn", "both") == (59.5, 2.4)
+    assert find("3", "iemocap", "10fold", "categorical", "ae", "both") == (66.4, 1.6)
+    assert find("3", "msp_improv", "10fold", "categorical", "ae", "both") == (60.2, 2.3)
+    assert find("3", "iemocap", "loso", "categorical", "aae", "both") == (66.7, 1.4)
+    assert find("3", "msp_improv", "loso_session", "categorical", "aae", "both") == (60.3, 1.1)
+    assert find("3", "iemocap", "loso", "categorical", "aae", "none") == (64.5, 1.5)
+    assert find("3", "msp_improv", "loso", "categorical", "aae", "none") == (58.1, 1.7)
+    # Table 4, cross-corpus; Table 5 WA and UA; Table 6 (metric not stated by the paper)
+    [t4] = [r for r in PAPER_RESULTS if r.table == "4" and r.arch == "aae"]
+    assert (t4.corpus, t4.target, t4.mean, t4.std) == ("iemocap", "msp_improv", 46.41, 0.32)
+    assert find("5", "iemocap", "loso", "categorical", "aae", "gender", "wa") == (67.5, 1.5)
+    assert find("5", "msp_improv", "loso", "categorical", "aae", "speaker", "ua") == (59.1, 1.5)
+    assert find("5", "msp_improv", "loso", "categorical", "aae", "both", "wa") == (62.5, 1.4)
+    assert find("6", "iemocap", "loso", "activation", "aae", "both", "unspecified") == (64.5, 1.5)
+    assert find("6", "msp_improv", "loso", "valence", "aae", "gender", "unspecified") == (53.4, 1.8)
+    assert find("6", "iemocap", "loso", "av5", "aae", "speaker", "unspecified") == (54.2, 1.2)
+    assert find("6", "msp_improv", "loso", "av3", "aae", "both", "unspecified") == (62.1, 1.8)
+    counts = {t: sum(r.table == t for r in PAPER_RESULTS) for t in "3456"}
+    assert counts == {"3": 16, "4": 4, "5": 12, "6": 24}
+
+
+def test_protocol_from_resolved_config() -> None:
+    assert protocol_from_config(PROPOSED_LOSO) == Protocol("iemocap", "loso", "categorical", "aae", "both",
+                                                           None, ("emotion", "gender", "speaker"))
+    cross = {"data": {"class_path": "x.SERDataModule", "init_args": {"corpus": "iemocap", "task": "categorical",
+                                                                     "scheme": "cross_corpus",
+                                                                     "target_corpus": "msp_improv"}},
+             "model": {"tasks": ["emotion", "gender", "speaker"], "use_decoder": True, "use_discriminator": True}}
+    assert [r.mean for r in match(protocol_from_config(cross))] == [46.41]
+    cnn_single = {"data": {"corpus": "iemocap", "task": "categorical", "scheme": "10fold"},
+                  "model": {"tasks": ["emotion"], "use_decoder": False, "use_discriminator": False}}
+    assert protocol_from_config(cnn_single).arch == "cnn" and match(protocol_from_config(cnn_single)) == []
+    assert protocol_from_config(None) is None and match(None) == []
