@@ -27,14 +27,14 @@ EXTRA_COMMANDS: dict[str, tuple[str, str, str]] = {
     "manifest": ("ser_mtl.data.manifest_command", "manifest", "read a corpus into a manifest CSV"),
     "folds": ("ser_mtl.data.folds_command", "folds", "write the cross-validation folds of a manifest"),
     "classify": ("ser_mtl.commands", "classify", "emotion probabilities for audio files with a trained model"),
-    "aggregate": ("ser_mtl.experiments.summary", "aggregate", "summarise finished cross-validation runs"),
-    "report": ("ser_mtl.experiments.report", "report", "Markdown tables and plots from cv summaries"),
 }
 # Commands that take LightningCLI-style arguments and parse their own extra group.
 PASSTHROUGH_COMMANDS: dict[str, tuple[str, str, str]] = {
     "cache": ("ser_mtl.commands", "cache_main", "build the feature stores of a config ahead of training"),
     "cv": ("ser_mtl.experiments.cv", "cv_main", "cross-validation: folds x repeats of fit + test, resumable"),
     "sweep": ("ser_mtl.experiments.sweep", "sweep_main", "one cross-validation per value of a parameter"),
+    "aggregate": ("ser_mtl.experiments.summary", "aggregate_main", "summarise finished cross-validation runs"),
+    "report": ("ser_mtl.experiments.report", "report_main", "Markdown tables and plots from cv summaries"),
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import inspect
 import io
 import json
 from pathlib import Path
@@ -55,8 +56,10 @@ def load_trained_model(ckpt: str, device: str = "cpu"):
     if not state or state.get("mean") is None:
         raise ValueError(f"{ckpt}: no preprocessing state (SERDataModule) in the checkpoint; was it written by "
                          "`ser-mtl fit`?")
-    hparams = dict(checkpoint["hyper_parameters"])
-    hparams["init_from"] = None
+    accepted = inspect.signature(MultiTaskAAE.__init__).parameters
+    # LightningCLI also records `_instantiator`/`_class_path`; keep the model's own arguments only
+    hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if k in accepted}
+    hparams["init_from"] = None  # the checkpoint's own weights are loaded below
     model = MultiTaskAAE(**hparams)
     model.load_state_dict(checkpoint["state_dict"])
     return model.to(device).eval(), state

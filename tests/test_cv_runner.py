@@ -19,8 +19,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ser_mtl.experiments.cv import (CLIBackend, CVError, RunsFailed, derive_seed, newest_checkpoint,
-                                    parse_int_list, run_cv, task_grid)
+from ser_mtl.experiments.cv import (
+    CLIBackend,
+    CVError,
+    RunsFailed,
+    derive_seed,
+    newest_checkpoint,
+    parse_int_list,
+    run_cv,
+    task_grid,
+)
 from ser_mtl.experiments.sweep import parse_list, run_sweep, setting_dirname, sweep_settings
 
 CONFIG_TEXT = "model:\n  alpha: 0.4\n"
@@ -161,6 +169,18 @@ def test_failed_test_reruns_only_the_test_and_never_reuses_stale_metrics(tmp_pat
     assert summary["wa_mean"] == pytest.approx(score(0, derive_seed(0, 0, 0))[0])
 
 
+def test_an_empty_test_split_fails_the_run_with_a_clear_message(tmp_path: Path, config: list[str]) -> None:
+    class NanTest(FakeBackend):
+        def run_stage(self, stage, args, run_dir):
+            super().run_stage(stage, args, run_dir)
+            if stage == "test":
+                (run_dir / "test_metrics.json").write_text('{"wa": NaN, "ua": NaN, "eer": NaN}')
+
+    with pytest.raises(RunsFailed, match="fold0_rep0"):
+        run_cv(config, [0], 1, str(tmp_path / "cv"), backend=NanTest())
+    assert not (tmp_path / "cv" / "fold0_rep0" / "metrics.json").exists()
+
+
 def test_newest_checkpoint_prefers_lightnings_hpc_checkpoint(tmp_path: Path) -> None:
     assert newest_checkpoint(tmp_path) is None
     (tmp_path / "checkpoints").mkdir()
@@ -207,6 +227,14 @@ def test_seeds_are_deterministic_and_distinct() -> None:
     assert derive_seed(0, 3, 2) == derive_seed(0, 3, 2) != derive_seed(0, 2, 3)
 
 
+def test_module_entry_is_the_cv_command() -> None:
+    import subprocess
+
+    result = subprocess.run([sys.executable, "-m", "ser_mtl.experiments.cv", "--help"], capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 0 and "--cv.out" in result.stdout and "--cv.slurm_partition" in result.stdout
+
+
 def test_fold_lists() -> None:
     assert parse_int_list("[0, 2,5]") == [0, 2, 5]
     assert parse_int_list("0-3") == [0, 1, 2, 3]
@@ -238,7 +266,8 @@ def test_sweep_settings_zip_and_grid() -> None:
     grid = sweep_settings(["a", "b"], [[1, 2], [8, 9, 10]], mode="grid")
     assert len(grid) == 6 and grid[0] == {"a": 1, "b": 8} and grid[-1] == {"a": 2, "b": 10}
     assert setting_dirname({"model.alpha": 0.3, "data.root": "/x/y"}) == "model.alpha=0.3,data.root=_x_y"
-    assert parse_list("[0.1, 1e-3, true, abc]") == [0.1, "1e-3", True, "abc"]
+    assert parse_list("[0.1, 1e-3, true, abc]") == [0.1, 0.001, True, "abc"]
+    assert parse_list("1e-4,2") == [0.0001, 2] and parse_list("[[a, 1e-2]]") == [["a", 0.01]]
     with pytest.raises(CVError, match="zip mode needs one value per parameter"):
         sweep_settings(["a", "b"], [[1, 2, 3]])
     with pytest.raises(CVError, match="grid with 2 parameters needs 2 non-empty value lists"):
@@ -247,13 +276,29 @@ def test_sweep_settings_zip_and_grid() -> None:
 
 # ------------------------------------------------------------------ subprocess path, stand-in CLI
 STAND_IN_CLI = '''
-"""A stand-in for ser_mtl.cli following the fit/test contract; FAKE_CRASH=fit:1 crashes fold 1 once."""
-import json, os, sys
+"""A stand-in for ser_mtl.cli following the fit/test contract.
+
+FAKE_CRASH=fit:1 stops fold 1's first fit the way Lightning does on SIGTERM (exit code 0!).
+FAKE_BLOCK=1 makes a fit wait for the file `release` next to the run folders, or for SIGTERM.
+"""
+import json, os, signal, sys, time
 from pathlib import Path
 
 
-class SIGTERMException(SystemExit):  # what Lightning raises on SIGTERM (exit code 0!)
+class SIGTERMException(SystemExit):  # what Lightning raises on SIGTERM
     pass
+
+
+def block(root):
+    got_term = []
+    signal.signal(signal.SIGTERM, lambda *_: got_term.append(1))
+    (root.parent / "started").write_text(str(os.getpid()))
+    for _ in range(300):
+        if got_term:
+            raise SIGTERMException()
+        if (root.parent / "release").exists():
+            return
+        time.sleep(0.05)
 
 
 def main(args):
@@ -267,6 +312,8 @@ def main(args):
     if stage == "fit":
         (root / "checkpoints").mkdir(parents=True, exist_ok=True)
         (root / "checkpoints" / "last.ckpt").write_text("epoch 1")
+        if os.environ.get("FAKE_BLOCK"):
+            block(root)
         marker = root.parent / "crashed"
         if os.environ.get("FAKE_CRASH") == f"fit:{fold}" and not marker.exists():
             marker.write_text("")
@@ -298,10 +345,102 @@ def test_subprocess_backend_treats_sigterm_exit_as_unfinished(tmp_path: Path, co
     assert summary["wa_mean"] == pytest.approx(0.55) and summary["ua_mean"] == pytest.approx(0.45)
 
 
+RUNNER = """
+import sys
+from ser_mtl.experiments.cv import run_cv
+from ser_mtl.experiments.stages import CLIBackend
+backend = CLIBackend(cli_module="stand_in_cli")
+backend.resolve_config = lambda args: None
+run_cv(sys.argv[2:], [0], 1, sys.argv[1], backend=backend)
+"""
+
+
+def _start_runner(tmp_path: Path, config: list[str], out: Path):
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path]), "FAKE_BLOCK": "1"}
+    runner = subprocess.Popen([sys.executable, "-c", RUNNER, str(out), *config], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    for _ in range(400):
+        if (out / "started").exists():
+            return runner
+        time.sleep(0.05)
+    runner.kill()
+    raise AssertionError(f"the stand-in fit never started:\n{runner.communicate()[0]}")
+
+
+def _wait_gone(pid: int) -> None:
+    for _ in range(200):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        if Path(f"/proc/{pid}/stat").is_file() and Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+            return  # a zombie holds no files
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} did not end")
+
+
+@pytest.mark.slow
+def test_killed_runner_leaves_its_training_child_the_run(tmp_path: Path, config: list[str]) -> None:
+    """SIGKILL the runner mid-fit: the orphaned fit still holds the run's lock, so a second runner
+    leaves that run alone; once it ends, a re-run resumes it from its last checkpoint."""
+    (tmp_path / "stand_in_cli.py").write_text(textwrap.dedent(STAND_IN_CLI))
+    out = tmp_path / "cv"
+    runner = _start_runner(tmp_path, config, out)
+    child = int((out / "started").read_text())
+    runner.kill()
+    runner.wait()
+    os.kill(child, 0)  # still training
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    backend = CLIBackend(cli_module="stand_in_cli", env=env)
+    backend.resolve_config = lambda args: None
+    assert run_cv(config, [0], 1, str(out), backend=backend) == {}  # busy: not run twice, nothing to sum
+    assert len((out / "calls.txt").read_text().splitlines()) == 1
+    (out / "release").write_text("")
+    _wait_gone(child)
+    summary = run_cv(config, [0], 1, str(out), backend=backend)
+    calls = [json.loads(line) for line in (out / "calls.txt").read_text().splitlines()]
+    assert calls[1] == ["fit", 0, str((out / "fold0_rep0" / "checkpoints" / "last.ckpt").absolute())]
+    assert summary["n_runs"] == 1 and summary["ua_mean"] == pytest.approx(0.4)
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_runner_stops_the_fit_and_the_runner(tmp_path: Path, config: list[str]) -> None:
+    import signal
+
+    (tmp_path / "stand_in_cli.py").write_text(textwrap.dedent(STAND_IN_CLI))
+    out = tmp_path / "cv"
+    runner = _start_runner(tmp_path, config, out)
+    child = int((out / "started").read_text())
+    runner.send_signal(signal.SIGTERM)
+    output, _ = runner.communicate(timeout=60)
+    _wait_gone(child)
+    assert runner.returncode != 0 and "SIGTERM: waiting for the running stage to stop" in output
+    assert "stopped by SIGTERM; re-run the same command to continue" in output
+    assert "fit stopped by SIGTERM" in (out / "fold0_rep0" / "fit.log").read_text()
+    assert not (out / "fold0_rep0" / "fit_done.json").exists() and not (out / "summary.json").exists()
+
+
+def test_a_locked_run_is_left_to_its_owner(tmp_path: Path, config: list[str]) -> None:
+    import fcntl
+
+    out = tmp_path / "cv"
+    (out / "fold1_rep0").mkdir(parents=True)
+    with open(out / "fold1_rep0" / ".lock", "w") as held:  # another runner's lock (flock is per open file)
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        backend = FakeBackend()
+        summary = run_cv(config, [0, 1, 2], 1, str(out), backend=backend)
+    assert backend.fits() == [0, 2] and summary["missing"] == [{"fold": 1, "repeat": 0}]
+    rerun = FakeBackend()
+    run_cv(config, [0, 1, 2], 1, str(out), backend=rerun)
+    assert rerun.fits() == [1]
+
+
 # ------------------------------------------------------------------------- end to end, real CLI
 def _real_cli_missing() -> str | None:
     try:
-        import ser_mtl.cli as cli
+        from ser_mtl import cli
     except Exception as err:  # noqa: BLE001 - any import failure means "not ready"
         return f"ser_mtl.cli does not import yet ({err})"
     if not hasattr(cli, "main"):

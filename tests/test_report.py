@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ser_mtl.experiments.paper_results import PAPER_RESULTS, Protocol, match, protocol_from_config
-from ser_mtl.experiments.report import report, report_main, summed_confusion, load_experiment
+from ser_mtl.experiments.report import load_experiment, report, report_main, summed_confusion
 from ser_mtl.experiments.summary import aggregate
 from ser_mtl.experiments.sweep import run_sweep
 
@@ -111,10 +111,12 @@ class SweepBackend:
         return 2
 
     def resolve_config(self, config_args):
-        return PROPOSED_LOSO
+        tasks = [json.loads(config_args[i + 1]) for i, a in enumerate(config_args[:-1]) if a == "--model.tasks"]
+        return {"data": PROPOSED_LOSO["data"], "model": {**PROPOSED_LOSO["model"], "tasks": tasks[-1]}} \
+            if tasks else PROPOSED_LOSO
 
     def run_stage(self, stage, args, run_dir):
-        value = lambda name: [args[i + 1] for i, a in enumerate(args[:-1]) if a == name][-1]  # noqa: E731
+        value = lambda name: [args[i + 1] for i, a in enumerate(args[:-1]) if a == name][-1]
         if stage == "fit":
             (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
             (run_dir / "checkpoints" / "best.ckpt").write_text("best")
@@ -140,13 +142,31 @@ def test_sweep_report_has_a_row_per_value_and_a_plot(tmp_path: Path) -> None:
     assert "Confusion matrix of the best setting (model.alpha=0.6)" in markdown
 
 
+def test_sweep_over_auxiliary_tasks_shows_table5_per_row(tmp_path: Path) -> None:
+    sweep = tmp_path / "aux"
+    tasks = [["emotion", "gender"], ["emotion", "speaker"], ["emotion", "gender", "speaker"]]
+    record = run_sweep(["--model.alpha", "0.4"], ["model.tasks"], tasks, str(sweep), folds=[0], repeats=1,
+                       backend=SweepBackend())
+    assert [s["dir"] for s in record["settings"]] == ["model.tasks=emotion+gender", "model.tasks=emotion+speaker",
+                                                      "model.tasks=emotion+gender+speaker"]
+    markdown = Path(report([str(sweep)], str(tmp_path / "out"))).read_text()
+    rows = {r[0]: r for r in table_rows(markdown, '["emotion", "gender"]') + table_rows(markdown, '["emotion", "speaker"]')}
+    assert rows['["emotion", "gender"]'][-2:] == ["67.5 ± 1.5 (T5)", "66.1 ± 1.7 (T5)"]
+    assert rows['["emotion", "speaker"]'][-2:] == ["67.2 ± 1.3 (T5)", "65.9 ± 1.6 (T5)"]
+    assert_png(tmp_path / "out" / "sweep_aux.png")
+
+
 def test_report_of_a_folder_of_experiments_and_bad_input(tmp_path: Path) -> None:
     make_cv(tmp_path / "runs" / "one")
     make_cv(tmp_path / "runs" / "two")
     for name in ("one", "two"):
         aggregate(str(tmp_path / "runs" / name), verbose=False)
+    extra = tmp_path / "runs" / "two" / "fold2_rep0"  # finished after the summary was written
+    extra.mkdir()
+    (extra / "metrics.json").write_text(json.dumps({"fold": 2, "repeat": 0, "seed": 1, "wa": 0.5, "ua": 0.5}))
     markdown = Path(report([str(tmp_path / "runs")], str(tmp_path / "out"))).read_text()
     assert len(table_rows(markdown, "one")) == 1 and len(table_rows(markdown, "two")) == 1
+    assert "two/summary.json covers 4 runs but 5 are finished; `ser-mtl aggregate" in markdown
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit):
         report_main([str(tmp_path / "empty"), "--out", str(tmp_path / "out2")])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,7 @@ def test_scripts_parse_and_request_the_array(tmp_path: Path) -> None:
                   extra=["--qos=high", "#SBATCH --constraint=a100"], setup=["module load cuda/12"])
     assert paths["n_tasks"] == 6
     for key in ("array", "aggregate", "submit"):
-        result = subprocess.run(["bash", "-n", paths[key]], capture_output=True, text=True)
+        result = subprocess.run(["bash", "-n", paths[key]], capture_output=True, text=True, check=False)
         assert result.returncode == 0, result.stderr
     lines = sbatch_lines(paths["array"])
     for expected in ("#SBATCH --array=0-5", "#SBATCH --signal=SIGUSR1@90", "#SBATCH --requeue",
@@ -57,7 +58,7 @@ def test_scripts_parse_and_request_the_array(tmp_path: Path) -> None:
     assert '--cv.only_task "$SLURM_ARRAY_TASK_ID"' in body[srun[0]]
     assert (tmp_path / "cv" / "slurm" / "logs").is_dir()  # sbatch needs the --output folder to exist
     aggregate = Path(paths["aggregate"]).read_text()
-    assert f"-m ser_mtl.cli aggregate {tmp_path / 'cv'}" in aggregate and "gres" not in aggregate
+    assert f"-m ser_mtl.experiments.summary {tmp_path / 'cv'}" in aggregate and "gres" not in aggregate
     assert os.access(paths["submit"], os.X_OK)
 
 
@@ -84,8 +85,8 @@ def test_each_task_runs_its_own_fold_and_repeat(tmp_path: Path) -> None:
                "SER_MTL_PYTHON": str(bin_dir / "fake_python"), "RECORD": str(record)}
         subprocess.run(["bash", paths["array"]], env=env, check=True, capture_output=True, cwd=tmp_path)
         argv = record.read_text().splitlines()
-        assert argv[:3] == ["-m", "ser_mtl.cli", "cv"]
-        mine, config_args = split_argv(argv[3:], ("--cv.",))
+        assert argv[:2] == ["-m", "ser_mtl.experiments.cv"]  # = `ser-mtl cv`
+        mine, config_args = split_argv(argv[2:], ("--cv.",))
         assert config_args == CONFIG  # quoting survived the shell, spaces included
         cv = make_cv_parser().parse_args(mine).cv
         assert (cv.only_task, parse_int_list(cv.folds), cv.repeats, cv.base_seed, cv.label) == \
@@ -133,3 +134,48 @@ def test_run_cv_slurm_writes_scripts_and_runs_nothing(tmp_path: Path) -> None:
     assert record["grid"] == {"folds": [0, 1, 2, 3, 4], "repeats": [0, 1, 2]}
     assert record["resolved"] == {"data": {"scheme": "loso_session"}}
     assert sorted(p.name for p in out.iterdir()) == ["cv.json", "slurm"]
+
+
+def test_aggregation_script_writes_the_summary(tmp_path: Path) -> None:
+    paths = write(tmp_path, folds=(0, 1), repeats=1)
+    for fold, ua in ((0, 0.4), (1, 0.6)):
+        run = tmp_path / "cv" / f"fold{fold}_rep0"
+        run.mkdir(parents=True)
+        (run / "metrics.json").write_text(json.dumps({"fold": fold, "repeat": 0, "seed": 1, "wa": ua, "ua": ua}))
+    env = {**os.environ, "SER_MTL_PYTHON": sys.executable}
+    subprocess.run(["bash", paths["aggregate"]], env=env, check=True, capture_output=True)
+    summary = json.loads((tmp_path / "cv" / "summary.json").read_text())
+    assert summary["n_runs"] == 2 and summary["ua_mean"] == pytest.approx(0.5)
+
+
+def test_sweep_with_slurm_submits_one_array_per_setting(tmp_path: Path) -> None:
+    from ser_mtl.experiments.sweep import run_sweep
+
+    class TwoFolds:
+        def num_folds(self, config_args):
+            return 2
+
+        def resolve_config(self, config_args):
+            return None
+
+        def run_stage(self, stage, args, run_dir):
+            raise AssertionError("slurm=True must not run anything")
+
+    out = tmp_path / "sweep"
+    run_sweep(["--trainer.max_epochs", "3"], ["model.alpha"], [0.3, 0.6], str(out), folds=None, repeats=2,
+              slurm=True, backend=TwoFolds(), slurm_options=SlurmOptions(python="/opt/venv/bin/python"))
+    for alpha in (0.3, 0.6):
+        array = out / f"model.alpha={alpha}" / "slurm" / "cv_array.sbatch"
+        assert "#SBATCH --array=0-3" in sbatch_lines(str(array))
+        assert f"--model.alpha {alpha} --cv.folds '[0,1]'" in array.read_text()
+    submit_all = out / "submit_all.sh"
+    assert subprocess.run(["bash", "-n", str(submit_all)], check=False).returncode == 0
+    bin_dir, log = tmp_path / "bin", tmp_path / "sbatch_calls.txt"
+    stand_in(bin_dir, "sbatch", f'echo "$PWD $*" >> {log}\nn=$(wc -l < {log}); echo "$((100 + n))"\n')
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    subprocess.run([str(submit_all)], env=env, check=True, capture_output=True)
+    calls = log.read_text().splitlines()
+    assert calls == [f"{out / 'model.alpha=0.3' / 'slurm'} --parsable cv_array.sbatch",
+                     f"{out / 'model.alpha=0.3' / 'slurm'} --parsable --dependency=afterok:101 aggregate.sbatch",
+                     f"{out / 'model.alpha=0.6' / 'slurm'} --parsable cv_array.sbatch",
+                     f"{out / 'model.alpha=0.6' / 'slurm'} --parsable --dependency=afterok:103 aggregate.sbatch"]

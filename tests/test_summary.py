@@ -8,7 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ser_mtl.experiments.summary import SummaryError, aggregate, mean_std, read_run_metrics, summarize
+from ser_mtl.experiments.summary import (
+    SummaryError,
+    aggregate,
+    aggregate_main,
+    mean_std,
+    read_run_metrics,
+    summarize,
+)
 
 # 2 folds x 2 repeats.  repeat 0: WA (0.60 + 0.70) / 2 = 0.65, UA (0.50 + 0.60) / 2 = 0.55
 #                       repeat 1: WA (0.62 + 0.76) / 2 = 0.69, UA (0.58 + 0.66) / 2 = 0.62
@@ -127,3 +134,14 @@ def test_duplicate_runs_and_empty_folder_are_errors(tmp_path: Path) -> None:
     write_run(tmp_path, 0, 0, 0.6, 0.6, folder="b")
     with pytest.raises(SummaryError, match=r"b/metrics.json: fold 0 repeat 0 is also in .*a/metrics.json"):
         aggregate(str(tmp_path), verbose=False)
+
+
+def test_aggregate_command_handles_a_folder_of_cv_folders(tmp_path: Path) -> None:
+    for name, ua in (("model.alpha=0.1", 0.3), ("model.alpha=0.2", 0.5)):
+        write_run(tmp_path / "sweep" / name, 0, 0, ua, ua)
+    aggregate_main([str(tmp_path / "sweep")])
+    uas = [json.loads((tmp_path / "sweep" / n / "summary.json").read_text())["ua_mean"]
+           for n in ("model.alpha=0.1", "model.alpha=0.2")]
+    assert uas == pytest.approx([0.3, 0.5]) and not (tmp_path / "sweep" / "summary.json").exists()
+    with pytest.raises(SystemExit):
+        aggregate_main([str(tmp_path / "nowhere")])

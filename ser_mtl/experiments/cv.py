@@ -26,33 +26,43 @@ Resumption: a run with ``metrics.json`` is skipped; a run whose fit did not fini
 its newest checkpoint (``checkpoints/last.ckpt`` or Lightning's SLURM ``hpc_ckpt_*.ckpt``); a run
 whose fit finished but whose test did not re-runs only the test. Every file is written through a
 temporary file and ``os.replace``. Each fit and test runs in a child process, so a crash or kill of
-one run leaves the runner and the other runs intact (``--cv.in_process true`` trades that for speed).
+one run leaves the runner and the other runs intact (``--cv.in_process true`` trades that for speed);
+a lock per run folder keeps two runners from training into the same run (``stages.run_lock``).
 
 Seeds: run (fold, repeat) gets ``derive_seed(base_seed, fold, repeat)`` (recorded in run.json and
-metrics.json) as ``--seed_everything``. The fold *split* is governed by ``data.seed`` and stays the
-same across repeats, so "fold 3" is the same test set in every repeat and per-fold statistics mean
-something; repeats differ in initialisation, auxiliary-batch order and dropout.
+metrics.json) as ``--seed_everything``. ``data.seed`` is left alone: it fixes the fold split, so "fold
+3" is the same test set in every repeat and per-fold statistics mean something (it also fixes the
+auxiliary speaker draw and the batch order, so repeats differ in initialisation and dropout).
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
-import io
-import json
 import os
-import signal
-import subprocess
 import sys
-import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any
 
 import numpy as np
 
-from ser_mtl.experiments.summary import METRICS_NAME, RECORD_NAME, aggregate, read_record, read_run_metrics
+from ser_mtl.experiments.stages import (
+    CLIBackend,
+    CVBackend,
+    RunFailed,
+    run_lock,
+    signal_guard,
+    stop_requested,
+)
+from ser_mtl.experiments.summary import (
+    METRICS_NAME,
+    RECORD_NAME,
+    aggregate,
+    read_json,
+    read_record,
+    read_run_metrics,
+)
 from ser_mtl.io_utils import atomic_write_json
 
 # Arguments the runner sets per run; a user value would be silently overridden, so it is refused.
@@ -65,125 +75,6 @@ class CVError(RuntimeError):
 
 class RunsFailed(CVError):
     """Some runs failed (the others ran and were summarised); re-running retries them."""
-
-
-class RunFailed(RuntimeError):
-    """One stage (fit or test) of one run failed; the message points at its log."""
-
-
-class RunInterrupted(RunFailed):
-    """A stage was stopped by SIGTERM before it finished (Lightning exits 0 in that case)."""
-
-
-# ---------------------------------------------------------------------------------------- backends
-class CVBackend(Protocol):
-    """What the runner needs from the training CLI; ``CLIBackend`` is the real one."""
-
-    def run_stage(self, stage: str, args: list[str], run_dir: Path) -> None:
-        """Run ``ser-mtl <stage> <args>`` (stage: fit | test) to completion, or raise ``RunFailed``."""
-
-    def num_folds(self, config_args: list[str]) -> int:
-        """Number of folds of the configuration's ``data.scheme``."""
-
-    def resolve_config(self, config_args: list[str]) -> dict[str, Any] | None:
-        """The fully resolved configuration (defaults filled in), for the record."""
-
-
-@dataclass
-class CLIBackend:
-    """Runs stages through ``<cli_module>.main`` in a child process (default) or in this process."""
-
-    in_process: bool = False
-    cli_module: str = "ser_mtl.cli"
-    python: str = sys.executable
-    env: dict[str, str] = field(default_factory=dict)
-
-    def run_stage(self, stage: str, args: list[str], run_dir: Path) -> None:
-        log = run_dir / f"{stage}.log"
-        if self.in_process:
-            run_cli_stage(self.cli_module, [stage, *args])
-            return
-        cmd = [self.python, "-m", "ser_mtl.experiments.cv", "--cli", self.cli_module, stage, *args]
-        with open(log, "a", encoding="utf-8") as handle:
-            handle.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n")
-            handle.flush()
-            proc = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **self.env})
-        if proc.returncode != 0:
-            kind = RunInterrupted if proc.returncode == EXIT_INTERRUPTED else RunFailed
-            raise kind(f"{stage} exited with status {proc.returncode}; last lines of {log}:\n{_tail(log)}")
-
-    def num_folds(self, config_args: list[str]) -> int:
-        return int(_build_datamodule(config_args).num_folds)
-
-    def resolve_config(self, config_args: list[str]) -> dict[str, Any] | None:
-        import yaml
-
-        buffer = io.StringIO()
-        with contextlib.redirect_stdout(buffer), _plain_argv():
-            try:
-                importlib.import_module(self.cli_module).main(["fit", *config_args, "--print_config"])
-            except SystemExit as exit_:
-                if exit_.code not in (0, None):
-                    raise CVError(f"the configuration does not parse ({' '.join(config_args)}):\n"
-                                  f"{buffer.getvalue()}") from exit_
-        return yaml.safe_load(buffer.getvalue())
-
-
-def _build_datamodule(config_args: list[str]):
-    cli = importlib.import_module("ser_mtl.cli")
-    if not hasattr(cli, "build_datamodule"):  # it may live next to the LightningCLI subclass
-        cli = importlib.import_module("ser_mtl.lightning_cli")
-    with _plain_argv():
-        return cli.build_datamodule(config_args)
-
-
-@contextlib.contextmanager
-def _plain_argv() -> Iterator[None]:
-    """LightningCLI warns when given ``args`` while ``sys.argv`` has arguments too (``ser-mtl cv ...``)."""
-    saved = sys.argv
-    sys.argv = saved[:1]
-    try:
-        yield
-    finally:
-        sys.argv = saved
-
-
-def _tail(path: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-EXIT_INTERRUPTED = 143  # 128 + SIGTERM, as a shell reports a process killed by SIGTERM
-
-
-def run_cli_stage(cli_module: str, argv: list[str]) -> None:
-    """``<cli_module>.main(argv)``, turning Lightning's SIGTERM exit into ``RunInterrupted``.
-
-    Lightning stops a fit on SIGTERM by raising ``SIGTERMException`` (a ``SystemExit`` with code
-    0): to a parent process that would look like a finished fit, so it must be told apart here.
-    """
-    try:
-        importlib.import_module(cli_module).main(argv)
-    except SystemExit as exit_:
-        if type(exit_).__name__ == "SIGTERMException":
-            raise RunInterrupted(f"{argv[0]} stopped by SIGTERM before it finished") from exit_
-        if exit_.code not in (0, None):
-            raise RunFailed(f"{argv[0]} exited with status {exit_.code}") from exit_
-
-
-def _stage_main(argv: list[str]) -> int:
-    """Child-process entry: ``python -m ser_mtl.experiments.cv --cli MODULE STAGE ARGS...``."""
-    cli_module = "ser_mtl.cli"
-    if argv[:1] == ["--cli"]:
-        cli_module, argv = argv[1], argv[2:]
-    try:
-        run_cli_stage(cli_module, argv)
-    except RunInterrupted as err:
-        print(f"[cv] {err}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return 0
 
 
 # ------------------------------------------------------------------------------------ the protocol
@@ -270,10 +161,14 @@ def _is_rank_zero() -> bool:
 def _check_test_metrics(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise RunFailed(f"test finished but wrote no {path} (expected by the CLI contract)")
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = read_json(path)
     for key in ("wa", "ua"):
-        if not isinstance(data.get(key), (int, float)):
-            raise RunFailed(f"{path}: expected a number under {key!r}, got {data.get(key)!r}")
+        value = data.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise RunFailed(f"{path}: expected a fraction in [0, 1] under {key!r}, got {value!r} "
+                            "(NaN: the test split had no labelled utterance)")
+    if data.get("eer") is not None and not 0.0 <= data["eer"] <= 1.0:  # NaN: verification could not run
+        data["eer"] = None
     return data
 
 
@@ -288,18 +183,33 @@ class RunResult:
 
 def run_one(backend: CVBackend, config_args: list[str], out: Path, fold: int, repeat: int,
             base_seed: int) -> RunResult:
-    """Fit + test one (fold, repeat) in ``out/fold{fold}_rep{repeat}``, resuming whatever is done."""
+    """Fit + test one (fold, repeat) in ``out/fold{fold}_rep{repeat}``, resuming whatever is done.
+
+    Status ``skipped`` (finished before), ``busy`` (another process holds the run's lock) or ``done``.
+    """
     run_dir = (out / run_dir_name(fold, repeat)).absolute()
     metrics_path = run_dir / METRICS_NAME
     if metrics_path.exists():
         return RunResult(fold, repeat, "skipped", read_run_metrics(metrics_path))
-    seed = derive_seed(base_seed, fold, repeat)
     run_dir.mkdir(parents=True, exist_ok=True)
     rank_zero = _is_rank_zero()
+    with run_lock(run_dir) if rank_zero else contextlib.nullcontext(True) as acquired:
+        if not acquired:
+            _say(f"fold {fold} repeat {repeat}: running in another process ({run_dir / '.lock'}); left to it")
+            return RunResult(fold, repeat, "busy")
+        if metrics_path.exists():  # finished by that other process just before we took the lock
+            return RunResult(fold, repeat, "skipped", read_run_metrics(metrics_path))
+        return _fit_and_test(backend, config_args, run_dir, fold, repeat, base_seed, rank_zero)
+
+
+def _fit_and_test(backend: CVBackend, config_args: list[str], run_dir: Path, fold: int, repeat: int,
+                  base_seed: int, rank_zero: bool) -> RunResult:
+    metrics_path = run_dir / METRICS_NAME
+    seed = derive_seed(base_seed, fold, repeat)
     record = {"fold": fold, "repeat": repeat, "seed": seed}
     run_json = run_dir / "run.json"
     if run_json.exists():
-        previous = read_record_file(run_json)
+        previous = read_json(run_json)
         if {k: previous.get(k) for k in record} != record:
             raise CVError(f"{run_json} records {previous} but this run is {record}; was --cv.base_seed "
                           "changed? Use another --cv.out")
@@ -336,33 +246,8 @@ def run_one(backend: CVBackend, config_args: list[str], out: Path, fold: int, re
     return RunResult(fold, repeat, "done", metrics)
 
 
-def read_record_file(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise CVError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from err
-
-
 def _say(text: str) -> None:
     print(f"[cv] {text}", flush=True)
-
-
-@contextlib.contextmanager
-def _survive_sigusr1() -> Iterator[None]:
-    """Keep the runner alive when SLURM sends SIGUSR1 (``--signal``) to every process of the task.
-
-    The child fit gets the same signal and checkpoints + requeues (Lightning's SLURM plugin). A
-    Python-level handler, unlike SIG_IGN, is reset in the child at exec, so Lightning still sees
-    SIGUSR1 as unhandled and installs its own.
-    """
-    if not hasattr(signal, "SIGUSR1") or signal.getsignal(signal.SIGUSR1) not in (signal.SIG_DFL, None):
-        yield
-        return
-    previous = signal.signal(signal.SIGUSR1, lambda *_: _say("SIGUSR1: the running fit checkpoints and requeues"))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGUSR1, previous)
 
 
 def _ensure_record(out: Path, record: dict[str, Any], folds: list[int], repeats: int, write: bool) -> None:
@@ -441,9 +326,11 @@ def run_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: s
 
     tasks = grid if only_task is None else [grid[only_task]]
     results: list[RunResult] = []
-    guard = contextlib.nullcontext() if in_process else _survive_sigusr1()
-    with guard:
+    # in-process stages install Lightning's own handlers, which must find the signals unhandled
+    with contextlib.nullcontext() if in_process else signal_guard():
         for fold, repeat in tasks:
+            if stop_requested():
+                raise CVError("stopped by SIGTERM; re-run the same command to continue")
             try:
                 results.append(run_one(backend, config_args, out_path, fold, repeat, base_seed))
             except Exception as err:  # one failed run must not stop the others
@@ -452,17 +339,23 @@ def run_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: s
                 detail = str(err) if isinstance(err, RunFailed) else traceback.format_exc()
                 _say(f"fold {fold} repeat {repeat} FAILED: {detail}")
                 results.append(RunResult(fold, repeat, "failed", error=detail))
+    if stop_requested():
+        raise CVError("stopped by SIGTERM; re-run the same command to continue")
     failed = [r for r in results if r.status == "failed"]
     if only_task is not None:
         if failed:
             raise RunsFailed(f"task {only_task} (fold {failed[0].fold}, repeat {failed[0].repeat}) failed:\n"
-                          f"{failed[0].error}")
+                             f"{failed[0].error}")
         return results[0].metrics or {}
-    summary = aggregate(str(out_path)) if any(r.status != "failed" for r in results) else {}
+    summary = aggregate(str(out_path)) if any(r.metrics for r in results) else {}
+    busy = [run_dir_name(r.fold, r.repeat) for r in results if r.status == "busy"]
+    if busy:
+        _say(f"{len(busy)} run(s) are running in another process and are not summarised yet: {', '.join(busy)}; "
+             f"`ser-mtl aggregate {out}` when they finish")
     if failed:
         names = ", ".join(run_dir_name(r.fold, r.repeat) for r in failed)
         raise RunsFailed(f"{len(failed)} of {len(results)} runs failed ({names}); see their fit.log/test.log. "
-                      "Re-run the same command to retry them (finished runs are skipped).")
+                         "Re-run the same command to retry them (finished runs are skipped).")
     return summary
 
 
@@ -541,5 +434,5 @@ def cv_main(argv: list[str]) -> None:
         raise SystemExit(1) from err
 
 
-if __name__ == "__main__":
-    sys.exit(_stage_main(sys.argv[1:]))
+if __name__ == "__main__":  # = `ser-mtl cv`; SLURM scripts call the module, whatever the dispatcher does
+    cv_main(sys.argv[1:])

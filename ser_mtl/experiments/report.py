@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import re
 import sys
 from dataclasses import dataclass, field
@@ -29,8 +28,15 @@ from typing import Any
 import numpy as np
 
 from ser_mtl.experiments.paper_results import PaperResult, Protocol, match, protocol_from_config
-from ser_mtl.experiments.summary import (METRICS_NAME, SUMMARY_NAME, SummaryError, collect_runs, read_record,
-                                         summarize)
+from ser_mtl.experiments.summary import (
+    METRICS_NAME,
+    SUMMARY_NAME,
+    SummaryError,
+    collect_runs,
+    read_json,
+    read_record,
+    summarize,
+)
 from ser_mtl.experiments.sweep import SWEEP_NAME, format_value
 from ser_mtl.io_utils import atomic_write_text
 
@@ -67,7 +73,11 @@ def load_experiment(path: Path, name: str | None = None) -> Experiment:
     notes = []
     summary_path = path / SUMMARY_NAME
     if summary_path.is_file():
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        summary = read_json(summary_path)
+        finished = len(list(path.glob(f"*/{METRICS_NAME}")))
+        if finished != summary.get("n_runs"):
+            notes.append(f"{summary_path} covers {summary.get('n_runs')} runs but {finished} are finished; "
+                         f"`ser-mtl aggregate {path}` updates it")
     else:
         runs = collect_runs(path)
         if not runs:
@@ -83,7 +93,7 @@ def load_experiment(path: Path, name: str | None = None) -> Experiment:
 
 
 def load_sweep(path: Path) -> Sweep:
-    record = json.loads((path / SWEEP_NAME).read_text(encoding="utf-8"))
+    record = read_json(path / SWEEP_NAME)
     settings, notes = [], []
     for entry in record["settings"]:
         folder = path / entry["dir"]
@@ -137,8 +147,8 @@ def _protocol_cells(p: Protocol | None) -> list[str]:
 
 
 def results_table(experiments: list[Experiment]) -> list[str]:
-    lines = ["| experiment | model | corpus | task | scheme | folds×repeats | WA (%) | UA (%) | EER (%) "
-             "| paper WA (%) | paper UA (%) |", "|" + "---|" * 11]
+    lines = [("| experiment | model | corpus | task | scheme | folds×repeats | WA (%) | UA (%) | EER (%) "
+              "| paper WA (%) | paper UA (%) |"), "|" + "---|" * 11]
     for exp in experiments:
         s = exp.summary
         paper_wa, paper_ua = _paper_cells(match(exp.protocol))
@@ -200,42 +210,50 @@ def _confusion_from_predictions(root: Path, run_dirs: list[str]) -> tuple[np.nda
     return total, classes
 
 
-def _sweep_section(sweep: Sweep, out: Path, figures: list[str]) -> list[str]:
-    from ser_mtl.experiments.plots import plot_confusion, plot_sweep
-
-    lines = [f"### Sweep over {', '.join(sweep.params)} ({sweep.path})", ""]
-    if sweep.settings:
-        protocol = sweep.settings[0][1].protocol
-        paper_wa, paper_ua = _paper_cells(match(protocol))
-        if paper_ua != "–" or paper_wa != "–":
-            lines += [f"Paper, same protocol at its own α/β: WA {paper_wa}, UA {paper_ua}.", ""]
-    lines += ["| " + " | ".join(sweep.params) + " | folds×repeats | WA (%) | UA (%) | EER (%) |",
-              "|" + "---|" * (len(sweep.params) + 4)]
-    for values, exp in sweep.settings:
+def _sweep_table(sweep: Sweep) -> list[str]:
+    """One row per setting; the paper's numbers once above the table when every setting shares one
+    protocol (an alpha sweep: they belong to the paper's own alpha/beta), else per row (a sweep over
+    model.tasks or data.task reproduces Tables 5 and 6 row by row)."""
+    papers = [_paper_cells(match(exp.protocol)) for _, exp in sweep.settings]
+    per_row = len(set(papers)) > 1
+    lines = []
+    if papers and not per_row and papers[0] != ("–", "–"):
+        lines += [f"Paper, same protocol at its own α/β: WA {papers[0][0]}, UA {papers[0][1]}.", ""]
+    extra = " paper WA (%) | paper UA (%) |" if per_row else ""
+    lines += ["| " + " | ".join(sweep.params) + " | folds×repeats | WA (%) | UA (%) | EER (%) |" + extra,
+              "|" + "---|" * (len(sweep.params) + 4 + 2 * per_row)]
+    for (values, exp), paper in zip(sweep.settings, papers):
         s = exp.summary
         cells = [format_value(values[p]) for p in sweep.params]
         cells += [_grid_text(s), pct(s["wa_mean"], s["wa_std"]), pct(s["ua_mean"], s["ua_std"]),
-                  pct(s.get("eer_mean"), s.get("eer_std"))]
+                  pct(s.get("eer_mean"), s.get("eer_std")), *(paper if per_row else ())]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += [f"- {n}" for n in sweep.notes]
+    return lines + [f"- {n}" for n in sweep.notes]
+
+
+def _sweep_section(sweep: Sweep, out: Path, figures: list[str]) -> list[str]:
+    from ser_mtl.experiments.plots import plot_confusion, plot_sweep
+
+    lines = [f"### Sweep over {', '.join(sweep.params)} ({sweep.path})", "", *_sweep_table(sweep)]
     done = [(v, e) for v, e in sweep.settings if e.summary["ua_mean"] is not None]
     if done:
         first, others = sweep.params[0], sweep.params[1:]
-        series: dict[str, tuple[list, list, list]] = {}
+        x_all: dict[str, Any] = {}  # keyed by the printed value: lists are not hashable
+        series: dict[str, dict[str, tuple[float, float]]] = {}
         for values, exp in done:
+            x_all.setdefault(format_value(values[first]), values[first])
             key = ", ".join(f"{p}={format_value(values[p])}" for p in others) or "UA"
-            xs, means, stds = series.setdefault(key, ([], [], []))
-            xs.append(values[first])
-            means.append(100 * exp.summary["ua_mean"])
-            stds.append(100 * exp.summary["ua_std"])
-        x_all = sorted({x for xs, _, _ in series.values() for x in xs}, key=_sort_key)
-        aligned = {k: ([m[xs.index(x)] if x in xs else np.nan for x in x_all],
-                       [s[xs.index(x)] if x in xs else np.nan for x in x_all]) for k, (xs, m, s) in series.items()}
+            series.setdefault(key, {})[format_value(values[first])] = (100 * exp.summary["ua_mean"],
+                                                                       100 * exp.summary["ua_std"])
+        order = sorted(x_all, key=lambda k: _sort_key(x_all[k]))
+        aligned = {name: ([points.get(k, (np.nan, np.nan))[0] for k in order],
+                          [points.get(k, (np.nan, np.nan))[1] for k in order]) for name, points in series.items()}
+        xs = [x_all[k] if isinstance(x_all[k], (int, float)) and not isinstance(x_all[k], bool) else k for k in order]
         name = f"sweep_{_slug(sweep.name)}.png"
-        plot_sweep(x_all, aligned, first, "UA (%)", f"UA against {first} ({sweep.name})", out / name)
+        plot_sweep(xs, aligned, first, "UA (%)", f"UA against {first} ({sweep.name})", out / name)
         figures.append(name)
         lines += ["", f"![UA against {first}]({name})"]
-        best_values, best = max(done, key=lambda ve: ve[1].summary["ua_mean"])
+        _, best = max(done, key=lambda ve: ve[1].summary["ua_mean"])
         confusion = summed_confusion(best)
         if confusion is not None:
             cname = f"confusion_{_slug(sweep.name)}_best.png"
@@ -247,8 +265,9 @@ def _sweep_section(sweep: Sweep, out: Path, figures: list[str]) -> list[str]:
 
 
 def _sort_key(value: Any) -> tuple:
-    return (0, float(value), "") if isinstance(value, (int, float)) and not isinstance(value, bool) else (1, 0.0,
-                                                                                                         str(value))
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, float(value), "")
+    return (1, 0.0, format_value(value))
 
 
 def report(dirs: list[str], out: str = "report") -> str:
@@ -267,10 +286,10 @@ def report(dirs: list[str], out: str = "report") -> str:
     sweeps = [i for i in items if isinstance(i, Sweep)]
     figures: list[str] = []
     lines = ["# ser-mtl results", "",
-             "WA and UA in percent: mean ± sample standard deviation over repeats of each repeat's average over "
-             "its folds (paper section 5: every evaluation repeated, mean and standard deviation). "
-             "Columns marked *paper* are the published numbers of Latif et al. for the same protocol "
-             "(T3-T6 = their Tables 3-6), not ours.", ""]
+             ("WA and UA in percent: mean ± sample standard deviation over repeats of each repeat's average "
+              "over its folds (paper section 5: every evaluation repeated, mean and standard deviation). "
+              "Columns marked *paper* are the published numbers of Latif et al. for the same protocol "
+              "(T3-T6 = their Tables 3-6), not ours."), ""]
     if experiments:
         lines += ["## Cross-validations", "", *results_table(experiments), ""]
     if sweeps:
@@ -284,8 +303,9 @@ def report(dirs: list[str], out: str = "report") -> str:
         plot_eer([n for n, _ in eer_rows], [100 * s["eer_mean"] for _, s in eer_rows],
                  [100 * s["eer_std"] for _, s in eer_rows], out_path / "eer.png")
         figures.append("eer.png")
-        lines += ["## Speaker verification", "", "Equal error rate of the d-vector verification (mean ± std over "
-                  "repeats); no score files are kept per trial, so no DET curve.", "", "![EER](eer.png)", ""]
+        lines += ["## Speaker verification", "",
+                  ("Equal error rate of the d-vector verification (mean ± std over repeats); no score files "
+                   "are kept per trial, so no DET curve."), "", "![EER](eer.png)", ""]
     if experiments:
         lines += ["## Per-fold detail", ""]
         for exp in experiments:
@@ -300,7 +320,7 @@ def report(dirs: list[str], out: str = "report") -> str:
                 plot_confusion(*confusion, f"{exp.name}: summed over {exp.summary['n_runs']} runs", out_path / name)
                 figures.append(name)
                 lines += [f"![confusion {exp.name}]({name})", ""]
-    notes = [n for e in experiments for n in e.notes]
+    notes = [n for e in experiments for n in e.notes] + [n for w in sweeps for _, e in w.settings for n in e.notes]
     if notes:
         lines += ["## Notes", "", *(f"- {n}" for n in notes), ""]
     path = out_path / "report.md"
@@ -320,3 +340,7 @@ def report_main(argv: list[str]) -> None:
     except SummaryError as err:
         print(f"ser-mtl report: {err}", file=sys.stderr)
         raise SystemExit(1) from err
+
+
+if __name__ == "__main__":
+    report_main(sys.argv[1:])

@@ -3,11 +3,13 @@
 ``ser-mtl cv ... --cv.slurm true`` writes, into ``DIR/slurm/``:
 
 * ``cv_array.sbatch`` — ``#SBATCH --array=0-(N-1)`` for N = folds x repeats. Task t runs
-  ``srun python -m ser_mtl.cli cv <same args> --cv.only_task $SLURM_ARRAY_TASK_ID``: the cv runner
+  ``srun python -m ser_mtl.experiments.cv <same args> --cv.only_task $SLURM_ARRAY_TASK_ID`` (that is
+  ``ser-mtl cv``, called by module so that it does not depend on the console script): the cv runner
   maps t to (fold, repeat) with ``task_grid`` (repeat-major) and applies its usual resume logic.
   ``--signal=SIGUSR1@90`` + ``--requeue``: 90 s before the time limit Lightning's SLURM plugin saves
   ``hpc_ckpt_N.ckpt`` in the run folder and requeues the task, which resumes from that checkpoint.
-* ``aggregate.sbatch`` — ``python -m ser_mtl.cli aggregate DIR`` (one CPU, no GPU).
+* ``aggregate.sbatch`` — ``python -m ser_mtl.experiments.summary DIR`` (= ``ser-mtl aggregate DIR``;
+  one CPU, no GPU).
 * ``submit.sh`` — submits the array with ``sbatch --parsable``, then the aggregation job with
   ``--dependency=afterok:<array id>``. ``submit.sh 3,7`` resubmits only tasks 3 and 7 (finished
   tasks would be skipped anyway, but need not queue). If a task fails, the aggregation job never
@@ -104,7 +106,7 @@ def cv_task_command(config_args: list[str], folds: list[int], repeats: int, out:
             "--cv.out", out, "--cv.base_seed", str(base_seed)]
     if label:
         args += ["--cv.label", label]
-    return ('"$PYTHON" -m ser_mtl.cli cv ' + " ".join(shlex.quote(a) for a in args)
+    return ('"$PYTHON" -m ser_mtl.experiments.cv ' + " ".join(shlex.quote(a) for a in args)
             + ' --cv.only_task "$SLURM_ARRAY_TASK_ID"')
 
 
@@ -146,7 +148,7 @@ def render_aggregate_script(out: str, log_dir: Path, workdir: Path, options: Slu
     lines += [f"#SBATCH --output={log_dir}/aggregate_%j.out", f"#SBATCH --chdir={workdir}",
               "set -eo pipefail", *options.setup,
               f'PYTHON="${{SER_MTL_PYTHON:-{options.python}}}"',
-              f'"$PYTHON" -m ser_mtl.cli aggregate {shlex.quote(out)}', ""]
+              f'"$PYTHON" -m ser_mtl.experiments.summary {shlex.quote(out)}', ""]
     return "\n".join(lines)
 
 

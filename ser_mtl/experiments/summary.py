@@ -17,8 +17,10 @@ into the summary under ``config``. All values are fractions in [0, 1]; reports p
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +56,7 @@ def _check_fraction(path: Path, data: dict, key: str) -> float:
 def read_run_metrics(path: str | Path) -> dict[str, Any]:
     """One run's ``metrics.json``, validated: ints ``fold``/``repeat``/``seed``, fractions ``wa``/``ua``/``eer``."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise SummaryError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from err
+    data = read_json(path)
     if not isinstance(data, dict):
         raise SummaryError(f"{path}: expected a JSON object with keys {', '.join(REQUIRED_KEYS)}")
     missing = [k for k in REQUIRED_KEYS if k not in data]
@@ -165,15 +164,18 @@ def summarize(runs: list[dict[str, Any]], folds: list[int] | None = None,
     return summary
 
 
+def read_json(path: str | Path) -> Any:
+    """A JSON file; ``SummaryError`` naming the file and line when it does not parse."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise SummaryError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from err
+
+
 def read_record(out: str | Path) -> dict[str, Any] | None:
     """The runner's ``cv.json`` (configuration, base seed, requested grid), or None."""
     path = Path(out) / RECORD_NAME
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise SummaryError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from err
+    return read_json(path) if path.exists() else None
 
 
 def aggregate(out: str, verbose: bool = True) -> dict:
@@ -211,3 +213,27 @@ def format_headline(summary: dict[str, Any], name: str = "") -> str:
     if summary["missing"]:
         text += f"; {len(summary['missing'])} run(s) missing"
     return text
+
+
+def aggregate_main(argv: list[str]) -> None:
+    """``ser-mtl aggregate DIR [DIR ...]``; a folder without runs of its own but with run folders one
+    level down (a sweep) has each of those aggregated."""
+    parser = argparse.ArgumentParser(prog="ser-mtl aggregate", description="Summarise the finished runs "
+                                     "(DIR/*/metrics.json) of cross-validation folders into DIR/summary.json.")
+    parser.add_argument("dirs", nargs="+", help="cv folders (--cv.out), or sweep folders holding them")
+    ns = parser.parse_args(argv)
+    try:
+        for item in ns.dirs:
+            path = Path(item)
+            if any(path.glob(f"*/{METRICS_NAME}")) or not any(path.glob(f"*/*/{METRICS_NAME}")):
+                aggregate(item)
+                continue
+            for child in sorted(p for p in path.iterdir() if any(p.glob(f"*/{METRICS_NAME}"))):
+                aggregate(str(child))
+    except SummaryError as err:
+        print(f"ser-mtl aggregate: {err}", file=sys.stderr)
+        raise SystemExit(1) from err
+
+
+if __name__ == "__main__":
+    aggregate_main(sys.argv[1:])

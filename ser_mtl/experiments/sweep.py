@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,16 @@ SWEEP_NAME = "sweep.json"
 MODES = ("zip", "grid")
 
 
+_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+def _numbers(value: Any) -> Any:
+    """YAML 1.1 reads ``1e-3`` as a string; sweeps want it as the number it spells."""
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    return float(value) if isinstance(value, str) and _FLOAT.match(value) else value
+
+
 def parse_list(text: str | list) -> list:
     """A YAML/JSON list (``[0.1, 0.2]``) or a comma list (``0.1,0.2``); items are YAML scalars."""
     if isinstance(text, list):
@@ -49,8 +60,8 @@ def parse_list(text: str | list) -> list:
             raise CVError(f"{text!r}: not a valid YAML list ({err})") from err
         if not isinstance(value, list):
             raise CVError(f"{text!r}: expected a list")
-        return value
-    return [yaml.safe_load(part.strip()) for part in text.split(",") if part.strip()]
+        return _numbers(value)
+    return [_numbers(yaml.safe_load(part.strip())) for part in text.split(",") if part.strip()]
 
 
 def format_value(value: Any) -> str:
@@ -87,9 +98,19 @@ def sweep_settings(params: list[str], values: list, mode: str = "zip") -> list[d
     return [dict(zip(params, setting)) for setting in values]
 
 
+def _dir_value(value: Any) -> str:
+    if isinstance(value, list):
+        return "+".join(_dir_value(v) for v in value)
+    return format_value(value)
+
+
 def setting_dirname(setting: dict[str, Any]) -> str:
-    """``model.alpha=0.4`` or ``model.alpha=0.4,model.beta=0.6`` (path separators replaced by ``_``)."""
-    return ",".join(f"{k}={format_value(v)}" for k, v in setting.items()).replace("/", "_").replace("\\", "_")
+    """``model.alpha=0.4``, ``model.alpha=0.4,model.beta=0.6``, ``model.tasks=emotion+gender``.
+
+    Characters other than letters, digits and ``._=+,-`` (path separators, quotes, spaces) become ``_``.
+    """
+    name = ",".join(f"{k}={_dir_value(v)}" for k, v in setting.items())
+    return re.sub(r"[^A-Za-z0-9._=+,-]", "_", name)
 
 
 def setting_args(setting: dict[str, Any]) -> list[str]:

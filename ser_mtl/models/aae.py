@@ -20,6 +20,7 @@ by `ser_mtl.metrics.UtteranceAccuracy` (paper 4.2), logged as ``val/wa``, ``val/
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import pytorch_lightning as pl
 import torch
@@ -70,6 +71,9 @@ class MultiTaskAAE(pl.LightningModule):
 
     Manual optimisation: Lightning's ``global_step`` counts optimizer steps, up to 4 per batch
     (reconstruction, discriminator, generator, classification); count training in epochs.
+    Under DDP (``ddp_find_unused_parameters_true``) every rank runs the same collectives: a rank
+    whose batch has no label joins the classification backward with a zero loss, and evaluation
+    logs every synced key on every rank (weight 0 where it had no label).
 
     Logged (training, per step): ``train/loss_rec`` (unweighted MSE), ``train/loss_disc``,
     ``train/loss_gen``, ``train/disc_acc``, ``train/loss_cls`` (the weighted L_c that is optimised),
@@ -87,7 +91,9 @@ class MultiTaskAAE(pl.LightningModule):
         use_discriminator: build the discriminator and run the regularisation phase.
         alpha: weight of the reconstruction loss (paper eq. 1).
         beta: weight of the emotion loss in L_c; the auxiliary tasks get 1 - beta (paper eq. 2).
-        lr: SGD learning rate of all three optimizers (paper: 1e-4).
+        lr: learning rate of all three optimizers (paper: SGD with 1e-4).
+        optimizer: ``sgd`` as in the paper (section 4.3), or ``adam`` (same three optimizers, Adam
+            updates): far fewer epochs on small data, used by the CPU demo.
         momentum: SGD momentum (not given in the paper).
         weight_decay: SGD weight decay.
         input_size: (F, T) of an input segment; must be divisible by the products of ``encoder_pools``.
@@ -113,6 +119,7 @@ class MultiTaskAAE(pl.LightningModule):
         alpha: float = 0.4,
         beta: float = 0.6,
         lr: float = 1e-4,
+        optimizer: Literal["sgd", "adam"] = "sgd",
         momentum: float = 0.9,
         weight_decay: float = 0.0,
         input_size: tuple[int, int] = (128, 256),
@@ -209,6 +216,9 @@ class MultiTaskAAE(pl.LightningModule):
             "classification": [*self.encoder.parameters(), *self.heads.parameters()],
         }
         hp = self.hparams
+        if hp.optimizer == "adam":
+            return [torch.optim.Adam(parts[name], lr=hp.lr, weight_decay=hp.weight_decay)
+                    for name in self.optimizer_names]
         return [torch.optim.SGD(parts[name], lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
                 for name in self.optimizer_names]
 
@@ -219,6 +229,11 @@ class MultiTaskAAE(pl.LightningModule):
 
     def _optimise(self, opt: pl.core.optimizer.LightningOptimizer, loss: torch.Tensor) -> None:
         """One step of ``opt`` on ``loss``; grads of the previous phase are dropped, not accumulated."""
+        if not torch.isfinite(loss):
+            # Every rank sees the same failure (DDP would hang if one rank skipped a step instead).
+            raise FloatingPointError(
+                f"non-finite training loss ({float(loss)}) at epoch {self.current_epoch}: training diverged; "
+                f"lower model.lr, set model.grad_clip, or use model.optimizer adam")
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         if self.hparams.grad_clip is not None:
@@ -274,12 +289,12 @@ class MultiTaskAAE(pl.LightningModule):
         """L_c over the tasks whose labels some sample of the batch carries -> encoder + those heads.
 
         A head without labelled samples is not run, so its grads stay None and SGD leaves it (and its
-        momentum) untouched; a batch without any label (on any rank) skips the phase (not even the
-        encoder runs).
+        momentum) untouched (under DDP it gets the other ranks' averaged gradient); when no rank's
+        batch has a label the phase is skipped (not even the encoder runs).
         """
         labelled = {task: self._labels(batch, task) for task in self.heads}  # task -> (labels (B,), count)
         present = {task: (labels, n) for task, (labels, n) in labelled.items() if n > 0}
-        if not present:
+        if not self._any_rank(bool(present)):
             return
         opt = self._optimizer("classification")
         with self.toggled_optimizer(opt):
@@ -325,6 +340,13 @@ class MultiTaskAAE(pl.LightningModule):
         self.log(f"{stage}/loss_{task}", loss, batch_size=n, sync_dist=sync)
         self.log(f"{stage}/{_ACC_NAME[task]}", acc, batch_size=n, sync_dist=sync)
 
+    def _log_nothing(self, stage: str, keys: Sequence[str]) -> None:
+        """Log 0 with weight 0 under DDP: the epoch-end ``sync_dist`` all-reduces each logged key, and a key
+        logged on some ranks only would leave the others waiting. The weighted epoch mean is unchanged."""
+        if self.trainer.world_size > 1:
+            for key in keys:
+                self.log(f"{stage}/{key}", 0.0, batch_size=0, sync_dist=True)
+
     # ----------------------------------------------------------------- evaluation
     def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val", self.val_metric)
@@ -346,9 +368,13 @@ class MultiTaskAAE(pl.LightningModule):
                 mask = labels >= 0
                 losses[task] = F.cross_entropy(logits[mask], labels[mask])
                 self._log_task(stage, task, losses[task], logits[mask], labels[mask], n)
+            else:
+                self._log_nothing(stage, [f"loss_{task}", _ACC_NAME[task]])
         if losses:
             self.log(f"{stage}/loss_cls", classification_loss(losses, self.hparams.beta), batch_size=x.shape[0],
                      sync_dist=True)
+        else:
+            self._log_nothing(stage, ["loss_cls"])
         if self.decoder is not None:
             self.log(f"{stage}/loss_rec", F.mse_loss(self.decoder(z), x), batch_size=x.shape[0], sync_dist=True)
 

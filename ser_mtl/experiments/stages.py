@@ -1,0 +1,216 @@
+"""How the cv runner executes one stage (``ser-mtl fit`` or ``test``) of one run, safely.
+
+* ``CLIBackend`` runs ``<cli>.main([stage, *args])`` in a child process (default: a crash, an
+  out-of-memory kill or a hung CUDA context ends that run only) or in this process.
+* ``run_cli_stage`` tells a finished stage from one stopped by SIGTERM: Lightning answers SIGTERM
+  by raising ``SIGTERMException``, a ``SystemExit`` whose code is 0, so the exit status alone
+  would make an interrupted fit look finished. The child entry point (``python -m
+  ser_mtl.experiments.stages CLI_MODULE STAGE ARGS...``) exits 143 instead.
+* ``run_lock`` makes one run folder single-writer: an exclusive ``flock`` on ``RUN/.lock`` held by
+  the runner *and inherited by its child*, so a second runner (another terminal, a SLURM task and a
+  local run) skips the run instead of training into the same folder, even if the first runner was
+  killed and its child still trains. File systems without ``flock`` are run unlocked, with a note.
+* Signals while a child runs: SIGUSR1 (SLURM's ``--signal`` warning, sent to every process of the
+  task) is left to the child, where Lightning checkpoints and requeues; the runner only logs it. A
+  Python handler, unlike SIG_IGN, is reset at exec, so Lightning still installs its own. SIGTERM is
+  passed to the child, the runner waits for it to stop and then ends (``stop_requested``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import importlib
+import io
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+EXIT_INTERRUPTED = 143  # 128 + SIGTERM, what a shell reports for a process ended by SIGTERM
+
+
+class RunFailed(RuntimeError):
+    """One stage (fit or test) of one run failed; the message points at its log."""
+
+
+class RunInterrupted(RunFailed):
+    """A stage was stopped by SIGTERM before it finished."""
+
+
+class CVBackend(Protocol):
+    """What the cv runner needs from the training CLI; ``CLIBackend`` is the real one."""
+
+    def run_stage(self, stage: str, args: list[str], run_dir: Path) -> None:
+        """Run ``ser-mtl <stage> <args>`` (stage: fit | test) to completion, or raise ``RunFailed``."""
+
+    def num_folds(self, config_args: list[str]) -> int:
+        """Number of folds of the configuration's ``data.scheme``."""
+
+    def resolve_config(self, config_args: list[str]) -> dict[str, Any] | None:
+        """The fully resolved configuration (defaults filled in), for the record."""
+
+
+_state: dict[str, Any] = {"child": None, "stop": False, "lock_fd": None}
+
+
+def stop_requested() -> bool:
+    """True once the runner received SIGTERM: finish nothing new."""
+    return bool(_state["stop"])
+
+
+@dataclass
+class CLIBackend:
+    """Runs stages through ``<cli_module>.main`` in a child process (default) or in this process."""
+
+    in_process: bool = False
+    cli_module: str = "ser_mtl.cli"
+    python: str = sys.executable
+    env: dict[str, str] = field(default_factory=dict)
+
+    def run_stage(self, stage: str, args: list[str], run_dir: Path) -> None:
+        if self.in_process:
+            run_cli_stage(self.cli_module, [stage, *args])
+            return
+        log = run_dir / f"{stage}.log"
+        cmd = [self.python, "-m", "ser_mtl.experiments.stages", self.cli_module, stage, *args]
+        fds = (_state["lock_fd"],) if _state["lock_fd"] is not None else ()
+        with open(log, "a", encoding="utf-8") as handle:
+            handle.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n")
+            handle.flush()
+            child = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, pass_fds=fds,
+                                     env={**os.environ, **self.env})
+            _state["child"] = child
+            try:
+                code = child.wait()
+            except BaseException:  # Ctrl-C: the child got SIGINT too; give it a moment, then end it
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    child.wait(timeout=10)
+                child.kill()
+                raise
+            finally:
+                _state["child"] = None
+        if code != 0:
+            kind = RunInterrupted if code in (EXIT_INTERRUPTED, -signal.SIGTERM) else RunFailed
+            raise kind(f"{stage} exited with status {code}; last lines of {log}:\n{_tail(log)}")
+
+    def num_folds(self, config_args: list[str]) -> int:
+        cli = importlib.import_module("ser_mtl.cli")
+        if not hasattr(cli, "build_datamodule"):  # it may live next to the LightningCLI subclass
+            cli = importlib.import_module("ser_mtl.lightning_cli")
+        with _plain_argv():
+            return int(cli.build_datamodule(config_args).num_folds)
+
+    def resolve_config(self, config_args: list[str]) -> dict[str, Any] | None:
+        """``ser-mtl fit <args> --print_config``, parsed: nothing is instantiated."""
+        import yaml
+
+        buffer = io.StringIO()
+        with contextlib.redirect_stdout(buffer), _plain_argv():
+            try:
+                importlib.import_module(self.cli_module).main(["fit", *config_args, "--print_config"])
+            except SystemExit as exit_:
+                if exit_.code not in (0, None):
+                    raise ValueError(f"the configuration does not parse ({' '.join(config_args)}):\n"
+                                     f"{buffer.getvalue()}") from exit_
+        return yaml.safe_load(buffer.getvalue())
+
+
+@contextlib.contextmanager
+def _plain_argv() -> Iterator[None]:
+    """LightningCLI warns when given ``args`` while ``sys.argv`` has arguments too (``ser-mtl cv ...``)."""
+    saved = sys.argv
+    sys.argv = saved[:1]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def run_cli_stage(cli_module: str, argv: list[str]) -> None:
+    """``<cli_module>.main(argv)``; ``RunInterrupted`` when Lightning stopped it on SIGTERM."""
+    try:
+        importlib.import_module(cli_module).main(argv)
+    except SystemExit as exit_:
+        if type(exit_).__name__ == "SIGTERMException":
+            raise RunInterrupted(f"{argv[0]} stopped by SIGTERM before it finished") from exit_
+        if exit_.code not in (0, None):
+            raise RunFailed(f"{argv[0]} exited with status {exit_.code}") from exit_
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[bool]:
+    """Hold ``run_dir/.lock`` exclusively; yields False when another process holds it."""
+    fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno in (errno.EAGAIN, errno.EACCES):
+                yield False
+                return
+            print(f"[cv] note: {run_dir} is not locked (flock unsupported here: {err})", flush=True)
+        _state["lock_fd"] = fd
+        try:
+            yield True
+        finally:
+            _state["lock_fd"] = None
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def signal_guard() -> Iterator[None]:
+    """While the runner waits on children: log SIGUSR1, forward SIGTERM (see the module docstring)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_usr1(signum: int, frame: Any) -> None:
+        print("[cv] SIGUSR1: the running stage checkpoints and requeues itself", flush=True)
+
+    def on_term(signum: int, frame: Any) -> None:
+        _state["stop"] = True
+        if _state["child"] is not None:
+            _state["child"].send_signal(signal.SIGTERM)
+        print("[cv] SIGTERM: waiting for the running stage to stop; no further runs start", flush=True)
+
+    previous = {signal.SIGUSR1: signal.getsignal(signal.SIGUSR1), signal.SIGTERM: signal.getsignal(signal.SIGTERM)}
+    if previous[signal.SIGUSR1] in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGUSR1, on_usr1)
+    if previous[signal.SIGTERM] in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            if handler is not None:
+                signal.signal(signum, handler)
+
+
+def _stage_main(argv: list[str]) -> int:
+    """Child entry: ``python -m ser_mtl.experiments.stages CLI_MODULE STAGE ARGS...``."""
+    try:
+        run_cli_stage(argv[0], argv[1:])
+    except RunInterrupted as err:
+        print(f"[cv] {err}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_stage_main(sys.argv[1:]))
