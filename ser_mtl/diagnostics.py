@@ -1,9 +1,11 @@
 """Diagnostics for distributed runs: are the ranks' parameters still identical?
 
 Add ``--trainer.callbacks+=ser_mtl.diagnostics.ParameterDigest`` to a multi-GPU run: at the end of
-fit every rank writes ``param_digest_rank<R>.json`` (a SHA-256 over all parameters and buffers,
-plus the parameter count) into ``trainer.default_root_dir``; equal digests mean DDP kept the
-replicas in sync through the three manual optimizer steps.
+fit every rank writes ``param_digest_rank<R>.json`` (a SHA-256 over all parameters, one over the
+buffers, and the parameter count) into ``trainer.default_root_dir``; equal parameter digests mean
+DDP kept the replicas in sync through the manual optimizer steps. BatchNorm running statistics
+are buffers computed from each rank's own batches, so they differ unless
+``--trainer.sync_batchnorm true``.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import torch
 from ser_mtl.io_utils import atomic_write_text
 
 
-def parameter_digest(module: torch.nn.Module) -> str:
-    """SHA-256 over the names and exact bytes of every parameter and buffer, in name order."""
+def parameter_digest(module: torch.nn.Module, buffers: bool = False) -> str:
+    """SHA-256 over the names and exact bytes of every parameter (or every buffer), in name order."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
+    tensors = module.named_buffers() if buffers else module.named_parameters()
+    for name, tensor in sorted(tensors):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
@@ -34,4 +37,5 @@ class ParameterDigest(pl.Callback):
         n_params = sum(p.numel() for p in pl_module.parameters())
         out = Path(trainer.default_root_dir) / f"param_digest_rank{trainer.global_rank}.json"
         atomic_write_text(out, json.dumps({"rank": trainer.global_rank, "world_size": trainer.world_size,
-                                           "n_params": n_params, "sha256": parameter_digest(pl_module)}))
+                                           "n_params": n_params, "sha256": parameter_digest(pl_module),
+                                           "buffers_sha256": parameter_digest(pl_module, buffers=True)}))

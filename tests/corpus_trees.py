@@ -101,8 +101,9 @@ def iemocap_dialogs(session: int) -> list[str]:
 
 
 def iemocap_vad(i: int) -> tuple[float, float, float]:
-    """[valence, activation, dominance] of turn i: three different numbers, so order mistakes show."""
-    return 1.5 + 0.5 * (i % 4), 5.0 - 0.5 * (i % 4), 2.0 + 0.25 * (i % 4)
+    """[valence, activation, dominance] of turn i: three different numbers, so order mistakes show;
+    valence and activation cycle with different periods so the (V, A) plane holds 20 distinct points."""
+    return 1.5 + 0.5 * (i % 4), 5.0 - 0.5 * (i % 5), 2.0 + 0.25 * (i % 4)
 
 
 def _iemocap_head(start: float, end: float, utt_id: str, code: str,

@@ -23,6 +23,7 @@ average segment posteriors per utterance.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -125,7 +126,11 @@ class SERDataModule(pl.LightningDataModule):
             self.target_rows = cached_manifest(target_corpus, target_root, cache_dir)
         self.verification_rows: list[ManifestRow] = []
         if verification_subset and aux_root and scheme != "10fold":
-            self.verification_rows = cached_manifest(aux_corpus, aux_root, cache_dir, verification_subset)
+            if (Path(aux_root) / verification_subset).is_dir():
+                self.verification_rows = cached_manifest(aux_corpus, aux_root, cache_dir, verification_subset)
+            else:
+                warnings.warn(f"speaker verification disabled: no {verification_subset!r} folder in {aux_root} "
+                              f"(set data.verification_subset, or null to silence this)", stacklevel=2)
         self.label_scheme = make_label_scheme(task, corpus)
         self._has_emotion = any(r.emotion for r in self.rows)
         labelled = [bool(r.emotion) or not self._has_emotion for r in self.rows]
