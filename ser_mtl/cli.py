@@ -33,6 +33,8 @@ PASSTHROUGH_COMMANDS: dict[str, tuple[str, str, str]] = {
     "cache": ("ser_mtl.commands", "cache_main", "build the feature stores of a config ahead of training"),
     "cv": ("ser_mtl.experiments.cv", "cv_main", "cross-validation: folds x repeats of fit + test, resumable"),
     "sweep": ("ser_mtl.experiments.sweep", "sweep_main", "one cross-validation per value of a parameter"),
+    "baseline": ("ser_mtl.experiments.baseline", "baseline_main",
+                 "utterance statistics + logistic regression on the same split (a reference)"),
     "aggregate": ("ser_mtl.experiments.summary", "aggregate_main", "summarise finished cross-validation runs"),
     "report": ("ser_mtl.experiments.report", "report_main", "Markdown tables and plots from cv summaries"),
 }

@@ -63,12 +63,13 @@ class SERCLI(LightningCLI):
 def run_lightning_cli(args: list[str], run: bool = True) -> SERCLI:
     os.environ.setdefault("WANDB_MODE", "offline")  # no account, no network; `wandb sync` later
     os.environ.setdefault("WANDB_SILENT", "true")
-    import sys
+    import warnings
 
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     return SERCLI(
         MultiTaskAAE,
         SERDataModule,
-        args=None if args == sys.argv[1:] else args,  # LightningCLI warns when both are given
+        args=args,
         run=run,
         auto_configure_optimizers=False,
         save_config_kwargs={"overwrite": True},

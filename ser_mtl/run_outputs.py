@@ -49,7 +49,7 @@ def write_test_outputs(trainer, model, datamodule) -> dict | None:
     wa = float((probs.argmax(1) == labels).mean()) if len(labels) else float("nan")
     present = [c for c in range(len(classes)) if (labels == c).any()]
     ua = float(np.mean([(probs.argmax(1)[labels == c] == c).mean() for c in present])) if present else float("nan")
-    metrics = {"wa": wa, "ua": ua, "n_utterances": int(len(utt)), "classes": classes,
+    metrics = {"wa": wa, "ua": ua, "n_utterances": len(utt), "classes": classes,
                "confmat": confmat.astype(int).tolist()}
     eer = getattr(model, "test_eer", None)
     if eer is not None:

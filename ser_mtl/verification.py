@@ -64,7 +64,7 @@ def speaker_verification_eer(segment_vectors: torch.Tensor, utt: torch.Tensor, s
     """EER (fraction) and trial counts from segment d-vectors; ``speaker_of`` maps utterance id -> speaker."""
     ids, vectors = utterance_embeddings(segment_vectors, utt)
     scores, labels, enrolled = verification_trials(vectors, [speaker_of[int(i)] for i in ids], n_enrol, seed)
-    return {"eer": equal_error_rate(scores, labels), "n_trials": int(len(labels)),
+    return {"eer": equal_error_rate(scores, labels), "n_trials": len(labels),
             "n_target": int(labels.sum()), "n_speakers": len(enrolled)}
 
 

@@ -25,10 +25,10 @@ def corpora(tmp_path_factory) -> dict:
 
 
 def _datamodule(corpora, tmp_path: Path, **overrides) -> SERDataModule:
-    args = dict(corpus="iemocap", root=str(corpora["root"] / "IEMOCAP_full_release"),
-                aux_root=str(corpora["root"] / "LibriSpeech"), aux_speakers=None, aux_fraction=0.25,
-                scheme="loso", fold=0, batch_size=8, segment_frames=32, segment_hop=16,
-                features=FEATURES, cache_dir=str(corpora["cache"]))
+    args = {"corpus": "iemocap", "root": str(corpora["root"] / "IEMOCAP_full_release"),
+            "aux_root": str(corpora["root"] / "LibriSpeech"), "aux_speakers": None, "aux_fraction": 0.25,
+            "scheme": "loso", "fold": 0, "batch_size": 8, "segment_frames": 32, "segment_hop": 16,
+            "features": FEATURES, "cache_dir": str(corpora["cache"])}
     args.update(overrides)
     return SERDataModule(**args)
 

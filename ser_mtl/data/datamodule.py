@@ -29,6 +29,7 @@ from typing import Literal
 
 import numpy as np
 import pytorch_lightning as pl
+import torch
 from torch.utils.data import ConcatDataset, DataLoader
 
 from ser_mtl.data.datasets import SegmentDataset, UtteranceLabels
@@ -44,6 +45,7 @@ Corpus = Literal["iemocap", "msp_improv", "librispeech", "csv"]
 Task = Literal["categorical", "activation", "valence", "av3", "av5"]
 Scheme = Literal["10fold", "loso", "loso_session", "cross_corpus"]
 _GENDER_INDEX = {"F": 0, "M": 1}
+DEFAULT_FEATURES = FeatureConfig()  # paper 4.2 settings
 
 
 class SERDataModule(pl.LightningDataModule):
@@ -107,7 +109,7 @@ class SERDataModule(pl.LightningDataModule):
         segment_frames: int = 256,
         segment_hop: int = 128,
         eval_hop: int | None = None,
-        features: FeatureConfig = FeatureConfig(),
+        features: FeatureConfig = DEFAULT_FEATURES,
         cache_dir: str = ".cache/ser-mtl",
         num_workers: int = 0,
         max_stats_utterances: int = 4000,
@@ -257,8 +259,12 @@ class SERDataModule(pl.LightningDataModule):
         hp = self.hparams
         rank, world = self._rank()
         parts = [self.train_set] + ([self.aux_set] if self.aux_set is not None else [])
+        # Batch order follows both data.seed and the run's global seed (seed_everything), so the
+        # repeats of a cross-validation differ in batch order as well as in initialisation, while
+        # data.seed alone fixes the fold assignment. Every DDP rank has the same global seed.
+        shuffle_seed = hp.seed * 1_000_003 + torch.initial_seed() % 1_000_003
         sampler = MixedBatchSampler(len(self.train_set), len(self.aux_set) if self.aux_set else 0,
-                                    hp.batch_size, hp.aux_fraction, seed=hp.seed, rank=rank, world_size=world)
+                                    hp.batch_size, hp.aux_fraction, seed=shuffle_seed, rank=rank, world_size=world)
         return DataLoader(ConcatDataset(parts), batch_sampler=sampler, num_workers=hp.num_workers,
                           persistent_workers=hp.num_workers > 0)
 
@@ -307,19 +313,24 @@ class SERDataModule(pl.LightningDataModule):
         if state.get("mean") is not None:
             self.mean = np.asarray(state["mean"], dtype=np.float64)
             self.std = np.asarray(state["std"], dtype=np.float64)
+            # Lightning restores this after setup(): datasets built there must use the checkpoint's numbers
+            for name in ("train_set", "val_set", "test_set", "aux_set"):
+                dataset = getattr(self, name, None)
+                if dataset is not None:
+                    dataset.set_normalisation(self.mean, self.std)
 
     def describe(self) -> str:
         """The sizes that matter, printed at start (utterances and speakers per split)."""
         eval_rows, _ = self._eval_source()
-        spk = lambda rows, idx: len({rows[i].speaker for i in idx})  # noqa: E731
+        spk = lambda rows, idx: len({rows[i].speaker for i in idx})
         train = self._train_indices()
         lines = [
-            f"data: {self.hparams.corpus} {self.hparams.scheme} fold {self.hparams.fold}/{self.num_folds} "
-            f"task {self.hparams.task} classes {self.class_names}",
-            f"  train {len(train)} utts / {spk(self.rows, train)} speakers; aux {len(self.aux_rows)} utts / "
-            f"{len({r.speaker for r in self.aux_rows})} speakers; speaker label space {self.num_speakers}",
-            f"  val {len(self.split.val)} utts / {spk(eval_rows, self.split.val)} speakers; "
-            f"test {len(self.split.test)} utts / {spk(eval_rows, self.split.test)} speakers",
+            (f"data: {self.hparams.corpus} {self.hparams.scheme} fold {self.hparams.fold}/{self.num_folds} "
+             f"task {self.hparams.task} classes {self.class_names}"),
+            (f"  train {len(train)} utts / {spk(self.rows, train)} speakers; aux {len(self.aux_rows)} utts / "
+             f"{len({r.speaker for r in self.aux_rows})} speakers; speaker label space {self.num_speakers}"),
+            (f"  val {len(self.split.val)} utts / {spk(eval_rows, self.split.val)} speakers; "
+             f"test {len(self.split.test)} utts / {spk(eval_rows, self.split.test)} speakers"),
         ]
         return "\n".join(lines)
 

@@ -35,10 +35,14 @@ class SegmentDataset(Dataset):
                  segment_frames: int, hop: int) -> None:
         self.store, self.labels = store, labels
         self.segment_frames = segment_frames
-        self.mean = mean.astype(np.float32)[:, None]  # (F, 1)
-        self.inv_std = (1.0 / np.maximum(std, 1e-5)).astype(np.float32)[:, None]  # (F, 1)
+        self.set_normalisation(mean, std)
         lengths = store.lengths[labels.store_index]  # (U,)
         self.index = segment_index(lengths, segment_frames, hop)  # (S, 2) [local utt, offset]
+
+    def set_normalisation(self, mean: np.ndarray, std: np.ndarray) -> None:
+        """Per-row statistics (F,) applied to every segment: (x - mean) / std."""
+        self.mean = mean.astype(np.float32)[:, None]  # (F, 1)
+        self.inv_std = (1.0 / np.maximum(std, 1e-5)).astype(np.float32)[:, None]  # (F, 1)
 
     def __len__(self) -> int:
         return len(self.index)

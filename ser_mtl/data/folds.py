@@ -33,16 +33,15 @@ from __future__ import annotations
 import csv
 import os
 import re
-import tempfile
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from ser_mtl.data.manifest import EMOTIONS, ManifestRow
+from ser_mtl.io_utils import atomic_open
 
 SCHEMES = ("10fold", "loso", "loso_session", "cross_corpus")
 N_TENFOLD = 10
@@ -244,25 +243,17 @@ def write_folds(rows: Sequence[ManifestRow], scheme: str, seed: int, out: str | 
     """
     if scheme == "cross_corpus":
         raise ValueError("write_folds: cross_corpus splits two manifests; use make_split(..., target_rows=...)")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     counts = []
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(["fold", "split", "utt_id", "speaker"])
-            for fold in range(num_folds(rows, scheme, labelled)):
-                split = make_split(rows, scheme, fold, seed, labelled=labelled)
-                entry = {"fold": fold}
-                for name in ("train", "val", "test"):
-                    part = getattr(split, name)
-                    writer.writerows([fold, name, rows[i].utt_id, rows[i].speaker] for i in part)
-                    entry[name] = len(part)
-                    entry[f"{name}_speakers"] = len({_speaker(rows[i]) for i in part})
-                counts.append(entry)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(out, "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["fold", "split", "utt_id", "speaker"])
+        for fold in range(num_folds(rows, scheme, labelled)):
+            split = make_split(rows, scheme, fold, seed, labelled=labelled)
+            entry = {"fold": fold}
+            for name in ("train", "val", "test"):
+                part = getattr(split, name)
+                writer.writerows([fold, name, rows[i].utt_id, rows[i].speaker] for i in part)
+                entry[name] = len(part)
+                entry[f"{name}_speakers"] = len({_speaker(rows[i]) for i in part})
+            counts.append(entry)
     return counts

@@ -14,11 +14,12 @@ from __future__ import annotations
 import csv
 import math
 import os
-import uuid
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import astuple, dataclass, field
 from pathlib import Path
+
+from ser_mtl.io_utils import atomic_open
 
 COLUMNS = ["utt_id", "corpus", "path", "duration", "speaker", "gender", "session", "emotion",
            "raw_emotion", "valence", "activation", "dominance"]
@@ -80,21 +81,11 @@ def _cell(value: object) -> str:
 
 def write_manifest(rows: Iterable[ManifestRow], path: str | os.PathLike) -> None:
     """Write `rows` as CSV with header COLUMNS, atomically (temporary file, then os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Not tempfile.mkstemp: its 0600 mode would survive the rename and hide the manifest from the
-    # rest of a cluster group; open() honours the umask.
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        with tmp.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(COLUMNS)
-            for row in rows:
-                writer.writerow([_cell(v) for v in astuple(row)])
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        for row in rows:
+            writer.writerow([_cell(v) for v in astuple(row)])
 
 
 def _parse_float(text: str, column: str, where: str, optional: bool) -> float | None:

@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 from ser_mtl.data.audio import load_audio
 from ser_mtl.data.features import FeatureConfig, compute_features
 from ser_mtl.data.manifest import CorpusError, ManifestRow, Skip
+from ser_mtl.io_utils import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -71,16 +72,8 @@ def store_key(rows: Sequence[ManifestRow], cfg: FeatureConfig) -> str:
 
 
 def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as f:
+        write(f)
 
 
 def _write_json(path: Path, obj: object) -> None:
