@@ -185,7 +185,7 @@ def sweep_main(argv: list[str]) -> None:
     options = cv_kwargs(ns)
     out = options.pop("out")
     try:
-        run_sweep(config_args, params, parse_list(ns.sweep.values), out, ns.sweep.mode, **options)
+        run_sweep(config_args, params, parse_list(ns["sweep.values"]), out, ns.sweep.mode, **options)
     except (CVError, ValueError) as err:
         print(f"ser-mtl sweep: {err}", file=sys.stderr)
         raise SystemExit(1) from err
