@@ -20,7 +20,7 @@ ser-mtl fit --config configs/demo_pretrain.yaml "${COMMON[@]}" \
     --data.root "$CORPUS/LibriSpeech" --trainer.default_root_dir "$OUT/runs/pretrain"
 ser-mtl fit --config configs/demo.yaml "${COMMON[@]}" \
     --data.root "$CORPUS/IEMOCAP_full_release" --data.aux_root "$CORPUS/LibriSpeech" \
-    --model.init_from "$OUT/runs/pretrain/checkpoints/last.ckpt" --trainer.default_root_dir "$OUT/runs/finetune"
+    --model.init_from "$OUT/runs/pretrain/checkpoints/best.ckpt" --trainer.default_root_dir "$OUT/runs/finetune"
 ser-mtl test --config configs/demo.yaml "${COMMON[@]}" \
     --data.root "$CORPUS/IEMOCAP_full_release" --data.aux_root "$CORPUS/LibriSpeech" \
     --trainer.default_root_dir "$OUT/runs/finetune" --ckpt_path "$OUT/runs/finetune/checkpoints/best.ckpt"

@@ -10,7 +10,8 @@ Decisions (see DESIGN.md "Lessons already paid for"):
   ``val/ua``) and ``last.ckpt`` so that runs resume with ``--ckpt_path .../last.ckpt``.
 * ``trainer.use_distributed_sampler=False``: the DataModule shards batches per rank itself.
 * ``test`` prints the WA/UA table and writes ``test_metrics.json`` and ``predictions.csv`` into
-  ``trainer.default_root_dir`` (the run's directory).
+  ``trainer.default_root_dir`` (the run's directory); ``predict`` writes the test split's
+  utterance-level ``predict.csv`` there (for new audio files use ``ser-mtl classify``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pytorch_lightning.cli import LightningCLI
 from ser_mtl.callbacks import RestoreBestHalveLR
 from ser_mtl.data.datamodule import SERDataModule
 from ser_mtl.models.aae import MultiTaskAAE
-from ser_mtl.run_outputs import write_test_outputs
+from ser_mtl.run_outputs import write_predict_outputs, write_test_outputs
 from ser_mtl.verification import run_speaker_verification
 
 
@@ -58,6 +59,12 @@ class SERCLI(LightningCLI):
         metrics = write_test_outputs(self.trainer, self.model, self.datamodule)
         if metrics is not None and self.trainer.is_global_zero:
             print(metrics["table"])
+
+
+    def after_predict(self) -> None:
+        out = write_predict_outputs(self.trainer, self.trainer.predict_loop.predictions, self.datamodule)
+        if out is not None:
+            print(f"utterance-level predictions of the test split -> {out}")
 
 
 def run_lightning_cli(args: list[str], run: bool = True) -> SERCLI:

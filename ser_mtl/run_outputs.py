@@ -12,6 +12,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ser_mtl.io_utils import atomic_write_json, atomic_write_text
 
@@ -62,3 +63,26 @@ def write_test_outputs(trainer, model, datamodule) -> dict | None:
                           predictions_csv([r.utt_id for r in rows], [r.speaker for r in rows], labels, probs, classes))
         atomic_write_json(run_dir / "test_metrics.json", {k: v for k, v in metrics.items() if k != "table"})
     return metrics
+
+
+def write_predict_outputs(trainer, predictions: list[dict], datamodule) -> Path | None:
+    """``ser-mtl predict``: average each utterance's segment posteriors and write ``predict.csv``
+    (same columns as ``predictions.csv``, which belongs to ``ser-mtl test``).
+
+    Each process holds only its own shard's predictions, so under DDP this writes rank 0's share and
+    says so; ``ser-mtl test`` gathers across ranks.
+    """
+    if not predictions:
+        return None
+    utt = torch.cat([p["utt"].cpu() for p in predictions])  # (S,)
+    probs = torch.cat([p["probs"].float().cpu() for p in predictions])  # (S, C)
+    ids, inverse = torch.unique(utt, return_inverse=True)  # (U,), (S,)
+    sums = torch.zeros(len(ids), probs.shape[1]).index_add_(0, inverse, probs)
+    mean = (sums / torch.bincount(inverse, minlength=len(ids))[:, None]).numpy()  # (U, C)
+    rows = [datamodule.utterances[int(u)] for u in ids]
+    labels = np.array([datamodule.label_scheme.encode(r) for r in rows])
+    out = Path(trainer.default_root_dir) / (f"predict_rank{trainer.global_rank}.csv" if trainer.world_size > 1
+                                            else "predict.csv")
+    atomic_write_text(out, predictions_csv([r.utt_id for r in rows], [r.speaker for r in rows], labels, mean,
+                                           list(datamodule.class_names)))
+    return out

@@ -55,6 +55,15 @@ def test_fit_test_classify(corpus, tmp_path):
     assert [CLASSES[i] for i in probs.argmax(1)] == preds
     assert {r["speaker"] for r in rows} == {"Ses01_F", "Ses01_M"}  # loso_session fold 0 tests session 1
 
+    # LightningCLI predict over the test split: the same utterance posteriors as test
+    main(["predict", *_common(corpus, run), "--ckpt_path", str(ckpts / "best.ckpt")])
+    with open(run / "predict.csv") as handle:
+        predicted = {r["utt_id"]: r for r in csv.DictReader(handle)}
+    assert set(predicted) == {r["utt_id"] for r in rows}
+    for r in rows:
+        assert [float(predicted[r["utt_id"]][f"p_{c}"]) for c in CLASSES] == pytest.approx(
+            [float(r[f"p_{c}"]) for c in CLASSES], abs=1e-5)
+
     # the trained model on raw audio files, preprocessing taken from the checkpoint
     wav_dir = corpus / "IEMOCAP_full_release" / "Session1" / "sentences" / "wav"
     out = tmp_path / "classified.csv"

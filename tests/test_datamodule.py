@@ -122,3 +122,26 @@ def test_checkpoint_state_carries_the_preprocessing(corpora, tmp_path):
     fresh = _datamodule(corpora, tmp_path)
     fresh.load_state_dict(state)
     np.testing.assert_allclose(fresh.mean, dm.mean)
+
+
+def test_spec_augment_masks_one_band_and_one_span_of_training_segments(corpora, tmp_path):
+    dm = _datamodule(corpora, tmp_path, spec_augment=(8, 16))
+    dm.setup("fit")
+    assert dm.train_set.spec_augment == (8, 16) and dm.val_set.spec_augment == (0, 0)
+    masked_items = 0
+    for i in range(20):
+        augmented = dm.train_set[i]["x"][0].numpy()  # (F, T) = (32, 32)
+        dm.train_set.spec_augment = (0, 0)
+        plain = dm.train_set[i]["x"][0].numpy()
+        dm.train_set.spec_augment = (8, 16)
+        changed = augmented != plain
+        assert (augmented[changed] == 0).all()  # masked cells hold the normalised mean
+        band = np.flatnonzero((augmented == 0).all(axis=1))  # fully masked rows
+        span = np.flatnonzero((augmented == 0).all(axis=0))  # fully masked frames
+        outside = changed.copy()
+        outside[band, :] = False
+        outside[:, span] = False
+        assert not outside.any()  # nothing changed outside one band and one span
+        assert len(band) <= 8 or len(span) > 0  # a band is at most 8 rows (unless a span covers all rows)
+        masked_items += bool(changed.any())
+    assert masked_items >= 10

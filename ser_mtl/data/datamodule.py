@@ -82,6 +82,8 @@ class SERDataModule(pl.LightningDataModule):
         num_workers: DataLoader worker processes (also used to build feature stores).
         max_stats_utterances: cap on the training utterances read for normalisation statistics
             (a seeded random sample beyond it; keeps LibriSpeech pretraining start-up short).
+        spec_augment: (F, T) widths of SpecAugment masks on training segments (one frequency band of up
+            to F rows and one span of up to T frames set to the mean); (0, 0), the paper's setting, is off.
         verification_subset: auxiliary-corpus subset whose speakers, with the emotion corpus's
             test speakers, are enrolled for speaker verification at test time (paper:
             ``test-clean``); only for speaker-independent schemes; ``None`` disables it.
@@ -113,6 +115,7 @@ class SERDataModule(pl.LightningDataModule):
         cache_dir: str = ".cache/ser-mtl",
         num_workers: int = 0,
         max_stats_utterances: int = 4000,
+        spec_augment: tuple[int, int] = (0, 0),
         verification_subset: str | None = "test-clean",
         verification_enrol: int = 20,
     ) -> None:
@@ -232,12 +235,14 @@ class SERDataModule(pl.LightningDataModule):
         eval_store = self.stores["target" if self.target_rows else "primary"]
         eval_hop = hp.eval_hop or hp.segment_hop
         self.train_set = self._dataset(self.stores["primary"], self.rows, train, 0, hp.segment_hop)
+        self.train_set.spec_augment = tuple(hp.spec_augment)
         self.val_set = self._dataset(eval_store, eval_rows, self.split.val, offset, eval_hop)
         self.test_set = self._dataset(eval_store, eval_rows, self.split.test, offset, eval_hop)
         self.aux_set = None
         if self.aux_rows:
             self.aux_set = self._dataset(self.stores["aux"], self.aux_rows, range(len(self.aux_rows)),
                                          len(self.rows), hp.segment_hop)
+            self.aux_set.spec_augment = tuple(hp.spec_augment)
 
     def _dataset(self, store: FeatureStore, rows: list[ManifestRow], indices, utt_offset: int,
                  hop: int) -> SegmentDataset:

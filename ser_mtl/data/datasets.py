@@ -32,12 +32,27 @@ class SegmentDataset(Dataset):
     """Segments of the utterances in ``labels``, cut from ``store`` and normalised per row."""
 
     def __init__(self, store: FeatureStore, labels: UtteranceLabels, mean: np.ndarray, std: np.ndarray,
-                 segment_frames: int, hop: int) -> None:
+                 segment_frames: int, hop: int, spec_augment: tuple[int, int] = (0, 0)) -> None:
         self.store, self.labels = store, labels
+        self.spec_augment = spec_augment  # (max frequency-mask rows, max time-mask frames), 0 = off
         self.segment_frames = segment_frames
         self.set_normalisation(mean, std)
         lengths = store.lengths[labels.store_index]  # (U,)
         self.index = segment_index(lengths, segment_frames, hop)  # (S, 2) [local utt, offset]
+
+    def _mask(self, seg: np.ndarray) -> None:
+        """SpecAugment (Park et al. 2019): one frequency band and one time span set to the mean (0)."""
+        rng = np.random.default_rng()  # fresh OS entropy per item: different masks every epoch and worker
+        max_rows, max_frames = self.spec_augment
+        n_rows, n_frames = seg.shape
+        if max_rows:
+            width = int(rng.integers(0, min(max_rows, n_rows) + 1))
+            start = int(rng.integers(0, n_rows - width + 1))
+            seg[start:start + width, :] = 0.0
+        if max_frames:
+            width = int(rng.integers(0, min(max_frames, n_frames) + 1))
+            start = int(rng.integers(0, n_frames - width + 1))
+            seg[:, start:start + width] = 0.0
 
     def set_normalisation(self, mean: np.ndarray, std: np.ndarray) -> None:
         """Per-row statistics (F,) applied to every segment: (x - mean) / std."""
@@ -55,6 +70,8 @@ class SegmentDataset(Dataset):
         seg = (seg - self.mean) * self.inv_std
         valid = max(0, min(self.segment_frames, length - offset))
         seg[:, valid:] = 0.0  # padding is the normalised mean, i.e. 0
+        if any(self.spec_augment):
+            self._mask(seg)
         return {
             "x": torch.from_numpy(seg).unsqueeze(0),  # (1, F, T_seg)
             "emotion": torch.tensor(int(self.labels.emotion[local])),
