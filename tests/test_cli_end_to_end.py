@@ -14,15 +14,6 @@ pytestmark = pytest.mark.slow
 CLASSES = ["angry", "happy", "neutral", "sad"]
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("synth")
-    main(["synth", "--out", str(out), "--iemocap_sessions", "3", "--iemocap_dialogs", "2",
-          "--iemocap_utterances", "16", "--iemocap_seconds", "[1.0, 2.0]",
-          "--librispeech_train_speakers", "4", "--librispeech_train_utterances", "4",
-          "--librispeech_test_speakers", "2", "--librispeech_test_utterances", "4"])
-    return out
-
 
 def _common(corpus: Path, run: Path) -> list[str]:
     return ["--config", "configs/demo.yaml",

@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from ser_mtl.cli import main
-
 pytestmark = [pytest.mark.slow, pytest.mark.ddp]
 REPO = Path(__file__).resolve().parents[1]
 
@@ -20,15 +18,6 @@ def _cli(*args: str) -> None:
                           capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("synth")
-    main(["synth", "--out", str(out), "--iemocap_sessions", "3", "--iemocap_dialogs", "2",
-          "--iemocap_utterances", "12", "--iemocap_seconds", "[1.0, 2.0]",
-          "--librispeech_train_speakers", "4", "--librispeech_train_utterances", "4",
-          "--librispeech_test_speakers", "2", "--librispeech_test_utterances", "2"])
-    return out
 
 
 def test_two_process_ddp_keeps_ranks_identical_and_metrics_global(corpus, tmp_path):
