@@ -21,6 +21,24 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 
+def mean_per_utterance(values: torch.Tensor, utt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Average segment rows per utterance: values (N, D), utt (N,) -> ids (U,) sorted, means (U, D), inverse (N,)."""
+    ids, inverse = torch.unique(utt, sorted=True, return_inverse=True)  # (U,), (N,)
+    sums = torch.zeros(len(ids), values.shape[1], dtype=values.dtype, device=values.device)
+    sums.index_add_(0, inverse, values)
+    counts = torch.bincount(inverse, minlength=len(ids)).to(values.dtype)  # (U,)
+    return ids, sums / counts[:, None], inverse
+
+
+def wa_ua(confmat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """WA (accuracy) and UA (mean recall over classes present) from a (C, C) confusion matrix, rows true."""
+    support = confmat.sum(dim=1)  # (C,)
+    present = support > 0
+    recall = confmat.diagonal()[present].double() / support[present].double()
+    wa = confmat.diagonal().sum().double() / support.sum().double()
+    return wa.float(), recall.mean().float()
+
+
 class UtteranceAccuracy(Metric):
     """Weighted and unweighted accuracy over utterances, from averaged segment posteriors.
 
@@ -82,11 +100,8 @@ class UtteranceAccuracy(Metric):
         probs = dim_zero_cat(self.probs)  # (N, C)
         utt = dim_zero_cat(self.utt)  # (N,)
         labels = dim_zero_cat(self.labels)  # (N,)
-        uniq, inverse = torch.unique(utt, sorted=True, return_inverse=True)  # (U,), (N,)
+        uniq, mean_probs, inverse = mean_per_utterance(probs, utt)  # (U,), (U, C), (N,)
         n_utt = uniq.numel()
-        sums = torch.zeros(n_utt, self.num_classes, dtype=probs.dtype, device=probs.device)
-        sums.index_add_(0, inverse, probs)
-        counts = torch.bincount(inverse, minlength=n_utt).to(probs.dtype)  # (U,)
         lo = torch.full((n_utt,), self.num_classes, dtype=labels.dtype, device=labels.device)
         hi = torch.full((n_utt,), -1, dtype=labels.dtype, device=labels.device)
         lo = lo.scatter_reduce(0, inverse, labels, reduce="amin")
@@ -97,7 +112,7 @@ class UtteranceAccuracy(Metric):
             raise ValueError(f"UtteranceAccuracy: utterance {int(uniq[first])} has segments with different "
                              f"labels ({int(lo[first])} and {int(hi[first])}); {int(mixed.sum())} such "
                              "utterance(s) in all")
-        return uniq, sums / counts[:, None], lo
+        return uniq, mean_probs, lo
 
     def compute(self) -> dict[str, torch.Tensor]:
         """{"wa": scalar, "ua": scalar, "confmat": (C, C) int64} over utterances; see the class docstring."""
@@ -105,11 +120,8 @@ class UtteranceAccuracy(Metric):
         preds = mean_probs.argmax(dim=1)  # (U,)
         confmat = torch.bincount(labels * self.num_classes + preds, minlength=self.num_classes ** 2)
         confmat = confmat.reshape(self.num_classes, self.num_classes)  # (C, C) rows true
-        support = confmat.sum(dim=1)  # (C,)
-        present = support > 0
-        recall = confmat.diagonal()[present].double() / support[present].double()
-        wa = confmat.diagonal().sum().double() / support.sum().double()
-        return {"wa": wa.float(), "ua": recall.mean().float(), "confmat": confmat}
+        wa, ua = wa_ua(confmat)
+        return {"wa": wa, "ua": ua, "confmat": confmat}
 
     def utterance_table(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(utt (U,) int64, averaged posteriors (U, C), labels (U,)) sorted by utt, gathered over ranks."""

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ser_mtl.io_utils import atomic_write_json, atomic_write_text
+from ser_mtl.metrics import mean_per_utterance, wa_ua
 
 
 def format_table(wa: float, ua: float, n_utts: int, classes: list[str], confmat: np.ndarray) -> str:
@@ -47,9 +48,7 @@ def write_test_outputs(trainer, model, datamodule) -> dict | None:
     utt, probs, labels = (np.asarray(t.cpu() if hasattr(t, "cpu") else t) for t in table)
     classes = list(datamodule.class_names)
     confmat = np.asarray(model.test_confmat.cpu() if hasattr(model.test_confmat, "cpu") else model.test_confmat)
-    wa = float((probs.argmax(1) == labels).mean()) if len(labels) else float("nan")
-    present = [c for c in range(len(classes)) if (labels == c).any()]
-    ua = float(np.mean([(probs.argmax(1)[labels == c] == c).mean() for c in present])) if present else float("nan")
+    wa, ua = (float(v) for v in wa_ua(torch.as_tensor(confmat)))  # the numbers the metric logged
     metrics = {"wa": wa, "ua": ua, "n_utterances": len(utt), "classes": classes,
                "confmat": confmat.astype(int).tolist()}
     eer = getattr(model, "test_eer", None)
@@ -76,9 +75,8 @@ def write_predict_outputs(trainer, predictions: list[dict], datamodule) -> Path 
         return None
     utt = torch.cat([p["utt"].cpu() for p in predictions])  # (S,)
     probs = torch.cat([p["probs"].float().cpu() for p in predictions])  # (S, C)
-    ids, inverse = torch.unique(utt, return_inverse=True)  # (U,), (S,)
-    sums = torch.zeros(len(ids), probs.shape[1]).index_add_(0, inverse, probs)
-    mean = (sums / torch.bincount(inverse, minlength=len(ids))[:, None]).numpy()  # (U, C)
+    ids, mean, _ = mean_per_utterance(probs, utt)  # (U,), (U, C)
+    mean = mean.numpy()
     rows = [datamodule.utterances[int(u)] for u in ids]
     labels = np.array([datamodule.label_scheme.encode(r) for r in rows])
     out = Path(trainer.default_root_dir) / (f"predict_rank{trainer.global_rank}.csv" if trainer.world_size > 1

@@ -15,16 +15,13 @@ import warnings
 import numpy as np
 import torch
 
-from ser_mtl.metrics import equal_error_rate
+from ser_mtl.metrics import equal_error_rate, mean_per_utterance
 
 
 def utterance_embeddings(segment_vectors: torch.Tensor, utt: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Mean d-vector per utterance: (S, H) segments + (S,) utterance ids -> ids (U,), vectors (U, H)."""
-    ids, inverse = torch.unique(utt, return_inverse=True)  # (U,), (S,)
-    sums = torch.zeros(len(ids), segment_vectors.shape[1], dtype=torch.float64)
-    sums.index_add_(0, inverse, segment_vectors.double())
-    counts = torch.bincount(inverse, minlength=len(ids)).double()[:, None]
-    return ids.numpy(), (sums / counts).numpy()
+    ids, means, _ = mean_per_utterance(segment_vectors.double(), utt)  # (U,), (U, H)
+    return ids.numpy(), means.numpy()
 
 
 def verification_trials(vectors: np.ndarray, speakers: list[str], n_enrol: int = 20,

@@ -338,7 +338,3 @@ class SERDataModule(pl.LightningDataModule):
              f"test {len(self.split.test)} utts / {spk(eval_rows, self.split.test)} speakers"),
         ]
         return "\n".join(lines)
-
-    @staticmethod
-    def resolve_path(root: str, row: ManifestRow) -> Path:
-        return Path(root) / row.path
