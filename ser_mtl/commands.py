@@ -93,6 +93,8 @@ def classify(inputs: list[str], ckpt: str, out: str = "predictions.csv", device:
             wave = load_audio(path, cfg.sample_rate).to(device)  # (T,)
             # the store keeps float16 frames: round the same way so new audio sees training's numbers
             feats = compute_features(wave, cfg).half().float()  # (F, frames)
+            if state.get("utterance_norm", "none") == "mean" and feats.shape[1]:
+                feats = feats - feats.mean(dim=1, keepdim=True)  # the utterance's own per-row mean, as in training
             feats = ((feats - mean) / std).cpu().numpy()
         except CorpusError as err:
             skipped.append(f"{path}: {err}")

@@ -118,3 +118,21 @@ def test_heads_reject_too_small_codes():
         ClassifierHead(8, (1, 4), n_classes=2)
     with pytest.raises(ValueError, match="too small"):
         Discriminator(8, (4, 1))
+
+
+def test_stats_pooling_head_reads_mean_and_std_over_time():
+    torch.manual_seed(0)
+    head = ClassifierHead(32, (8, 8), n_classes=4, conv_channels=32, hidden=64, dropout=0.3, pool="stats")
+    # conv 32*32*9 + BN 64 + dense (2 stats * 32 channels * 4 rows)*64+64 + out 64*4+4
+    assert n_params(head) == 9216 + 64 + (256 * 64 + 64) + 260 == 25988
+    head.eval()
+    z = torch.randn(3, 32, 8, 8)
+    feats = head.features(z)  # (B, 2 * C * H/2)
+    conv = head.features[:4](z)  # (B, C, H/2, W) after the frequency-only max-pool
+    assert conv.shape == (3, 32, 4, 8)
+    expected = torch.cat([conv.mean(-1), conv.std(-1, unbiased=False)], dim=1).flatten(1)
+    torch.testing.assert_close(feats, expected, atol=1e-4, rtol=1e-4)
+    # the dense layer does not depend on the code's width: the same head reads 8 or 16 time steps
+    assert head(torch.randn(3, 32, 8, 16)).shape == (3, 4)
+    with pytest.raises(ValueError, match="pool"):
+        ClassifierHead(8, (4, 4), n_classes=2, pool="avg")

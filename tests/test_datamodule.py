@@ -145,3 +145,53 @@ def test_spec_augment_masks_one_band_and_one_span_of_training_segments(corpora, 
         assert len(band) <= 8 or len(span) > 0  # a band is at most 8 rows (unless a span covers all rows)
         masked_items += bool(changed.any())
     assert masked_items >= 10
+
+
+def test_utterance_mean_normalisation_removes_a_constant_level(corpora, tmp_path):
+    dm = _datamodule(corpora, tmp_path, utterance_norm="mean")
+    dm.setup("fit")
+    assert dm.state_dict()["utterance_norm"] == "mean"
+    mean, std = running_stats(dm.stores["primary"], sorted(dm.split.train), center_utterances=True)
+    np.testing.assert_allclose(dm.mean, mean)
+    np.testing.assert_allclose(dm.std, std)
+    ds = dm.val_set
+    local, offset = (int(v) for v in ds.index[0])
+    frames = dm.stores["primary"].frames(int(ds.labels.store_index[local])).astype(np.float32)  # (F, L)
+    seg = frames[:, offset:offset + 32]
+    expected = (seg - frames.mean(axis=1, keepdims=True) - ds.mean) * ds.inv_std  # (F, <=32)
+    np.testing.assert_allclose(ds[0]["x"][0, :, :seg.shape[1]].numpy(), expected, atol=1e-5)
+
+    # a recording 6 dB louder (every log-power row + ln(10**0.6)) gives the very same input
+    class Louder:
+        def __init__(self, store):
+            self.store, self.lengths = store, store.lengths
+
+        def frames(self, i):
+            return (self.store.frames(i).astype(np.float32) + np.log(10 ** 0.6)).astype(np.float16)
+
+    plain = ds[0]["x"]
+    ds.store = Louder(ds.store)
+    np.testing.assert_allclose(ds[0]["x"].numpy(), plain.numpy(), atol=2e-2)  # float16 rounding of the shift
+    dm_abs = _datamodule(corpora, tmp_path)
+    dm_abs.setup("fit")
+    assert dm_abs.val_set.utterance_norm == "none"
+
+
+def test_frequency_warp_moves_a_spectral_peak_and_only_in_training(corpora, tmp_path):
+    from ser_mtl.data.datasets import warp_rows
+
+    seg = np.zeros((64, 5), dtype=np.float32)
+    seg[20] = 1.0  # one bright row
+    assert int(warp_rows(seg, 1.1)[:, 0].argmax()) == 22
+    assert int(warp_rows(seg, 0.9)[:, 0].argmax()) == 18
+    np.testing.assert_array_equal(warp_rows(seg, 1.0), seg)
+    # linear interpolation: the peak's energy is spread, never created
+    assert warp_rows(seg, 1.05).max() <= 1.0 and warp_rows(seg, 1.05).sum() > 0
+
+    dm = _datamodule(corpora, tmp_path, freq_warp=0.1)
+    dm.setup("fit")
+    assert dm.train_set.freq_warp == 0.1 and dm.val_set.freq_warp == 0.0
+    assert not np.allclose(dm.train_set[0]["x"].numpy(), dm.train_set[0]["x"].numpy())  # a new factor per item
+    assert np.array_equal(dm.val_set[0]["x"].numpy(), dm.val_set[0]["x"].numpy())
+    with pytest.raises(ValueError, match="freq_warp"):
+        _datamodule(corpora, tmp_path, freq_warp=0.6)

@@ -84,6 +84,12 @@ class SERDataModule(pl.LightningDataModule):
             (a seeded random sample beyond it; keeps LibriSpeech pretraining start-up short).
         spec_augment: (F, T) widths of SpecAugment masks on training segments (one frequency band of up
             to F rows and one span of up to T frames set to the mean); (0, 0), the paper's setting, is off.
+        utterance_norm: ``mean`` subtracts each utterance's own per-row mean over its frames before the
+            per-row standardisation (cepstral mean normalisation done on the log-mel rows): what stays
+            is how the spectrum moves within the utterance, not where the speaker's voice, the channel
+            or the recording level put it; ``none`` (the paper) keeps absolute levels.
+        freq_warp: w > 0 warps the frequency axis of every training segment by a factor drawn from
+            U(1 - w, 1 + w) (VTLP-like: new virtual speakers from few real ones); 0, the paper's setting, is off.
         verification_subset: auxiliary-corpus subset whose speakers, with the emotion corpus's
             test speakers, are enrolled for speaker verification at test time (paper:
             ``test-clean``); only for speaker-independent schemes; ``None`` disables it.
@@ -116,11 +122,16 @@ class SERDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         max_stats_utterances: int = 4000,
         spec_augment: tuple[int, int] = (0, 0),
+        freq_warp: float = 0.0,
+        utterance_norm: Literal["none", "mean"] = "none",
         verification_subset: str | None = "test-clean",
         verification_enrol: int = 20,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if not 0.0 <= freq_warp < 0.5:
+            raise ValueError(f"SERDataModule: freq_warp must be in [0, 0.5) (a relative warp; 0.1 = +-10 %), "
+                             f"got {freq_warp}")
         self.features = features
         self.rows = cached_manifest(corpus, root, cache_dir, subset)
         self.aux_rows = self._draw_aux_rows() if aux_root else []
@@ -230,12 +241,14 @@ class SERDataModule(pl.LightningDataModule):
             sample = np.asarray(train)
             if len(sample) > hp.max_stats_utterances:
                 sample = rng.choice(sample, size=hp.max_stats_utterances, replace=False)
-            self.mean, self.std = running_stats(self.stores["primary"], sorted(sample.tolist()))
+            self.mean, self.std = running_stats(self.stores["primary"], sorted(sample.tolist()),
+                                                center_utterances=hp.utterance_norm == "mean")
         eval_rows, offset = self._eval_source()
         eval_store = self.stores["target" if self.target_rows else "primary"]
         eval_hop = hp.eval_hop or hp.segment_hop
         self.train_set = self._dataset(self.stores["primary"], self.rows, train, 0, hp.segment_hop)
         self.train_set.spec_augment = tuple(hp.spec_augment)
+        self.train_set.freq_warp = hp.freq_warp
         self.val_set = self._dataset(eval_store, eval_rows, self.split.val, offset, eval_hop)
         self.test_set = self._dataset(eval_store, eval_rows, self.split.test, offset, eval_hop)
         self.aux_set = None
@@ -243,6 +256,7 @@ class SERDataModule(pl.LightningDataModule):
             self.aux_set = self._dataset(self.stores["aux"], self.aux_rows, range(len(self.aux_rows)),
                                          len(self.rows), hp.segment_hop)
             self.aux_set.spec_augment = tuple(hp.spec_augment)
+            self.aux_set.freq_warp = hp.freq_warp
 
     def _dataset(self, store: FeatureStore, rows: list[ManifestRow], indices, utt_offset: int,
                  hop: int) -> SegmentDataset:
@@ -254,7 +268,8 @@ class SERDataModule(pl.LightningDataModule):
             speaker=np.array([self._speaker_index.get(rows[i].speaker, -1) for i in indices], dtype=np.int64),
             utt=indices + utt_offset,
         )
-        return SegmentDataset(store, labels, self.mean, self.std, self.hparams.segment_frames, hop)
+        return SegmentDataset(store, labels, self.mean, self.std, self.hparams.segment_frames, hop,
+                              utterance_norm=self.hparams.utterance_norm)
 
     def _rank(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
@@ -312,6 +327,7 @@ class SERDataModule(pl.LightningDataModule):
             "speakers": self.speakers,
             "segment_frames": self.hparams.segment_frames,
             "segment_hop": self.hparams.eval_hop or self.hparams.segment_hop,
+            "utterance_norm": self.hparams.utterance_norm,
         }
 
     def load_state_dict(self, state: dict) -> None:

@@ -28,13 +28,31 @@ class UtteranceLabels:
     utt: np.ndarray  # (U,) int64 global utterance index, unique within the datamodule
 
 
+def warp_rows(seg: np.ndarray, factor: float) -> np.ndarray:
+    """Frequency-axis warping, a VTLP-like speaker perturbation (Jaitly & Hinton 2013): row i of the
+    result is row i / factor of ``seg`` (linear interpolation; past the top edge the top row repeats),
+    so a spectral peak at row r moves to row factor * r, as formants and harmonics move between a
+    longer and a shorter vocal tract.  (F, T) -> (F, T) float32"""
+    n_rows = seg.shape[0]
+    src = np.minimum(np.arange(n_rows, dtype=np.float64) / factor, n_rows - 1)  # (F,) source row positions
+    lo = np.floor(src).astype(np.int64)  # (F,)
+    hi = np.minimum(lo + 1, n_rows - 1)  # (F,)
+    w = (src - lo).astype(np.float32)[:, None]  # (F, 1)
+    return ((1.0 - w) * seg[lo] + w * seg[hi]).astype(np.float32)
+
+
 class SegmentDataset(Dataset):
     """Segments of the utterances in ``labels``, cut from ``store`` and normalised per row."""
 
     def __init__(self, store: FeatureStore, labels: UtteranceLabels, mean: np.ndarray, std: np.ndarray,
-                 segment_frames: int, hop: int, spec_augment: tuple[int, int] = (0, 0)) -> None:
+                 segment_frames: int, hop: int, spec_augment: tuple[int, int] = (0, 0),
+                 freq_warp: float = 0.0, utterance_norm: str = "none") -> None:
+        if utterance_norm not in ("none", "mean"):
+            raise ValueError(f"SegmentDataset: utterance_norm must be 'none' or 'mean', got {utterance_norm!r}")
         self.store, self.labels = store, labels
+        self.utterance_norm = utterance_norm  # "mean": subtract the utterance's per-row mean first
         self.spec_augment = spec_augment  # (max frequency-mask rows, max time-mask frames), 0 = off
+        self.freq_warp = freq_warp  # max relative frequency-axis warp of a training segment, 0 = off
         self.segment_frames = segment_frames
         self.set_normalisation(mean, std)
         lengths = store.lengths[labels.store_index]  # (U,)
@@ -54,6 +72,11 @@ class SegmentDataset(Dataset):
             start = int(rng.integers(0, n_frames - width + 1))
             seg[:, start:start + width] = 0.0
 
+    def _warp(self, seg: np.ndarray) -> np.ndarray:
+        """`warp_rows` with one factor a ~ U(1 - w, 1 + w) per segment (fresh entropy per item)."""
+        a = float(np.random.default_rng().uniform(1.0 - self.freq_warp, 1.0 + self.freq_warp))
+        return warp_rows(seg, a)
+
     def set_normalisation(self, mean: np.ndarray, std: np.ndarray) -> None:
         """Per-row statistics (F,) applied to every segment: (x - mean) / std."""
         self.mean = mean.astype(np.float32)[:, None]  # (F, 1)
@@ -67,6 +90,10 @@ class SegmentDataset(Dataset):
         frames = self.store.frames(int(self.labels.store_index[local]))  # (F, T_utt) float16 memmap
         length = frames.shape[1]
         seg = cut_segment(frames, offset, self.segment_frames).astype(np.float32)  # (F, T_seg)
+        if self.utterance_norm == "mean":
+            seg -= frames.mean(axis=1, dtype=np.float32, keepdims=True)  # (F, 1) over the whole utterance
+        if self.freq_warp:
+            seg = self._warp(seg)  # before normalisation: the warped rows are still log-mel values
         seg = (seg - self.mean) * self.inv_std
         valid = max(0, min(self.segment_frames, length - offset))
         seg[:, valid:] = 0.0  # padding is the normalised mean, i.e. 0

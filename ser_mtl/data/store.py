@@ -326,8 +326,11 @@ class FeatureStore:
         shutil.rmtree(parts)
 
 
-def running_stats(store: FeatureStore, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row mean and std (ddof=0), each (F,) float64, over all frames of utterances `indices`.
+def running_stats(store: FeatureStore, indices: Sequence[int],
+                  center_utterances: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row mean and std (ddof=0), each (F,) float64, over all frames of utterances `indices`;
+    with ``center_utterances`` over the frames less their utterance's own per-row mean (the mean is
+    then 0 and the std the pooled within-utterance spread).
 
     Streams one utterance at a time and merges per-utterance moments (Chan et al.'s parallel
     update), which stays exact in float64 without ever concatenating the frames.
@@ -339,6 +342,8 @@ def running_stats(store: FeatureStore, indices: Sequence[int]) -> tuple[np.ndarr
         n = x.shape[1]
         if n == 0:
             continue
+        if center_utterances:
+            x = x - x.mean(axis=1, keepdims=True)
         m = x.mean(axis=1)
         d = m - mean
         total = count + n

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ser_mtl.metrics import UtteranceAccuracy
 from ser_mtl.models.components import ClassifierHead, Decoder, Discriminator, Encoder
@@ -102,10 +103,16 @@ class MultiTaskAAE(pl.LightningModule):
         head_conv_channels: conv channels of every classifier head and of the discriminator.
         head_hidden: hidden dense width of every head (the speaker d-vector size) and of the discriminator.
         dropout: dropout between the two dense layers of each head (paper: 0.3).
+        head_pool: how each head turns its conv features into a vector: "flatten" (paper) or "stats"
+            (mean and std over time; see `ClassifierHead`).
         class_names: names of the emotion classes, in class-index order (for reports); None = indices.
         init_from: checkpoint whose tensors matching in name and shape initialise the model when
             training starts (not when resuming from ``ckpt_path``); see `load_matching_weights`.
         grad_clip: clip each phase's gradient norm to this value (None = no clipping).
+        ema_decay: when set (e.g. 0.99), keep an exponential moving average of the encoder's and the
+            heads' weights and BatchNorm statistics, updated after every training batch, and evaluate
+            (validation, test, predict, verification, ``ser-mtl classify``) with it instead of the
+            last step's weights (Polyak averaging). None (the paper) evaluates the trained weights.
     """
 
     def __init__(
@@ -128,9 +135,11 @@ class MultiTaskAAE(pl.LightningModule):
         head_conv_channels: int = 32,
         head_hidden: int = 128,
         dropout: float = 0.3,
+        head_pool: Literal["flatten", "stats"] = "flatten",
         class_names: Sequence[str] | None = None,
         init_from: str | None = None,
         grad_clip: float | None = None,
+        ema_decay: float | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -147,8 +156,14 @@ class MultiTaskAAE(pl.LightningModule):
         self.discriminator = (Discriminator(c, (h, w), head_conv_channels, head_hidden)
                               if use_discriminator else None)
         self.heads = nn.ModuleDict({task: ClassifierHead(c, (h, w), n_classes[task], head_conv_channels,
-                                                         head_hidden, dropout) for task in self.tasks})
+                                                         head_hidden, dropout, head_pool) for task in self.tasks})
         self.n_classes = {task: n_classes[task] for task in self.tasks}
+        if ema_decay is not None and not 0.0 < ema_decay < 1.0:
+            raise ValueError(f"MultiTaskAAE: ema_decay must be in (0, 1) or None, got {ema_decay}")
+        # Weight averages of what evaluation runs; part of the state_dict, so checkpoints, the
+        # restore-best callback and `ser-mtl classify` carry them. No optimizer owns them.
+        self.ema_encoder = _weight_average(self.encoder, ema_decay) if ema_decay is not None else None
+        self.ema_heads = _weight_average(self.heads, ema_decay) if ema_decay is not None else None
 
         has_emotion = "emotion" in self.tasks
         self.val_metric = UtteranceAccuracy(num_emotions) if has_emotion else None
@@ -180,23 +195,30 @@ class MultiTaskAAE(pl.LightningModule):
                              f"beta={self.hparams.beta}")
 
     # ----------------------------------------------------------------- inference API
+    def _evaluated(self) -> tuple[nn.Module, nn.ModuleDict]:
+        """(encoder, heads) that compute outputs now: the weight averages in eval mode when kept, else the
+        trained modules (always in train mode: the training phases step those)."""
+        if self.ema_encoder is not None and not self.training:
+            return self.ema_encoder.module, self.ema_heads.module
+        return self.encoder, self.heads
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Latent code z (B, C, H, W) of spectrogram segments x (B, 1, F, T)."""
         if x.ndim != 4 or x.shape[1] != 1 or tuple(x.shape[-2:]) != self.input_size:
             raise ValueError(f"MultiTaskAAE: expected x of shape (B, 1, {self.input_size[0]}, {self.input_size[1]}) "
                              f"(model input_size), got {tuple(x.shape)}")
-        return self.encoder(x)
+        return self._evaluated()[0](x)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Logits (B, n_classes[task]) of every task for segments x (B, 1, F, T)."""
         z = self.encode(x)
-        return {task: head(z) for task, head in self.heads.items()}
+        return {task: head(z) for task, head in self._evaluated()[1].items()}
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Speaker d-vectors (B, head_hidden): the speaker head's last hidden layer (call in eval mode)."""
         if "speaker" not in self.heads:
             raise RuntimeError(f"MultiTaskAAE.embed needs the speaker head; this model has tasks {self.tasks}")
-        _, hidden = self.heads["speaker"](self.encode(x), return_hidden=True)
+        _, hidden = self._evaluated()[1]["speaker"](self.encode(x), return_hidden=True)
         return hidden
 
     def predict_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int = 0,
@@ -204,7 +226,7 @@ class MultiTaskAAE(pl.LightningModule):
         """Segment-level emotion posteriors {"utt": (B,), "probs": (B, C)}; the caller averages per utterance."""
         if "emotion" not in self.heads:
             raise RuntimeError(f"MultiTaskAAE.predict_step needs the emotion head; this model has tasks {self.tasks}")
-        probs = self.heads["emotion"](self.encode(batch["x"])).softmax(dim=-1)  # (B, C)
+        probs = self._evaluated()[1]["emotion"](self.encode(batch["x"])).softmax(dim=-1)  # (B, C)
         return {"utt": batch["utt"], "probs": probs}
 
     # ----------------------------------------------------------------- optimisation
@@ -246,6 +268,9 @@ class MultiTaskAAE(pl.LightningModule):
         if self.discriminator is not None:
             self._regularisation_phase(batch)
         self._classification_phase(batch)
+        if self.ema_encoder is not None:  # the same update on every DDP rank: the weights are identical
+            self.ema_encoder.update_parameters(self.encoder)
+            self.ema_heads.update_parameters(self.heads)
 
     def _reconstruction_phase(self, batch: Mapping[str, torch.Tensor]) -> None:
         """alpha * mean over all elements of (x - x_hat)^2 -> encoder + decoder (paper eq. 3)."""
@@ -358,7 +383,7 @@ class MultiTaskAAE(pl.LightningModule):
         x = batch["x"]  # (B, 1, F, T)
         z = self.encode(x)
         losses = {}
-        for task, head in self.heads.items():
+        for task, head in self._evaluated()[1].items():
             labels, n = self._labels(batch, task)
             logits = head(z)  # (B, n_classes)
             if task == "emotion":
@@ -426,5 +451,16 @@ class MultiTaskAAE(pl.LightningModule):
         if resuming:
             rank_zero_info(f"init_from {path} not applied: resuming from {self.trainer.ckpt_path}")
             return
-        self.init_report = load_matching_weights(self, path)
+        self.init_report = load_matching_weights(self, path, exclude_prefixes=("ema_",))
         rank_zero_info(str(self.init_report))
+        if self.ema_encoder is not None:  # the first update copies the loaded weights into the averages
+            self.ema_encoder.n_averaged.zero_()
+            self.ema_heads.n_averaged.zero_()
+
+
+def _weight_average(module: nn.Module, decay: float) -> AveragedModel:
+    """Exponential moving average of ``module``'s parameters and buffers (torch.optim.swa_utils):
+    after each ``update_parameters(module)``, avg <- decay * avg + (1 - decay) * current; the first
+    update copies. Frozen: no gradient reaches it and DDP does not synchronise it."""
+    average = AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    return average.requires_grad_(False)

@@ -13,7 +13,7 @@
   block's pool factor, BN + ReLU in between, and a linear last layer (inputs are normalised
   log-spectrograms with zero mean and unit variance, so no sigmoid).
 - `ClassifierHead` (C_phi, one per task): conv -> BN -> ReLU -> MaxPool(2) -> dense -> ReLU ->
-  dropout -> dense, returning logits (the softmax lives in the loss and in the posteriors). Its last
+  dropout -> dense (or, with ``pool="stats"``, mean + std over time in place of the flattening), returning logits (the softmax lives in the loss and in the posteriors). Its last
   hidden layer is the d-vector used for speaker verification.
 - `Discriminator` (D_omega): conv -> ReLU -> MaxPool(2) -> dense -> ReLU -> dense(1), returning one
   logit per sample (real = drawn from the prior).
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torch import nn
@@ -136,6 +137,15 @@ def _pooled_hw(in_hw: Sequence[int], who: str) -> tuple[int, int]:
     return h, w
 
 
+class _TimeStatistics(nn.Module):
+    """(B, C, H, W) -> (B, 2 * C * H): mean and standard deviation over the last (time) axis."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=-1)  # (B, C, H)
+        std = (x.var(dim=-1, unbiased=False) + 1e-5).sqrt()  # (B, C, H); eps keeps the gradient finite at 0
+        return torch.cat([mean, std], dim=1).flatten(1)  # (B, 2 * C * H)
+
+
 class ClassifierHead(nn.Module):
     """Latent code (B, in_channels, H, W) -> class logits (B, n_classes) [and hidden (B, hidden)].
 
@@ -146,22 +156,36 @@ class ClassifierHead(nn.Module):
         conv_channels: channels of the head's conv layer.
         hidden: width of the first dense layer (the d-vector of the speaker head).
         dropout: dropout rate between the two dense layers (paper: 0.3).
+        pool: "flatten" (the paper): 2x2 max-pool, then every position is its own input of the dense
+            layer, (C, H/2, W/2) -> C*H/2*W/2. "stats": 2x1 max-pool over frequency, then the mean and
+            standard deviation of each (channel, frequency) row over time, (C, H/2, W) -> 2*C*H/2, as in
+            x-vector statistics pooling. Its dense layer cannot key on where in the segment something
+            happened, only on how the learnt features are distributed over it, which is what an
+            utterance-level attribute like emotion is; it also has W/4 times fewer weights.
     """
 
     def __init__(self, in_channels: int, in_hw: Sequence[int], n_classes: int, conv_channels: int = 32,
-                 hidden: int = 128, dropout: float = 0.3) -> None:
+                 hidden: int = 128, dropout: float = 0.3, pool: Literal["flatten", "stats"] = "flatten") -> None:
         super().__init__()
         if n_classes < 1:
             raise ValueError(f"ClassifierHead: n_classes must be >= 1, got {n_classes}")
+        if pool not in ("flatten", "stats"):
+            raise ValueError(f"ClassifierHead: pool must be 'flatten' or 'stats', got {pool!r}")
         h, w = _pooled_hw(in_hw, "ClassifierHead")
-        self.features = nn.Sequential(
+        self.pool = pool
+        layers: list[nn.Module] = [
             nn.Conv2d(in_channels, conv_channels, 3, padding=1, bias=False),
             nn.BatchNorm2d(conv_channels),
             nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
-            nn.Flatten(),
-        )
-        self.hidden = nn.Sequential(nn.Linear(conv_channels * h * w, hidden), nn.ReLU(inplace=True))
+        ]
+        if pool == "flatten":
+            layers += [nn.MaxPool2d(2), nn.Flatten()]  # (B, C, H, W) -> (B, C * H/2 * W/2)
+            n_in = conv_channels * h * w
+        else:
+            layers += [nn.MaxPool2d((2, 1)), _TimeStatistics()]  # (B, C, H, W) -> (B, 2 * C * H/2)
+            n_in = 2 * conv_channels * h
+        self.features = nn.Sequential(*layers)
+        self.hidden = nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(inplace=True))
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(hidden, n_classes)
 

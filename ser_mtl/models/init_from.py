@@ -70,14 +70,18 @@ def read_state_dict(ckpt_path: str | Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def load_matching_weights(module: nn.Module, ckpt_path: str | Path) -> InitReport:
+def load_matching_weights(module: nn.Module, ckpt_path: str | Path,
+                          exclude_prefixes: tuple[str, ...] = ()) -> InitReport:
     """Copy into ``module`` every tensor of ``ckpt_path`` whose name and shape match; return the report.
+
+    Names starting with one of ``exclude_prefixes`` are neither loaded nor reported, on either side
+    (the model's weight averages, which are rebuilt from the loaded weights).
 
     Raises ValueError when nothing matches: an initialisation that silently loads nothing (a checkpoint
     of another architecture, or with another key prefix) would otherwise go unnoticed.
     """
-    source = read_state_dict(ckpt_path)
-    target = module.state_dict()
+    source = {k: v for k, v in read_state_dict(ckpt_path).items() if not k.startswith(exclude_prefixes)}
+    target = {k: v for k, v in module.state_dict().items() if not k.startswith(exclude_prefixes)}
     report = InitReport(path=str(ckpt_path))
     matched: dict[str, torch.Tensor] = {}
     for name, dst in target.items():
