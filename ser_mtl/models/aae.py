@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from ser_mtl.metrics import UtteranceAccuracy
 from ser_mtl.models.components import ClassifierHead, Decoder, Discriminator, Encoder
@@ -459,8 +459,20 @@ class MultiTaskAAE(pl.LightningModule):
 
 
 def _weight_average(module: nn.Module, decay: float) -> AveragedModel:
-    """Exponential moving average of ``module``'s parameters and buffers (torch.optim.swa_utils):
-    after each ``update_parameters(module)``, avg <- decay * avg + (1 - decay) * current; the first
-    update copies. Frozen: no gradient reaches it and DDP does not synchronise it."""
-    average = AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    """Exponential moving average of ``module``'s parameters and buffers (torch.optim.swa_utils).
+
+    The first ``update_parameters(module)`` copies; the n-th after it does avg <- d * avg + (1 - d) * current
+    with d = min(decay, (1 + n) / (10 + n)), the warm-up of TensorFlow's ExponentialMovingAverage: without
+    it the average would stay near the random initialisation for ~1 / (1 - decay) steps, longer than a
+    small corpus's patience window. Frozen: no gradient reaches it and DDP does not synchronise it.
+    """
+
+    def update(averages: list[torch.Tensor], currents: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
+        if not averages[0].is_floating_point():  # BatchNorm's num_batches_tracked: keep the current count
+            torch._foreach_copy_(averages, currents)
+            return
+        n = float(n_averaged)
+        torch._foreach_lerp_(averages, currents, 1.0 - min(decay, (1.0 + n) / (10.0 + n)))
+
+    average = AveragedModel(module, multi_avg_fn=update, use_buffers=True)
     return average.requires_grad_(False)
