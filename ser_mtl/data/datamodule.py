@@ -246,20 +246,17 @@ class SERDataModule(pl.LightningDataModule):
         eval_rows, offset = self._eval_source()
         eval_store = self.stores["target" if self.target_rows else "primary"]
         eval_hop = hp.eval_hop or hp.segment_hop
-        self.train_set = self._dataset(self.stores["primary"], self.rows, train, 0, hp.segment_hop)
-        self.train_set.spec_augment = tuple(hp.spec_augment)
-        self.train_set.freq_warp = hp.freq_warp
+        self.train_set = self._dataset(self.stores["primary"], self.rows, train, 0, hp.segment_hop, augment=True)
         self.val_set = self._dataset(eval_store, eval_rows, self.split.val, offset, eval_hop)
         self.test_set = self._dataset(eval_store, eval_rows, self.split.test, offset, eval_hop)
         self.aux_set = None
         if self.aux_rows:
             self.aux_set = self._dataset(self.stores["aux"], self.aux_rows, range(len(self.aux_rows)),
-                                         len(self.rows), hp.segment_hop)
-            self.aux_set.spec_augment = tuple(hp.spec_augment)
-            self.aux_set.freq_warp = hp.freq_warp
+                                         len(self.rows), hp.segment_hop, augment=True)
 
     def _dataset(self, store: FeatureStore, rows: list[ManifestRow], indices, utt_offset: int,
-                 hop: int) -> SegmentDataset:
+                 hop: int, augment: bool = False) -> SegmentDataset:
+        """Segments of ``rows[indices]``; ``augment`` (training sets only) applies SpecAugment and the warp."""
         indices = np.asarray(list(indices), dtype=np.int64)
         labels = UtteranceLabels(
             store_index=indices,
@@ -268,8 +265,10 @@ class SERDataModule(pl.LightningDataModule):
             speaker=np.array([self._speaker_index.get(rows[i].speaker, -1) for i in indices], dtype=np.int64),
             utt=indices + utt_offset,
         )
-        return SegmentDataset(store, labels, self.mean, self.std, self.hparams.segment_frames, hop,
-                              utterance_norm=self.hparams.utterance_norm)
+        hp = self.hparams
+        return SegmentDataset(store, labels, self.mean, self.std, hp.segment_frames, hop,
+                              spec_augment=tuple(hp.spec_augment) if augment else (0, 0),
+                              freq_warp=hp.freq_warp if augment else 0.0, utterance_norm=hp.utterance_norm)
 
     def _rank(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)

@@ -51,6 +51,7 @@ class SegmentDataset(Dataset):
             raise ValueError(f"SegmentDataset: utterance_norm must be 'none' or 'mean', got {utterance_norm!r}")
         self.store, self.labels = store, labels
         self.utterance_norm = utterance_norm  # "mean": subtract the utterance's per-row mean first
+        self._utterance_means: dict[int, np.ndarray] = {}  # local utterance -> (F, 1), computed once
         self.spec_augment = spec_augment  # (max frequency-mask rows, max time-mask frames), 0 = off
         self.freq_warp = freq_warp  # max relative frequency-axis warp of a training segment, 0 = off
         self.segment_frames = segment_frames
@@ -77,6 +78,13 @@ class SegmentDataset(Dataset):
         a = float(np.random.default_rng().uniform(1.0 - self.freq_warp, 1.0 + self.freq_warp))
         return warp_rows(seg, a)
 
+    def _utterance_mean(self, local: int, frames: np.ndarray) -> np.ndarray:
+        """Per-row mean (F, 1) of one utterance's frames, read once rather than once per segment and epoch."""
+        mean = self._utterance_means.get(local)
+        if mean is None:
+            mean = self._utterance_means[local] = frames.mean(axis=1, dtype=np.float32, keepdims=True)
+        return mean
+
     def set_normalisation(self, mean: np.ndarray, std: np.ndarray) -> None:
         """Per-row statistics (F,) applied to every segment: (x - mean) / std."""
         self.mean = mean.astype(np.float32)[:, None]  # (F, 1)
@@ -91,7 +99,7 @@ class SegmentDataset(Dataset):
         length = frames.shape[1]
         seg = cut_segment(frames, offset, self.segment_frames).astype(np.float32)  # (F, T_seg)
         if self.utterance_norm == "mean":
-            seg -= frames.mean(axis=1, dtype=np.float32, keepdims=True)  # (F, 1) over the whole utterance
+            seg -= self._utterance_mean(local, frames)  # (F, 1) over the whole utterance
         if self.freq_warp:
             seg = self._warp(seg)  # before normalisation: the warped rows are still log-mel values
         seg = (seg - self.mean) * self.inv_std
