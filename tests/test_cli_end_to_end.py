@@ -14,7 +14,6 @@ pytestmark = pytest.mark.slow
 CLASSES = ["angry", "happy", "neutral", "sad"]
 
 
-
 def _common(corpus: Path, run: Path) -> list[str]:
     return ["--config", "configs/demo.yaml",
             "--data.root", str(corpus / "IEMOCAP_full_release"), "--data.aux_root", str(corpus / "LibriSpeech"),

@@ -19,7 +19,6 @@ def _cli(*args: str) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 
-
 def test_two_process_ddp_keeps_ranks_identical_and_metrics_global(corpus, tmp_path):
     run = tmp_path / "run"
     common = ["--config", "configs/demo.yaml", "--data.root", str(corpus / "IEMOCAP_full_release"),
