@@ -1,6 +1,6 @@
-"""LightningCLI wiring: argument links, the paper's callbacks, and what `test` writes.
+"""LightningCLI wiring: argument links and the callbacks that make a run.
 
-Decisions (see DESIGN.md "Lessons already paid for"):
+Decisions (each one learnt the hard way on Lightning 2.6 / jsonargparse 4.53):
 
 * ``data.num_classes`` / ``data.num_speakers`` / ``data.class_names`` are linked into the model
   on instantiation, so label spaces never drift from the data.
@@ -9,9 +9,11 @@ Decisions (see DESIGN.md "Lessons already paid for"):
 * Checkpoints go to ``<trainer.default_root_dir>/checkpoints/`` as ``best.ckpt`` (best
   ``val/ua``) and ``last.ckpt`` so that runs resume with ``--ckpt_path .../last.ckpt``.
 * ``trainer.use_distributed_sampler=False``: the DataModule shards batches per rank itself.
-* ``test`` prints the WA/UA table and writes ``test_metrics.json`` and ``predictions.csv`` into
-  ``trainer.default_root_dir`` (the run's directory); ``predict`` writes the test split's
-  utterance-level ``predict.csv`` there (for new audio files use ``ser-mtl classify``).
+* A run is a Trainer with callbacks, each its own config group: ``lr_schedule`` (the paper's
+  restore-best-and-halve schedule), ``checkpoint``, ``verification`` (EER logged as ``test/eer``),
+  ``test_outputs`` (the WA/UA table, ``test_metrics.json`` and ``predictions.csv`` in
+  ``trainer.default_root_dir``) and ``predict_outputs`` (``predict.csv``). A Python caller gets the
+  same run with ``Trainer(callbacks=run_callbacks(run_dir))``; nothing is written by the CLI itself.
 """
 
 from __future__ import annotations
@@ -24,8 +26,19 @@ from pytorch_lightning.cli import LightningCLI
 from ser_mtl.callbacks import RestoreBestHalveLR
 from ser_mtl.data.datamodule import SERDataModule
 from ser_mtl.models.aae import MultiTaskAAE
-from ser_mtl.run_outputs import write_predict_outputs, write_test_outputs
-from ser_mtl.verification import run_speaker_verification
+from ser_mtl.run_outputs import PredictionWriter, ResultWriter
+from ser_mtl.verification import SpeakerVerification
+
+
+def run_callbacks(run_dir: str | os.PathLike, monitor: str = "val/ua", mode: str = "max",
+                  **schedule) -> list:
+    """The callbacks ``ser-mtl fit/test/predict`` add, with their CLI defaults, for a ``Trainer`` built in
+    Python: checkpoints ``run_dir/checkpoints/{best,last}.ckpt`` on ``monitor``, the paper's schedule
+    (``schedule``: `RestoreBestHalveLR` arguments), speaker verification and the test/predict outputs."""
+    return [ModelCheckpoint(dirpath=os.path.join(run_dir, "checkpoints"), filename="best", monitor=monitor,
+                            mode=mode, save_last=True, auto_insert_metric_name=False),
+            RestoreBestHalveLR(monitor=monitor, mode=mode, **schedule), SpeakerVerification(), ResultWriter(),
+            PredictionWriter()]
 
 
 class SERCLI(LightningCLI):
@@ -46,25 +59,13 @@ class SERCLI(LightningCLI):
                               compute_fn=lambda root: os.path.join(root or ".", "checkpoints"))
         parser.link_arguments("checkpoint.monitor", "lr_schedule.monitor")
         parser.link_arguments("checkpoint.mode", "lr_schedule.mode")
+        # verification logs test/eer at the end of the test epoch; test_outputs writes it at the end of the test
+        parser.add_lightning_class_args(SpeakerVerification, "verification")
+        parser.add_lightning_class_args(ResultWriter, "test_outputs")
+        parser.add_lightning_class_args(PredictionWriter, "predict_outputs")
 
     def before_fit(self) -> None:
         print(self.datamodule.describe())
-
-    def after_test(self) -> None:
-        verification = run_speaker_verification(self.model, self.datamodule)
-        if verification is not None:
-            self.model.test_eer = verification["eer"]
-            print(f"speaker verification: EER {100 * verification['eer']:.2f} % over {verification['n_trials']} "
-                  f"trials ({verification['n_speakers']} enrolled speakers)")
-        metrics = write_test_outputs(self.trainer, self.model, self.datamodule)
-        if metrics is not None and self.trainer.is_global_zero:
-            print(metrics["table"])
-
-
-    def after_predict(self) -> None:
-        out = write_predict_outputs(self.trainer, self.trainer.predict_loop.predictions, self.datamodule)
-        if out is not None:
-            print(f"utterance-level predictions of the test split -> {out}")
 
 
 def run_lightning_cli(args: list[str], run: bool = True) -> SERCLI:

@@ -1,4 +1,10 @@
-"""What ``ser-mtl test`` leaves in the run directory: the WA/UA table, metrics JSON, predictions CSV.
+"""What a test or predict run leaves in its directory, written by Lightning callbacks.
+
+`ResultWriter` (added by ``ser-mtl test``, and by anyone who builds a ``Trainer`` with it) prints the
+WA/UA table and writes ``test_metrics.json`` and ``predictions.csv`` into ``trainer.default_root_dir``;
+`PredictionWriter` writes ``predict.csv`` after ``predict``. ``Trainer.test(model, datamodule)`` from
+Python with these callbacks leaves exactly what ``ser-mtl test`` leaves (`ser_mtl.lightning_cli`
+adds the same objects).
 
 ``predictions.csv`` has one row per test utterance, ``utt_id,speaker,label,pred`` and one
 ``p_<class>`` column per class: the segment posteriors averaged over the utterance, the same
@@ -10,8 +16,10 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytorch_lightning as pl
 import torch
 
 from ser_mtl.io_utils import atomic_write_json, atomic_write_text
@@ -40,47 +48,103 @@ def predictions_csv(utt_ids: list[str], speakers: list[str], labels: np.ndarray,
     return buffer.getvalue()
 
 
-def write_test_outputs(trainer, model, datamodule) -> dict | None:
-    """Write ``test_metrics.json`` and ``predictions.csv`` to the run directory (rank 0 only)."""
-    table = getattr(model, "test_table", None)
-    if table is None:
-        return None
-    utt, probs, labels = (np.asarray(t.cpu() if hasattr(t, "cpu") else t) for t in table)
-    classes = list(datamodule.class_names)
-    confmat = np.asarray(model.test_confmat.cpu() if hasattr(model.test_confmat, "cpu") else model.test_confmat)
-    wa, ua = (float(v) for v in wa_ua(torch.as_tensor(confmat)))  # the numbers the metric logged
-    metrics = {"wa": wa, "ua": ua, "n_utterances": len(utt), "classes": classes,
-               "confmat": confmat.astype(int).tolist()}
-    eer = getattr(model, "test_eer", None)
+def test_metrics(utt: np.ndarray, probs: np.ndarray, labels: np.ndarray, classes: list[str],
+                 eer: float | None = None) -> dict[str, Any]:
+    """``test_metrics.json``'s content from the utterance table: utt (U,), averaged posteriors (U, C),
+    labels (U,). WA/UA come from the confusion matrix with the formula the logged metric uses."""
+    n = len(classes)
+    confmat = np.bincount(labels * n + probs.argmax(axis=1), minlength=n * n).reshape(n, n)  # (C, C) rows true
+    wa, ua = (float(v) for v in wa_ua(torch.as_tensor(confmat)))
+    metrics: dict[str, Any] = {"wa": wa, "ua": ua, "n_utterances": len(utt), "classes": classes,
+                               "confmat": confmat.astype(int).tolist()}
     if eer is not None:
         metrics["eer"] = float(eer)
-    metrics["table"] = format_table(wa, ua, len(utt), classes, confmat)
-    if trainer.is_global_zero:
+    return metrics
+
+
+class ResultWriter(pl.Callback):
+    """After ``trainer.test``: print the WA/UA table and write ``test_metrics.json`` and ``predictions.csv``.
+
+    Reads the model's test metric (`MultiTaskAAE.test_metric`, whose segments stay until the next test)
+    and the verification EER that `ser_mtl.verification.SpeakerVerification` logged as ``test/eer``. Under
+    DDP every rank takes part in gathering the table; rank 0 writes. The last result stays in
+    ``self.metrics`` (None before a test, or when the model has no emotion task).
+
+    Args:
+        print_table: print the table and the confusion matrix after the test.
+    """
+
+    def __init__(self, print_table: bool = True) -> None:
+        self.print_table = print_table
+        self.metrics: dict[str, Any] | None = None
+
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.metrics = None
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        metric = getattr(pl_module, "test_metric", None)
+        if metric is None or not metric.update_called:
+            return
+        try:
+            utt, probs, labels = (t.cpu().numpy() for t in metric.utterance_table())
+        except RuntimeError:  # no labelled test segment; the model already warned
+            return
+        datamodule = trainer.datamodule
+        classes = list(datamodule.class_names)
+        self.metrics = test_metrics(utt, probs, labels, classes, _verification_eer(trainer))
+        if not trainer.is_global_zero:
+            return
         run_dir = Path(trainer.default_root_dir)
         rows = [datamodule.utterances[int(u)] for u in utt]
         atomic_write_text(run_dir / "predictions.csv",
                           predictions_csv([r.utt_id for r in rows], [r.speaker for r in rows], labels, probs, classes))
-        atomic_write_json(run_dir / "test_metrics.json", {k: v for k, v in metrics.items() if k != "table"})
-    return metrics
+        atomic_write_json(run_dir / "test_metrics.json", self.metrics)
+        if self.print_table:
+            print(format_table(self.metrics["wa"], self.metrics["ua"], len(utt), classes, np.asarray(
+                self.metrics["confmat"])))
 
 
-def write_predict_outputs(trainer, predictions: list[dict], datamodule) -> Path | None:
-    """``ser-mtl predict``: average each utterance's segment posteriors and write ``predict.csv``
-    (same columns as ``predictions.csv``, which belongs to ``ser-mtl test``).
+def _verification_eer(trainer: pl.Trainer) -> float | None:
+    """The EER of this test: the verification callback's own float64 result, else the logged ``test/eer``."""
+    from ser_mtl.verification import SpeakerVerification
 
-    Each process holds only its own shard's predictions, so under DDP this writes rank 0's share and
-    says so; ``ser-mtl test`` gathers across ranks.
+    for callback in trainer.callbacks:
+        if isinstance(callback, SpeakerVerification) and callback.result is not None:
+            return float(callback.result["eer"])
+    eer = trainer.callback_metrics.get("test/eer")  # logged as float32
+    return None if eer is None else float(eer)
+
+
+class PredictionWriter(pl.Callback):
+    """After ``trainer.predict`` over the datamodule's test split: average each utterance's segment
+    posteriors and write ``predict.csv`` (the columns of ``predictions.csv``, which belongs to test).
+
+    Each process holds only its own shard, so under DDP each rank writes ``predict_rank{r}.csv``.
+    For audio files outside a corpus use ``ser-mtl classify`` or `ser_mtl.inference.EmotionRecognizer`.
     """
-    if not predictions:
-        return None
-    utt = torch.cat([p["utt"].cpu() for p in predictions])  # (S,)
-    probs = torch.cat([p["probs"].float().cpu() for p in predictions])  # (S, C)
-    ids, mean, _ = mean_per_utterance(probs, utt)  # (U,), (U, C)
-    mean = mean.numpy()
-    rows = [datamodule.utterances[int(u)] for u in ids]
-    labels = np.array([datamodule.label_scheme.encode(r) for r in rows])
-    out = Path(trainer.default_root_dir) / (f"predict_rank{trainer.global_rank}.csv" if trainer.world_size > 1
-                                            else "predict.csv")
-    atomic_write_text(out, predictions_csv([r.utt_id for r in rows], [r.speaker for r in rows], labels, mean,
-                                           list(datamodule.class_names)))
-    return out
+
+    def __init__(self) -> None:
+        self._utt: list[torch.Tensor] = []
+        self._probs: list[torch.Tensor] = []
+        self.path: Path | None = None
+
+    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._utt, self._probs, self.path = [], [], None
+
+    def on_predict_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                             batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._utt.append(outputs["utt"].cpu())  # (B,)
+        self._probs.append(outputs["probs"].float().cpu())  # (B, C)
+
+    def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._utt:
+            return
+        datamodule = trainer.datamodule
+        ids, mean, _ = mean_per_utterance(torch.cat(self._probs), torch.cat(self._utt))  # (U,), (U, C)
+        rows = [datamodule.utterances[int(u)] for u in ids]
+        labels = np.array([datamodule.label_scheme.encode(r) for r in rows])
+        self.path = Path(trainer.default_root_dir) / (f"predict_rank{trainer.global_rank}.csv"
+                                                      if trainer.world_size > 1 else "predict.csv")
+        atomic_write_text(self.path, predictions_csv([r.utt_id for r in rows], [r.speaker for r in rows], labels,
+                                                     mean.numpy(), list(datamodule.class_names)))
+        print(f"utterance-level predictions of the test split -> {self.path}")

@@ -13,7 +13,9 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_info
 
 from ser_mtl.metrics import equal_error_rate, mean_per_utterance
 
@@ -87,5 +89,31 @@ def run_speaker_verification(model, datamodule) -> dict | None:
         return speaker_verification_eer(torch.cat(vectors), torch.cat(utts), speaker_of,
                                         datamodule.hparams.verification_enrol, datamodule.hparams.seed)
     except ValueError as err:
-        print(f"speaker verification skipped: {err}")
+        rank_zero_info(f"speaker verification skipped: {err}")
         return None
+
+
+class SpeakerVerification(pl.Callback):
+    """At the end of each test epoch: speaker verification with the model's d-vectors, logged as ``test/eer``.
+
+    Applies when the model has a speaker task and the datamodule offers verification utterances
+    (``SERDataModule.verification_dataloader``: a speaker-independent scheme with an auxiliary test
+    subset); otherwise it says why not and logs nothing. Every DDP rank scores the same (unsharded)
+    trials, so the logged EER is the same on every rank. The last result (``eer``, ``n_trials``,
+    ``n_target``, ``n_speakers``) stays in ``self.result``.
+    """
+
+    def __init__(self) -> None:
+        self.result: dict | None = None
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.result = None
+        datamodule = trainer.datamodule
+        if datamodule is None or not hasattr(datamodule, "verification_dataloader"):
+            return
+        self.result = run_speaker_verification(pl_module, datamodule)
+        if self.result is None:
+            return
+        pl_module.log("test/eer", float(self.result["eer"]))
+        rank_zero_info(f"speaker verification: EER {100 * self.result['eer']:.2f} % over "
+                       f"{self.result['n_trials']} trials ({self.result['n_speakers']} enrolled speakers)")

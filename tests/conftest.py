@@ -16,3 +16,21 @@ def corpus(tmp_path_factory) -> Path:
           "--librispeech_train_speakers", "4", "--librispeech_train_utterances", "4",
           "--librispeech_test_speakers", "2", "--librispeech_test_utterances", "4"])
     return out
+
+
+def run_args(corpus: Path, run: Path) -> list[str]:
+    """A small demo-config run on the session corpus (64-frame segments), logging off."""
+    return ["--config", "configs/demo.yaml",
+            "--data.root", str(corpus / "IEMOCAP_full_release"), "--data.aux_root", str(corpus / "LibriSpeech"),
+            "--data.cache_dir", str(run.parent / "cache"), "--data.segment_frames", "64",
+            "--data.segment_hop", "32", "--model.encoder_pools", "[[2, 2], [2, 2], [2, 2]]",
+            "--trainer.default_root_dir", str(run), "--trainer.logger", "false", "--data.verification_enrol", "3"]
+
+
+@pytest.fixture(scope="session")
+def trained_run(corpus, tmp_path_factory) -> Path:
+    """One epoch of `ser-mtl fit` and its `ser-mtl test`: run/checkpoints/best.ckpt, test_metrics.json, ..."""
+    run = tmp_path_factory.mktemp("trained") / "run"
+    main(["fit", *run_args(corpus, run), "--trainer.max_epochs", "1"])
+    main(["test", *run_args(corpus, run), "--ckpt_path", str(run / "checkpoints" / "best.ckpt")])
+    return run

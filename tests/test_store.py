@@ -330,15 +330,3 @@ def test_worker_processes_give_the_same_store(corpus, tmp_path):
     assert (parallel.lengths == serial.lengths).all()
     for a, b in zip(all_frames(serial), all_frames(parallel)):
         np.testing.assert_allclose(a.astype(np.float32), b.astype(np.float32), atol=1e-2)
-
-
-def test_running_stats_of_utterance_centred_frames(corpus, tmp_path):
-    root, rows = corpus
-    st = FeatureStore(rows, str(root), FeatureConfig(), str(tmp_path / "cache")).build(progress=False)
-    indices = [1, 2, 5]
-    mean, std = running_stats(st, indices, center_utterances=True)
-    centred = [st.frames(i).astype(np.float64) for i in indices]
-    cat = np.concatenate([x - x.mean(axis=1, keepdims=True) for x in centred], axis=1)  # (F, sum L)
-    np.testing.assert_allclose(mean, 0.0, atol=1e-9)
-    np.testing.assert_allclose(std, cat.std(axis=1), rtol=1e-10, atol=1e-12)
-    assert (std < running_stats(st, indices)[1]).all()  # the between-utterance spread is gone

@@ -14,6 +14,7 @@ skip instead of crashing deep inside a decoder.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import numpy as np
 import soundfile as sf
@@ -44,9 +45,41 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 16000) -> torch.Tenso
                           f"decode ({reason})") from None
     if data.shape[0] == 0 or data.shape[1] == 0:
         raise CorpusError(f"{path}: empty audio (0 samples)")
+    return mono_at_rate(data, int(file_rate), sample_rate, path)
+
+
+def mono_at_rate(data: np.ndarray, file_rate: int, sample_rate: int, path) -> torch.Tensor:
+    """(T, C) float32 samples -> (T',) mono at ``sample_rate``; CorpusError on non-finite samples."""
     if not np.isfinite(data).all():
         raise CorpusError(f"{path}: audio contains NaN or infinite samples")
     wave = torch.from_numpy(data.mean(axis=1, dtype=np.float32))  # (T,) mono mix
     if file_rate != sample_rate:
-        wave = AF.resample(wave, int(file_rate), int(sample_rate), **_RESAMPLE)  # (T * sample_rate / file_rate,)
+        wave = AF.resample(wave, file_rate, int(sample_rate), **_RESAMPLE)  # (T * sample_rate / file_rate,)
     return wave.contiguous()
+
+
+def audio_chunks(path: str | os.PathLike, sample_rate: int = 16000,
+                 chunk_seconds: float = 600.0) -> Iterator[torch.Tensor]:
+    """The file as consecutive (T_k,) mono chunks at ``sample_rate``, each at most ``chunk_seconds`` long.
+
+    A file no longer than ``chunk_seconds`` is one chunk, exactly `load_audio`'s wave. A longer one is
+    read ``chunk_seconds`` at a time, so memory stays bounded by the chunk, not the file; each chunk is
+    resampled on its own (a few samples at each boundary differ from resampling the whole file).
+    Errors as `load_audio`.
+    """
+    if chunk_seconds <= 0:
+        raise ValueError(f"chunk_seconds must be > 0, got {chunk_seconds}")
+    try:
+        info = sf.info(os.fspath(path))
+    except (RuntimeError, OSError, ValueError, TypeError):
+        info = None  # load_audio names the problem
+    if info is None or info.frames <= chunk_seconds * info.samplerate:
+        yield load_audio(path, sample_rate)
+        return
+    block = int(chunk_seconds * info.samplerate)
+    with sf.SoundFile(os.fspath(path)) as handle:
+        while True:
+            data = handle.read(block, dtype="float32", always_2d=True)  # (<= block, C)
+            if data.shape[0] == 0:
+                return
+            yield mono_at_rate(data, int(info.samplerate), sample_rate, path)

@@ -40,6 +40,7 @@ from ser_mtl.data.manifest import ManifestRow
 from ser_mtl.data.manifest_cache import cached_manifest
 from ser_mtl.data.sampling import MixedBatchSampler, ShardedEvalSampler
 from ser_mtl.data.store import FeatureStore, running_stats
+from ser_mtl.frontend import FrontEnd
 
 Corpus = Literal["iemocap", "msp_improv", "librispeech", "csv"]
 Task = Literal["categorical", "activation", "valence", "av3", "av5"]
@@ -82,14 +83,6 @@ class SERDataModule(pl.LightningDataModule):
         num_workers: DataLoader worker processes (also used to build feature stores).
         max_stats_utterances: cap on the training utterances read for normalisation statistics
             (a seeded random sample beyond it; keeps LibriSpeech pretraining start-up short).
-        spec_augment: (F, T) widths of SpecAugment masks on training segments (one frequency band of up
-            to F rows and one span of up to T frames set to the mean); (0, 0), the paper's setting, is off.
-        utterance_norm: ``mean`` subtracts each utterance's own per-row mean over its frames before the
-            per-row standardisation (cepstral mean normalisation done on the log-mel rows): what stays
-            is how the spectrum moves within the utterance, not where the speaker's voice, the channel
-            or the recording level put it; ``none`` (the paper) keeps absolute levels.
-        freq_warp: w > 0 warps the frequency axis of every training segment by a factor drawn from
-            U(1 - w, 1 + w) (VTLP-like: new virtual speakers from few real ones); 0, the paper's setting, is off.
         verification_subset: auxiliary-corpus subset whose speakers, with the emotion corpus's
             test speakers, are enrolled for speaker verification at test time (paper:
             ``test-clean``); only for speaker-independent schemes; ``None`` disables it.
@@ -121,18 +114,13 @@ class SERDataModule(pl.LightningDataModule):
         cache_dir: str = ".cache/ser-mtl",
         num_workers: int = 0,
         max_stats_utterances: int = 4000,
-        spec_augment: tuple[int, int] = (0, 0),
-        freq_warp: float = 0.0,
-        utterance_norm: Literal["none", "mean"] = "none",
         verification_subset: str | None = "test-clean",
         verification_enrol: int = 20,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if not 0.0 <= freq_warp < 0.5:
-            raise ValueError(f"SERDataModule: freq_warp must be in [0, 0.5) (a relative warp; 0.1 = +-10 %), "
-                             f"got {freq_warp}")
-        self.features = features
+        # a checkpoint's hyper-parameters hold the settings as a dict (SERDataModule.load_from_checkpoint)
+        self.features = FeatureConfig(**features) if isinstance(features, dict) else features
         self.rows = cached_manifest(corpus, root, cache_dir, subset)
         self.aux_rows = self._draw_aux_rows() if aux_root else []
         self.target_rows: list[ManifestRow] = []
@@ -161,6 +149,7 @@ class SERDataModule(pl.LightningDataModule):
         self._speaker_index = {s: i for i, s in enumerate(self.speakers)}
         self.mean: np.ndarray | None = None  # (F,) normalisation, from the training split
         self.std: np.ndarray | None = None  # (F,)
+        self.frontend: FrontEnd | None = None  # features + statistics + segmenting, once mean/std exist
 
     # ----------------------------------------------------------------- sizes for the model
     @property
@@ -241,22 +230,27 @@ class SERDataModule(pl.LightningDataModule):
             sample = np.asarray(train)
             if len(sample) > hp.max_stats_utterances:
                 sample = rng.choice(sample, size=hp.max_stats_utterances, replace=False)
-            self.mean, self.std = running_stats(self.stores["primary"], sorted(sample.tolist()),
-                                                center_utterances=hp.utterance_norm == "mean")
+            self.mean, self.std = running_stats(self.stores["primary"], sorted(sample.tolist()))
+        self.frontend = self._make_frontend()
         eval_rows, offset = self._eval_source()
         eval_store = self.stores["target" if self.target_rows else "primary"]
         eval_hop = hp.eval_hop or hp.segment_hop
-        self.train_set = self._dataset(self.stores["primary"], self.rows, train, 0, hp.segment_hop, augment=True)
+        self.train_set = self._dataset(self.stores["primary"], self.rows, train, 0, hp.segment_hop)
         self.val_set = self._dataset(eval_store, eval_rows, self.split.val, offset, eval_hop)
         self.test_set = self._dataset(eval_store, eval_rows, self.split.test, offset, eval_hop)
         self.aux_set = None
         if self.aux_rows:
             self.aux_set = self._dataset(self.stores["aux"], self.aux_rows, range(len(self.aux_rows)),
-                                         len(self.rows), hp.segment_hop, augment=True)
+                                         len(self.rows), hp.segment_hop)
+
+    def _make_frontend(self) -> FrontEnd:
+        hp = self.hparams
+        return FrontEnd(self.features, self.mean, self.std, hp.segment_frames, hp.eval_hop or hp.segment_hop,
+                        self.class_names)
 
     def _dataset(self, store: FeatureStore, rows: list[ManifestRow], indices, utt_offset: int,
-                 hop: int, augment: bool = False) -> SegmentDataset:
-        """Segments of ``rows[indices]``; ``augment`` (training sets only) applies SpecAugment and the warp."""
+                 hop: int) -> SegmentDataset:
+        """Segments of ``rows[indices]`` every ``hop`` frames, cut and normalised by the front-end."""
         indices = np.asarray(list(indices), dtype=np.int64)
         labels = UtteranceLabels(
             store_index=indices,
@@ -265,10 +259,7 @@ class SERDataModule(pl.LightningDataModule):
             speaker=np.array([self._speaker_index.get(rows[i].speaker, -1) for i in indices], dtype=np.int64),
             utt=indices + utt_offset,
         )
-        hp = self.hparams
-        return SegmentDataset(store, labels, self.mean, self.std, hp.segment_frames, hop,
-                              spec_augment=tuple(hp.spec_augment) if augment else (0, 0),
-                              freq_warp=hp.freq_warp if augment else 0.0, utterance_norm=hp.utterance_norm)
+        return SegmentDataset(store, labels, self.frontend, hop)
 
     def _rank(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
@@ -316,28 +307,26 @@ class SERDataModule(pl.LightningDataModule):
 
     # ----------------------------------------------------------------- checkpointed preprocessing
     def state_dict(self) -> dict:
-        """What a checkpoint needs to preprocess new audio exactly like training did."""
-        return {
-            "features": dataclasses.asdict(self.features),
-            "mean": None if self.mean is None else self.mean.tolist(),
-            "std": None if self.std is None else self.std.tolist(),
-            "classes": self.class_names,
-            "label_scheme": self.label_scheme.state_dict(),
-            "speakers": self.speakers,
-            "segment_frames": self.hparams.segment_frames,
-            "segment_hop": self.hparams.eval_hop or self.hparams.segment_hop,
-            "utterance_norm": self.hparams.utterance_norm,
-        }
+        """What a checkpoint needs to preprocess new audio exactly like training did: the front-end's
+        keys (``features``, ``mean``, ``std``, ``segment_frames``, ``segment_hop``, ``classes``; see
+        `FrontEnd.state_dict`), the label scheme and the speaker list."""
+        hp = self.hparams
+        front = (self.frontend.state_dict() if self.frontend is not None else
+                 {"features": dataclasses.asdict(self.features), "mean": None, "std": None,
+                  "segment_frames": hp.segment_frames, "segment_hop": hp.eval_hop or hp.segment_hop,
+                  "classes": self.class_names})
+        return {**front, "label_scheme": self.label_scheme.state_dict(), "speakers": self.speakers}
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("mean") is not None:
             self.mean = np.asarray(state["mean"], dtype=np.float64)
             self.std = np.asarray(state["std"], dtype=np.float64)
+            self.frontend = self._make_frontend()
             # Lightning restores this after setup(): datasets built there must use the checkpoint's numbers
             for name in ("train_set", "val_set", "test_set", "aux_set"):
                 dataset = getattr(self, name, None)
                 if dataset is not None:
-                    dataset.set_normalisation(self.mean, self.std)
+                    dataset.frontend = self.frontend
 
     def describe(self) -> str:
         """The sizes that matter, printed at start (utterances and speakers per split)."""

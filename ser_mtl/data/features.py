@@ -202,3 +202,9 @@ def compute_features(wave: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
     power = spec(wave)  # (n_fft // 2 + 1, frames)
     rows = fb.T @ power  # (n_bins, frames)
     return torch.log(rows + cfg.log_eps)
+
+
+def stored_frames(wave: torch.Tensor, cfg: FeatureConfig) -> np.ndarray:
+    """`compute_features` rounded to float16 on the CPU: the numbers the feature store keeps and every
+    later step (training, evaluation, classification) reads. (T,) -> (n_bins, frames) float16"""
+    return compute_features(wave, cfg).cpu().numpy().astype(np.float16)

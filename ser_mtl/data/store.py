@@ -46,7 +46,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ser_mtl.data.audio import load_audio
-from ser_mtl.data.features import FeatureConfig, compute_features
+from ser_mtl.data.features import FeatureConfig, stored_frames
 from ser_mtl.data.manifest import CorpusError, ManifestRow, Skip
 from ser_mtl.io_utils import atomic_open
 
@@ -109,7 +109,7 @@ class _ChunkJob:
 def _featurize(path: Path, cfg: FeatureConfig) -> np.ndarray:
     """(n_bins, frames) float16 features of one audio file; CorpusError if the audio is unusable."""
     wave = load_audio(path, cfg.sample_rate)  # (T,)
-    return compute_features(wave, cfg).numpy().astype(DTYPE)
+    return stored_frames(wave, cfg)
 
 
 def _run_chunk(job: _ChunkJob) -> list[dict]:
@@ -326,11 +326,8 @@ class FeatureStore:
         shutil.rmtree(parts)
 
 
-def running_stats(store: FeatureStore, indices: Sequence[int],
-                  center_utterances: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row mean and std (ddof=0), each (F,) float64, over all frames of utterances `indices`;
-    with ``center_utterances`` over the frames less their utterance's own per-row mean (the mean is
-    then 0 and the std the pooled within-utterance spread).
+def running_stats(store: FeatureStore, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row mean and std (ddof=0), each (F,) float64, over all frames of utterances `indices`.
 
     Streams one utterance at a time and merges per-utterance moments (Chan et al.'s parallel
     update), which stays exact in float64 without ever concatenating the frames.
@@ -342,8 +339,6 @@ def running_stats(store: FeatureStore, indices: Sequence[int],
         n = x.shape[1]
         if n == 0:
             continue
-        if center_utterances:
-            x = x - x.mean(axis=1, keepdims=True)
         m = x.mean(axis=1)
         d = m - mean
         total = count + n

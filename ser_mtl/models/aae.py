@@ -25,30 +25,17 @@ from typing import Literal
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from pytorch_lightning.utilities.rank_zero import rank_zero_info
 from torch import nn
-from torch.optim.swa_utils import AveragedModel
 
 from ser_mtl.metrics import UtteranceAccuracy
 from ser_mtl.models.components import ClassifierHead, Decoder, Discriminator, Encoder
+from ser_mtl.models.evaluation import EvaluationSteps
 from ser_mtl.models.init_from import InitReport, load_matching_weights
-
-TASKS = ("emotion", "gender", "speaker")
-_ACC_NAME = {"emotion": "seg_acc", "gender": "gender_acc", "speaker": "speaker_acc"}
+from ser_mtl.models.losses import TASKS, classification_loss
 
 
-def classification_loss(losses: Mapping[str, torch.Tensor], beta: float) -> torch.Tensor:
-    """L_c = beta * L_E + (1 - beta) * (L_G + L_S) over the terms present in ``losses`` (paper eq. 2).
-
-    A task absent from ``losses`` (not trained, or no sample of the batch carries its label)
-    contributes nothing; with only the emotion task L_c = beta * L_E (paper 5.1).
-    """
-    if not losses:
-        raise ValueError("classification_loss: no task loss to combine")
-    return torch.stack([(beta if task == "emotion" else 1.0 - beta) * loss for task, loss in losses.items()]).sum()
-
-
-class MultiTaskAAE(pl.LightningModule):
+class MultiTaskAAE(EvaluationSteps):
     """Encoder, decoder, discriminator and one classifier head per task, trained in three phases.
 
     Optimizers (``configure_optimizers``, SGD as in the paper, one per part that exists, in this order):
@@ -109,10 +96,6 @@ class MultiTaskAAE(pl.LightningModule):
         init_from: checkpoint whose tensors matching in name and shape initialise the model when
             training starts (not when resuming from ``ckpt_path``); see `load_matching_weights`.
         grad_clip: clip each phase's gradient norm to this value (None = no clipping).
-        ema_decay: when set (e.g. 0.99), keep an exponential moving average of the encoder's and the
-            heads' weights and BatchNorm statistics, updated after every training batch, and evaluate
-            (validation, test, predict, verification, ``ser-mtl classify``) with it instead of the
-            last step's weights (Polyak averaging). None (the paper) evaluates the trained weights.
     """
 
     def __init__(
@@ -139,7 +122,6 @@ class MultiTaskAAE(pl.LightningModule):
         class_names: Sequence[str] | None = None,
         init_from: str | None = None,
         grad_clip: float | None = None,
-        ema_decay: float | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -158,13 +140,6 @@ class MultiTaskAAE(pl.LightningModule):
         self.heads = nn.ModuleDict({task: ClassifierHead(c, (h, w), n_classes[task], head_conv_channels,
                                                          head_hidden, dropout, head_pool) for task in self.tasks})
         self.n_classes = {task: n_classes[task] for task in self.tasks}
-        if ema_decay is not None and not 0.0 < ema_decay < 1.0:
-            raise ValueError(f"MultiTaskAAE: ema_decay must be in (0, 1) or None, got {ema_decay}")
-        # Weight averages of what evaluation runs; part of the state_dict, so checkpoints, the
-        # restore-best callback and `ser-mtl classify` carry them. No optimizer owns them.
-        self.ema_encoder = _weight_average(self.encoder, ema_decay) if ema_decay is not None else None
-        self.ema_heads = _weight_average(self.heads, ema_decay) if ema_decay is not None else None
-
         has_emotion = "emotion" in self.tasks
         self.val_metric = UtteranceAccuracy(num_emotions) if has_emotion else None
         self.test_metric = UtteranceAccuracy(num_emotions) if has_emotion else None
@@ -173,8 +148,6 @@ class MultiTaskAAE(pl.LightningModule):
         self.optimizer_names = [name for name, built in (("autoencoder", use_decoder or use_discriminator),
                                                          ("discriminator", use_discriminator),
                                                          ("classification", True)) if built]
-        self.test_table: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-        self.test_confmat: torch.Tensor | None = None
         self.init_report: InitReport | None = None
         self._init_done = False
 
@@ -195,39 +168,37 @@ class MultiTaskAAE(pl.LightningModule):
                              f"beta={self.hparams.beta}")
 
     # ----------------------------------------------------------------- inference API
-    def _evaluated(self) -> tuple[nn.Module, nn.ModuleDict]:
-        """(encoder, heads) that compute outputs now: the weight averages in eval mode when kept, else the
-        trained modules (always in train mode: the training phases step those)."""
-        if self.ema_encoder is not None and not self.training:
-            return self.ema_encoder.module, self.ema_heads.module
-        return self.encoder, self.heads
-
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Latent code z (B, C, H, W) of spectrogram segments x (B, 1, F, T)."""
         if x.ndim != 4 or x.shape[1] != 1 or tuple(x.shape[-2:]) != self.input_size:
             raise ValueError(f"MultiTaskAAE: expected x of shape (B, 1, {self.input_size[0]}, {self.input_size[1]}) "
                              f"(model input_size), got {tuple(x.shape)}")
-        return self._evaluated()[0](x)
+        return self.encoder(x)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Logits (B, n_classes[task]) of every task for segments x (B, 1, F, T)."""
         z = self.encode(x)
-        return {task: head(z) for task, head in self._evaluated()[1].items()}
+        return {task: head(z) for task, head in self.heads.items()}
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Speaker d-vectors (B, head_hidden): the speaker head's last hidden layer (call in eval mode)."""
         if "speaker" not in self.heads:
             raise RuntimeError(f"MultiTaskAAE.embed needs the speaker head; this model has tasks {self.tasks}")
-        _, hidden = self._evaluated()[1]["speaker"](self.encode(x), return_hidden=True)
+        _, hidden = self.heads["speaker"](self.encode(x), return_hidden=True)
         return hidden
+
+    def emotion_posteriors(self, x: torch.Tensor) -> torch.Tensor:
+        """Emotion posteriors (B, C) of segments x (B, 1, F, T) (call in eval mode); what predict, the
+        Python API and the ONNX export compute."""
+        if "emotion" not in self.heads:
+            raise RuntimeError(f"MultiTaskAAE: emotion posteriors need the emotion head; this model has tasks "
+                               f"{self.tasks}")
+        return self.heads["emotion"](self.encode(x)).softmax(dim=-1)
 
     def predict_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int = 0,
                      dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
         """Segment-level emotion posteriors {"utt": (B,), "probs": (B, C)}; the caller averages per utterance."""
-        if "emotion" not in self.heads:
-            raise RuntimeError(f"MultiTaskAAE.predict_step needs the emotion head; this model has tasks {self.tasks}")
-        probs = self._evaluated()[1]["emotion"](self.encode(batch["x"])).softmax(dim=-1)  # (B, C)
-        return {"utt": batch["utt"], "probs": probs}
+        return {"utt": batch["utt"], "probs": self.emotion_posteriors(batch["x"])}
 
     # ----------------------------------------------------------------- optimisation
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
@@ -268,9 +239,6 @@ class MultiTaskAAE(pl.LightningModule):
         if self.discriminator is not None:
             self._regularisation_phase(batch)
         self._classification_phase(batch)
-        if self.ema_encoder is not None:  # the same update on every DDP rank: the weights are identical
-            self.ema_encoder.update_parameters(self.encoder)
-            self.ema_heads.update_parameters(self.heads)
 
     def _reconstruction_phase(self, batch: Mapping[str, torch.Tensor]) -> None:
         """alpha * mean over all elements of (x - x_hat)^2 -> encoder + decoder (paper eq. 3)."""
@@ -358,88 +326,6 @@ class MultiTaskAAE(pl.LightningModule):
                              f"got values from {lo} to {hi}; is num_{task}s linked from the DataModule?")
         return labels, int(n)
 
-    def _log_task(self, stage: str, task: str, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor,
-                  n: int) -> None:
-        acc = (logits.argmax(dim=-1) == labels).float().mean()
-        sync = stage != "train"
-        self.log(f"{stage}/loss_{task}", loss, batch_size=n, sync_dist=sync)
-        self.log(f"{stage}/{_ACC_NAME[task]}", acc, batch_size=n, sync_dist=sync)
-
-    def _log_nothing(self, stage: str, keys: Sequence[str]) -> None:
-        """Log 0 with weight 0 under DDP: the epoch-end ``sync_dist`` all-reduces each logged key, and a key
-        logged on some ranks only would leave the others waiting. The weighted epoch mean is unchanged."""
-        if self.trainer.world_size > 1:
-            for key in keys:
-                self.log(f"{stage}/{key}", 0.0, batch_size=0, sync_dist=True)
-
-    # ----------------------------------------------------------------- evaluation
-    def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "val", self.val_metric)
-
-    def test_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "test", self.test_metric)
-
-    def _evaluate(self, batch: Mapping[str, torch.Tensor], stage: str, metric: UtteranceAccuracy | None) -> None:
-        x = batch["x"]  # (B, 1, F, T)
-        z = self.encode(x)
-        losses = {}
-        for task, head in self._evaluated()[1].items():
-            labels, n = self._labels(batch, task)
-            logits = head(z)  # (B, n_classes)
-            if task == "emotion":
-                metric.update(logits.softmax(dim=-1), batch["utt"], labels)
-                self._labelled_segments[stage] += n
-            if n:
-                mask = labels >= 0
-                losses[task] = F.cross_entropy(logits[mask], labels[mask])
-                self._log_task(stage, task, losses[task], logits[mask], labels[mask], n)
-            else:
-                self._log_nothing(stage, [f"loss_{task}", _ACC_NAME[task]])
-        if losses:
-            self.log(f"{stage}/loss_cls", classification_loss(losses, self.hparams.beta), batch_size=x.shape[0],
-                     sync_dist=True)
-        else:
-            self._log_nothing(stage, ["loss_cls"])
-        if self.decoder is not None:
-            self.log(f"{stage}/loss_rec", F.mse_loss(self.decoder(z), x), batch_size=x.shape[0], sync_dist=True)
-
-    def on_validation_epoch_start(self) -> None:
-        self._reset_stage("val", self.val_metric)
-
-    def on_test_epoch_start(self) -> None:
-        self._reset_stage("test", self.test_metric)
-
-    def _reset_stage(self, stage: str, metric: UtteranceAccuracy | None) -> None:
-        self._labelled_segments[stage] = 0
-        if metric is not None:
-            metric.reset()
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_utterance_metrics("val", self.val_metric)
-
-    def on_test_epoch_end(self) -> None:
-        self._log_utterance_metrics("test", self.test_metric)
-
-    def _log_utterance_metrics(self, stage: str, metric: UtteranceAccuracy | None) -> None:
-        """Log {stage}/wa and {stage}/ua over utterances; after test keep the utterance table."""
-        if metric is None:
-            return
-        # Every rank takes the same branch: the count is summed over ranks before deciding.
-        local = torch.tensor(float(self._labelled_segments[stage]), device=self.device)
-        total = float(self.trainer.strategy.reduce(local, reduce_op="sum"))
-        if total == 0:
-            rank_zero_warn(f"MultiTaskAAE: no {stage} segment had an emotion label; {stage}/wa and {stage}/ua "
-                           "are not logged this epoch")
-        else:
-            result = metric.compute()
-            self.log(f"{stage}/wa", float(result["wa"]))
-            self.log(f"{stage}/ua", float(result["ua"]))
-            if stage == "test":
-                utt, probs, labels = metric.utterance_table()
-                self.test_table = (utt.cpu(), probs.cpu(), labels.cpu())
-                self.test_confmat = result["confmat"].cpu()
-        self._reset_stage(stage, metric)
-
     # ----------------------------------------------------------------- initialisation
     def on_fit_start(self) -> None:
         """Apply ``init_from`` once, before the first step of a fresh fit (a resumed fit keeps its checkpoint)."""
@@ -451,28 +337,6 @@ class MultiTaskAAE(pl.LightningModule):
         if resuming:
             rank_zero_info(f"init_from {path} not applied: resuming from {self.trainer.ckpt_path}")
             return
-        self.init_report = load_matching_weights(self, path, exclude_prefixes=("ema_",))
+        self.init_report = load_matching_weights(self, path)
         rank_zero_info(str(self.init_report))
-        if self.ema_encoder is not None:  # the first update copies the loaded weights into the averages
-            self.ema_encoder.n_averaged.zero_()
-            self.ema_heads.n_averaged.zero_()
 
-
-def _weight_average(module: nn.Module, decay: float) -> AveragedModel:
-    """Exponential moving average of ``module``'s parameters and buffers (torch.optim.swa_utils).
-
-    The first ``update_parameters(module)`` copies; the n-th after it does avg <- d * avg + (1 - d) * current
-    with d = min(decay, (1 + n) / (10 + n)), the warm-up of TensorFlow's ExponentialMovingAverage: without
-    it the average would stay near the random initialisation for ~1 / (1 - decay) steps, longer than a
-    small corpus's patience window. Frozen: no gradient reaches it and DDP does not synchronise it.
-    """
-
-    def update(averages: list[torch.Tensor], currents: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
-        if not averages[0].is_floating_point():  # BatchNorm's num_batches_tracked: keep the current count
-            torch._foreach_copy_(averages, currents)
-            return
-        n = float(n_averaged)
-        torch._foreach_lerp_(averages, currents, 1.0 - min(decay, (1.0 + n) / (10.0 + n)))
-
-    average = AveragedModel(module, multi_avg_fn=update, use_buffers=True)
-    return average.requires_grad_(False)

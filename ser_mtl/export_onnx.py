@@ -1,0 +1,91 @@
+"""``ser-mtl export``: a trained model's emotion network as ONNX, with its front-end settings beside it.
+
+    ser-mtl export --ckpt runs/f0/checkpoints/best.ckpt --out model.onnx
+    # -> model.onnx            input "segments" (B, 1, F, W) float32, output "posteriors" (B, C)
+    #    model.frontend.json   feature settings, normalisation mean/std, segment width/hop, class names
+
+The graph is encoder + emotion head + softmax (`MultiTaskAAE.emotion_posteriors`), in eval mode, with
+a dynamic batch axis. Segments must be prepared as `ser_mtl.frontend.FrontEnd` does (log-mel frames,
+``(x - mean) / max(std, 1e-5)``, windows of ``segment_frames`` every ``segment_hop``, zero padding),
+from the settings in the JSON file; a recording's posterior is the mean over its segments.
+The export is checked on onnxruntime against PyTorch on random segments before it is reported.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ser_mtl.inference import load_checkpoint
+from ser_mtl.io_utils import atomic_write_text
+
+OPSET = 18
+
+
+class _Posteriors(nn.Module):
+    """(B, 1, F, W) segments -> (B, C) emotion posteriors; the part of the model that is exported."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, segments: torch.Tensor) -> torch.Tensor:
+        return self.model.emotion_posteriors(segments)
+
+
+def frontend_path(onnx_path: str | Path) -> Path:
+    """Where the front-end settings of ``model.onnx`` go: ``model.frontend.json`` beside it."""
+    path = Path(onnx_path)
+    return path.with_name(path.stem + ".frontend.json")
+
+
+def max_abs_difference(onnx_path: str | Path, model, inputs: torch.Tensor) -> float:
+    """max |onnxruntime(inputs) - PyTorch(inputs)| over all posteriors of ``inputs`` (B, 1, F, W)."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    (got,) = session.run(["posteriors"], {"segments": inputs.numpy()})  # (B, C)
+    with torch.no_grad():
+        want = model.emotion_posteriors(inputs).numpy()  # (B, C)
+    return float(np.abs(got - want).max())
+
+
+def export(ckpt: str, out: str = "model.onnx", check_segments: int = 16, seed: int = 0) -> float:
+    """Export the emotion network of ``ckpt`` to ONNX and check it against PyTorch with onnxruntime.
+
+    Args:
+        ckpt: a checkpoint written by ``ser-mtl fit``.
+        out: the ``.onnx`` file; the front-end settings go to ``<stem>.frontend.json`` beside it.
+        check_segments: random normalised segments (N(0, 1), the scale of real inputs) compared between
+            onnxruntime and PyTorch after the export.
+        seed: seed of those segments.
+
+    Returns the maximum absolute difference of the posteriors (also printed).
+    """
+    model, frontend = load_checkpoint(ckpt, "cpu")
+    wrapper = _Posteriors(model).eval()
+    n_bins, width = model.input_size
+    example = torch.zeros(2, 1, n_bins, width)  # (B, 1, F, W)
+    out_path = Path(out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notices
+        torch.onnx.export(wrapper, (example,), str(tmp), input_names=["segments"], output_names=["posteriors"],
+                          dynamic_axes={"segments": {0: "batch"}, "posteriors": {0: "batch"}},
+                          opset_version=OPSET, dynamo=False)
+    generator = torch.Generator().manual_seed(seed)
+    check = torch.randn(check_segments, 1, n_bins, width, generator=generator)
+    diff = max_abs_difference(tmp, model, check)
+    tmp.replace(out_path)
+    settings = {**frontend.state_dict(), "onnx": out_path.name, "input": "segments (batch, 1, n_bins, segment_frames)",
+                "output": "posteriors (batch, classes)", "min_std": 1e-5}
+    atomic_write_text(frontend_path(out_path), json.dumps(settings, indent=2) + "\n")
+    print(f"exported {ckpt} -> {out_path} (+ {frontend_path(out_path).name}); onnxruntime vs PyTorch on "
+          f"{check_segments} segments: max abs diff {diff:.2e}")
+    return diff

@@ -1,0 +1,113 @@
+"""`FrontEnd`: audio -> normalised fixed-width segments, the one preprocessing path of the package.
+
+Training, validation and test (`ser_mtl.data.datasets.SegmentDataset`), `ser-mtl classify`, the
+Python API (`ser_mtl.inference`) and the ONNX export all go through one `FrontEnd`, so a trained
+model sees the same numbers on new audio as it saw in training. In order:
+
+1. ``frames(wave)``: silence removal and the 128-row log spectrogram (`FeatureConfig`), rounded to
+   float16 as the feature store keeps them, (F, L).
+2. ``segment(frames, offset)``: one (F, W) window, standardised per row with the training split's
+   statistics, ``(x - mean) / max(std, 1e-5)``; frames past the end of the utterance are 0 (the
+   normalised mean).
+3. ``offsets(length)``: where the windows of an L-frame utterance start (`segment_index`, evaluation hop).
+
+A checkpoint carries the front-end in its ``SERDataModule`` entry (``state_dict``), next to the label
+scheme and the speaker list; `FrontEnd.from_state_dict` rebuilds it without the corpus.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from ser_mtl.data.features import FeatureConfig, stored_frames
+from ser_mtl.data.segments import cut_segment, segment_index
+
+MIN_STD = 1e-5  # a row with no spread (e.g. digital silence in every training frame) is not blown up
+
+
+class FrontEnd:
+    """Feature settings, normalisation statistics, segmenting and class names of one trained model.
+
+    Args:
+        features: spectrogram settings (`FeatureConfig`).
+        mean: (F,) per-row mean of the training split's frames.
+        std: (F,) per-row standard deviation of the training split's frames.
+        segment_frames: W, frames per segment.
+        segment_hop: hop between the segments of one utterance at evaluation and classification.
+        class_names: emotion class names in class-index order.
+    """
+
+    def __init__(self, features: FeatureConfig, mean: Sequence[float] | np.ndarray, std: Sequence[float] | np.ndarray,
+                 segment_frames: int, segment_hop: int, class_names: Sequence[str]) -> None:
+        mean, std = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
+        if mean.shape != (features.n_bins,) or std.shape != (features.n_bins,):
+            raise ValueError(f"FrontEnd: mean and std must be ({features.n_bins},) (features.n_bins), "
+                             f"got {mean.shape} and {std.shape}")
+        if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+            raise ValueError("FrontEnd: mean and std must be finite")
+        if segment_frames < 1 or segment_hop < 1:
+            raise ValueError(f"FrontEnd: segment_frames and segment_hop must be >= 1, got {segment_frames}, "
+                             f"{segment_hop}")
+        self.features = features
+        self.mean, self.std = mean, std  # (F,) float64, as fitted
+        self.segment_frames, self.segment_hop = int(segment_frames), int(segment_hop)
+        self.class_names = list(class_names)
+        self._mean32 = mean.astype(np.float32)[:, None]  # (F, 1)
+        self._inv_std32 = (1.0 / np.maximum(std, MIN_STD)).astype(np.float32)[:, None]  # (F, 1)
+
+    # ----------------------------------------------------------------- the three steps
+    def frames(self, wave: torch.Tensor) -> np.ndarray:
+        """(T,) waveform at ``features.sample_rate`` -> (F, L) float16 frames, as the feature store keeps them."""
+        return stored_frames(wave, self.features)
+
+    def segment(self, frames: np.ndarray, offset: int) -> np.ndarray:
+        """(F, L) frames of one utterance -> the normalised (F, W) float32 window starting at ``offset``."""
+        seg = cut_segment(frames, offset, self.segment_frames).astype(np.float32)  # (F, W)
+        seg = (seg - self._mean32) * self._inv_std32
+        valid = max(0, min(self.segment_frames, frames.shape[1] - offset))
+        seg[:, valid:] = 0.0  # padding is the normalised mean
+        return seg
+
+    def offsets(self, length: int, hop: int | None = None) -> np.ndarray:
+        """(S,) start frames of the segments of an utterance of ``length`` frames (none when it is 0)."""
+        return segment_index(np.array([length], dtype=np.int64), self.segment_frames,
+                             hop or self.segment_hop)[:, 1]
+
+    def batches(self, frames: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """All segments of one utterance, ``batch_size`` at a time: (offsets (b,), x (b, 1, F, W) float32).
+
+        Only one batch of segments exists at a time, so a long recording costs its frames, not its
+        (overlapping) segments.
+        """
+        offsets = self.offsets(frames.shape[1])
+        for start in range(0, len(offsets), batch_size):
+            chunk = offsets[start:start + batch_size]
+            x = np.stack([self.segment(frames, int(o)) for o in chunk])[:, None]  # (b, 1, F, W)
+            yield chunk, x
+
+    # ----------------------------------------------------------------- persistence
+    def state_dict(self) -> dict[str, Any]:
+        """Plain-JSON description (the checkpoint's ``SERDataModule`` keys and the ONNX export's settings)."""
+        return {"features": dataclasses.asdict(self.features), "mean": self.mean.tolist(), "std": self.std.tolist(),
+                "segment_frames": self.segment_frames, "segment_hop": self.segment_hop,
+                "classes": list(self.class_names)}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any], source: str = "checkpoint") -> FrontEnd:
+        """Inverse of `state_dict`; ``source`` names the file in the error when a key is missing."""
+        missing = [k for k in ("features", "mean", "std", "segment_frames", "segment_hop", "classes")
+                   if state.get(k) is None]
+        if missing:
+            raise ValueError(f"{source}: no preprocessing state ({', '.join(missing)} missing); was it written "
+                             "by `ser-mtl fit` after the data were set up?")
+        return cls(FeatureConfig(**state["features"]), state["mean"], state["std"], state["segment_frames"],
+                   state["segment_hop"], state["classes"])
+
+    def __repr__(self) -> str:
+        return (f"FrontEnd({self.features.n_bins} rows, {self.features.sample_rate} Hz, segments of "
+                f"{self.segment_frames} frames every {self.segment_hop}, classes {self.class_names})")

@@ -1,0 +1,215 @@
+"""Using a trained model from Python: emotion posteriors for audio files, folders and arrays.
+
+    from ser_mtl.inference import EmotionRecognizer
+
+    recognizer = EmotionRecognizer.from_checkpoint("runs/f0/checkpoints/best.ckpt")
+    p = recognizer.classify_file("my_wavs/call.wav")           # Prediction: label, probs {class: p}
+    for p in recognizer.classify(["my_wavs/", "other.flac"]):  # folders are searched recursively
+        print(p.source, p.label, p.probs)
+    p = recognizer.classify_array(samples, sample_rate=44100, segments=True)  # + per-segment posteriors
+
+The audio goes through the checkpoint's `FrontEnd` (``ser_mtl/frontend.py``): the feature settings,
+normalisation statistics and segmenting of training; a file's posterior is the mean of its segments'
+(paper 4.2), as at test time. ``ser-mtl classify`` is this class writing CSV or JSON.
+
+Memory: a recording longer than ``chunk_seconds`` (default 10 minutes) is read and featurised one
+chunk at a time and its segments are scored ``batch_size`` at a time, so a long file costs one
+chunk's audio and features. Silence is then removed per chunk (relative to the chunk's loudest
+frame) and the file's posterior is the mean over the segments of all chunks; a file shorter than
+the chunk is processed exactly as in training.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import pickle
+import zipfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ser_mtl.data.audio import audio_chunks
+from ser_mtl.data.manifest import CorpusError
+from ser_mtl.frontend import FrontEnd
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable ser-mtl checkpoint; the message names the file and the fix."""
+
+
+@dataclass
+class Prediction:
+    """The emotion posterior of one recording (or the reason it has none).
+
+    Attributes:
+        source: the file path, or ``"<array>"`` for `EmotionRecognizer.classify_array`.
+        label: the most probable class, None when skipped.
+        probs: class name -> posterior (mean over segments), empty when skipped.
+        n_segments: segments scored.
+        segment_probs: (S, C) posteriors per segment, when asked for with ``segments=True``.
+        segment_offsets: (S,) start of each segment in frames (100 per second) of the speech left after
+            silence removal, counted over the whole file; with ``segments=True``.
+        skipped: why the recording could not be classified (unreadable, no speech, ...), else None.
+    """
+
+    source: str
+    label: str | None = None
+    probs: dict[str, float] = field(default_factory=dict)
+    n_segments: int = 0
+    segment_probs: np.ndarray | None = None
+    segment_offsets: np.ndarray | None = None
+    skipped: str | None = None
+
+
+def load_checkpoint(ckpt: str | os.PathLike, device: str | torch.device = "cpu"):
+    """(`MultiTaskAAE` in eval mode on ``device``, its `FrontEnd`) from a ``ser-mtl fit`` checkpoint.
+
+    Loaded with ``weights_only=True``: a checkpoint carrying pickled code is refused, not run.
+    Raises `CheckpointError` naming the file for a missing, damaged or foreign file.
+    """
+    from ser_mtl.models.aae import MultiTaskAAE
+
+    path = Path(ckpt)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(f"{path}: refused to load: the file holds pickled objects other than tensors "
+                              f"({str(err).splitlines()[0]}); only checkpoints written by `ser-mtl fit` load") from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as err:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or damaged?): "
+                              f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "hyper_parameters" not in checkpoint:
+        raise CheckpointError(f"{path}: not a Lightning checkpoint of ser-mtl (expected the keys 'state_dict' and "
+                              "'hyper_parameters'); was it written by `ser-mtl fit`?")
+    try:
+        frontend = FrontEnd.from_state_dict(checkpoint.get("SERDataModule") or {}, source=str(path))
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(str(err)) from None
+    accepted = inspect.signature(MultiTaskAAE.__init__).parameters
+    # LightningCLI also records `_instantiator`/`_class_path`; keep the model's own arguments only
+    hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if k in accepted}
+    hparams["init_from"] = None  # the checkpoint's own weights are loaded below
+    try:
+        model = MultiTaskAAE(**hparams)
+        model.load_state_dict(checkpoint["state_dict"])
+    except (RuntimeError, ValueError, TypeError) as err:
+        raise CheckpointError(f"{path}: the weights do not fit the model its hyper-parameters describe: "
+                              f"{str(err).splitlines()[0]}") from None
+    return model.to(device).eval(), frontend
+
+
+def collect_audio_files(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files named in ``inputs``, with folders searched recursively for audio suffixes (sorted; macOS
+    ``._`` resource files left out). FileNotFoundError naming the first input that does not exist."""
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES
+                            and not p.name.startswith("._") and p.is_file())
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"{item}: no such audio file or folder")
+    return files
+
+
+class EmotionRecognizer:
+    """A trained model and its front-end, ready for new recordings.
+
+    Args:
+        model: a `MultiTaskAAE` with an emotion head.
+        frontend: the preprocessing it was trained with.
+        device: where features and the network run (``cpu``, ``cuda``, ``cuda:1``).
+        batch_size: segments per forward pass.
+        chunk_seconds: recordings longer than this are processed in chunks of this length (bounded memory).
+    """
+
+    def __init__(self, model, frontend: FrontEnd, device: str | torch.device = "cpu", batch_size: int = 64,
+                 chunk_seconds: float = 600.0) -> None:
+        if batch_size < 1 or chunk_seconds <= 0:
+            raise ValueError(f"EmotionRecognizer: need batch_size >= 1 and chunk_seconds > 0, got {batch_size}, "
+                             f"{chunk_seconds}")
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.frontend = frontend
+        self.batch_size, self.chunk_seconds = batch_size, chunk_seconds
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: str | os.PathLike, device: str | torch.device = "cpu", **kwargs) -> EmotionRecognizer:
+        """Load ``ckpt`` (see `load_checkpoint`); ``kwargs`` go to the constructor."""
+        model, frontend = load_checkpoint(ckpt, device)
+        return cls(model, frontend, device, **kwargs)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.frontend.class_names)
+
+    # ----------------------------------------------------------------- public entry points
+    def classify(self, inputs: str | os.PathLike | Iterable[str | os.PathLike],
+                 segments: bool = False) -> list[Prediction]:
+        """One `Prediction` per audio file of ``inputs`` (files and folders), skipped ones included."""
+        if isinstance(inputs, (str, os.PathLike)):
+            inputs = [inputs]
+        return [self.classify_file(path, segments) for path in collect_audio_files(inputs)]
+
+    def classify_file(self, path: str | os.PathLike, segments: bool = False) -> Prediction:
+        """The posterior of one audio file; an unusable file gives a Prediction with ``skipped`` set."""
+        sr = self.frontend.features.sample_rate
+        try:
+            waves = audio_chunks(path, sr, self.chunk_seconds)
+            return self._predict(str(path), (self.frontend.frames(w.to(self.device)) for w in waves), segments)
+        except CorpusError as err:
+            return Prediction(source=str(path), skipped=str(err))
+
+    def classify_array(self, wave: np.ndarray | torch.Tensor, sample_rate: int, segments: bool = False,
+                       source: str = "<array>") -> Prediction:
+        """The posterior of samples in [-1, 1]: (T,) mono or (T, C) channels-last, any sample rate."""
+        from ser_mtl.data.audio import mono_at_rate
+
+        data = wave.detach().cpu().numpy() if isinstance(wave, torch.Tensor) else np.asarray(wave)
+        if data.ndim not in (1, 2) or data.shape[0] == 0:
+            raise ValueError(f"classify_array: expected (T,) or (T, C) samples with T > 0, got shape {data.shape}")
+        data = data.astype(np.float32).reshape(data.shape[0], -1)  # (T, C)
+        try:
+            mono = mono_at_rate(data, int(sample_rate), self.frontend.features.sample_rate, source)  # (T',)
+            return self._predict(source, iter([self.frontend.frames(mono.to(self.device))]), segments)
+        except CorpusError as err:
+            return Prediction(source=source, skipped=str(err))
+
+    # ----------------------------------------------------------------- scoring
+    @torch.no_grad()
+    def segment_posteriors(self, frames: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(offsets (b,), posteriors (b, C)) of the segments of (F, L) frames, ``batch_size`` at a time."""
+        for offsets, x in self.frontend.batches(frames, self.batch_size):
+            probs = self.model.emotion_posteriors(torch.from_numpy(x).to(self.device))  # (b, C)
+            yield offsets, probs.double().cpu().numpy()
+
+    def _predict(self, source: str, chunks: Iterable[np.ndarray], segments: bool) -> Prediction:
+        total, count, shift = np.zeros(len(self.classes)), 0, 0
+        kept_probs, kept_offsets = [], []
+        for frames in chunks:  # (F, L_k) per chunk
+            for offsets, probs in self.segment_posteriors(frames):
+                total += probs.sum(axis=0)
+                count += len(probs)
+                if segments:
+                    kept_probs.append(probs.astype(np.float32))
+                    kept_offsets.append(offsets + shift)
+            shift += frames.shape[1]
+        if count == 0:
+            return Prediction(source=source, skipped=f"{source}: no speech left after silence removal")
+        mean = total / count  # (C,)
+        pred = Prediction(source=source, label=self.classes[int(mean.argmax())], n_segments=count,
+                          probs={c: float(v) for c, v in zip(self.classes, mean)})
+        if segments:
+            pred.segment_probs = np.concatenate(kept_probs)  # (S, C)
+            pred.segment_offsets = np.concatenate(kept_offsets)  # (S,)
+        return pred

@@ -1,0 +1,104 @@
+"""Validation and test of `MultiTaskAAE`: per-task losses and accuracies, utterance-level WA/UA.
+
+Kept apart from the training phases (``ser_mtl/models/aae.py``) so that each file reads as one
+thing. The emotion posteriors of an utterance's segments are averaged by
+`ser_mtl.metrics.UtteranceAccuracy` (paper 4.2) and logged as ``{stage}/wa``, ``{stage}/ua``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from pytorch_lightning.utilities.rank_zero import rank_zero_warn
+
+from ser_mtl.metrics import UtteranceAccuracy
+from ser_mtl.models.losses import ACC_NAME, classification_loss
+
+
+class EvaluationSteps(pl.LightningModule):
+    """Validation/test steps and epoch hooks; the subclass provides ``encoder``-based ``encode``, ``heads``,
+    ``decoder``, ``val_metric``, ``test_metric``, ``_labelled_segments``, ``_labels`` and ``hparams.beta``."""
+
+    def _log_task(self, stage: str, task: str, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor,
+                  n: int) -> None:
+        acc = (logits.argmax(dim=-1) == labels).float().mean()
+        sync = stage != "train"
+        self.log(f"{stage}/loss_{task}", loss, batch_size=n, sync_dist=sync)
+        self.log(f"{stage}/{ACC_NAME[task]}", acc, batch_size=n, sync_dist=sync)
+
+    def _log_nothing(self, stage: str, keys: Sequence[str]) -> None:
+        """Log 0 with weight 0 under DDP: the epoch-end ``sync_dist`` all-reduces each logged key, and a key
+        logged on some ranks only would leave the others waiting. The weighted epoch mean is unchanged."""
+        if self.trainer.world_size > 1:
+            for key in keys:
+                self.log(f"{stage}/{key}", 0.0, batch_size=0, sync_dist=True)
+
+    # ----------------------------------------------------------------- evaluation
+    def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val", self.val_metric)
+
+    def test_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test", self.test_metric)
+
+    def _evaluate(self, batch: Mapping[str, torch.Tensor], stage: str, metric: UtteranceAccuracy | None) -> None:
+        x = batch["x"]  # (B, 1, F, T)
+        z = self.encode(x)
+        losses = {}
+        for task, head in self.heads.items():
+            labels, n = self._labels(batch, task)
+            logits = head(z)  # (B, n_classes)
+            if task == "emotion":
+                metric.update(logits.softmax(dim=-1), batch["utt"], labels)
+                self._labelled_segments[stage] += n
+            if n:
+                mask = labels >= 0
+                losses[task] = F.cross_entropy(logits[mask], labels[mask])
+                self._log_task(stage, task, losses[task], logits[mask], labels[mask], n)
+            else:
+                self._log_nothing(stage, [f"loss_{task}", ACC_NAME[task]])
+        if losses:
+            self.log(f"{stage}/loss_cls", classification_loss(losses, self.hparams.beta), batch_size=x.shape[0],
+                     sync_dist=True)
+        else:
+            self._log_nothing(stage, ["loss_cls"])
+        if self.decoder is not None:
+            self.log(f"{stage}/loss_rec", F.mse_loss(self.decoder(z), x), batch_size=x.shape[0], sync_dist=True)
+
+    def on_validation_epoch_start(self) -> None:
+        self._reset_stage("val", self.val_metric)
+
+    def on_test_epoch_start(self) -> None:
+        self._reset_stage("test", self.test_metric)
+
+    def _reset_stage(self, stage: str, metric: UtteranceAccuracy | None) -> None:
+        self._labelled_segments[stage] = 0
+        if metric is not None:
+            metric.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_utterance_metrics("val", self.val_metric)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_utterance_metrics("test", self.test_metric)
+
+    def _log_utterance_metrics(self, stage: str, metric: UtteranceAccuracy | None) -> None:
+        """Log {stage}/wa and {stage}/ua over utterances. The test metric keeps its segments until the next
+        test starts, so that callbacks (`ser_mtl.run_outputs.ResultWriter`) read the utterance table."""
+        if metric is None:
+            return
+        # Every rank takes the same branch: the count is summed over ranks before deciding.
+        local = torch.tensor(float(self._labelled_segments[stage]), device=self.device)
+        total = float(self.trainer.strategy.reduce(local, reduce_op="sum"))
+        if total == 0:
+            rank_zero_warn(f"MultiTaskAAE: no {stage} segment had an emotion label; {stage}/wa and {stage}/ua "
+                           "are not logged this epoch")
+        else:
+            result = metric.compute()
+            self.log(f"{stage}/wa", float(result["wa"]))
+            self.log(f"{stage}/ua", float(result["ua"]))
+        if stage != "test":
+            self._reset_stage(stage, metric)
+
