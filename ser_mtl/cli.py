@@ -21,17 +21,17 @@ from __future__ import annotations
 import importlib
 import sys
 
-# name -> (module, function, one-line help); imported lazily so `ser-mtl --help` is fast.
-EXTRA_COMMANDS: dict[str, tuple[str, str, str]] = {
+# name -> (module, function, one-line help). Imported only when run, so `ser-mtl --help` is fast and a
+# command whose module is missing leaves the others working. Each is run by ser_mtl.command_line: a
+# function by its signature, a ForwardingCommand with its own option group + LightningCLI arguments.
+COMMANDS: dict[str, tuple[str, str, str]] = {
     "synth": ("ser_mtl.data.synth", "synth", "write the synthetic demo corpus (IEMOCAP + LibriSpeech layouts)"),
     "manifest": ("ser_mtl.data.manifest_command", "manifest", "read a corpus into a manifest CSV"),
     "folds": ("ser_mtl.data.folds_command", "folds", "write the cross-validation folds of a manifest"),
+    "cache": ("ser_mtl.cache_command", "cache_main", "build the feature stores of a config ahead of training"),
     "classify": ("ser_mtl.commands", "classify", "emotion probabilities for audio files with a trained model"),
-}
-# Commands that take LightningCLI-style arguments and parse their own extra group.
-PASSTHROUGH_COMMANDS: dict[str, tuple[str, str, str]] = {
-    "cache": ("ser_mtl.commands", "cache_main", "build the feature stores of a config ahead of training"),
-    "cv": ("ser_mtl.experiments.cv", "cv_main", "cross-validation: folds x repeats of fit + test, resumable"),
+    "export": ("ser_mtl.export_onnx", "export", "a trained model as an ONNX file"),
+    "cv": ("ser_mtl.experiments.cv_command", "cv_main", "cross-validation: folds x repeats of fit + test, resumable"),
     "sweep": ("ser_mtl.experiments.sweep", "sweep_main", "one cross-validation per value of a parameter"),
     "baseline": ("ser_mtl.experiments.baseline", "baseline_main",
                  "utterance statistics + logistic regression on the same split (a reference)"),
@@ -46,9 +46,21 @@ def _usage() -> str:
              "training and evaluation (LightningCLI):",
              "  fit / validate / test / predict   train, validate, test (WA/UA, predictions.csv), predict", ""]
     lines.append("tools:")
-    for name, (_, _, text) in {**EXTRA_COMMANDS, **PASSTHROUGH_COMMANDS}.items():
+    for name, (_, _, text) in COMMANDS.items():
         lines.append(f"  {name:<10} {text}")
     return "\n".join(lines)
+
+
+def _load(command: str):
+    module_name, function, _ = COMMANDS[command]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name != module_name:  # a dependency of the command is missing: say which, as Python does
+            raise
+        print(f"ser-mtl: command {command!r} is not available ({module_name} is missing)", file=sys.stderr)
+        raise SystemExit(2) from err
+    return getattr(module, function)
 
 
 def main(args: list[str] | None = None) -> None:
@@ -62,14 +74,10 @@ def main(args: list[str] | None = None) -> None:
         from ser_mtl.lightning_cli import run_lightning_cli
 
         run_lightning_cli(args)
-    elif command in EXTRA_COMMANDS:
-        from jsonargparse import CLI
+    elif command in COMMANDS:
+        from ser_mtl.command_line import run_command
 
-        module, function, _ = EXTRA_COMMANDS[command]
-        CLI(getattr(importlib.import_module(module), function), args=rest, prog=f"ser-mtl {command}", as_positional=False)
-    elif command in PASSTHROUGH_COMMANDS:
-        module, function, _ = PASSTHROUGH_COMMANDS[command]
-        getattr(importlib.import_module(module), function)(rest)
+        run_command(_load(command), rest, f"ser-mtl {command}")
     else:
         print(f"ser-mtl: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
         raise SystemExit(2)

@@ -1,4 +1,4 @@
-"""``ser-mtl cache`` (feature stores ahead of training) and ``ser-mtl classify`` (a trained model on new audio)."""
+"""``ser-mtl classify``: a trained model on new audio files, written as CSV or JSON (`ser_mtl.inference`)."""
 
 from __future__ import annotations
 
@@ -6,26 +6,11 @@ import csv
 import io
 import json
 
+from ser_mtl.command_line import command
 from ser_mtl.io_utils import atomic_write_text
 
 
-def cache_main(argv: list[str]) -> None:
-    """``ser-mtl cache --config FILE [--data.* overrides]``: build every feature store the config uses."""
-    if not argv or argv[0] in ("-h", "--help"):
-        print("usage: ser-mtl cache --config FILE [--data.root DIR --data.aux_root DIR ...]\n\n"
-              "Builds the manifests and feature stores (primary, auxiliary, cross-corpus target) of the\n"
-              "configuration's data section, in parallel with data.num_workers processes, so that several\n"
-              "training jobs (DDP ranks, SLURM array tasks) start from a complete cache.")
-        return
-    from ser_mtl.lightning_cli import build_datamodule
-
-    datamodule = build_datamodule(argv)
-    datamodule.prepare_data()
-    print(datamodule.describe())
-    for name, store in datamodule._stores().items():
-        print(f"{name} store: {store.path} ({len(store)} utterances, complete={store.is_complete()})")
-
-
+@command(errors=(FileNotFoundError, ValueError))
 def classify(inputs: list[str], ckpt: str, out: str = "predictions.csv", device: str = "cpu",
              batch_size: int = 64, segments_out: str | None = None, chunk_seconds: float = 600.0) -> None:
     """Emotion probabilities for audio files with a trained model, preprocessed exactly as in training.

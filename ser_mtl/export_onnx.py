@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ser_mtl.command_line import command
 from ser_mtl.inference import load_checkpoint
 from ser_mtl.io_utils import atomic_write_text
 
@@ -55,6 +56,7 @@ def max_abs_difference(onnx_path: str | Path, model, inputs: torch.Tensor) -> fl
     return float(np.abs(got - want).max())
 
 
+@command(errors=(FileNotFoundError, ValueError))
 def export(ckpt: str, out: str = "model.onnx", check_segments: int = 16, seed: int = 0) -> float:
     """Export the emotion network of ``ckpt`` to ONNX and check it against PyTorch with onnxruntime.
 

@@ -57,7 +57,7 @@ def test_fit_test_classify(corpus, tmp_path):
     # the trained model on raw audio files, preprocessing taken from the checkpoint
     wav_dir = corpus / "IEMOCAP_full_release" / "Session1" / "sentences" / "wav"
     out = tmp_path / "classified.csv"
-    main(["classify", "--ckpt", str(ckpts / "best.ckpt"), "--inputs", f"[{wav_dir}]", "--out", str(out)])
+    main(["classify", "--ckpt", str(ckpts / "best.ckpt"), "--inputs", str(wav_dir), "--out", str(out)])
     with open(out) as handle:
         classified = {Path(r["path"]).stem: r for r in csv.DictReader(handle)}
     assert len(classified) == len(list(wav_dir.rglob("*.wav")))

@@ -25,10 +25,10 @@ from ser_mtl.experiments.cv import (
     RunsFailed,
     derive_seed,
     newest_checkpoint,
-    parse_int_list,
     run_cv,
     task_grid,
 )
+from ser_mtl.experiments.cv_command import parse_int_list
 from ser_mtl.experiments.sweep import parse_list, run_sweep, setting_dirname, sweep_settings
 
 CONFIG_TEXT = "model:\n  alpha: 0.4\n"

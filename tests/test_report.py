@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ser_mtl.cli import main
 from ser_mtl.experiments.paper_results import PAPER_RESULTS, Protocol, match, protocol_from_config
-from ser_mtl.experiments.report import load_experiment, report, report_main, summed_confusion
+from ser_mtl.experiments.report import load_experiment, report, summed_confusion
 from ser_mtl.experiments.summary import aggregate
 from ser_mtl.experiments.sweep import run_sweep
 
@@ -129,7 +130,7 @@ class SweepBackend:
 def test_sweep_report_has_a_row_per_value_and_a_plot(tmp_path: Path) -> None:
     sweep = tmp_path / "alpha"
     run_sweep([], ["model.alpha"], [0.2, 0.4, 0.6], str(sweep), folds=[0, 1], repeats=1, backend=SweepBackend())
-    report_main([str(sweep), "--out", str(tmp_path / "out")])
+    main(["report", str(sweep), "--out", str(tmp_path / "out")])
     markdown = (tmp_path / "out" / "report.md").read_text()
     for alpha in (0.2, 0.4, 0.6):
         [row] = table_rows(markdown, str(alpha))
@@ -168,8 +169,9 @@ def test_report_of_a_folder_of_experiments_and_bad_input(tmp_path: Path) -> None
     assert len(table_rows(markdown, "one")) == 1 and len(table_rows(markdown, "two")) == 1
     assert "two/summary.json covers 4 runs but 5 are finished; `ser-mtl aggregate" in markdown
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SystemExit):
-        report_main([str(tmp_path / "empty"), "--out", str(tmp_path / "out2")])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", str(tmp_path / "empty"), "--out", str(tmp_path / "out2")])
+    assert exit_info.value.code == 1
 
 
 def test_paper_numbers_as_printed() -> None:

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from ser_mtl.experiments.cv import make_cv_parser, parse_int_list, run_cv, split_argv, task_grid
+from ser_mtl.command_line import split_argv
+from ser_mtl.experiments.cv import run_cv, task_grid
+from ser_mtl.experiments.cv_command import cv_main, parse_int_list
 from ser_mtl.experiments.slurm import SlurmOptions, array_spec, write_cv_scripts
 
 CONFIG = ["--config", "configs/demo.yaml", "--model.alpha", "0.3", "--data.root", "/data/my corpus/IEMOCAP"]
@@ -88,7 +90,7 @@ def test_each_task_runs_its_own_fold_and_repeat(tmp_path: Path) -> None:
         assert argv[:2] == ["-m", "ser_mtl.experiments.cv"]  # = `ser-mtl cv`
         mine, config_args = split_argv(argv[2:], ("--cv.",))
         assert config_args == CONFIG  # quoting survived the shell, spaces included
-        cv = make_cv_parser().parse_args(mine).cv
+        cv = cv_main.parser().parse_args(mine).cv
         assert (cv.only_task, parse_int_list(cv.folds), cv.repeats, cv.base_seed, cv.label) == \
             (task, [0, 1, 2], 2, 5, "AAE loso")
         assert cv.out == str((tmp_path / "cv").absolute())

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ser_mtl.cli import main
 from ser_mtl.experiments.summary import (
     SummaryError,
     aggregate,
-    aggregate_main,
     mean_std,
     read_run_metrics,
     summarize,
@@ -136,12 +136,16 @@ def test_duplicate_runs_and_empty_folder_are_errors(tmp_path: Path) -> None:
         aggregate(str(tmp_path), verbose=False)
 
 
-def test_aggregate_command_handles_a_folder_of_cv_folders(tmp_path: Path) -> None:
+def test_aggregate_command_handles_a_folder_of_cv_folders(tmp_path: Path, capsys) -> None:
     for name, ua in (("model.alpha=0.1", 0.3), ("model.alpha=0.2", 0.5)):
         write_run(tmp_path / "sweep" / name, 0, 0, ua, ua)
-    aggregate_main([str(tmp_path / "sweep")])
-    uas = [json.loads((tmp_path / "sweep" / n / "summary.json").read_text())["ua_mean"]
-           for n in ("model.alpha=0.1", "model.alpha=0.2")]
-    assert uas == pytest.approx([0.3, 0.5]) and not (tmp_path / "sweep" / "summary.json").exists()
-    with pytest.raises(SystemExit):
-        aggregate_main([str(tmp_path / "nowhere")])
+    write_run(tmp_path / "cv", 0, 0, 0.7, 0.7)
+    main(["aggregate", str(tmp_path / "sweep"), str(tmp_path / "cv")])  # several folders, as positionals
+    uas = [json.loads((tmp_path / path / "summary.json").read_text())["ua_mean"]
+           for path in ("sweep/model.alpha=0.1", "sweep/model.alpha=0.2", "cv")]
+    assert uas == pytest.approx([0.3, 0.5, 0.7]) and not (tmp_path / "sweep" / "summary.json").exists()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["aggregate", str(tmp_path / "nowhere")])
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err == f"ser-mtl aggregate: {tmp_path / 'nowhere'}: no such cross-validation folder\n"

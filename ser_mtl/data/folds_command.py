@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Literal
 
+from ser_mtl.command_line import command
 from ser_mtl.data.folds import write_folds
 from ser_mtl.data.manifest import EMOTIONS, read_manifest
 
 
+@command(errors=(ValueError,))
 def folds(manifest: str, scheme: Literal["10fold", "loso", "loso_session"], out: str, seed: int = 0) -> None:
     """Write `fold,split,utt_id,speaker` for every emotion-labelled utterance of every fold.
 

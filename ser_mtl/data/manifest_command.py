@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from typing import Literal
 
+from ser_mtl.command_line import command
 from ser_mtl.data.corpora import build_manifest
 from ser_mtl.data.manifest import CorpusError, summarize, write_manifest
 
 
+@command(errors=(CorpusError,))
 def manifest(corpus: Literal["iemocap", "msp_improv", "librispeech", "csv"], root: str, out: str,
              subset: str | None = None, csv: str | None = None) -> None:
     """Build the manifest of a corpus on disk and write it as CSV.

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from ser_mtl.command_line import command
 from ser_mtl.data.synth_voice import SAMPLE_RATE, Voice, make_voice, prosody_for, synthesize
 from ser_mtl.io_utils import atomic_path, atomic_write_text
 
@@ -77,6 +78,7 @@ class _Utt:
     latent: tuple[float, float, float] = (3.0, 2.7, 3.0)  # (valence, activation, dominance)
 
 
+@command(errors=(FileExistsError, ValueError))
 def synth(
     out: str,
     seed: int = 0,

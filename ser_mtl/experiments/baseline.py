@@ -12,15 +12,19 @@ this on the same held-out speakers has not learnt more than average spectra.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ser_mtl.command_line import ForwardingCommand
 from ser_mtl.io_utils import atomic_write_json
 
-STATS = ("mean_std", "std")
+Stats = Literal["mean_std", "std"]
+STATS = get_args(Stats)
 
 
 def utterance_statistics(frames: np.ndarray, stats: str = "mean_std") -> np.ndarray:
@@ -42,8 +46,15 @@ def _features(store, rows, indices, label_scheme, stats: str = "mean_std") -> tu
     return x, y
 
 
-def run_baseline(datamodule, out: str | None = None, stats: str = "mean_std") -> dict:
-    """Fit on the training split, pick C on validation, report WA/UA on test (fractions)."""
+def run_baseline(datamodule, out: str | None = None, stats: Stats = "mean_std") -> dict:
+    """Fit on the training split, pick C on validation, report WA/UA on test (fractions).
+
+    Args:
+        datamodule: the ``SERDataModule`` of the configuration (its features, split and labels).
+        out: also write the result (WA, UA, C, classes ...) to this JSON file.
+        stats: per utterance, ``mean_std`` of the frames and their deltas (4 x F numbers) or only their
+            ``std`` (2 x F, blind to the recording level and the speaker's average spectrum).
+    """
     datamodule.prepare_data()
     datamodule.setup("fit")
     rows, split = datamodule.rows, datamodule.split
@@ -71,27 +82,18 @@ def run_baseline(datamodule, out: str | None = None, stats: str = "mean_std") ->
     return result
 
 
-def baseline_main(argv: list[str]) -> None:
-    """``ser-mtl baseline --config FILE [overrides] [--baseline.out FILE.json]``."""
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__)
-        print("usage: ser-mtl baseline --config FILE [--data.* overrides] [--baseline.out RESULT.json] "
-              "[--baseline.stats mean_std|std]")
-        return
-    options = {"--baseline.out": None, "--baseline.stats": "mean_std"}
-    for flag in options:
-        if flag in argv:
-            i = argv.index(flag)
-            if i + 1 >= len(argv):
-                raise SystemExit(f"ser-mtl baseline: {flag} needs a value")
-            options[flag], argv = argv[i + 1], argv[:i] + argv[i + 2:]
-    out, stats = options["--baseline.out"], options["--baseline.stats"]
-    if stats not in STATS:
-        raise SystemExit(f"ser-mtl baseline: --baseline.stats must be one of {STATS}, got {stats!r}")
+def _baseline(options, config_args: list[str]) -> None:
     from ser_mtl.lightning_cli import build_datamodule
 
-    datamodule = build_datamodule(argv)
+    datamodule = build_datamodule(config_args)
     print(datamodule.describe())
-    result = run_baseline(datamodule, out, stats)
+    stats = options.baseline.stats
+    result = run_baseline(datamodule, options.baseline.out, stats)
     print(f"baseline (utterance statistics [{stats}] + logistic regression, C={result['C']}): "
           f"WA {100 * result['wa']:.2f} %  UA {100 * result['ua']:.2f} %  on {result['n_utterances']} test utterances")
+
+
+baseline_main = ForwardingCommand(
+    "ser-mtl baseline", ("--baseline.",), _baseline, __doc__,
+    add_options=lambda parser: parser.add_function_arguments(run_baseline, "baseline", as_group=False,
+                                                             skip={"datamodule"}))

@@ -58,7 +58,9 @@ from ser_mtl.experiments.stages import (
 from ser_mtl.experiments.summary import (
     METRICS_NAME,
     RECORD_NAME,
+    SummaryError,
     aggregate,
+    check_scores,
     read_json,
     read_record,
     read_run_metrics,
@@ -96,26 +98,6 @@ def task_grid(folds: list[int], repeats: int) -> list[tuple[int, int]]:
 
 def run_dir_name(fold: int, repeat: int) -> str:
     return f"fold{fold}_rep{repeat}"
-
-
-def parse_int_list(text: str | int | list[int] | None) -> list[int] | None:
-    """Folds as ``[0,2,5]``, ``0,2,5``, ``3`` or a range ``0-4`` (inclusive); None stays None."""
-    if text is None or isinstance(text, list):
-        return text
-    if isinstance(text, int):
-        return [text]
-    raw = text.strip().strip("[]")
-    values: list[int] = []
-    try:
-        for part in filter(None, (p.strip() for p in raw.split(","))):
-            if "-" in part[1:]:
-                lo, hi = part.split("-", 1)
-                values += list(range(int(lo), int(hi) + 1))
-            else:
-                values.append(int(part))
-    except ValueError as err:
-        raise CVError(f"--cv.folds {text!r}: expected integers like [0,1,2], 0,1,2 or 0-9") from err
-    return values
 
 
 def config_files(config_args: list[str]) -> dict[str, str]:
@@ -161,15 +143,10 @@ def _is_rank_zero() -> bool:
 def _check_test_metrics(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise RunFailed(f"test finished but wrote no {path} (expected by the CLI contract)")
-    data = read_json(path)
-    for key in ("wa", "ua"):
-        value = data.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-            raise RunFailed(f"{path}: expected a fraction in [0, 1] under {key!r}, got {value!r} "
-                            "(NaN: the test split had no labelled utterance)")
-    if data.get("eer") is not None and not 0.0 <= data["eer"] <= 1.0:  # NaN: verification could not run
-        data["eer"] = None
-    return data
+    try:
+        return check_scores(path, read_json(path), lenient_eer=True)
+    except SummaryError as err:  # a failed run with its message, not a traceback
+        raise RunFailed(str(err)) from err
 
 
 @dataclass
@@ -237,7 +214,7 @@ def _fit_and_test(backend: CVBackend, config_args: list[str], run_dir: Path, fol
     if not rank_zero:
         return RunResult(fold, repeat, "done")
     tested = _check_test_metrics(test_metrics)
-    metrics = {**record, "wa": float(tested["wa"]), "ua": float(tested["ua"])}
+    metrics = {**record, "wa": tested["wa"], "ua": tested["ua"]}
     for key in ("eer", "n_utterances", "classes", "confmat"):
         if tested.get(key) is not None:
             metrics[key] = tested[key]
@@ -359,80 +336,7 @@ def run_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: s
     return summary
 
 
-# ------------------------------------------------------------------------------------------ CLI
-def add_cv_arguments(parser) -> None:
-    """The ``--cv.*`` options (shared by ``ser-mtl cv`` and ``ser-mtl sweep``)."""
-    from ser_mtl.experiments.slurm import add_slurm_arguments
-
-    parser.add_argument("--cv.out", type=str, required=True,
-                        help="output folder: one subfolder per fold x repeat, cv.json, summary.json")
-    parser.add_argument("--cv.folds", type=str | None, default=None,
-                        help="fold indices: [0,1,2], 0,1,2 or 0-9; default every fold of data.scheme")
-    parser.add_argument("--cv.repeats", type=int, default=1,
-                        help="complete cross-validations with fresh seeds (the paper uses 10)")
-    parser.add_argument("--cv.base_seed", type=int, default=0,
-                        help="run (fold, repeat) is seeded with derive_seed(base_seed, fold, repeat)")
-    parser.add_argument("--cv.label", type=str | None, default=None,
-                        help="row name in reports (default: model and tasks from the configuration)")
-    parser.add_argument("--cv.in_process", type=bool, default=False,
-                        help="run fit/test in this process (faster start, but a crash ends the runner)")
-    parser.add_argument("--cv.fail_fast", type=bool, default=False,
-                        help="stop at the first failed run (default: run the others, then report)")
-    parser.add_argument("--cv.only_task", type=int | None, default=None,
-                        help="run only this task id of the fold x repeat grid (what a SLURM array task does)")
-    add_slurm_arguments(parser)
-
-
-def split_argv(argv: list[str], prefixes: tuple[str, ...]) -> tuple[list[str], list[str]]:
-    """Split off ``--<prefix>.name value`` / ``--<prefix>.name=value`` (and -h/--help) from the rest."""
-    mine: list[str] = []
-    rest: list[str] = []
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg in ("-h", "--help"):
-            mine.append(arg)
-        elif arg.startswith(prefixes):
-            mine.append(arg)
-            if "=" not in arg and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
-                mine.append(argv[i + 1])
-                i += 1
-        else:
-            rest.append(arg)
-        i += 1
-    return mine, rest
-
-
-def make_cv_parser(prog: str = "ser-mtl cv"):
-    from jsonargparse import ArgumentParser
-
-    parser = ArgumentParser(
-        prog=prog, description="Cross-validation: folds x repeats of fit + test, resumable. Every argument "
-        "not starting with --cv. goes to `ser-mtl fit`/`test` (e.g. --config FILE --model.alpha 0.3).")
-    add_cv_arguments(parser)
-    return parser
-
-
-def cv_kwargs(ns) -> dict[str, Any]:
-    """``run_cv`` keyword arguments from a parsed ``--cv.*`` namespace."""
-    from ser_mtl.experiments.slurm import slurm_options_from
-
-    cv = ns.cv
-    return {"folds": parse_int_list(cv.folds), "repeats": cv.repeats, "out": cv.out, "base_seed": cv.base_seed,
-            "slurm": cv.slurm, "only_task": cv.only_task, "in_process": cv.in_process, "label": cv.label,
-            "fail_fast": cv.fail_fast, "slurm_options": slurm_options_from(cv)}
-
-
-def cv_main(argv: list[str]) -> None:
-    """``ser-mtl cv``: parse ``--cv.*`` here and pass every other argument to fit/test."""
-    mine, config_args = split_argv(argv, ("--cv.",))
-    ns = make_cv_parser().parse_args(mine)
-    try:
-        run_cv(config_args, **cv_kwargs(ns))
-    except (CVError, ValueError) as err:
-        print(f"ser-mtl cv: {err}", file=sys.stderr)
-        raise SystemExit(1) from err
-
-
 if __name__ == "__main__":  # = `ser-mtl cv`; SLURM scripts call the module, whatever the dispatcher does
+    from ser_mtl.experiments.cv_command import cv_main
+
     cv_main(sys.argv[1:])

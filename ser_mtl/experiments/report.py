@@ -17,7 +17,6 @@ alpha/beta choice rather than to every swept value.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import re
 import sys
@@ -27,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ser_mtl.command_line import command, run_function
 from ser_mtl.experiments.paper_results import PaperResult, Protocol, match, protocol_from_config
 from ser_mtl.experiments.summary import (
     METRICS_NAME,
@@ -329,18 +329,16 @@ def report(dirs: list[str], out: str = "report") -> str:
     return str(path)
 
 
-def report_main(argv: list[str]) -> None:
-    """``ser-mtl report DIR [DIR ...] --out OUT`` (argparse, so one or many folders both work)."""
-    parser = argparse.ArgumentParser(prog="ser-mtl report", description=report.__doc__.split("\n")[0])
-    parser.add_argument("dirs", nargs="+", help="cv folders, sweep folders, or folders holding them")
-    parser.add_argument("--out", default="report", help="output folder for report.md and the PNG figures")
-    ns = parser.parse_args(argv)
-    try:
-        report(ns.dirs, ns.out)
-    except SummaryError as err:
-        print(f"ser-mtl report: {err}", file=sys.stderr)
-        raise SystemExit(1) from err
+@command(positional="dirs", errors=(SummaryError,))
+def report_main(dirs: list[str], out: str = "report") -> None:
+    """Markdown tables and PNG figures (``OUT/report.md``) from cv and sweep folders.
+
+    Args:
+        dirs: cv folders, sweep folders, or folders holding them.
+        out: output folder for report.md and the PNG figures.
+    """
+    report(dirs, out)
 
 
 if __name__ == "__main__":
-    report_main(sys.argv[1:])
+    run_function(report_main, sys.argv[1:], "ser-mtl report")

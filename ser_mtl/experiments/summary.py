@@ -17,13 +17,13 @@ into the summary under ``config``. All values are fractions in [0, 1]; reports p
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
 from pathlib import Path
 from typing import Any
 
+from ser_mtl.command_line import command, run_function
 from ser_mtl.io_utils import atomic_write_json
 
 METRICS = ("wa", "ua", "eer")
@@ -48,9 +48,31 @@ def _check_fraction(path: Path, data: dict, key: str) -> float:
     value = data.get(key)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or not 0.0 <= value <= 1.0:
+        nan = isinstance(value, float) and math.isnan(value)
+        hint = " (NaN: the test split had no labelled utterance)" if nan else ""
         raise SummaryError(f"{path}: expected {key!r} to be a number in [0, 1] (a fraction, not percent), "
-                           f"got {value!r}")
+                           f"got {value!r}{hint}")
     return float(value)
+
+
+def check_scores(path: Path, data: dict[str, Any], lenient_eer: bool = False) -> dict[str, Any]:
+    """A copy of ``data`` whose ``wa``/``ua`` (and ``eer`` when not None) are checked fractions in [0, 1].
+
+    ``SummaryError`` naming ``path`` otherwise. With ``lenient_eer`` an ``eer`` that is no fraction
+    (NaN: the speaker verification could not run) becomes None instead of an error. Shared by the cv
+    runner (a run's ``test_metrics.json``) and ``read_run_metrics`` (its ``metrics.json``).
+    """
+    checked = dict(data)
+    for key in ("wa", "ua"):
+        checked[key] = _check_fraction(path, data, key)
+    if data.get("eer") is not None:
+        try:
+            checked["eer"] = _check_fraction(path, data, "eer")
+        except SummaryError:
+            if not lenient_eer:
+                raise
+            checked["eer"] = None
+    return checked
 
 
 def read_run_metrics(path: str | Path) -> dict[str, Any]:
@@ -69,11 +91,8 @@ def read_run_metrics(path: str | Path) -> dict[str, Any]:
     seed = data.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise SummaryError(f"{path}: expected 'seed' to be an integer, got {seed!r}")
-    for key in ("wa", "ua"):
-        run[key] = _check_fraction(path, data, key)
-    if data.get("eer") is not None:
-        run["eer"] = _check_fraction(path, data, "eer")
-    else:
+    run = check_scores(path, run)
+    if run.get("eer") is None:
         run.pop("eer", None)
     if "confmat" in run and "classes" in run:
         confmat, classes = run["confmat"], run["classes"]
@@ -215,25 +234,24 @@ def format_headline(summary: dict[str, Any], name: str = "") -> str:
     return text
 
 
-def aggregate_main(argv: list[str]) -> None:
-    """``ser-mtl aggregate DIR [DIR ...]``; a folder without runs of its own but with run folders one
-    level down (a sweep) has each of those aggregated."""
-    parser = argparse.ArgumentParser(prog="ser-mtl aggregate", description="Summarise the finished runs "
-                                     "(DIR/*/metrics.json) of cross-validation folders into DIR/summary.json.")
-    parser.add_argument("dirs", nargs="+", help="cv folders (--cv.out), or sweep folders holding them")
-    ns = parser.parse_args(argv)
-    try:
-        for item in ns.dirs:
-            path = Path(item)
-            if any(path.glob(f"*/{METRICS_NAME}")) or not any(path.glob(f"*/*/{METRICS_NAME}")):
-                aggregate(item)
-                continue
-            for child in sorted(p for p in path.iterdir() if any(p.glob(f"*/{METRICS_NAME}"))):
-                aggregate(str(child))
-    except SummaryError as err:
-        print(f"ser-mtl aggregate: {err}", file=sys.stderr)
-        raise SystemExit(1) from err
+@command(positional="dirs", errors=(SummaryError,))
+def aggregate_main(dirs: list[str]) -> None:
+    """Summarise the finished runs (DIR/*/metrics.json) of cross-validation folders into DIR/summary.json.
+
+    A folder without runs of its own but with run folders one level down (a sweep) has each of those
+    aggregated.
+
+    Args:
+        dirs: cv folders (``--cv.out``), or sweep folders holding them.
+    """
+    for item in dirs:
+        path = Path(item)
+        if any(path.glob(f"*/{METRICS_NAME}")) or not any(path.glob(f"*/*/{METRICS_NAME}")):
+            aggregate(item)
+            continue
+        for child in sorted(p for p in path.iterdir() if any(p.glob(f"*/{METRICS_NAME}"))):
+            aggregate(str(child))
 
 
-if __name__ == "__main__":
-    aggregate_main(sys.argv[1:])
+if __name__ == "__main__":  # = `ser-mtl aggregate`; the SLURM aggregation job calls the module
+    run_function(aggregate_main, sys.argv[1:], "ser-mtl aggregate")

@@ -30,7 +30,9 @@ from typing import Any
 
 import yaml
 
-from ser_mtl.experiments.cv import CVError, RunsFailed, add_cv_arguments, cv_kwargs, run_cv, split_argv
+from ser_mtl.command_line import ForwardingCommand
+from ser_mtl.experiments.cv import CVError, RunsFailed, run_cv
+from ser_mtl.experiments.cv_command import add_cv_arguments, cv_kwargs
 from ser_mtl.experiments.summary import SUMMARY_NAME
 from ser_mtl.io_utils import atomic_write_json
 
@@ -166,13 +168,8 @@ def run_sweep(config_args: list[str], params: list[str], values: list, out: str,
     return record
 
 
-def sweep_main(argv: list[str]) -> None:
-    """``ser-mtl sweep``: ``--sweep.*`` and ``--cv.*`` parsed here, the rest goes to fit/test."""
-    from jsonargparse import ArgumentParser
-
-    mine, config_args = split_argv(argv, ("--sweep.", "--cv."))
-    parser = ArgumentParser(prog="ser-mtl sweep", description="One cross-validation per setting of one or more "
-                            "parameters. Arguments not starting with --sweep. or --cv. go to fit/test.")
+def add_sweep_arguments(parser) -> None:
+    """The ``--sweep.*`` options, then the ``--cv.*`` options every setting's cross-validation uses."""
     parser.add_argument("--sweep.param", type=str, required=True,
                         help="parameter(s) to sweep: model.alpha, or a list [model.alpha,model.beta]")
     parser.add_argument("--sweep.values", type=str, required=True,
@@ -180,12 +177,16 @@ def sweep_main(argv: list[str]) -> None:
                              "[[a1,a2],[b1,b2]] (grid)")
     parser.add_argument("--sweep.mode", type=str, default="zip", help="zip | grid (several parameters only)")
     add_cv_arguments(parser)
-    ns = parser.parse_args(mine)
-    params = [str(p) for p in parse_list(ns.sweep.param)]
-    options = cv_kwargs(ns)
-    out = options.pop("out")
-    try:
-        run_sweep(config_args, params, parse_list(ns["sweep.values"]), out, ns.sweep.mode, **options)
-    except (CVError, ValueError) as err:
-        print(f"ser-mtl sweep: {err}", file=sys.stderr)
-        raise SystemExit(1) from err
+
+
+def _sweep(options, config_args: list[str]) -> None:
+    params = [str(p) for p in parse_list(options.sweep.param)]
+    cv_options = cv_kwargs(options)
+    out = cv_options.pop("out")
+    run_sweep(config_args, params, parse_list(options["sweep.values"]), out, options.sweep.mode, **cv_options)
+
+
+sweep_main = ForwardingCommand(
+    "ser-mtl sweep", ("--sweep.", "--cv."), _sweep,
+    "One cross-validation per setting of one or more parameters.", add_options=add_sweep_arguments,
+    errors=(CVError, ValueError))

@@ -1,0 +1,268 @@
+"""One argument-parsing style for every ``ser-mtl`` subcommand that is not LightningCLI's, on jsonargparse.
+
+Two kinds of command:
+
+* a **function command**: a plain function; its parser is built from its signature and docstring
+  (``--name`` per parameter, the ``Args:`` text as help, type and default shown by ``--help``).
+  ``@command(positional="dirs")`` lets one list parameter take the bare arguments
+  (``ser-mtl report DIR1 DIR2 --out OUT``); ``@command(errors=(CorpusError,))`` names the exceptions
+  that end the command with one line on stderr and status 1 instead of a traceback.
+* a **forwarding command** (``ForwardingCommand``): its own option group (``--cv.*``, ``--sweep.*``,
+  ``--baseline.*``) is parsed here and every other argument is handed on unchanged as LightningCLI
+  arguments (``--config F --model.alpha 0.3``); ``split_argv`` does the split.
+
+In both, a list option takes the tokens after it up to the next ``--option``
+(``--inputs a.wav b/ c.flac``), a single value (``--inputs my_wavs/``) or a JSON/YAML list
+(``--inputs '[a.wav, b/]'``). A bad option prints one line naming it and exits with status 2, as
+argparse does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import re
+import sys
+import types
+import typing
+from collections import abc
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jsonargparse import ArgumentParser, Namespace
+
+_SPEC_ATTRIBUTE = "__ser_mtl_command__"
+ExceptionTypes = tuple[type[BaseException], ...]
+
+
+@dataclass(frozen=True)
+class _CommandSpec:
+    positional: str | None = None
+    errors: ExceptionTypes = ()
+
+
+def command(*, positional: str | None = None, errors: ExceptionTypes = ()) -> Callable:
+    """Record how a function runs as a command; the function itself is returned unchanged.
+
+    Args:
+        positional: a ``list[...]`` parameter that takes the bare arguments instead of ``--name``.
+        errors: exception types reported as ``prog: message`` with exit status 1.
+    """
+    def mark(function: Callable) -> Callable:
+        setattr(function, _SPEC_ATTRIBUTE, _CommandSpec(positional, tuple(errors)))
+        return function
+    return mark
+
+
+def _spec(function: Callable) -> _CommandSpec:
+    return getattr(function, _SPEC_ATTRIBUTE, _CommandSpec())
+
+
+def new_parser(prog: str, description: str | None = None) -> ArgumentParser:
+    """A jsonargparse parser that raises ``ArgumentError`` instead of exiting (``parse`` reports it)."""
+    from jsonargparse import ArgumentParser
+
+    return ArgumentParser(prog=prog, description=description, exit_on_error=False)
+
+
+# ------------------------------------------------------------------------------ function commands
+def function_parser(function: Callable, prog: str) -> ArgumentParser:
+    """The parser of a function command: one option per parameter, help from the ``Args:`` docstring."""
+    import docstring_parser
+
+    doc = docstring_parser.parse(inspect.getdoc(function) or "")
+    parser = new_parser(prog, "\n\n".join(filter(None, (doc.short_description, doc.long_description))))
+    positional = _spec(function).positional
+    if positional is not None:
+        hint = typing.get_type_hints(function)[positional]
+        if typing.get_origin(hint) is not list:
+            raise TypeError(f"{function.__qualname__}: positional parameter {positional!r} must be a list[...]")
+        help_text = next((p.description for p in doc.params if p.arg_name == positional), None)
+        parser.add_argument(positional, nargs="+", type=typing.get_args(hint)[0], help=help_text)
+    parser.add_function_arguments(function, as_group=False, skip={positional} if positional else None)
+    _add_list_epilog(parser)
+    return parser
+
+
+def parse_function_args(function: Callable, argv: list[str], prog: str) -> dict[str, Any]:
+    """The keyword arguments ``argv`` gives ``function`` (``SystemExit(2)`` with one line if it cannot)."""
+    parser = function_parser(function, prog)
+    namespace = parser.instantiate_classes(parse(parser, argv, prog))
+    return {name: namespace[name] for name in inspect.signature(function).parameters}
+
+
+def run_function(function: Callable, argv: list[str], prog: str) -> Any:
+    """Parse ``argv`` for ``function``, call it and return what it returns."""
+    kwargs = parse_function_args(function, argv, prog)
+    with exit_on(prog, _spec(function).errors):
+        return function(**kwargs)
+
+
+# ---------------------------------------------------------------------------- forwarding commands
+def split_argv(argv: list[str], prefixes: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """Split ``argv`` into the options starting with one of ``prefixes`` (with their values) plus
+    ``-h``/``--help``, and every other argument; both keep their order.
+
+    An option's values are the tokens up to the next ``--option`` (a list option may take several),
+    or what follows ``=``.
+    """
+    mine: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if arg in ("-h", "--help"):
+            mine.append(arg)
+        elif prefixes and arg.startswith(prefixes):
+            mine.append(arg)
+            while "=" not in arg and i < len(argv) and not _is_option(argv[i]):
+                mine.append(argv[i])
+                i += 1
+        else:
+            rest.append(arg)
+    return mine, rest
+
+
+@dataclass(frozen=True)
+class ForwardingCommand:
+    """A command with its own ``--<group>.*`` options whose other arguments go to LightningCLI unchanged.
+
+    Calling it with ``argv`` splits off the group options (``split_argv``), parses them with the parser
+    that ``add_options`` fills and runs ``run(options, forwarded)``; no arguments at all show the help.
+
+    Attributes:
+        prog: the command line shown in help and errors (``ser-mtl cv``).
+        prefixes: the group options' prefixes (``("--cv.",)``); empty when every argument is forwarded.
+        run: ``run(options, forwarded)`` does the work with the parsed group and the other arguments.
+        description: first paragraph of ``--help``.
+        add_options: adds the group options to a parser (None: the command has none).
+        errors: exception types reported as ``prog: message`` with exit status 1.
+    """
+
+    prog: str
+    prefixes: tuple[str, ...]
+    run: Callable[[Namespace, list[str]], Any]
+    description: str
+    add_options: Callable[[ArgumentParser], None] | None = None
+    errors: ExceptionTypes = ()
+
+    def parser(self) -> ArgumentParser:
+        """The parser of the group options, with an epilog saying where the other arguments go."""
+        parser = new_parser(self.prog, self.description)
+        if self.add_options is not None:
+            self.add_options(parser)
+        _add_list_epilog(parser)
+        forwarded = (f"Arguments not starting with {' or '.join(self.prefixes)} go" if self.prefixes
+                     else "Every argument goes")
+        parser.epilog = " ".join(filter(None, (
+            f"{forwarded} to LightningCLI unchanged (--config FILE --model.alpha 0.3 ...).", parser.epilog)))
+        return parser
+
+    def __call__(self, argv: list[str]) -> Any:
+        mine, forwarded = split_argv(argv or ["--help"], self.prefixes)
+        options = parse(self.parser(), mine, self.prog)
+        with exit_on(self.prog, self.errors):
+            return self.run(options, forwarded)
+
+
+def run_command(target: Callable, argv: list[str], prog: str) -> Any:
+    """Run a registered command: a ``ForwardingCommand`` (which has its own prog) or a function command."""
+    if isinstance(target, ForwardingCommand):
+        return target(argv)
+    return run_function(target, argv, prog)
+
+
+# ------------------------------------------------------------------------------ shared parsing
+def parse(parser: ArgumentParser, argv: list[str], prog: str) -> Namespace:
+    """``parser.parse_args`` with natural lists; a bad argument prints one line and exits with status 2."""
+    from argparse import ArgumentError
+
+    try:
+        return parser.parse_args(expand_lists(parser, argv))
+    except ArgumentError as err:
+        print(f"{prog}: error: {_one_line(parser, str(err))} (see {prog} --help)", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+@contextlib.contextmanager
+def exit_on(prog: str, errors: ExceptionTypes) -> Iterator[None]:
+    """Turn the listed exceptions into ``prog: message`` on stderr and exit status 1."""
+    try:
+        yield
+    except errors as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        raise SystemExit(1) from err
+
+
+def _is_option(token: str) -> bool:
+    return token.startswith("--") or token == "-h"
+
+
+def _is_sequence_type(hint: Any) -> bool:
+    """``list[X]``, ``tuple[...]``, ``Sequence[X]``, or one of them ``| None``."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hints = [h for h in typing.get_args(hint) if h is not type(None)]
+        hint = hints[0] if len(hints) == 1 else None
+    return typing.get_origin(hint) in (list, tuple, abc.Sequence)
+
+
+def _list_options(parser: ArgumentParser) -> dict[str, Any]:
+    # `_typehint` is where jsonargparse keeps an option's type (no public accessor); options without one
+    # (help, plain argparse types) are not lists
+    return {opt: action for opt, action in parser._option_string_actions.items()
+            if _is_sequence_type(getattr(action, "_typehint", None))}
+
+
+def expand_lists(parser: ArgumentParser, argv: list[str]) -> list[str]:
+    """``argv`` with each list option's natural form rewritten into what jsonargparse reads.
+
+    ``--x a b`` (and ``--x a``, ``--x=a``) becomes ``--x '["a", "b"]'``: a JSON list of the tokens as
+    typed, which jsonargparse converts to the item types (``list[int]``, ``tuple[float, float]``).
+    A single ``[...]`` value or ``null`` is kept as it is; every other argument is left alone.
+    """
+    lists = _list_options(parser)
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        name, eq, first = arg.partition("=")
+        if name not in lists:
+            out.append(arg)
+            continue
+        values = [first] if eq else []
+        while not eq and i < len(argv) and not _is_option(argv[i]):
+            values.append(argv[i])
+            i += 1
+        if not values:  # let jsonargparse say that the option needs a value
+            out.append(name)
+        elif len(values) == 1 and (values[0].lstrip().startswith("[") or values[0] == "null"):
+            out += [name, values[0]]
+        else:
+            out += [name, json.dumps(values)]
+    return out
+
+
+def _add_list_epilog(parser: ArgumentParser) -> None:
+    lists = sorted({action.option_strings[0] for action in _list_options(parser).values()})
+    if lists:
+        example = lists[0]
+        parser.epilog = (f"List options ({', '.join(lists)}) take several values ({example} A B), one value "
+                         f"({example} A) or a JSON list ({example} '[A, B]').")
+
+
+def _one_line(parser: ArgumentParser, message: str) -> str:
+    """jsonargparse's error message on one line, naming options as they are typed (``--cv.out``)."""
+    by_dest = {a.dest: a.option_strings[0] for a in parser._actions if a.option_strings}
+    key = re.match(r'Parser key "([^"]+)":\s*', message)
+    if key:
+        message = f"{by_dest.get(key.group(1), key.group(1))}: {message[key.end():]}"
+    required = re.match(r"the following arguments are required: (.*)", message)
+    if required:
+        names = [by_dest.get(n.strip(), n.strip()) for n in required.group(1).split(",")]
+        message = f"the following arguments are required: {', '.join(names)}"
+    return " ".join(message.split())
