@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from ser_mtl.data.audio import audio_chunks
+from ser_mtl.data.features import NoSpeechError
 from ser_mtl.data.manifest import CorpusError
 from ser_mtl.frontend import FrontEnd
 
@@ -169,6 +170,8 @@ class EmotionRecognizer:
             return self._predict(str(path), (self.frontend.frames(w.to(self.device)) for w in waves), segments)
         except CorpusError as err:
             return Prediction(source=str(path), skipped=str(err))
+        except NoSpeechError as err:
+            return Prediction(source=str(path), skipped=f"{path}: {err}")
 
     def classify_array(self, wave: np.ndarray | torch.Tensor, sample_rate: int, segments: bool = False,
                        source: str = "<array>") -> Prediction:
@@ -184,6 +187,8 @@ class EmotionRecognizer:
             return self._predict(source, iter([self.frontend.frames(mono.to(self.device))]), segments)
         except CorpusError as err:
             return Prediction(source=source, skipped=str(err))
+        except NoSpeechError as err:
+            return Prediction(source=source, skipped=f"{source}: {err}")
 
     # ----------------------------------------------------------------- scoring
     @torch.no_grad()

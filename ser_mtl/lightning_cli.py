@@ -7,10 +7,11 @@ Decisions (each one learnt the hard way on Lightning 2.6 / jsonargparse 4.53):
 * ``auto_configure_optimizers=False``: the model's three SGD optimizers are never replaced by
   ``--optimizer``.
 * Checkpoints go to ``<trainer.default_root_dir>/checkpoints/`` as ``best.ckpt`` (best
-  ``val/ua``) and ``last.ckpt`` so that runs resume with ``--ckpt_path .../last.ckpt``.
+  ``val/ua``) and ``last.ckpt`` (every epoch) so that runs resume with ``--ckpt_path .../last.ckpt``.
 * ``trainer.use_distributed_sampler=False``: the DataModule shards batches per rank itself.
 * A run is a Trainer with callbacks, each its own config group: ``lr_schedule`` (the paper's
-  restore-best-and-halve schedule), ``checkpoint``, ``verification`` (EER logged as ``test/eer``),
+  restore-best-and-halve schedule), ``checkpoint``, ``random_state`` (random-number states in every
+  checkpoint, so a resumed fit continues exactly), ``verification`` (EER logged as ``test/eer``),
   ``test_outputs`` (the WA/UA table, ``test_metrics.json`` and ``predictions.csv`` in
   ``trainer.default_root_dir``) and ``predict_outputs`` (``predict.csv``). A Python caller gets the
   same run with ``Trainer(callbacks=run_callbacks(run_dir))``; nothing is written by the CLI itself.
@@ -26,6 +27,7 @@ from pytorch_lightning.cli import LightningCLI
 from ser_mtl.callbacks import RestoreBestHalveLR
 from ser_mtl.data.datamodule import SERDataModule
 from ser_mtl.models.aae import MultiTaskAAE
+from ser_mtl.random_state import RandomStateCheckpoint
 from ser_mtl.run_outputs import PredictionWriter, ResultWriter
 from ser_mtl.verification import SpeakerVerification
 
@@ -35,9 +37,12 @@ def run_callbacks(run_dir: str | os.PathLike, monitor: str = "val/ua", mode: str
     """The callbacks ``ser-mtl fit/test/predict`` add, with their CLI defaults, for a ``Trainer`` built in
     Python: checkpoints ``run_dir/checkpoints/{best,last}.ckpt`` on ``monitor``, the paper's schedule
     (``schedule``: `RestoreBestHalveLR` arguments), speaker verification and the test/predict outputs."""
-    return [ModelCheckpoint(dirpath=os.path.join(run_dir, "checkpoints"), filename="best", monitor=monitor,
-                            mode=mode, save_last=True, auto_insert_metric_name=False),
-            RestoreBestHalveLR(monitor=monitor, mode=mode, **schedule), SpeakerVerification(), ResultWriter(),
+    checkpoints = os.path.join(run_dir, "checkpoints")
+    return [ModelCheckpoint(dirpath=checkpoints, filename="best", monitor=monitor, mode=mode,
+                            auto_insert_metric_name=False, enable_version_counter=False),
+            ModelCheckpoint(dirpath=checkpoints, filename="last", save_top_k=1, enable_version_counter=False),
+            RestoreBestHalveLR(monitor=monitor, mode=mode, **schedule), RandomStateCheckpoint(), SpeakerVerification(),
+            ResultWriter(),
             PredictionWriter()]
 
 
@@ -51,15 +56,25 @@ class SERCLI(LightningCLI):
         parser.link_arguments("data.input_size", "model.input_size", apply_on="instantiate")
         parser.add_lightning_class_args(RestoreBestHalveLR, "lr_schedule")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        # Lightning 2.6's save_last writes last.ckpt only when the monitored metric improved, so an
+        # epoch without improvement left no checkpoint to resume from: last.ckpt is its own callback,
+        # written every epoch. No version counter: a re-run in the same folder overwrites, never
+        # leaves best-v1.ckpt beside a stale best.ckpt.
+        parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
         parser.set_defaults({
             "checkpoint.monitor": "val/ua", "checkpoint.mode": "max", "checkpoint.filename": "best",
-            "checkpoint.save_last": True, "checkpoint.auto_insert_metric_name": False,
+            "checkpoint.save_last": False, "checkpoint.auto_insert_metric_name": False,
+            "checkpoint.enable_version_counter": False,
+            "last_checkpoint.filename": "last", "last_checkpoint.monitor": None, "last_checkpoint.save_top_k": 1,
+            "last_checkpoint.enable_version_counter": False,
         })
-        parser.link_arguments("trainer.default_root_dir", "checkpoint.dirpath",
-                              compute_fn=lambda root: os.path.join(root or ".", "checkpoints"))
+        for group in ("checkpoint", "last_checkpoint"):
+            parser.link_arguments("trainer.default_root_dir", f"{group}.dirpath",
+                                  compute_fn=lambda root: os.path.join(root or ".", "checkpoints"))
         parser.link_arguments("checkpoint.monitor", "lr_schedule.monitor")
         parser.link_arguments("checkpoint.mode", "lr_schedule.mode")
         # verification logs test/eer at the end of the test epoch; test_outputs writes it at the end of the test
+        parser.add_lightning_class_args(RandomStateCheckpoint, "random_state")
         parser.add_lightning_class_args(SpeakerVerification, "verification")
         parser.add_lightning_class_args(ResultWriter, "test_outputs")
         parser.add_lightning_class_args(PredictionWriter, "predict_outputs")

@@ -65,4 +65,4 @@ def test_fit_test_classify(corpus, tmp_path):
     for r in rows[:5]:
         got = np.array([float(classified[r["utt_id"]][f"p_{c}"]) for c in CLASSES])
         want = np.array([float(r[f"p_{c}"]) for c in CLASSES])
-        np.testing.assert_allclose(got, want, atol=2e-3)
+        np.testing.assert_allclose(got, want, atol=2e-6)  # one front-end: only the CSVs' 6 decimals differ

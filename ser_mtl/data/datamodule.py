@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import ConcatDataset, DataLoader
 
 from ser_mtl.data.datasets import SegmentDataset, UtteranceLabels
@@ -47,6 +49,19 @@ Task = Literal["categorical", "activation", "valence", "av3", "av5"]
 Scheme = Literal["10fold", "loso", "loso_session", "cross_corpus"]
 _GENDER_INDEX = {"F": 0, "M": 1}
 DEFAULT_FEATURES = FeatureConfig()  # paper 4.2 settings
+
+
+def skip_summary(stores: dict[str, FeatureStore]) -> list[str]:
+    """One line per store with utterances that have no features: how many, and how many for each reason
+    (the files and full reasons are in the store's ``COMPLETE.json`` and were logged when it was built)."""
+    lines = []
+    for name, store in stores.items():
+        if store.skipped:
+            reasons = Counter(skip.reason.split(" (")[0].split(": ")[0] for skip in store.skipped)
+            counted = "; ".join(f"{n} x {reason}" for reason, n in reasons.most_common())
+            lines.append(f"{name} corpus: {len(store.skipped)} of {len(store)} utterances skipped, no features "
+                         f"({counted}); see {store.path / 'COMPLETE.json'}")
+    return lines
 
 
 class SERDataModule(pl.LightningDataModule):
@@ -223,6 +238,8 @@ class SERDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
         self.stores = {name: store.build(num_workers=hp.num_workers) for name, store in self._stores().items()}
+        for line in skip_summary(self.stores):
+            rank_zero_info(line)
         train = self._train_indices()
         self.label_scheme.fit([self.rows[i] for i in self.split.train])
         if self.mean is None:  # restored from a checkpoint otherwise
@@ -274,15 +291,26 @@ class SERDataModule(pl.LightningDataModule):
         # data.seed alone fixes the fold assignment. Every DDP rank has the same global seed.
         shuffle_seed = hp.seed * 1_000_003 + torch.initial_seed() % 1_000_003
         sampler = MixedBatchSampler(len(self.train_set), len(self.aux_set) if self.aux_set else 0,
-                                    hp.batch_size, hp.aux_fraction, seed=shuffle_seed, rank=rank, world_size=world)
+                                    hp.batch_size, hp.aux_fraction, seed=shuffle_seed, rank=rank, world_size=world,
+                                    epoch_fn=self._current_epoch)
         return DataLoader(ConcatDataset(parts), batch_sampler=sampler, num_workers=hp.num_workers,
-                          persistent_workers=hp.num_workers > 0)
+                          persistent_workers=hp.num_workers > 0, generator=self._loader_generator(shuffle_seed))
+
+    def _current_epoch(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return trainer.current_epoch if trainer is not None else 0
+
+    @staticmethod
+    def _loader_generator(seed: int) -> torch.Generator:
+        """A loader's own generator: creating its iterator draws the workers' base seed from here, not from
+        the global stream that dropout and the prior samples use (`ser_mtl.random_state`)."""
+        return torch.Generator().manual_seed(seed)
 
     def _eval_loader(self, dataset: SegmentDataset) -> DataLoader:
         rank, world = self._rank()
         return DataLoader(dataset, batch_size=self.hparams.batch_size,
                           sampler=ShardedEvalSampler(len(dataset), rank, world),
-                          num_workers=self.hparams.num_workers)
+                          num_workers=self.hparams.num_workers, generator=self._loader_generator(self.hparams.seed))
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self.val_set)
@@ -303,7 +331,7 @@ class SERDataModule(pl.LightningDataModule):
         sets = [self._dataset(self.stores["verification"], self.verification_rows,
                               range(len(self.verification_rows)), offset, hop), self.test_set]
         return DataLoader(ConcatDataset(sets), batch_size=self.hparams.batch_size, shuffle=False,
-                          num_workers=self.hparams.num_workers)
+                          num_workers=self.hparams.num_workers, generator=self._loader_generator(self.hparams.seed))
 
     # ----------------------------------------------------------------- checkpointed preprocessing
     def state_dict(self) -> dict:

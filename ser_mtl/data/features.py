@@ -204,7 +204,34 @@ def compute_features(wave: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
     return torch.log(rows + cfg.log_eps)
 
 
+SILENCE_FLOOR_DBFS = -90.0  # below 16-bit quantisation noise: nothing in the file was ever sound
+
+
+class NoSpeechError(ValueError):
+    """Audio with nothing to featurise: digital silence, or less speech than one analysis window."""
+
+
+def check_speech(wave: torch.Tensor, cfg: FeatureConfig) -> None:
+    """NoSpeechError when the loudest silence-detection frame of ``wave`` is below `SILENCE_FLOOR_DBFS`
+    (the relative ``silence_db`` rule alone keeps every frame of an all-zero file, since each frame is as
+    loud as the loudest), or when less than one ``win_ms`` window is left after silence removal."""
+    frame, hop = cfg.silence_frame_samples, cfg.silence_hop_samples
+    padded = torch.nn.functional.pad(wave.float()[None, None], (frame // 2, frame // 2))[0, 0]
+    loudest = float(padded.unfold(0, frame, hop).pow(2).mean(dim=1).max()) if len(padded) >= frame else 0.0
+    level = 10.0 * np.log10(max(loudest, 1e-30))  # dB relative to full scale (|x| = 1)
+    if level < SILENCE_FLOOR_DBFS:
+        raise NoSpeechError(f"no frame above the silence threshold (loudest {frame}-sample frame at "
+                            f"{level:.0f} dBFS, floor {SILENCE_FLOOR_DBFS:.0f} dBFS): digital silence")
+    kept = len(trim_silence(wave.float(), cfg)) if cfg.trim_silence else len(wave)
+    if kept < cfg.win_length:
+        raise NoSpeechError(f"{kept} samples of speech after silence removal, fewer than one "
+                            f"{cfg.win_ms:g} ms analysis window ({cfg.win_length} samples)")
+
+
 def stored_frames(wave: torch.Tensor, cfg: FeatureConfig) -> np.ndarray:
     """`compute_features` rounded to float16 on the CPU: the numbers the feature store keeps and every
-    later step (training, evaluation, classification) reads. (T,) -> (n_bins, frames) float16"""
+    later step (training, evaluation, classification) reads. (T,) -> (n_bins, frames) float16.
+
+    NoSpeechError (see `check_speech`) instead of frames of silence."""
+    check_speech(wave, cfg)
     return compute_features(wave, cfg).cpu().numpy().astype(np.float16)

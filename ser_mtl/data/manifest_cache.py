@@ -45,7 +45,10 @@ def cached_manifest(corpus: str, root: str, cache_dir: str, subset: str | None =
         raise CorpusError(f"{root}: corpus root does not exist or is not a directory ({corpus})")
     out = Path(cache_dir) / "manifests" / f"{corpus}-{subset or 'all'}-{_signature(corpus, root_path, subset)}.csv"
     if out.exists():
-        return read_manifest(out)
+        try:
+            return read_manifest(out)
+        except (CorpusError, OSError, UnicodeDecodeError) as err:  # a cache: rebuild it rather than stop
+            print(f"[ser-mtl] cached manifest {out} is damaged ({err}); rebuilding it from {root}")
     result = build_manifest(corpus, str(root_path), subset)
     if verbose and result.skipped:
         print(f"[ser-mtl] {corpus}: skipped {len(result.skipped)} file(s):")

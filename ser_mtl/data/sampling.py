@@ -10,7 +10,7 @@ themselves, and the CLI sets ``trainer.use_distributed_sampler=False``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 from torch.utils.data import Sampler
@@ -30,7 +30,8 @@ class MixedBatchSampler(Sampler[list[int]]):
     """
 
     def __init__(self, n_primary: int, n_aux: int, batch_size: int, aux_fraction: float,
-                 seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+                 seed: int = 0, rank: int = 0, world_size: int = 1,
+                 epoch_fn: Callable[[], int] | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not 0.0 <= aux_fraction <= 1.0:
@@ -41,6 +42,9 @@ class MixedBatchSampler(Sampler[list[int]]):
         self.batch_size, self.seed = batch_size, seed
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
+        # Lightning calls set_epoch only on a DataLoader's sampler or on its batch sampler's `.sampler`,
+        # never on a batch sampler itself: the datamodule passes the trainer's epoch counter instead.
+        self.epoch_fn = epoch_fn
         if n_primary == 0:
             self.n_aux_per_batch = batch_size
         elif n_aux == 0:
@@ -50,7 +54,7 @@ class MixedBatchSampler(Sampler[list[int]]):
         self.n_primary_per_batch = batch_size - self.n_aux_per_batch
 
     def set_epoch(self, epoch: int) -> None:
-        """Lightning calls this each epoch so that every epoch gets its own shuffle."""
+        """Shuffle for ``epoch`` (used when no ``epoch_fn`` is given)."""
         self.epoch = epoch
 
     def _total_batches(self) -> int:
@@ -62,7 +66,8 @@ class MixedBatchSampler(Sampler[list[int]]):
         return self._total_batches() // self.world_size if self.world_size > 1 else self._total_batches()
 
     def __iter__(self) -> Iterator[list[int]]:
-        rng = np.random.default_rng([self.seed, self.epoch])
+        epoch = self.epoch_fn() if self.epoch_fn is not None else self.epoch
+        rng = np.random.default_rng([self.seed, epoch])
         primary = rng.permutation(self.n_primary)
         aux_stream = self._aux_stream(rng)
         per_rank = len(self)

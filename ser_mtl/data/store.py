@@ -46,7 +46,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ser_mtl.data.audio import load_audio
-from ser_mtl.data.features import FeatureConfig, stored_frames
+from ser_mtl.data.features import FeatureConfig, NoSpeechError, stored_frames
 from ser_mtl.data.manifest import CorpusError, ManifestRow, Skip
 from ser_mtl.io_utils import atomic_open
 
@@ -107,9 +107,13 @@ class _ChunkJob:
 
 
 def _featurize(path: Path, cfg: FeatureConfig) -> np.ndarray:
-    """(n_bins, frames) float16 features of one audio file; CorpusError if the audio is unusable."""
+    """(n_bins, frames) float16 features of one audio file; CorpusError if the audio is unusable
+    (unreadable, empty, non-finite samples, digital silence, less than one analysis window of speech)."""
     wave = load_audio(path, cfg.sample_rate)  # (T,)
-    return stored_frames(wave, cfg)
+    try:
+        return stored_frames(wave, cfg)
+    except NoSpeechError as err:
+        raise CorpusError(f"{path}: {err}") from None
 
 
 def _run_chunk(job: _ChunkJob) -> list[dict]:
@@ -171,21 +175,38 @@ class FeatureStore:
         if not self.is_complete():
             raise StoreNotBuiltError(f"{self.path}: feature store is not complete (no {COMPLETE}); "
                                      f"call build() first")
-        meta = json.loads((self.path / COMPLETE).read_text())
-        if meta["n_utterances"] != len(self.rows) or meta["config"] != dataclasses.asdict(self.cfg):
+        fix = f"delete {self.path} and run `ser-mtl cache` (or the fit) again to rebuild it"
+        try:
+            meta = json.loads((self.path / COMPLETE).read_text())
+            n_utts, config, skipped = meta["n_utterances"], meta["config"], meta["skipped"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise StoreNotBuiltError(f"{self.path / COMPLETE}: damaged (expected the JSON record of a finished "
+                                     f"store: {type(err).__name__}: {err}); {fix}") from None
+        if n_utts != len(self.rows) or config != dataclasses.asdict(self.cfg):
             raise StoreNotBuiltError(f"{self.path / COMPLETE}: written for another manifest or config "
-                                     f"({meta['n_utterances']} utterances, config {meta['config']})")
-        with np.load(self.path / INDEX) as index:
-            self._offsets, self._lengths = index["offsets"], index["lengths"]
+                                     f"({n_utts} utterances, config {config}); {fix}")
+        try:
+            with np.load(self.path / INDEX) as index:
+                self._offsets, self._lengths = index["offsets"], index["lengths"]
+        except (OSError, ValueError, KeyError, EOFError) as err:
+            raise StoreNotBuiltError(f"{self.path / INDEX}: damaged (expected 'offsets' and 'lengths' arrays: "
+                                     f"{type(err).__name__}: {err}); {fix}") from None
+        if self._lengths.shape != (len(self.rows),) or self._offsets.shape != (len(self.rows),):
+            raise StoreNotBuiltError(f"{self.path / INDEX}: {self._lengths.shape[0]} lengths for {len(self.rows)} "
+                                     f"utterances; {fix}")
         expected = int(self._lengths.sum()) * self.cfg.n_bins * np.dtype(DTYPE).itemsize
-        size = (self.path / DATA).stat().st_size
+        try:
+            size = (self.path / DATA).stat().st_size
+        except OSError:
+            size = -1
         if size != expected:
-            raise StoreNotBuiltError(f"{self.path / DATA}: expected {expected} bytes, found {size}; "
-                                     f"delete {self.path} to rebuild")
-        self._skipped = [Skip(s["path"], None, s["reason"]) for s in meta["skipped"]]
+            raise StoreNotBuiltError(f"{self.path / DATA}: expected {expected} bytes (the index's "
+                                     f"{int(self._lengths.sum())} frames x {self.cfg.n_bins} rows x 2), found "
+                                     f"{'no file' if size < 0 else size}; {fix}")
+        self._skipped = [Skip(s["path"], None, s["reason"]) for s in skipped]
         self._data = None
         if self._skipped:
-            log.warning("%s: %d of %d utterances have no features (audio unreadable), see "
+            log.warning("%s: %d of %d utterances have no features (unusable audio), see "
                         "skipped in %s", self.path, len(self._skipped), len(self.rows), COMPLETE)
         return self
 

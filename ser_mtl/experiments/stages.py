@@ -6,10 +6,12 @@
   by raising ``SIGTERMException``, a ``SystemExit`` whose code is 0, so the exit status alone
   would make an interrupted fit look finished. The child entry point (``python -m
   ser_mtl.experiments.stages CLI_MODULE STAGE ARGS...``) exits 143 instead.
+* A stage child dies with its runner (Linux ``PR_SET_PDEATHSIG``, SIGKILL): killing ``ser-mtl cv``
+  by any means leaves no orphan fit behind, and the next run of the same command resumes it.
 * ``run_lock`` makes one run folder single-writer: an exclusive ``flock`` on ``RUN/.lock`` held by
   the runner *and inherited by its child*, so a second runner (another terminal, a SLURM task and a
-  local run) skips the run instead of training into the same folder, even if the first runner was
-  killed and its child still trains. File systems without ``flock`` are run unlocked, with a note.
+  local run) skips the run instead of training into the same folder. A lock whose holder is gone is
+  free again (the kernel drops a dead process's ``flock``). File systems without ``flock`` are run unlocked, with a note.
 * Signals while a child runs: SIGUSR1 (SLURM's ``--signal`` warning, sent to every process of the
   task) is left to the child, where Lightning checkpoints and requeues; the runner only logs it. A
   Python handler, unlike SIG_IGN, is reset at exec, so Lightning still installs its own. SIGTERM is
@@ -86,7 +88,8 @@ class CLIBackend:
             handle.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n")
             handle.flush()
             child = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, pass_fds=fds,
-                                     env={**os.environ, **self.env})
+                                     env={**os.environ, **self.env},
+                                     preexec_fn=_die_with(os.getpid()))  # noqa: PLW1509 (async-signal-safe calls only)
             _state["child"] = child
             try:
                 code = child.wait()
@@ -121,6 +124,25 @@ class CLIBackend:
                     raise ValueError(f"the configuration does not parse ({' '.join(config_args)}):\n"
                                      f"{buffer.getvalue()}") from exit_
         return yaml.safe_load(buffer.getvalue())
+
+
+def _die_with(parent: int):
+    """``preexec_fn`` for a stage child: on Linux the kernel sends it SIGKILL when the runner ends, however
+    the runner ends (SIGKILL included), so no orphan keeps training and holding the run's lock; the
+    run resumes from its last checkpoint on the next ``ser-mtl cv``. Elsewhere: None (no such call)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork: only syscalls run after it
+    pr_set_pdeathsig = 1
+
+    def arm() -> None:
+        prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:  # the runner died between fork and prctl
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return arm
 
 
 @contextlib.contextmanager
