@@ -1,7 +1,7 @@
 """Miniature corpora in the real on-disk layouts, for tests.
 
 Each builder writes a tiny copy of one corpus as it unpacks (folder names, label-file formats and
-the quirks listed in /work/shared/CORPORA.md), with short synthetic audio written by soundfile,
+the quirks listed in docs/corpora.md), with short synthetic audio written by soundfile,
 and returns what a correct reader must find:
 
     {"rows": int, "emotion": {"angry": n, ..., "": n}, "gender": {"F": n, "M": n, ...},

@@ -1,4 +1,10 @@
-"""Every shipped config parses (`--print_config`) and trains one batch (`fast_dev_run`) on generated corpora."""
+"""Every shipped config parses (`--print_config`) and trains one batch (`fast_dev_run`) on generated corpora.
+
+The experiment configs share their network through a top-level ``config: networks/NAME.yaml`` line (a path
+relative to the including file's folder) and state what differs as dotted ``model.KEY`` keys; the tests below
+check that each resolved model section is that network plus the stated keys, and that pretraining and
+fine-tuning configs build the same layers (their weights must carry over with --model.init_from).
+"""
 
 import contextlib
 import io
@@ -15,7 +21,49 @@ BASE = ["iemocap.yaml", "msp_improv.yaml", "librispeech_pretrain.yaml", "cross_c
         "demo.yaml", "demo_pretrain.yaml"]
 VARIANTS = sorted(str(p.relative_to(CONFIGS)) for p in (CONFIGS / "models").glob("*.yaml")) + \
     sorted(str(p.relative_to(CONFIGS)) for p in (CONFIGS / "tasks").glob("*.yaml"))
+NETWORKS = {"paper.yaml": ["iemocap.yaml", "msp_improv.yaml", "librispeech_pretrain.yaml", "cross_corpus.yaml"],
+            "demo.yaml": ["demo.yaml", "demo_pretrain.yaml"]}
+# (pretraining config, fine-tuning config): --model.init_from loads the first one's weights into the second.
+PRETRAIN_FINETUNE = [("demo_pretrain.yaml", "demo.yaml")] + \
+    [("librispeech_pretrain.yaml", c) for c in ("iemocap.yaml", "msp_improv.yaml", "cross_corpus.yaml")]
+# What decides the layers and their weights' shapes (the heads' flatten width depends on the input size too).
+ARCHITECTURE = ["encoder_channels", "encoder_pools", "head_conv_channels", "head_hidden", "head_pool", "dropout",
+                "use_decoder", "use_discriminator"]
 
+
+def _print_config(*files: str, extra: tuple[str, ...] = ()) -> dict:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as done:
+        main(["fit", *(a for f in files for a in ("--config", str(CONFIGS / f))), *extra, "--print_config"])
+    assert done.value.code == 0
+    return yaml.safe_load(out.getvalue())
+
+
+def _plain(value):
+    """Tuples as lists, as YAML reads them back."""
+    return yaml.safe_load(yaml.safe_dump(value))
+
+
+def _own_model_keys(path: Path) -> dict:
+    """The model keys a file states itself: its dotted `model.KEY` keys and its `model:` block."""
+    text = yaml.safe_load(path.read_text()) or {}
+    own = dict(text.get("model") or {})
+    own.update({key.split(".", 1)[1]: value for key, value in text.items() if key.startswith("model.")})
+    return own
+
+
+def _stated_model(path: Path) -> dict:
+    """The model keys a file sets: those of the file its `config:` line includes, then its own."""
+    text = yaml.safe_load(path.read_text()) or {}
+    stated = _stated_model(path.parent / text["config"]) if "config" in text else {}
+    stated.update(_own_model_keys(path))
+    return stated
+
+
+def _network_of(config: str) -> str:
+    include = yaml.safe_load((CONFIGS / config).read_text()).get("config")
+    assert include and include.startswith("networks/"), f"{config} does not include a configs/networks/ file"
+    return include
 
 @pytest.fixture(scope="module")
 def corpora(tmp_path_factory) -> Path:
@@ -43,22 +91,51 @@ def test_every_config_is_listed():
     shipped = {p.name for p in CONFIGS.glob("*.yaml")}
     assert shipped == set(BASE)
     assert len(VARIANTS) == 10  # 6 comparison models + 4 dimensional tasks
+    assert {p.name for p in (CONFIGS / "networks").glob("*.yaml")} == set(NETWORKS)
+    for network, users in NETWORKS.items():
+        for config in users:
+            assert _network_of(config) == f"networks/{network}", config
 
 
 @pytest.mark.parametrize("config", BASE + [f"iemocap.yaml+{v}" for v in VARIANTS])
 def test_print_config_parses(config):
-    files = [a for f in config.split("+") for a in ("--config", str(CONFIGS / f))]
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as done:
-        main(["fit", *files, "--print_config"])
-    assert done.value.code == 0
-    printed = yaml.safe_load(out.getvalue())
+    printed = _print_config(*config.split("+"))
     assert {"data", "model", "trainer", "lr_schedule", "checkpoint"} <= set(printed)
     expected: dict = {}
     for f in config.split("+"):  # a later file's settings win over an earlier one's
-        expected.update(yaml.safe_load((CONFIGS / f).read_text()).get("model") or {})
+        expected.update(_stated_model(CONFIGS / f))
     for key, value in expected.items():
-        assert yaml.safe_load(yaml.safe_dump(printed["model"][key])) == value, (config, key)
+        assert _plain(printed["model"][key]) == value, (config, key)
+
+
+@pytest.mark.parametrize("config", BASE)
+def test_model_section_is_its_network_plus_its_own_keys(config):
+    text = yaml.safe_load((CONFIGS / config).read_text())
+    # A `model:` block next to the `config:` include replaces the included model section as a whole
+    # (jsonargparse 4.53), so a config's own model keys are written dotted: `model.lr: 0.001`.
+    assert "model" not in text, f"{config}: write model keys as `model.KEY: value` next to `config:`"
+    expected = _plain(_print_config(_network_of(config))["model"])
+    own = _own_model_keys(CONFIGS / config)
+    assert set(own) <= set(expected), (config, set(own) - set(expected))
+    expected.update(own)
+    assert _plain(_print_config(config)["model"]) == expected
+
+
+def test_a_network_key_given_on_the_command_line_wins():
+    model = _print_config("demo.yaml", extra=("--model.lr", "0.01"))["model"]
+    assert model["lr"] == 0.01
+    assert _plain(model["encoder_channels"]) == [16, 24, 32]  # the rest of networks/demo.yaml stays
+
+
+@pytest.mark.parametrize(("pretrain", "finetune"), PRETRAIN_FINETUNE)
+def test_pretraining_and_fine_tuning_build_the_same_network(pretrain, finetune):
+    first, second = _print_config(pretrain), _print_config(finetune)
+    assert _network_of(pretrain) == _network_of(finetune)
+    assert {k: _plain(first["model"][k]) for k in ARCHITECTURE} == \
+        {k: _plain(second["model"][k]) for k in ARCHITECTURE}
+    assert first["data"]["features"]["n_bins"] == second["data"]["features"]["n_bins"]
+    assert first["data"]["segment_frames"] == second["data"]["segment_frames"]
+    assert set(first["model"]["tasks"]) <= set(second["model"]["tasks"])  # every pretrained head is fine-tuned
 
 
 @pytest.mark.slow

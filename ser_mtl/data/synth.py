@@ -1,7 +1,7 @@
 """Synthetic demo corpora in the real IEMOCAP and LibriSpeech layouts (`ser-mtl synth --out DIR`).
 
 Why: the real corpora are licensed and large; this lets every command be tried in minutes on a CPU,
-through the real readers *unchanged*. So the files follow /work/shared/CORPORA.md, quirks included:
+through the real readers *unchanged*. So the files follow the layouts of docs/corpora.md, quirks included:
 the speaker is the last field of the utterance id (`Ses01F_impro01_M000` is the session-1 male),
 dialog names can carry a letter suffix (`Ses03M_impro05a`), `EmoEvaluation/` has per-evaluator
 sub-folders that are not dialog files, SPEAKERS.TXT lists absent speakers and a name containing '|'.

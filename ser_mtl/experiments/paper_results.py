@@ -1,9 +1,16 @@
-"""The paper's published numbers (Latif et al., Tables 3-6), keyed by protocol, for reports.
+"""The paper's published numbers (Tables 3-6), keyed by protocol, for reports.
 
-Every number is transcribed from the paper text (``seed/000_b8ada5b30dc09e01.txt``), in percent,
-mean ± std as printed (std None where the paper prints none). A report shows a published number
-beside ours only when the protocol matches: corpus (+ cross-corpus target), cross-validation
-scheme, label task, architecture and auxiliary tasks — and labels it "paper".
+The paper: S. Latif, R. Rana, S. Khalifa, R. Jurdak, J. Epps and B. W. Schuller, "Multi-Task
+Semi-Supervised Adversarial Autoencoding for Speech Emotion Recognition", IEEE Transactions on
+Affective Computing. Table 3 is in its section 5.2, Table 4 in 5.3, Tables 5 and 6 in 6.1.
+
+The numbers are data, in ``paper_results.csv`` next to this module (shipped as package data): one
+row per printed number, in percent, mean and std as printed (std empty where the paper prints none),
+in the tables' order. Columns: ``table``, ``row`` (the paper's row label), ``corpus``, ``target``
+(cross-corpus test corpus, else empty), ``schemes`` (space-separated), ``task``, ``arch``, ``aux``,
+``metric``, ``mean``, ``std``. A report shows a published number beside ours only when the protocol
+matches: corpus (+ cross-corpus target), cross-validation scheme, label task, architecture and
+auxiliary tasks — and labels it "paper".
 
 Protocol fields, in our configuration's terms:
 * ``corpus``/``target``: ``data.corpus`` / ``data.target_corpus`` (``iemocap``, ``msp_improv``).
@@ -36,10 +43,14 @@ printed numbers, so nothing is transcribed from them.
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
 LOSO = ("loso", "loso_session")
+DATA_FILE = "paper_results.csv"
 
 
 @dataclass(frozen=True)
@@ -60,77 +71,19 @@ class PaperResult:
         return f"{self.mean:g}" if self.std is None else f"{self.mean:g} ± {self.std:g}"
 
 
-def _pair(table: str, row: str, schemes: tuple[str, ...], task: str, arch: str, aux: str, metric: str,
-          iemocap: tuple[float, float | None] | None, msp: tuple[float, float | None] | None) -> list[PaperResult]:
-    rows = []
-    for corpus, value in (("iemocap", iemocap), ("msp_improv", msp)):
-        if value is not None:
-            rows.append(PaperResult(table, row, corpus, schemes, task, arch, aux, metric, value[0], value[1]))
-    return rows
+def load_paper_results(text: str | None = None) -> tuple[PaperResult, ...]:
+    """The rows of ``paper_results.csv`` (or of ``text``, CSV with the same header), in file order."""
+    if text is None:
+        text = resources.files(__package__).joinpath(DATA_FILE).read_text(encoding="utf-8")
+    return tuple(
+        PaperResult(table=row["table"], row=row["row"], corpus=row["corpus"], schemes=tuple(row["schemes"].split()),
+                    task=row["task"], arch=row["arch"], aux=row["aux"], metric=row["metric"],
+                    mean=float(row["mean"]), std=float(row["std"]) if row["std"] else None,
+                    target=row["target"] or None)
+        for row in csv.DictReader(io.StringIO(text)))
 
 
-def _table3() -> list[PaperResult]:
-    t, c, ua = "3", "categorical", "ua"
-    return [
-        *_pair(t, "ProgNet (transfer learning) [88]", ("10fold",), c, "other", "both", ua, (65.7, 1.8), (60.5, 2.1)),
-        *_pair(t, "CNN (multi-task)", ("10fold",), c, "cnn", "both", ua, (65.6, 2.0), (59.5, 2.4)),
-        *_pair(t, "Semi-supervised AE (multi-task)", ("10fold",), c, "ae", "both", ua, (66.4, 1.6), (60.2, 2.3)),
-        *_pair(t, "Semi-supervised AAE (proposed)", ("10fold",), c, "aae", "both", ua, (68.8, 1.2), (63.6, 1.7)),
-        *_pair(t, "DBN (multi-task) [30]", LOSO, c, "other", "both", ua, (62.2, None), None),
-        *_pair(t, "CNN (multi-task) [106]", LOSO, c, "other", "both", ua, (59.54, None), None),
-        *_pair(t, "Semi-supervised AAE (proposed)", LOSO, c, "aae", "both", ua, (66.7, 1.4), (60.3, 1.1)),
-        *_pair(t, "CVAE-LSTM (single task) [20]", LOSO, c, "other", "none", ua, (62.8, None), None),
-        *_pair(t, "CNN (single task) [107]", LOSO, c, "other", "none", ua, (64.2, None), None),
-        *_pair(t, "Proposed (single task)", LOSO, c, "aae", "none", ua, (64.5, 1.5), (58.1, 1.7)),
-    ]
-
-
-def _table4() -> list[PaperResult]:
-    def row(name: str, arch: str, mean: float, std: float | None) -> PaperResult:
-        return PaperResult("4", name, "iemocap", ("cross_corpus",), "categorical", arch, "both", "ua", mean, std,
-                           target="msp_improv")
-
-    return [row("Attentive CNN [106]", "other", 45.76, None), row("Conditional-GAN [109]", "other", 45.40, None),
-            row("CycleGAN-DNN [108]", "other", 46.52, 0.43), row("Proposed", "aae", 46.41, 0.32)]
-
-
-def _table5() -> list[PaperResult]:
-    rows = []
-    # aux: (IEMOCAP WA, IEMOCAP UA, MSP-IMPROV WA, MSP-IMPROV UA)
-    printed = {"gender": ((67.5, 1.5), (66.1, 1.7), (60.1, 1.2), (59.3, 1.1)),
-               "speaker": ((67.2, 1.3), (65.9, 1.6), (60.5, 1.2), (59.1, 1.5)),
-               "both": ((68.5, 1.2), (66.7, 1.4), (62.5, 1.4), (60.2, 1.2))}
-    names = {"gender": "Gender", "speaker": "Speaker", "both": "Both"}
-    for aux, (i_wa, i_ua, m_wa, m_ua) in printed.items():
-        name = f"secondary task: {names[aux]}"
-        rows += _pair("5", name, LOSO, "categorical", "aae", aux, "wa", i_wa, m_wa)
-        rows += _pair("5", name, LOSO, "categorical", "aae", aux, "ua", i_ua, m_ua)
-    return rows
-
-
-def _table6() -> list[PaperResult]:
-    rows = []
-    # aux: IEMOCAP activation, valence, MSP-IMPROV activation, valence (3 levels each)
-    levels = {"gender": ((62.6, 1.3), (61.4, 1.2), (53.7, 2.1), (53.4, 1.8)),
-              "speaker": ((63.7, 1.2), (60.8, 0.8), (52.6, 2.5), (52.6, 2.3)),
-              "both": ((64.5, 1.5), (62.2, 1.0), (54.6, 1.4), (55.4, 1.6))}
-    # aux: IEMOCAP 3 clusters, 5 clusters, MSP-IMPROV 3 clusters, 5 clusters (valence-activation K-means)
-    clusters = {"gender": ((65.7, 1.3), (53.2, 0.8), (60.1, 1.5), (43.6, 1.5)),
-                "speaker": ((64.8, 1.5), (54.2, 1.2), (61.4, 1.0), (43.1, 1.2)),
-                "both": ((65.1, 0.9), (55.1, 1.4), (62.1, 1.8), (44.3, 1.3))}
-    names = {"gender": "Gender", "speaker": "Speaker", "both": "Both"}
-    for aux in ("gender", "speaker", "both"):
-        name = f"secondary task: {names[aux]}"
-        i_act, i_val, m_act, m_val = levels[aux]
-        rows += _pair("6", name, LOSO, "activation", "aae", aux, "unspecified", i_act, m_act)
-        rows += _pair("6", name, LOSO, "valence", "aae", aux, "unspecified", i_val, m_val)
-        i_3, i_5, m_3, m_5 = clusters[aux]
-        rows += _pair("6", name, LOSO, "av3", "aae", aux, "unspecified", i_3, m_3)
-        rows += _pair("6", name, LOSO, "av5", "aae", aux, "unspecified", i_5, m_5)
-    return rows
-
-
-PAPER_RESULTS: tuple[PaperResult, ...] = (*_table3(), *_table4(), *_table5(), *_table6())
+PAPER_RESULTS: tuple[PaperResult, ...] = load_paper_results()
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """IEMOCAP reader: `IEMOCAP_full_release/` -> manifest rows (one per labelled utterance).
 
-Layout (see /work/shared/CORPORA.md):
+Layout (docs/corpora.md; the paper, Latif et al., describes the corpus in its section 4.1.1):
   Session{n}/dialog/EmoEvaluation/<dialog>.txt        one label file per dialog
   Session{n}/dialog/EmoEvaluation/{Categorical,Attribute,Self-evaluation}/   per-evaluator files:
                                                        NOT dialog files, never read

@@ -1,6 +1,6 @@
 """LibriSpeech reader: one subset of `LibriSpeech/` -> manifest rows for the auxiliary tasks.
 
-Layout (see /work/shared/CORPORA.md):
+Layout (docs/corpora.md; the paper, Latif et al., describes the corpus in its section 4.1.3):
   SPEAKERS.TXT                                        `;` comments, then ID | SEX | SUBSET | MINUTES | NAME
   <subset>/<speaker>/<chapter>/<speaker>-<chapter>-<NNNN>.flac
   <subset>/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt   "<utt_id> TRANSCRIPT" per line

@@ -1,6 +1,6 @@
 """MSP-IMPROV reader: `MSP-IMPROV/` -> manifest rows (one per clip with a consensus label).
 
-Layout (see /work/shared/CORPORA.md):
+Layout (docs/corpora.md; the paper, Latif et al., describes the corpus in its section 4.1.2):
   Evaluation.txt (some copies: Evalution.txt)        the labels, one block per clip
   Audio/session{n}/S01A/P/MSP-IMPROV-S01A-F01-P-FM01.wav   or the same without Audio/ (merged
                                                       copies); macOS `._*` files are never opened
