@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import pickle
-import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,16 +30,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ser_mtl.checkpoint_io import CheckpointError, read_checkpoint
 from ser_mtl.data.audio import audio_chunks
 from ser_mtl.data.features import NoSpeechError
 from ser_mtl.data.manifest import CorpusError
 from ser_mtl.frontend import FrontEnd
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
-
-
-class CheckpointError(ValueError):
-    """A file that is not a usable ser-mtl checkpoint; the message names the file and the fix."""
 
 
 @dataclass
@@ -77,19 +72,7 @@ def load_checkpoint(ckpt: str | os.PathLike, device: str | torch.device = "cpu")
     from ser_mtl.models.aae import MultiTaskAAE
 
     path = Path(ckpt)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise CheckpointError(f"{path}: refused to load: the file holds pickled objects other than tensors "
-                              f"({str(err).splitlines()[0]}); only checkpoints written by `ser-mtl fit` load") from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as err:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or damaged?): "
-                              f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "hyper_parameters" not in checkpoint:
-        raise CheckpointError(f"{path}: not a Lightning checkpoint of ser-mtl (expected the keys 'state_dict' and "
-                              "'hyper_parameters'); was it written by `ser-mtl fit`?")
+    checkpoint = read_checkpoint(path)
     try:
         frontend = FrontEnd.from_state_dict(checkpoint.get("SERDataModule") or {}, source=str(path))
     except (TypeError, ValueError) as err:

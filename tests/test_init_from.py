@@ -7,6 +7,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from ser_mtl.checkpoint_io import CheckpointError
 from ser_mtl.models.aae import MultiTaskAAE
 from ser_mtl.models.init_from import load_matching_weights, read_state_dict
 
@@ -102,7 +103,7 @@ def test_init_from_is_not_applied_when_resuming(pretrained, tmp_path):
 
 def test_bad_checkpoints_are_named_and_never_executed(tmp_path):
     model = MultiTaskAAE(**TINY, num_speakers=5)
-    with pytest.raises(FileNotFoundError, match="missing.ckpt does not exist"):
+    with pytest.raises(CheckpointError, match="init_from: .*missing.ckpt: no such checkpoint file"):
         load_matching_weights(model, tmp_path / "missing.ckpt")
 
     torch.save({"foo.weight": torch.zeros(3)}, tmp_path / "other.pt")
@@ -110,12 +111,12 @@ def test_bad_checkpoints_are_named_and_never_executed(tmp_path):
         load_matching_weights(model, tmp_path / "other.pt")
 
     torch.save([torch.zeros(3)], tmp_path / "list.pt")
-    with pytest.raises(TypeError, match="list.pt holds a list"):
+    with pytest.raises(CheckpointError, match="list.pt: holds a list"):
         read_state_dict(tmp_path / "list.pt")
 
     marker = tmp_path / "executed"
     torch.save({"state_dict": {"a": torch.zeros(1)}, "payload": _Payload(str(marker))}, tmp_path / "evil.ckpt")
-    with pytest.raises(ValueError, match="evil.ckpt is not a checkpoint that loads with weights_only=True"):
+    with pytest.raises(CheckpointError, match="evil.ckpt: refused to load: the file holds pickled objects"):
         read_state_dict(tmp_path / "evil.ckpt")
     assert not marker.exists()
 

@@ -10,12 +10,13 @@ not have. The file is read with ``weights_only=True``: a checkpoint can never ru
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from ser_mtl.checkpoint_io import CheckpointError, read_checkpoint
 
 
 @dataclass
@@ -52,13 +53,10 @@ class InitReport:
 def read_state_dict(ckpt_path: str | Path) -> dict[str, torch.Tensor]:
     """The tensors of a Lightning checkpoint (its ``"state_dict"``) or of a bare state dict file, on CPU."""
     path = Path(ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"init_from: checkpoint {path} does not exist")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
-        raise ValueError(f"init_from: {path} is not a checkpoint that loads with weights_only=True "
-                         f"(only tensors and plain containers are accepted): {err}") from err
+        obj = read_checkpoint(path, require_lightning=False)
+    except CheckpointError as err:
+        raise CheckpointError(f"init_from: {err}") from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
