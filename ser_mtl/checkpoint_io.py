@@ -37,7 +37,7 @@ def read_checkpoint(path: str | os.PathLike, require_lightning: bool = True) -> 
                               f"({str(err).splitlines()[0]}); only checkpoints written by `ser-mtl fit` "
                               "load") from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        reason = str(err).splitlines()[0].split(". ")[0] if str(err) else type(err).__name__
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or damaged?): {reason}; "
                               "use another checkpoint of the run (best.ckpt / last.ckpt) or train again") from None
     if not isinstance(checkpoint, dict):

@@ -196,6 +196,13 @@ def exit_on(prog: str, errors: ExceptionTypes) -> Iterator[None]:
     except errors as err:
         print(f"{prog}: {err}", file=sys.stderr)
         raise SystemExit(1) from err
+    except OSError as err:  # a full disk is never a traceback: what failed and that a re-run resumes
+        from ser_mtl.io_utils import DiskFullError, disk_full_message, is_disk_full
+
+        if not is_disk_full(err):
+            raise
+        print(f"{prog}: {err if isinstance(err, DiskFullError) else disk_full_message(err)}", file=sys.stderr)
+        raise SystemExit(1) from err
 
 
 def _is_option(token: str) -> bool:

@@ -10,6 +10,7 @@ which would hide results from the rest of a cluster group.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import uuid
@@ -17,10 +18,46 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Whether ``err`` (or what it was raised from) is a write refused for space: no space left, over a
+    quota, or over the process's file-size limit."""
+    while err is not None:
+        if isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS:
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def disk_full_message(err: BaseException, what: str = "") -> str:
+    """One line for a full disk: what could not be written, and that re-running resumes."""
+    reason = next((e.strerror for e in _chain(err) if isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS),
+                  "no space left")
+    return (f"{what + ': ' if what else ''}could not be written ({reason}); nothing was marked complete and "
+            "earlier files are intact: free space, then run the same command again to resume")
+
+
+def _chain(err: BaseException | None) -> Iterator[BaseException]:
+    while err is not None:
+        yield err
+        err = err.__cause__ or err.__context__
+
+
+class DiskFullError(OSError):
+    """A file could not be written for lack of space; ``str()`` names the file and what to do."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path to write ``path``'s new content to; it replaces ``path`` on success."""
+    """Yield a temporary path to write ``path``'s new content to; it replaces ``path`` on success.
+
+    A write refused for space becomes `DiskFullError` naming ``path``; the old ``path`` stays as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
@@ -29,6 +66,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp, "rb+") as handle:  # the writer may have closed it without syncing
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        if is_disk_full(err) and not isinstance(err, DiskFullError):
+            raise DiskFullError(err.errno, disk_full_message(err, str(path))) from err
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

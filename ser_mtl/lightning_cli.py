@@ -20,13 +20,17 @@ Decisions (each one learnt the hard way on Lightning 2.6 / jsonargparse 4.53):
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 
 from ser_mtl.callbacks import RestoreBestHalveLR
+from ser_mtl.checkpoint_io import read_checkpoint
 from ser_mtl.data.datamodule import SERDataModule
+from ser_mtl.io_utils import atomic_write_text
 from ser_mtl.models.aae import MultiTaskAAE
+from ser_mtl.models.init_from import read_state_dict
 from ser_mtl.random_state import RandomStateCheckpoint
 from ser_mtl.run_outputs import PredictionWriter, ResultWriter
 from ser_mtl.verification import SpeakerVerification
@@ -44,6 +48,25 @@ def run_callbacks(run_dir: str | os.PathLike, monitor: str = "val/ua", mode: str
             RestoreBestHalveLR(monitor=monitor, mode=mode, **schedule), RandomStateCheckpoint(), SpeakerVerification(),
             ResultWriter(),
             PredictionWriter()]
+
+
+class AtomicSaveConfig(SaveConfigCallback):
+    """LightningCLI's config record, written atomically (a full disk leaves the old file, never half a file),
+    only when its content changed, and per stage: ``fit`` writes ``config.yaml``, ``test``/``validate``/``predict`` write
+    ``config_<stage>.yaml``, so testing in a run folder does not overwrite the record of its training."""
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if self.already_saved:
+            return
+        log_dir = trainer.log_dir  # every rank: it broadcasts
+        if trainer.is_global_zero:
+            stage = str(getattr(stage, "value", stage))
+            path = Path(log_dir) / (self.config_filename if stage == "fit" else f"config_{stage}.yaml")
+            text = self.parser.dump(self.config, skip_none=False)
+            if not (path.is_file() and path.read_text(encoding="utf-8") == text):  # a re-run writes nothing new
+                atomic_write_text(path, text)
+            self.already_saved = True
+        self.already_saved = trainer.strategy.broadcast(self.already_saved)
 
 
 class SERCLI(LightningCLI):
@@ -79,6 +102,22 @@ class SERCLI(LightningCLI):
         parser.add_lightning_class_args(ResultWriter, "test_outputs")
         parser.add_lightning_class_args(PredictionWriter, "predict_outputs")
 
+    def _parse_ckpt_path(self) -> None:
+        """LightningCLI reads ``--ckpt_path``'s hyper-parameters here, before anything else: open the file safely
+        first, so that a missing, damaged or foreign checkpoint is one `CheckpointError` naming it."""
+        subcommand = self.config.get("subcommand")
+        ckpt = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt and ckpt not in ("last", "best", "hpc", "registry"):  # Lightning's own names
+            read_checkpoint(ckpt)
+        super()._parse_ckpt_path()
+
+    def before_instantiate_classes(self) -> None:
+        """``--model.init_from`` is applied when the fit starts: check the file before anything is built."""
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        init_from = config.get("model.init_from")
+        if init_from:
+            read_state_dict(init_from)
+
     def before_fit(self) -> None:
         print(self.datamodule.describe())
 
@@ -95,6 +134,7 @@ def run_lightning_cli(args: list[str], run: bool = True) -> SERCLI:
         args=args,
         run=run,
         auto_configure_optimizers=False,
+        save_config_callback=AtomicSaveConfig,
         save_config_kwargs={"overwrite": True},
         trainer_defaults={"use_distributed_sampler": False, "log_every_n_steps": 10},
     )

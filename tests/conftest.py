@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from cli_args import run_args
 
 from ser_mtl.cli import main
 
@@ -16,15 +17,6 @@ def corpus(tmp_path_factory) -> Path:
           "--librispeech_train_speakers", "4", "--librispeech_train_utterances", "4",
           "--librispeech_test_speakers", "2", "--librispeech_test_utterances", "4"])
     return out
-
-
-def run_args(corpus: Path, run: Path) -> list[str]:
-    """A small demo-config run on the session corpus (64-frame segments), logging off."""
-    return ["--config", "configs/demo.yaml",
-            "--data.root", str(corpus / "IEMOCAP_full_release"), "--data.aux_root", str(corpus / "LibriSpeech"),
-            "--data.cache_dir", str(run.parent / "cache"), "--data.segment_frames", "64",
-            "--data.segment_hop", "32", "--model.encoder_pools", "[[2, 2], [2, 2], [2, 2]]",
-            "--trainer.default_root_dir", str(run), "--trainer.logger", "false", "--data.verification_enrol", "3"]
 
 
 @pytest.fixture(scope="session")

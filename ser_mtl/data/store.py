@@ -36,6 +36,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import zipfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -48,7 +49,7 @@ from tqdm.auto import tqdm
 from ser_mtl.data.audio import load_audio
 from ser_mtl.data.features import FeatureConfig, NoSpeechError, stored_frames
 from ser_mtl.data.manifest import CorpusError, ManifestRow, Skip
-from ser_mtl.io_utils import atomic_open
+from ser_mtl.io_utils import DiskFullError, atomic_open, disk_full_message, is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +189,7 @@ class FeatureStore:
         try:
             with np.load(self.path / INDEX) as index:
                 self._offsets, self._lengths = index["offsets"], index["lengths"]
-        except (OSError, ValueError, KeyError, EOFError) as err:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
             raise StoreNotBuiltError(f"{self.path / INDEX}: damaged (expected 'offsets' and 'lengths' arrays: "
                                      f"{type(err).__name__}: {err}); {fix}") from None
         if self._lengths.shape != (len(self.rows),) or self._offsets.shape != (len(self.rows),):
@@ -259,7 +260,13 @@ class FeatureStore:
             self.path.mkdir(parents=True, exist_ok=True)
             with _exclusive_lock(self.path / "build.lock"):
                 if not self.is_complete():  # another process may have finished while we waited
-                    self._build_locked(num_workers, progress)
+                    try:
+                        self._build_locked(num_workers, progress)
+                    except OSError as err:
+                        if is_disk_full(err) and not isinstance(err, DiskFullError):
+                            raise DiskFullError(err.errno, disk_full_message(
+                                err, f"feature store {self.path}")) from err
+                        raise
         return self.open()
 
     def _build_locked(self, num_workers: int, progress: bool) -> None:

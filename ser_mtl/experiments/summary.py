@@ -185,10 +185,15 @@ def summarize(runs: list[dict[str, Any]], folds: list[int] | None = None,
 
 def read_json(path: str | Path) -> Any:
     """A JSON file; ``SummaryError`` naming the file and line when it does not parse."""
+    path = Path(path)
+    fix = (f"the file is damaged; delete the run folder {path.parent} to redo that run" if path.parent.name.startswith(
+        "fold") else "the file is damaged; delete it (the runner writes it again) or restore it")
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
-        raise SummaryError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from err
+        raise SummaryError(f"{path}:{err.lineno}: not valid JSON ({err.msg}); {fix}") from err
+    except UnicodeDecodeError as err:
+        raise SummaryError(f"{path}: not a UTF-8 JSON file ({err.reason}); {fix}") from err
 
 
 def read_record(out: str | Path) -> dict[str, Any] | None:

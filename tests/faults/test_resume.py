@@ -1,0 +1,45 @@
+"""SIGKILL at epoch boundaries, then resume from last.ckpt: the fit ends exactly as if never interrupted."""
+
+import pytest
+import torch
+from cli_args import run_args
+from subprocess_cli import ser_mtl
+
+pytestmark = pytest.mark.slow
+
+
+def _fit(corpus, run, *extra):
+    return ser_mtl(["fit", *run_args(corpus, run), "--trainer.max_epochs", "3", "--trainer.limit_train_batches", "4",
+                    "--trainer.enable_progress_bar", "false", *extra])
+
+
+def _kill_at(epoch: int) -> list[str]:
+    return ["--trainer.callbacks+=killers.KillAt", "--trainer.callbacks.epoch", str(epoch)]
+
+
+def test_two_sigkills_then_resume_gives_the_uninterrupted_fit(corpus, tmp_path):
+    full, broken = tmp_path / "full", tmp_path / "broken"
+    assert _fit(corpus, full).returncode == 0
+    last = broken / "checkpoints" / "last.ckpt"
+    first = _fit(corpus, broken, *_kill_at(1))
+    assert first.returncode == -9 and torch.load(last, weights_only=True)["epoch"] == 0  # killed after epoch 0
+    second = _fit(corpus, broken, "--ckpt_path", str(last), *_kill_at(2))
+    assert second.returncode == -9 and torch.load(last, weights_only=True)["epoch"] == 1
+    assert _fit(corpus, broken, "--ckpt_path", str(last)).returncode == 0
+
+    a = torch.load(full / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(last, weights_only=True)
+    assert a["epoch"] == b["epoch"] == 2 and a["global_step"] == b["global_step"]
+    different = [k for k in a["state_dict"] if not torch.equal(a["state_dict"][k], b["state_dict"][k])]
+    assert different == [], f"{len(different)} of {len(a['state_dict'])} tensors differ"
+    for opt_a, opt_b in zip(a["optimizer_states"], b["optimizer_states"], strict=True):
+        assert [g["lr"] for g in opt_a["param_groups"]] == [g["lr"] for g in opt_b["param_groups"]]
+        for key, state in opt_a["state"].items():
+            for name, value in state.items():
+                assert torch.equal(torch.as_tensor(value), torch.as_tensor(opt_b["state"][key][name])), (key, name)
+    schedule = next(k for k in a["callbacks"] if k.startswith("RestoreBestHalveLR"))
+    for field in ("best_score", "best_epoch", "wait", "num_restores"):
+        assert a["callbacks"][schedule][field] == b["callbacks"][schedule][field], field
+    best_a, best_b = (torch.load(r / "checkpoints" / "best.ckpt", weights_only=True) for r in (full, broken))
+    assert best_a["epoch"] == best_b["epoch"]
+    assert all(torch.equal(best_a["state_dict"][k], best_b["state_dict"][k]) for k in best_a["state_dict"])
