@@ -7,11 +7,11 @@ start-up, not with those the uninterrupted fit had reached: different dropout ma
 samples, different weights (measured: 60 of 68 tensors after 3 epochs).
 
 This callback saves the torch (CPU and every CUDA device), numpy and Python states with every
-checkpoint and puts them back when the first training epoch after the restore starts, i.e. after
+checkpoint and puts them back just before the first training batch after the restore, i.e. after
 the sanity check and the dataloader set-up, which draw nothing from the global generators
-(`SERDataModule` gives its loaders their own ``torch.Generator``). A checkpoint is written at the end
-of an epoch, after which nothing draws before the next epoch's first batch, so the resumed epoch
-starts from the very states the uninterrupted one had.
+(`SERDataModule` gives its loaders their own ``torch.Generator``). Between a checkpoint written at a
+batch boundary (the end of an epoch, or before a batch) and the next batch nothing draws, so the
+resumed fit continues from the very states the uninterrupted one had.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def restore_random_state(state: dict[str, Any]) -> None:
 
 
 class RandomStateCheckpoint(pl.Callback):
-    """Save the global random states with each checkpoint; restore them at the first epoch of a resumed fit.
+    """Save the global random states with each checkpoint; restore them at the first batch of a resumed fit.
 
     Under DDP each rank saves only rank 0's states into the (single) checkpoint; on resume every rank
     takes them, which is what the ranks had at start-up too (``seed_everything`` gives them one seed).
@@ -64,7 +64,8 @@ class RandomStateCheckpoint(pl.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._pending = state_dict
 
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
         if self._pending is not None:
             restore_random_state(self._pending)
             self._pending = None

@@ -8,7 +8,6 @@ import torch
 from corpus_trees import make_iemocap, make_librispeech
 
 from ser_mtl.data.datamodule import SERDataModule
-from ser_mtl.data.datasets import SegmentDataset
 from ser_mtl.data.features import FeatureConfig
 from ser_mtl.data.store import running_stats
 

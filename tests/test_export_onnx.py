@@ -24,7 +24,7 @@ def test_export_matches_pytorch_on_real_segments(trained_run, corpus, tmp_path, 
 
     # a recording prepared from the JSON settings alone, scored on onnxruntime, vs the Python API
     from_json = FrontEnd.from_state_dict(settings)
-    wav = sorted((corpus / "IEMOCAP_full_release" / "Session1").rglob("*.wav"))[0]
+    wav = min((corpus / "IEMOCAP_full_release" / "Session1").rglob("*.wav"))
     from ser_mtl.data.audio import load_audio
 
     frames = from_json.frames(load_audio(wav, from_json.features.sample_rate))

@@ -60,7 +60,7 @@ def test_classify_command_writes_the_api_posteriors(recognizer, trained_run, cor
 
 
 def test_arrays_any_rate_and_channels_and_skips(recognizer, corpus):
-    path = sorted(_wav_dir(corpus).rglob("*.wav"))[0]
+    path = min(_wav_dir(corpus).rglob("*.wav"))
     samples, rate = sf.read(path, dtype="float32")
     from_file = recognizer.classify_file(path)
     from_array = recognizer.classify_array(samples, rate)

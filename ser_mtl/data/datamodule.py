@@ -292,13 +292,23 @@ class SERDataModule(pl.LightningDataModule):
         shuffle_seed = hp.seed * 1_000_003 + torch.initial_seed() % 1_000_003
         sampler = MixedBatchSampler(len(self.train_set), len(self.aux_set) if self.aux_set else 0,
                                     hp.batch_size, hp.aux_fraction, seed=shuffle_seed, rank=rank, world_size=world,
-                                    epoch_fn=self._current_epoch)
+                                    epoch_fn=self._current_epoch, skip_fn=self._batches_done_this_epoch)
         return DataLoader(ConcatDataset(parts), batch_sampler=sampler, num_workers=hp.num_workers,
                           persistent_workers=hp.num_workers > 0, generator=self._loader_generator(shuffle_seed))
 
     def _current_epoch(self) -> int:
         trainer = getattr(self, "trainer", None)
         return trainer.current_epoch if trainer is not None else 0
+
+    def _batches_done_this_epoch(self) -> int:
+        """Training batches of the current epoch done before the checkpoint a fit restarts from mid-epoch
+        (e.g. SLURM's hpc_ckpt); 0 otherwise. Lightning resumes counting at that batch index but restarts a
+        plain loader from its first batch, which would repeat batches and skip as many others."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or not trainer.fit_loop.restarting:
+            return 0
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        return done if 0 < done < trainer.num_training_batches else 0
 
     @staticmethod
     def _loader_generator(seed: int) -> torch.Generator:

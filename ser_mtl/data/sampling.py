@@ -31,7 +31,7 @@ class MixedBatchSampler(Sampler[list[int]]):
 
     def __init__(self, n_primary: int, n_aux: int, batch_size: int, aux_fraction: float,
                  seed: int = 0, rank: int = 0, world_size: int = 1,
-                 epoch_fn: Callable[[], int] | None = None) -> None:
+                 epoch_fn: Callable[[], int] | None = None, skip_fn: Callable[[], int] | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not 0.0 <= aux_fraction <= 1.0:
@@ -45,6 +45,9 @@ class MixedBatchSampler(Sampler[list[int]]):
         # Lightning calls set_epoch only on a DataLoader's sampler or on its batch sampler's `.sampler`,
         # never on a batch sampler itself: the datamodule passes the trainer's epoch counter instead.
         self.epoch_fn = epoch_fn
+        # Batches of this epoch already trained before a mid-epoch checkpoint: a resumed fit starts after
+        # them instead of replaying the epoch's first batches under later batch indices.
+        self.skip_fn = skip_fn
         if n_primary == 0:
             self.n_aux_per_batch = batch_size
         elif n_aux == 0:
@@ -66,7 +69,12 @@ class MixedBatchSampler(Sampler[list[int]]):
         return self._total_batches() // self.world_size if self.world_size > 1 else self._total_batches()
 
     def __iter__(self) -> Iterator[list[int]]:
+        # epoch and skip are read now, when the loader's iterator is made, not at the first batch
         epoch = self.epoch_fn() if self.epoch_fn is not None else self.epoch
+        skip = self.skip_fn() if self.skip_fn is not None else 0
+        return self._batches(epoch, skip)
+
+    def _batches(self, epoch: int, skip: int) -> Iterator[list[int]]:
         rng = np.random.default_rng([self.seed, epoch])
         primary = rng.permutation(self.n_primary)
         aux_stream = self._aux_stream(rng)
@@ -74,7 +82,7 @@ class MixedBatchSampler(Sampler[list[int]]):
         for b in range(per_rank * self.world_size):
             batch = primary[b * self.n_primary_per_batch:(b + 1) * self.n_primary_per_batch].tolist()
             batch += [self.n_primary + next(aux_stream) for _ in range(self.n_aux_per_batch)]
-            if b % self.world_size == self.rank:
+            if b % self.world_size == self.rank and b // self.world_size >= skip:
                 yield batch
 
     def _aux_stream(self, rng: np.random.Generator) -> Iterator[int]:

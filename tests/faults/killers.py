@@ -23,3 +23,23 @@ class KillAt(pl.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self.batch is not None and trainer.current_epoch == self.epoch and batch_idx == self.batch:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class SaveAndKillAt(pl.Callback):
+    """What SLURM preemption does with Lightning's requeue: a mid-epoch ``hpc_ckpt_1.ckpt`` in the run's
+    root, then the end (here SIGKILL), before batch ``batch`` of epoch ``epoch`` runs."""
+
+    def __init__(self, epoch: int = 1, batch: int = 2) -> None:
+        self.epoch, self.batch = epoch, batch
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            trainer.save_checkpoint(os.path.join(trainer.default_root_dir, "hpc_ckpt_1.ckpt"))
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class BatchLog(pl.Callback):
+    """Print ``epoch batch_idx first-utt`` for every training batch (to see which batches a resume runs)."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        print(f"BATCH {trainer.current_epoch} {batch_idx} {int(batch['utt'][0])}", flush=True)

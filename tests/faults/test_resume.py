@@ -43,3 +43,25 @@ def test_two_sigkills_then_resume_gives_the_uninterrupted_fit(corpus, tmp_path):
     best_a, best_b = (torch.load(r / "checkpoints" / "best.ckpt", weights_only=True) for r in (full, broken))
     assert best_a["epoch"] == best_b["epoch"]
     assert all(torch.equal(best_a["state_dict"][k], best_b["state_dict"][k]) for k in best_a["state_dict"])
+
+
+def test_a_mid_epoch_checkpoint_resumes_with_the_remaining_batches(corpus, tmp_path):
+    """A checkpoint written before batch 2 of epoch 1 (as SLURM's hpc_ckpt is), then SIGKILL: the resumed fit
+    runs batches 2 and 3 of epoch 1 (not the epoch's first two again) and ends equal to the uninterrupted fit."""
+    log = ["--trainer.callbacks+=killers.BatchLog"]
+    full = _fit(corpus, tmp_path / "full", *log, "--trainer.max_epochs", "2")
+    broken = tmp_path / "broken"
+    killed = _fit(corpus, broken, *log, "--trainer.max_epochs", "2", "--trainer.callbacks+=killers.SaveAndKillAt",
+                  "--trainer.callbacks.epoch", "1", "--trainer.callbacks.batch", "2")
+    assert killed.returncode == -9
+    resumed = _fit(corpus, broken, *log, "--trainer.max_epochs", "2", "--ckpt_path", str(broken / "hpc_ckpt_1.ckpt"))
+    assert resumed.returncode == 0, resumed.stderr
+
+    def batches(result):
+        return [line.split()[1:] for line in result.stdout.splitlines() if line.startswith("BATCH ")]
+
+    assert batches(killed)[:6] + batches(resumed) == batches(full)  # (epoch, index, first utterance) each
+    assert [b[:2] for b in batches(resumed)] == [["1", "2"], ["1", "3"]]
+    a = torch.load(tmp_path / "full" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    b = torch.load(broken / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
