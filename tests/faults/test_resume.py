@@ -48,11 +48,11 @@ def test_two_sigkills_then_resume_gives_the_uninterrupted_fit(corpus, tmp_path):
 def test_a_mid_epoch_checkpoint_resumes_with_the_remaining_batches(corpus, tmp_path):
     """A checkpoint written before batch 2 of epoch 1 (as SLURM's hpc_ckpt is), then SIGKILL: the resumed fit
     runs batches 2 and 3 of epoch 1 (not the epoch's first two again) and ends equal to the uninterrupted fit."""
-    log = ["--trainer.callbacks+=killers.BatchLog"]
+    log = ["--trainer.callbacks+=killers.BatchLog", "--data.batch_size", "8"]  # 4 batches an epoch
     full = _fit(corpus, tmp_path / "full", *log, "--trainer.max_epochs", "2")
     broken = tmp_path / "broken"
-    killed = _fit(corpus, broken, *log, "--trainer.max_epochs", "2", "--trainer.callbacks+=killers.SaveAndKillAt",
-                  "--trainer.callbacks.epoch", "1", "--trainer.callbacks.batch", "2")
+    killed = _fit(corpus, broken, *log, "--trainer.max_epochs", "2",
+                  "--trainer.callbacks+=killers.SaveAndKillAt")  # its defaults: epoch 1, batch 2
     assert killed.returncode == -9
     resumed = _fit(corpus, broken, *log, "--trainer.max_epochs", "2", "--ckpt_path", str(broken / "hpc_ckpt_1.ckpt"))
     assert resumed.returncode == 0, resumed.stderr
