@@ -109,8 +109,25 @@ def config_files(config_args: list[str]) -> dict[str, str]:
         if path is not None:
             if not Path(path).is_file():
                 raise CVError(f"--config {path}: no such file")
-            files[path] = Path(path).read_text(encoding="utf-8")
+            _add_config_file(Path(path), files)
     return files
+
+
+def _add_config_file(path: Path, files: dict[str, str]) -> None:
+    """``path``'s text and, recursively, that of the files it includes with a top-level ``config:`` line
+    (``configs/networks/*.yaml``), so that editing a shared network file counts as a changed configuration."""
+    import yaml
+
+    text = path.read_text(encoding="utf-8")
+    files[str(path)] = text
+    try:
+        included = (yaml.safe_load(text) or {}).get("config")
+    except (yaml.YAMLError, AttributeError):
+        return  # LightningCLI reports a malformed config itself
+    for name in included if isinstance(included, list) else [included] if included else []:
+        child = path.parent / name
+        if child.is_file() and str(child) not in files:
+            _add_config_file(child, files)
 
 
 def check_config_args(config_args: list[str]) -> None:
