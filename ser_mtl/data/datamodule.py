@@ -297,8 +297,10 @@ class SERDataModule(pl.LightningDataModule):
                           persistent_workers=hp.num_workers > 0, generator=self._loader_generator(shuffle_seed))
 
     def _current_epoch(self) -> int:
+        """The epoch the loader's next iterator serves: the count Lightning gives a sampler's ``set_epoch``
+        (``trainer.current_epoch`` still shows the last completed epoch while a restored fit sets up)."""
         trainer = getattr(self, "trainer", None)
-        return trainer.current_epoch if trainer is not None else 0
+        return int(trainer.fit_loop.epoch_progress.current.processed) if trainer is not None else 0
 
     def _batches_done_this_epoch(self) -> int:
         """Training batches of the current epoch done before the checkpoint a fit restarts from mid-epoch
@@ -307,8 +309,13 @@ class SERDataModule(pl.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         if trainer is None or not trainer.fit_loop.restarting:
             return 0
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
-        return done if 0 < done < trainer.num_training_batches else 0
+        # Lightning's own test for "restarted mid-epoch" (FitLoop.update_restart_stage), which it runs only
+        # after the loader's iterator exists: an epoch started but not processed
+        total = trainer.fit_loop.epoch_progress.total
+        if not (total.started == total.ready and total.processed == total.started - 1
+                and total.completed == total.processed):
+            return 0  # restored at an epoch's end: the next epoch starts at its first batch
+        return int(trainer.fit_loop.epoch_loop.batch_progress.current.completed)
 
     @staticmethod
     def _loader_generator(seed: int) -> torch.Generator:

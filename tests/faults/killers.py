@@ -43,3 +43,25 @@ class BatchLog(pl.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         print(f"BATCH {trainer.current_epoch} {batch_idx} {int(batch['utt'][0])}", flush=True)
+
+
+class RngLog(pl.Callback):
+    """Print a hash of the torch CPU random state at epoch and batch starts (debugging resume exactness)."""
+
+    def _say(self, where, trainer):
+        import hashlib
+
+        import torch
+
+        print(f"RNG {where} {trainer.current_epoch} {hashlib.md5(torch.get_rng_state().numpy().tobytes()).hexdigest()[:8]}",
+              flush=True)
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._say("epoch_start", trainer)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == 0:
+            self._say("batch0", trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self._say("epoch_end", trainer)

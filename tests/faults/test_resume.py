@@ -62,6 +62,8 @@ def test_a_mid_epoch_checkpoint_resumes_with_the_remaining_batches(corpus, tmp_p
 
     assert batches(killed)[:6] + batches(resumed) == batches(full)  # (epoch, index, first utterance) each
     assert [b[:2] for b in batches(resumed)] == [["1", "2"], ["1", "3"]]
+    by_epoch = [[b[2] for b in batches(full) if b[0] == e] for e in ("0", "1")]
+    assert by_epoch[0] != by_epoch[1]  # every epoch has its own batch order (Lightning never set the epoch)
     a = torch.load(tmp_path / "full" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     b = torch.load(broken / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
