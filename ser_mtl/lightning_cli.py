@@ -77,6 +77,8 @@ class SERCLI(LightningCLI):
         parser.link_arguments("data.num_speakers", "model.num_speakers", apply_on="instantiate")
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
         parser.link_arguments("data.input_size", "model.input_size", apply_on="instantiate")
+        # the rule "auxiliary speech only where a task can use it", whatever the order of --config files
+        parser.link_arguments("model.tasks", "data.model_tasks", apply_on="parse")
         parser.add_lightning_class_args(RestoreBestHalveLR, "lr_schedule")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         # Lightning 2.6's save_last writes last.ckpt only when the monitored metric improved, so an

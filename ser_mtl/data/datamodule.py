@@ -102,6 +102,10 @@ class SERDataModule(pl.LightningDataModule):
             test speakers, are enrolled for speaker verification at test time (paper:
             ``test-clean``); only for speaker-independent schemes; ``None`` disables it.
         verification_enrol: utterances per speaker for enrolment (paper: 20).
+        model_tasks: the model's tasks (linked from ``model.tasks`` by the CLI). Auxiliary speech carries
+            only speaker and gender labels, so without a gender or speaker task the auxiliary corpus is not
+            used at all, whatever ``aux_root`` says (the supervised CNN and single-task baselines get no
+            batches of speech no part of them can learn from); ``describe`` says so. None: all tasks.
     """
 
     def __init__(
@@ -131,12 +135,15 @@ class SERDataModule(pl.LightningDataModule):
         max_stats_utterances: int = 4000,
         verification_subset: str | None = "test-clean",
         verification_enrol: int = 20,
+        model_tasks: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         # a checkpoint's hyper-parameters hold the settings as a dict (SERDataModule.load_from_checkpoint)
         self.features = FeatureConfig(**features) if isinstance(features, dict) else features
         self.rows = cached_manifest(corpus, root, cache_dir, subset)
+        self.aux_unused = bool(aux_root) and model_tasks is not None and not {"gender", "speaker"} & set(model_tasks)
+        aux_root = None if self.aux_unused else aux_root
         self.aux_rows = self._draw_aux_rows() if aux_root else []
         self.target_rows: list[ManifestRow] = []
         if scheme == "cross_corpus":
@@ -386,4 +393,7 @@ class SERDataModule(pl.LightningDataModule):
             (f"  val {len(self.split.val)} utts / {spk(eval_rows, self.split.val)} speakers; "
              f"test {len(self.split.test)} utts / {spk(eval_rows, self.split.test)} speakers"),
         ]
+        if self.aux_unused:
+            lines.append(f"  auxiliary corpus {self.hparams.aux_root} not used: the model has no gender or speaker "
+                         f"task (tasks {list(self.hparams.model_tasks)})")
         return "\n".join(lines)
