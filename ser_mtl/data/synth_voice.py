@@ -20,10 +20,14 @@ overall gain is applied on top, so no single cue separates the classes.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
+import soundfile as sf
 from scipy.signal import sosfilt
+
+from ser_mtl.io_utils import atomic_path
 
 SAMPLE_RATE = 16000
 
@@ -249,3 +253,28 @@ def synthesize(
         speech_seconds=(spans[-1][1] - spans[0][0]) / sample_rate,
         f0_median=float(np.median(f0[voiced])),
     )
+
+
+_WORDS = ("the", "of", "and", "to", "in", "he", "was", "that", "it", "his", "her", "you", "as", "had",
+          "with", "for", "she", "not", "at", "but", "by", "be", "have", "from", "or", "one", "all", "they",
+          "were", "which", "when", "we", "there", "can", "an", "your", "more", "would", "what", "about",
+          "if", "out", "so", "said", "time", "could", "into", "them", "then", "now", "only", "little",
+          "very", "well", "down", "say", "over", "know", "good", "back", "after", "first", "way", "where",
+          "long", "our", "great", "before", "right", "old", "think", "here", "thing", "house", "ever")
+
+
+def render_utterance(seed: int, key: tuple[int, ...], voice: Voice, latent: tuple[float, float, float],
+                     seconds: float) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Audio and matching words of one utterance of ``seconds`` with (valence, activation, dominance)
+    ``latent``, from its own random stream keyed by (seed, *key): byte-identical for the same key."""
+    rng = np.random.default_rng([seed, *key])
+    valence, activation, _ = latent
+    u = synthesize(rng, voice, prosody_for(rng, activation, valence), seconds)
+    words = tuple(str(w) for w in rng.choice(_WORDS, size=len(u.syllables_per_word)))
+    return u.wave, words
+
+
+def write_audio(path: str | os.PathLike, wave: np.ndarray, fmt: str) -> None:
+    """``wave`` as 16-bit PCM at SAMPLE_RATE in ``fmt`` ("WAV", "FLAC"), written atomically."""
+    with atomic_path(path) as tmp:
+        sf.write(tmp, wave, SAMPLE_RATE, subtype="PCM_16", format=fmt)
