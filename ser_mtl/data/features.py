@@ -163,6 +163,20 @@ def _transforms(cfg: FeatureConfig, device: torch.device) -> tuple[AT.Spectrogra
     return spec.to(device), fb.to(device)
 
 
+def _frame_power(wave: torch.Tensor, frame_length: int, hop_length: int) -> torch.Tensor:
+    """(1 + T // hop,) mean square (RMS^2) of centred, zero-padded frames of ``wave`` (T,), as librosa's RMS."""
+    padded = torch.nn.functional.pad(wave[None, None], (frame_length // 2, frame_length // 2))[0, 0]
+    return padded.unfold(0, frame_length, hop_length).pow(2).mean(dim=1)
+
+
+def _nonsilent_samples(power: torch.Tensor, top_db: float, hop_length: int, n_samples: int) -> torch.Tensor:
+    """(T,) bool from the frame powers: frames within ``top_db`` of the loudest, frame f covering samples
+    [f * hop, (f + 1) * hop)."""
+    power = power.clamp_min(_AMIN)
+    keep = 10.0 * torch.log10(power / power.max()) > -top_db  # (n_frames,)
+    return keep[torch.arange(n_samples, device=power.device) // hop_length]  # (T,)
+
+
 def nonsilent_mask(wave: torch.Tensor, top_db: float, frame_length: int, hop_length: int) -> torch.Tensor:
     """(T,) bool: True for samples inside the non-silent intervals of `librosa.effects.split`.
 
@@ -172,12 +186,7 @@ def nonsilent_mask(wave: torch.Tensor, top_db: float, frame_length: int, hop_len
     """
     if wave.ndim != 1:
         raise ValueError(f"expected a (T,) waveform, got shape {tuple(wave.shape)}")
-    padded = torch.nn.functional.pad(wave[None, None], (frame_length // 2, frame_length // 2))[0, 0]
-    frames = padded.unfold(0, frame_length, hop_length)  # (1 + T // hop, frame_length)
-    power = frames.pow(2).mean(dim=1).clamp_min(_AMIN)  # (n_frames,) mean square = RMS^2
-    db = 10.0 * torch.log10(power / power.max())
-    keep = db > -top_db  # (n_frames,)
-    return keep[torch.arange(wave.shape[0], device=wave.device) // hop_length]  # (T,)
+    return _nonsilent_samples(_frame_power(wave, frame_length, hop_length), top_db, hop_length, wave.shape[0])
 
 
 def trim_silence(wave: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
@@ -186,22 +195,31 @@ def trim_silence(wave: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
     return wave[keep]
 
 
+def _checked_wave(wave: torch.Tensor) -> torch.Tensor:
+    if wave.ndim != 1 or wave.shape[0] == 0:
+        raise ValueError(f"compute_features: expected a non-empty (T,) waveform, got shape {tuple(wave.shape)}")
+    if not wave.is_floating_point():
+        raise ValueError(f"compute_features: expected a floating-point waveform, got {wave.dtype}")
+    return wave.float()
+
+
+def _log_rows(wave: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
+    """(T,) -> (n_bins, 1 + T // hop_length) log band power; no silence removal here."""
+    spec, fb = _transforms(cfg, wave.device)
+    power = spec(wave)  # (n_fft // 2 + 1, frames)
+    rows = fb.T @ power  # (n_bins, frames)
+    return torch.log(rows + cfg.log_eps)
+
+
 def compute_features(wave: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
     """(T,) waveform at cfg.sample_rate -> (n_bins, frames) float32 log spectrogram, same device.
 
     frames = 1 + T' // hop_length, where T' is the length after silence removal (T without it).
     """
-    if wave.ndim != 1 or wave.shape[0] == 0:
-        raise ValueError(f"compute_features: expected a non-empty (T,) waveform, got shape {tuple(wave.shape)}")
-    if not wave.is_floating_point():
-        raise ValueError(f"compute_features: expected a floating-point waveform, got {wave.dtype}")
-    wave = wave.float()
+    wave = _checked_wave(wave)
     if cfg.trim_silence:
         wave = trim_silence(wave, cfg)  # (T',)
-    spec, fb = _transforms(cfg, wave.device)
-    power = spec(wave)  # (n_fft // 2 + 1, frames)
-    rows = fb.T @ power  # (n_bins, frames)
-    return torch.log(rows + cfg.log_eps)
+    return _log_rows(wave, cfg)
 
 
 SILENCE_FLOOR_DBFS = -90.0  # below 16-bit quantisation noise: nothing in the file was ever sound
@@ -211,27 +229,31 @@ class NoSpeechError(ValueError):
     """Audio with nothing to featurise: digital silence, or less speech than one analysis window."""
 
 
-def check_speech(wave: torch.Tensor, cfg: FeatureConfig) -> None:
-    """NoSpeechError when the loudest silence-detection frame of ``wave`` is below `SILENCE_FLOOR_DBFS`
-    (the relative ``silence_db`` rule alone keeps every frame of an all-zero file, since each frame is as
-    loud as the loudest), or when less than one ``win_ms`` window is left after silence removal."""
+def speech_only(wave: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
+    """``wave`` after silence removal (``cfg.trim_silence``), from one pass over its frame powers.
+
+    NoSpeechError when the loudest silence-detection frame is below `SILENCE_FLOOR_DBFS` (the relative
+    ``silence_db`` rule alone keeps every frame of an all-zero file, since each frame is as loud as the
+    loudest), or when less than one ``win_ms`` window is left.
+    """
+    wave = _checked_wave(wave)
     frame, hop = cfg.silence_frame_samples, cfg.silence_hop_samples
-    padded = torch.nn.functional.pad(wave.float()[None, None], (frame // 2, frame // 2))[0, 0]
-    loudest = float(padded.unfold(0, frame, hop).pow(2).mean(dim=1).max()) if len(padded) >= frame else 0.0
-    level = 10.0 * np.log10(max(loudest, 1e-30))  # dB relative to full scale (|x| = 1)
+    power = _frame_power(wave, frame, hop)  # (n_frames,)
+    level = 10.0 * np.log10(max(float(power.max()), 1e-30))  # dB relative to full scale (|x| = 1)
     if level < SILENCE_FLOOR_DBFS:
         raise NoSpeechError(f"no frame above the silence threshold (loudest {frame}-sample frame at "
                             f"{level:.0f} dBFS, floor {SILENCE_FLOOR_DBFS:.0f} dBFS): digital silence")
-    kept = len(trim_silence(wave.float(), cfg)) if cfg.trim_silence else len(wave)
-    if kept < cfg.win_length:
-        raise NoSpeechError(f"{kept} samples of speech after silence removal, fewer than one "
+    if cfg.trim_silence:
+        wave = wave[_nonsilent_samples(power, cfg.silence_db, hop, wave.shape[0])]  # (T',)
+    if len(wave) < cfg.win_length:
+        raise NoSpeechError(f"{len(wave)} samples of speech after silence removal, fewer than one "
                             f"{cfg.win_ms:g} ms analysis window ({cfg.win_length} samples)")
+    return wave
 
 
 def stored_frames(wave: torch.Tensor, cfg: FeatureConfig) -> np.ndarray:
     """`compute_features` rounded to float16 on the CPU: the numbers the feature store keeps and every
     later step (training, evaluation, classification) reads. (T,) -> (n_bins, frames) float16.
 
-    NoSpeechError (see `check_speech`) instead of frames of silence."""
-    check_speech(wave, cfg)
-    return compute_features(wave, cfg).cpu().numpy().astype(np.float16)
+    NoSpeechError (see `speech_only`) instead of frames of silence; the silence is detected once."""
+    return _log_rows(speech_only(wave, cfg), cfg).cpu().numpy().astype(np.float16)
