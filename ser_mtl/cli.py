@@ -72,21 +72,13 @@ def main(args: list[str] | None = None) -> None:
     command, rest = args[0], args[1:]
     if command in LIGHTNING_COMMANDS:
         from ser_mtl.checkpoint_io import CheckpointError
+        from ser_mtl.command_line import exit_on
         from ser_mtl.data.store import StoreNotBuiltError
-        from ser_mtl.io_utils import DiskFullError, disk_full_message, is_disk_full
         from ser_mtl.lightning_cli import run_lightning_cli
 
-        try:
+        # a damaged file or a full disk: one line naming the file and the fix, as for every other command
+        with exit_on(f"ser-mtl {command}", (CheckpointError, StoreNotBuiltError)):
             run_lightning_cli(args)
-        except (CheckpointError, StoreNotBuiltError) as err:  # a damaged file: its name and the fix, no traceback
-            print(f"ser-mtl {command}: {err}", file=sys.stderr)
-            raise SystemExit(1) from None
-        except OSError as err:
-            if not is_disk_full(err):
-                raise
-            print(f"ser-mtl {command}: {err if isinstance(err, DiskFullError) else disk_full_message(err)}",
-                  file=sys.stderr)
-            raise SystemExit(1) from None
     elif command in COMMANDS:
         from ser_mtl.command_line import run_command
 

@@ -117,7 +117,7 @@ def split_argv(argv: list[str], prefixes: tuple[str, ...]) -> tuple[list[str], l
         i += 1
         if arg in ("-h", "--help"):
             mine.append(arg)
-        elif prefixes and arg.startswith(prefixes):
+        elif arg.startswith(prefixes):
             mine.append(arg)
             while "=" not in arg and i < len(argv) and not _is_option(argv[i]):
                 mine.append(argv[i])

@@ -73,10 +73,9 @@ class FrontEnd:
         seg[:, valid:] = 0.0  # padding is the normalised mean
         return seg
 
-    def offsets(self, length: int, hop: int | None = None) -> np.ndarray:
+    def offsets(self, length: int) -> np.ndarray:
         """(S,) start frames of the segments of an utterance of ``length`` frames (none when it is 0)."""
-        return segment_index(np.array([length], dtype=np.int64), self.segment_frames,
-                             hop or self.segment_hop)[:, 1]
+        return segment_index(np.array([length], dtype=np.int64), self.segment_frames, self.segment_hop)[:, 1]
 
     def batches(self, frames: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """All segments of one utterance, ``batch_size`` at a time: (offsets (b,), x (b, 1, F, W) float32).

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ser_mtl.checkpoint_io import CheckpointError, read_checkpoint
-from ser_mtl.data.audio import audio_chunks
+from ser_mtl.data.audio import audio_chunks, mono_at_rate
 from ser_mtl.data.features import NoSpeechError
 from ser_mtl.data.manifest import CorpusError
 from ser_mtl.frontend import FrontEnd
@@ -159,8 +159,6 @@ class EmotionRecognizer:
     def classify_array(self, wave: np.ndarray | torch.Tensor, sample_rate: int, segments: bool = False,
                        source: str = "<array>") -> Prediction:
         """The posterior of samples in [-1, 1]: (T,) mono or (T, C) channels-last, any sample rate."""
-        from ser_mtl.data.audio import mono_at_rate
-
         data = wave.detach().cpu().numpy() if isinstance(wave, torch.Tensor) else np.asarray(wave)
         if data.ndim not in (1, 2) or data.shape[0] == 0:
             raise ValueError(f"classify_array: expected (T,) or (T, C) samples with T > 0, got shape {data.shape}")

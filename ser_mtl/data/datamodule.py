@@ -22,7 +22,6 @@ average segment posteriors per utterance.
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -362,11 +361,7 @@ class SERDataModule(pl.LightningDataModule):
         """What a checkpoint needs to preprocess new audio exactly like training did: the front-end's
         keys (``features``, ``mean``, ``std``, ``segment_frames``, ``segment_hop``, ``classes``; see
         `FrontEnd.state_dict`), the label scheme and the speaker list."""
-        hp = self.hparams
-        front = (self.frontend.state_dict() if self.frontend is not None else
-                 {"features": dataclasses.asdict(self.features), "mean": None, "std": None,
-                  "segment_frames": hp.segment_frames, "segment_hop": hp.eval_hop or hp.segment_hop,
-                  "classes": self.class_names})
+        front = self.frontend.state_dict() if self.frontend is not None else {"mean": None}  # before setup()
         return {**front, "label_scheme": self.label_scheme.state_dict(), "speakers": self.speakers}
 
     def load_state_dict(self, state: dict) -> None:

@@ -12,12 +12,11 @@ from ser_mtl.command_line import ForwardingCommand
 from ser_mtl.experiments.cv import CVError, run_cv
 
 
-def parse_int_list(text: str | int | list[int] | None) -> list[int] | None:
-    """Folds as ``[0,2,5]``, ``0,2,5``, ``3`` or a range ``0-4`` (inclusive); None stays None."""
-    if text is None or isinstance(text, list):
-        return text
-    if isinstance(text, int):
-        return [text]
+def parse_int_list(text: str | None) -> list[int] | None:
+    """Folds given to ``--cv.folds`` as ``[0,2,5]``, ``0,2,5``, ``3`` or a range ``0-4`` (inclusive);
+    None stays None."""
+    if text is None:
+        return None
     raw = text.strip().strip("[]")
     values: list[int] = []
     try:
