@@ -79,6 +79,8 @@ class SERCLI(LightningCLI):
         parser.link_arguments("data.input_size", "model.input_size", apply_on="instantiate")
         # the rule "auxiliary speech only where a task can use it", whatever the order of --config files
         parser.link_arguments("model.tasks", "data.model_tasks", apply_on="parse")
+        # the paper's alpha/beta depend on the label task (paper 5.1), whatever the order of --config files
+        parser.link_arguments("data.task", "model.label_task", apply_on="parse")
         parser.add_lightning_class_args(RestoreBestHalveLR, "lr_schedule")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         # Lightning 2.6's save_last writes last.ckpt only when the monitored metric improved, so an

@@ -33,6 +33,7 @@ from ser_mtl.models.components import ClassifierHead, Decoder, Discriminator, En
 from ser_mtl.models.evaluation import EvaluationSteps
 from ser_mtl.models.init_from import InitReport, load_matching_weights
 from ser_mtl.models.losses import TASKS, classification_loss
+from ser_mtl.models.paper_weights import paper_weights
 
 
 class MultiTaskAAE(EvaluationSteps):
@@ -77,8 +78,10 @@ class MultiTaskAAE(EvaluationSteps):
         tasks: classification tasks to build and train, a subset of ("emotion", "gender", "speaker").
         use_decoder: build the decoder and run the reconstruction phase.
         use_discriminator: build the discriminator and run the regularisation phase.
-        alpha: weight of the reconstruction loss (paper eq. 1).
-        beta: weight of the emotion loss in L_c; the auxiliary tasks get 1 - beta (paper eq. 2).
+        alpha: weight of the reconstruction loss (paper eq. 1); None = paper 5.1's value for this model
+            family and ``label_task`` (`ser_mtl.models.paper_weights`).
+        beta: weight of the emotion loss in L_c; the auxiliary tasks get 1 - beta (paper eq. 2); None as alpha.
+        label_task: the emotion label scheme (``data.task``, linked by the CLI): picks the paper's alpha/beta.
         lr: learning rate of all three optimizers (paper: SGD with 1e-4).
         optimizer: ``sgd`` as in the paper (section 4.3), or ``adam`` (same three optimizers, Adam
             updates): far fewer epochs on small data, used by the CPU demo.
@@ -106,8 +109,9 @@ class MultiTaskAAE(EvaluationSteps):
         tasks: Sequence[str] = ("emotion", "gender", "speaker"),
         use_decoder: bool = True,
         use_discriminator: bool = True,
-        alpha: float = 0.4,
-        beta: float = 0.6,
+        alpha: float | None = None,
+        beta: float | None = None,
+        label_task: str = "categorical",
         lr: float = 1e-4,
         optimizer: Literal["sgd", "adam"] = "sgd",
         momentum: float = 0.9,
@@ -125,6 +129,9 @@ class MultiTaskAAE(EvaluationSteps):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        paper_alpha, paper_beta = paper_weights(use_decoder, use_discriminator, label_task)
+        self.hparams.alpha = paper_alpha if alpha is None else alpha  # the resolved values travel in checkpoints
+        self.hparams.beta = paper_beta if beta is None else beta
         self.automatic_optimization = False
         self.tasks = list(tasks)
         n_classes = {"emotion": num_emotions, "gender": num_genders, "speaker": num_speakers}
