@@ -90,7 +90,7 @@ def _overrides(config: str, root: Path) -> list[str]:
 def test_every_config_is_listed():
     shipped = {p.name for p in CONFIGS.glob("*.yaml")}
     assert shipped == set(BASE)
-    assert len(VARIANTS) == 10  # 6 comparison models + 4 dimensional tasks
+    assert len(VARIANTS) == 11  # 6 comparison models + categorical + 4 dimensional tasks
     assert {p.name for p in (CONFIGS / "networks").glob("*.yaml")} == set(NETWORKS)
     for network, users in NETWORKS.items():
         for config in users:
