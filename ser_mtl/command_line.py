@@ -206,7 +206,9 @@ def exit_on(prog: str, errors: ExceptionTypes) -> Iterator[None]:
 
 
 def _is_option(token: str) -> bool:
-    return token.startswith("--") or token == "-h"
+    """``--name`` or ``-h``; a token with whitespace is a value even if it starts with ``--`` (an option
+    holding other arguments, ``--cv.pretrain "--config p.yaml --data.root X"``, as the shell passes it)."""
+    return (token.startswith("--") and not any(c.isspace() for c in token)) or token == "-h"
 
 
 def _is_sequence_type(hint: Any) -> bool:

@@ -126,6 +126,9 @@ def test_the_forwarding_split() -> None:
     assert split_argv(["--cv.out=d", "--data.fold", "2", "-h"], ("--cv.",)) == \
         (["--cv.out=d", "-h"], ["--data.fold", "2"])
     assert split_argv(["--config", "x.yaml"], ()) == ([], ["--config", "x.yaml"])
+    # an option whose value is itself a command line, quoted as one shell word
+    assert split_argv(["--cv.pretrain", "--config p.yaml --data.root X", "--data.fold", "1"], ("--cv.",)) == \
+        (["--cv.pretrain", "--config p.yaml --data.root X"], ["--data.fold", "1"])
 
 
 def test_cv_parses_its_group_and_forwards_the_rest(monkeypatch) -> None:
