@@ -217,3 +217,46 @@ def test_protocol_from_resolved_config() -> None:
                   "model": {"tasks": ["emotion"], "use_decoder": False, "use_discriminator": False}}
     assert protocol_from_config(cnn_single).arch == "cnn" and match(protocol_from_config(cnn_single)) == []
     assert protocol_from_config(None) is None and match(None) == []
+
+
+STL_LOSO = {"data": PROPOSED_LOSO["data"],
+            "model": {"tasks": ["emotion"], "use_decoder": True, "use_discriminator": True}}
+AE_LOSO = {"data": PROPOSED_LOSO["data"],
+           "model": {"tasks": ["emotion", "gender", "speaker"], "use_decoder": True, "use_discriminator": False}}
+
+
+def make_repeats(root: Path, resolved: dict, ua_by_repeat: list[float]) -> Path:
+    """2 folds x len(ua_by_repeat) repeats; fold 0 scores ua - 0.01 and fold 1 ua + 0.01 (average: ua)."""
+    for rep, ua in enumerate(ua_by_repeat):
+        for fold, shift in ((0, -0.01), (1, 0.01)):
+            run = {"fold": fold, "repeat": rep, "seed": rep, "wa": ua + shift, "ua": ua + shift}
+            (root / f"fold{fold}_rep{rep}").mkdir(parents=True)
+            (root / f"fold{fold}_rep{rep}" / "metrics.json").write_text(json.dumps(run))
+    (root / "cv.json").write_text(json.dumps({"config_args": [], "base_seed": 0, "config_files": {},
+                                              "label": None, "resolved": resolved}))
+    aggregate(str(root), verbose=False)
+    return root
+
+
+def test_report_marks_the_rows_whose_ua_differs_significantly_from_the_proposed_row(tmp_path: Path) -> None:
+    proposed = [0.66, 0.65, 0.67, 0.66, 0.68, 0.64]
+    # listed first, but the proposed (AAE, gender + speaker) row is the reference: 6 repeats all 0.02-0.07
+    # below it -> exact two-sided sign-flip p = 2/64; the AE row is +-0.01 around it -> p = 1
+    stl = make_repeats(tmp_path / "stl", STL_LOSO, [u - 0.02 - 0.01 * i for i, u in enumerate(proposed)])
+    ae = make_repeats(tmp_path / "ae", AE_LOSO, [u + d for u, d in zip(proposed, [0.01, -0.01] * 3)])
+    mtl = make_repeats(tmp_path / "mtl", PROPOSED_LOSO, proposed)
+    # a 10-fold run in the same report is another protocol: not compared with the LOSO rows
+    other = make_repeats(tmp_path / "tenfold", {**PROPOSED_LOSO, "data": {**PROPOSED_LOSO["data"], "scheme": "10fold"}},
+                         [0.9] * 6)
+    markdown = Path(report([str(stl), str(ae), str(mtl), str(other)], str(tmp_path / "out"))).read_text()
+    header = table_rows(markdown, "experiment")[0]
+    ua = {name: dict(zip(header, table_rows(markdown, name)[0]))["UA (%)"] for name in ("stl", "ae", "mtl", "tenfold")}
+    # mtl: 0.66 + 0.01 * (0, -1, 1, 0, 2, -2) -> std 0.01 * sqrt(10 / 5); stl: mtl - 0.02 .. 0.07, mean 0.615
+    assert ua == {"stl": "61.5 ± 2.4 *", "ae": "66.0 ± 2.4", "mtl": "66.0 ± 1.4", "tenfold": "90.0 ± 0.0"}
+    assert ("\\* UA differs from the reference row **mtl** with p < 0.05: two-sided exact sign-flip test of the "
+            "mean paired difference, pairing per repeat (fold-averaged) scores by repeat") in markdown
+    # stl - mtl: -0.02 .. -0.07, mean -0.045, sd 0.018708, half width t(0.975, 5) * sd / sqrt(6) = 0.019633
+    assert "- stl: -4.50 pp, 95 % CI [-6.46, -2.54], p = 0.0312 over 6 repeats \\*" in markdown
+    # ae - mtl: +-0.01 alternating, mean 0, sd 0.01 * sqrt(6 / 5), half width 0.011492
+    assert "- ae: +0.00 pp, 95 % CI [-1.15, +1.15], p = 1 over 6 repeats" in markdown
+    assert markdown.count("differs from the reference row") == 1  # the 10-fold row is alone in its protocol

@@ -198,6 +198,37 @@ def verdict(result: dict[str, Any], metric: str) -> dict[str, Any]:
     return {"significant": significant, "p": p, "better": better, "text": text}
 
 
+def table_significance(rows: list[tuple[str, list[dict]]], reference: int,
+                       metric: str = "ua") -> tuple[list[bool], list[str]]:
+    """Which rows of a table differ from its reference row in ``metric``, by the decision rule.
+
+    ``rows`` are (name, runs) with runs as in ``summary.json``'s ``runs``; returns one flag per row
+    (True: p < ALPHA; the reference row and untestable rows are False) and footnote lines: the
+    test, then per compared row its difference, interval and p, or why it could not be tested.
+    """
+    ref_name, ref_runs = rows[reference]
+    flags = [False] * len(rows)
+    lines = [f"\\* {metric.upper()} differs from the reference row **{ref_name}** with p < {ALPHA}: two-sided "
+             f"exact sign-flip test of the mean paired difference, pairing {UNIT_TEXT[DECISION_UNIT]} "
+             "scores by repeat over the folds both have (`ser-mtl compare`). Per row, row minus reference:", ""]
+    for i, (name, runs) in enumerate(rows):
+        if i == reference:
+            continue
+        try:
+            result = compare_runs(ref_runs, runs, metrics=(metric,), primary=metric)
+        except CompareError as err:
+            lines.append(f"- {name}: not testable ({err})")
+            continue
+        s = result["metrics"][metric][DECISION_UNIT]
+        if "error" in s:
+            lines.append(f"- {name}: not testable ({s['error']})")
+            continue
+        flags[i] = result["verdict"]["significant"]
+        lines.append(f"- {name}: {_pp(s['mean_diff'])} pp, 95 % CI [{_pp(s['ci95'][0])}, {_pp(s['ci95'][1])}], "
+                     f"p = {s[DECISION_TEST]['p']:.3g} over {s['n']} repeats" + (" \\*" if flags[i] else ""))
+    return flags, lines
+
+
 def compare_dirs(dirs: list[str], metric: str = "ua") -> dict[str, Any]:
     """Each later cv folder against the first; the JSON-ready result (see the module docstring)."""
     if len(dirs) < 2:
