@@ -205,9 +205,13 @@ def table_significance(rows: list[tuple[str, list[dict]]], reference: int,
     ``rows`` are (name, runs) with runs as in ``summary.json``'s ``runs``; returns one flag per row
     (True: p < ALPHA; the reference row and untestable rows are False) and footnote lines: the
     test, then per compared row its difference, interval and p, or why it could not be tested.
+    No lines when the reference or every other row lacks ``metric``.
     """
     ref_name, ref_runs = rows[reference]
     flags = [False] * len(rows)
+    has = [any(_value(r, metric) is not None for r in runs) for _, runs in rows]
+    if not has[reference] or sum(has) < 2:  # e.g. a sweep of a model without the emotion task
+        return flags, []
     lines = [f"\\* {metric.upper()} differs from the reference row **{ref_name}** with p < {ALPHA}: two-sided "
              f"exact sign-flip test of the mean paired difference, pairing {UNIT_TEXT[DECISION_UNIT]} "
              "scores by repeat over the folds both have (`ser-mtl compare`). Per row, row minus reference:", ""]
@@ -225,8 +229,28 @@ def table_significance(rows: list[tuple[str, list[dict]]], reference: int,
             continue
         flags[i] = result["verdict"]["significant"]
         lines.append(f"- {name}: {_pp(s['mean_diff'])} pp, 95 % CI [{_pp(s['ci95'][0])}, {_pp(s['ci95'][1])}], "
-                     f"p = {s[DECISION_TEST]['p']:.3g} over {s['n']} repeats" + (" \\*" if flags[i] else ""))
+                     f"p = {s[DECISION_TEST]['p']:.3g} over {s['n']} repeats" + (" \\*" if flags[i] else "")
+                     + (" (fewer than 6: p < 0.05 is out of reach)" if s["n"] < 6 else ""))
     return flags, lines
+
+
+def reference_row(protocols: list[Any]) -> int:
+    """The proposed model (an AAE with gender + speaker tasks; ``paper_results.Protocol``) where a
+    table has one, else its first row."""
+    return next((i for i, p in enumerate(protocols) if p is not None and p.arch == "aae" and p.aux == "both"), 0)
+
+
+def group_significance(rows: list[tuple[str, list[dict], Any]],
+                       groups: list[list[int]]) -> tuple[list[bool], list[str]]:
+    """``table_significance`` per group of row indices (rows: name, runs, protocol), each group against
+    its ``reference_row``; one flag per row and the footnotes of every group of two or more rows."""
+    flags, notes = [False] * len(rows), []
+    for group in (g for g in groups if len(g) > 1):
+        marks, lines = table_significance([rows[i][:2] for i in group], reference_row([rows[i][2] for i in group]))
+        for i, mark in zip(group, marks):
+            flags[i] = mark
+        notes += ["", *lines]
+    return flags, notes
 
 
 def compare_dirs(dirs: list[str], metric: str = "ua") -> dict[str, Any]:

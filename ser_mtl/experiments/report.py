@@ -3,7 +3,8 @@
 Runbook::
 
     ser-mtl report runs/iemocap_10fold runs/iemocap_loso runs/alpha --out report/
-    # -> report/report.md, report/confusion_*.png, report/sweep_*.png, report/eer.png
+    # -> report/report.md, report/confusion_*.png, report/sweep_*.png, report/eer.png,
+    #    report/fig4_speakers.png (sweeps over the number of speakers: ser_mtl.experiments.figure4)
 
 Each argument is a cv folder (``summary.json``; without one, its finished runs are summarised in
 memory), a sweep folder (``sweep.json``) or a folder of such folders. Numbers are percent, mean ±
@@ -13,6 +14,13 @@ from its resolved configuration) matches a published row, the paper's number is 
 in a column labelled "paper", with its table number (``ser_mtl.experiments.paper_results``).
 Sweep tables show the paper's number once, above the table, since it belongs to the paper's own
 alpha/beta choice rather than to every swept value.
+
+Significance: rows of the cross-validation table with the same protocol (corpus, target, scheme,
+label task; rows whose protocol is unknown form one group), and the settings of one sweep, are each
+compared with their reference row, the proposed model (AAE with gender + speaker tasks) where
+there is one, else the first row. A UA that differs with p < 0.05 gets ``*``; the footnote names
+the test (two-sided exact sign-flip test over repeats, ``ser_mtl.experiments.compare``) and gives
+every row's difference, interval and p, or why it could not be tested.
 """
 
 from __future__ import annotations
@@ -154,23 +162,10 @@ def _aux_columns(summaries: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(key, head) for key, head in AUX_COLUMNS if any(s.get(f"{key}_mean") is not None for s in summaries)]
 
 
-def _reference_row(protocols: list[Protocol | None]) -> int:
-    """The proposed model (AAE with gender + speaker tasks) where a table has one, else its first row."""
-    return next((i for i, p in enumerate(protocols) if p is not None and p.arch == "aae" and p.aux == "both"), 0)
-
-
 def _significance(exps: list[Experiment], groups: list[list[int]]) -> tuple[list[bool], list[str]]:
-    """Per row: UA differs from its group's reference row with p < 0.05 (``table_significance``)."""
-    from ser_mtl.experiments.compare import table_significance
+    from ser_mtl.experiments.compare import group_significance
 
-    flags, notes = [False] * len(exps), []
-    for group in (g for g in groups if len(g) > 1):
-        ref = _reference_row([exps[i].protocol for i in group])
-        marks, lines = table_significance([(exps[i].name, exps[i].summary.get("runs", [])) for i in group], ref)
-        for i, mark in zip(group, marks):
-            flags[i] = mark
-        notes += ["", *lines]
-    return flags, notes
+    return group_significance([(e.name, e.summary.get("runs", []), e.protocol) for e in exps], groups)
 
 
 def _protocol_key(p: Protocol | None) -> tuple:
@@ -344,6 +339,9 @@ def report(dirs: list[str], out: str = "report") -> str:
         lines += ["## Sweeps", ""]
         for sweep in sweeps:
             lines += _sweep_section(sweep, out_path, figures)
+        from ser_mtl.experiments.figure4 import figure4_section
+
+        lines += figure4_section(sweeps, out_path, figures)
     eer_rows = [(e.name, e.summary) for e in experiments if e.summary.get("eer_mean") is not None]
     eer_rows += [(f"{s.name}/{e.name}", e.summary) for s in sweeps for _, e in s.settings
                  if e.summary.get("eer_mean") is not None]
