@@ -314,8 +314,8 @@ def test_figure4_panels_come_from_every_speaker_sweep(tmp_path: Path) -> None:
     segments = fig.axes[0].containers[0].lines[2][0].get_segments()  # one vertical bar per point
     assert [s[1][1] - s[0][1] for s in segments] == pytest.approx([2 * 100 * 0.01 * 2 ** 0.5] * 3)
     assert notes == ["Figure 4: f4_gender setting data.speakers=null is not a number of speakers; not plotted",
-                     "Figure 4 (c) speaker identification: no speaker-count sweep has speaker_acc in its "
-                     "summaries; panel left out"]
+                     ("Figure 4 (c) speaker identification: no speaker-count sweep has speaker_acc in its "
+                     "summaries; panel left out")]
     markdown = Path(report([str(emo), str(gender)], str(tmp_path / "out"))).read_text()
     assert "## Number of speakers (paper Figure 4)" in markdown and "](fig4_speakers.png)" in markdown
     assert "- Figure 4 (c) speaker identification: no speaker-count sweep has speaker_acc" in markdown

@@ -212,9 +212,9 @@ def table_significance(rows: list[tuple[str, list[dict]]], reference: int,
     has = [any(_value(r, metric) is not None for r in runs) for _, runs in rows]
     if not has[reference] or sum(has) < 2:  # e.g. a sweep of a model without the emotion task
         return flags, []
-    lines = [f"\\* {metric.upper()} differs from the reference row **{ref_name}** with p < {ALPHA}: two-sided "
+    lines = [(f"\\* {metric.upper()} differs from the reference row **{ref_name}** with p < {ALPHA}: two-sided "
              f"exact sign-flip test of the mean paired difference, pairing {UNIT_TEXT[DECISION_UNIT]} "
-             "scores by repeat over the folds both have (`ser-mtl compare`). Per row, row minus reference:", ""]
+             "scores by repeat over the folds both have (`ser-mtl compare`). Per row, row minus reference:"), ""]
     for i, (name, runs) in enumerate(rows):
         if i == reference:
             continue
@@ -306,8 +306,8 @@ def format_comparison(result: dict[str, Any]) -> str:
             notes.append(f"{name}: repeat(s) {', '.join(map(str, left))} lack some fold in one folder; "
                          "left out of the per-repeat pairs")
         notes += [f"{name}: {s}" for s in comp["skipped"]]
-    lines += ["", f"difference = other - reference, percentage points; verdict: two-sided sign-flip test on "
-              f"{UNIT_TEXT[DECISION_UNIT]} {result['metric']}, p < {ALPHA}"]
+    lines += ["", (f"difference = other - reference, percentage points; verdict: two-sided sign-flip test on "
+              f"{UNIT_TEXT[DECISION_UNIT]} {result['metric']}, p < {ALPHA}")]
     lines += [f"  {Path(c['other']).name} vs {Path(c['reference']).name}: {c['verdict']['text']}"
               for c in result["comparisons"]]
     if notes:
