@@ -11,6 +11,7 @@ Runbook::
         --ckpt_path runs/f0/checkpoints/best.ckpt            # WA/UA table + predictions.csv
     ser-mtl classify --ckpt runs/f0/checkpoints/best.ckpt --inputs my_wavs/ --out preds.csv
     ser-mtl cv --config configs/iemocap.yaml --cv.repeats 10 --cv.out runs/cv
+    ser-mtl compare runs/stl runs/cv --out cmp.json           # paired difference + test, later minus first
     ser-mtl report runs/cv --out report/
 
 Multi-GPU: ``--trainer.strategy ddp_find_unused_parameters_true --trainer.devices N``.
@@ -36,6 +37,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "baseline": ("ser_mtl.experiments.baseline", "baseline_main",
                  "utterance statistics + logistic regression on the same split (a reference)"),
     "aggregate": ("ser_mtl.experiments.summary", "aggregate_main", "summarise finished cross-validation runs"),
+    "compare": ("ser_mtl.experiments.compare", "compare_main",
+                "paired differences and tests (UA, WA) between cv folders over matching runs"),
     "report": ("ser_mtl.experiments.report", "report_main", "Markdown tables and plots from cv summaries"),
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")

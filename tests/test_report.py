@@ -12,7 +12,7 @@ import pytest
 from ser_mtl.cli import main
 from ser_mtl.experiments.paper_results import PAPER_RESULTS, Protocol, match, protocol_from_config
 from ser_mtl.experiments.report import load_experiment, report, summed_confusion
-from ser_mtl.experiments.summary import aggregate
+from ser_mtl.experiments.summary import aggregate, summarize
 from ser_mtl.experiments.sweep import run_sweep
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -217,3 +217,112 @@ def test_protocol_from_resolved_config() -> None:
                   "model": {"tasks": ["emotion"], "use_decoder": False, "use_discriminator": False}}
     assert protocol_from_config(cnn_single).arch == "cnn" and match(protocol_from_config(cnn_single)) == []
     assert protocol_from_config(None) is None and match(None) == []
+
+
+STL_LOSO = {"data": PROPOSED_LOSO["data"],
+            "model": {"tasks": ["emotion"], "use_decoder": True, "use_discriminator": True}}
+AE_LOSO = {"data": PROPOSED_LOSO["data"],
+           "model": {"tasks": ["emotion", "gender", "speaker"], "use_decoder": True, "use_discriminator": False}}
+
+
+def make_repeats(root: Path, resolved: dict, ua_by_repeat: list[float]) -> Path:
+    """2 folds x len(ua_by_repeat) repeats; fold 0 scores ua - 0.01 and fold 1 ua + 0.01 (average: ua)."""
+    for rep, ua in enumerate(ua_by_repeat):
+        for fold, shift in ((0, -0.01), (1, 0.01)):
+            run = {"fold": fold, "repeat": rep, "seed": rep, "wa": ua + shift, "ua": ua + shift}
+            (root / f"fold{fold}_rep{rep}").mkdir(parents=True)
+            (root / f"fold{fold}_rep{rep}" / "metrics.json").write_text(json.dumps(run))
+    (root / "cv.json").write_text(json.dumps({"config_args": [], "base_seed": 0, "config_files": {},
+                                              "label": None, "resolved": resolved}))
+    aggregate(str(root), verbose=False)
+    return root
+
+
+def test_report_marks_the_rows_whose_ua_differs_significantly_from_the_proposed_row(tmp_path: Path) -> None:
+    proposed = [0.66, 0.65, 0.67, 0.66, 0.68, 0.64]
+    # listed first, but the proposed (AAE, gender + speaker) row is the reference: 6 repeats all 0.02-0.07
+    # below it -> exact two-sided sign-flip p = 2/64; the AE row is +-0.01 around it -> p = 1
+    stl = make_repeats(tmp_path / "stl", STL_LOSO, [u - 0.02 - 0.01 * i for i, u in enumerate(proposed)])
+    ae = make_repeats(tmp_path / "ae", AE_LOSO, [u + d for u, d in zip(proposed, [0.01, -0.01] * 3)])
+    mtl = make_repeats(tmp_path / "mtl", PROPOSED_LOSO, proposed)
+    # a 10-fold run in the same report is another protocol: not compared with the LOSO rows
+    other = make_repeats(tmp_path / "tenfold", {**PROPOSED_LOSO, "data": {**PROPOSED_LOSO["data"], "scheme": "10fold"}},
+                         [0.9] * 6)
+    markdown = Path(report([str(stl), str(ae), str(mtl), str(other)], str(tmp_path / "out"))).read_text()
+    header = table_rows(markdown, "experiment")[0]
+    ua = {name: dict(zip(header, table_rows(markdown, name)[0]))["UA (%)"] for name in ("stl", "ae", "mtl", "tenfold")}
+    # mtl: 0.66 + 0.01 * (0, -1, 1, 0, 2, -2) -> std 0.01 * sqrt(10 / 5); stl: mtl - 0.02 .. 0.07, mean 0.615
+    assert ua == {"stl": "61.5 ± 2.4 *", "ae": "66.0 ± 2.4", "mtl": "66.0 ± 1.4", "tenfold": "90.0 ± 0.0"}
+    assert ("\\* UA differs from the reference row **mtl** with p < 0.05: two-sided exact sign-flip test of the "
+            "mean paired difference, pairing per repeat (fold-averaged) scores by repeat") in markdown
+    # stl - mtl: -0.02 .. -0.07, mean -0.045, sd 0.018708, half width t(0.975, 5) * sd / sqrt(6) = 0.019633
+    assert "- stl: -4.50 pp, 95 % CI [-6.46, -2.54], p = 0.0312 over 6 repeats \\*" in markdown
+    # ae - mtl: +-0.01 alternating, mean 0, sd 0.01 * sqrt(6 / 5), half width 0.011492
+    assert "- ae: +0.00 pp, 95 % CI [-1.15, +1.15], p = 1 over 6 repeats" in markdown
+    assert markdown.count("differs from the reference row") == 1  # the 10-fold row is alone in its protocol
+
+
+def write_sweep(root: Path, param: str, summaries: dict) -> Path:
+    """``root/sweep.json`` over ``param`` and one ``summary.json`` per value (``{value: summary}``)."""
+    settings = []
+    for value, summary in summaries.items():
+        name = f"{param}={json.dumps(value)}"
+        (root / name).mkdir(parents=True)
+        (root / name / "summary.json").write_text(json.dumps(summary))
+        settings.append({"values": {param: value}, "dir": name, "summary": f"{name}/summary.json"})
+    (root / "sweep.json").write_text(json.dumps({"params": [param], "mode": "zip", "config_args": [],
+                                                 "settings": settings}))
+    return root
+
+
+def emotion_summary(ua: float, eer: float | None) -> dict:
+    """summary.json of 2 folds x 2 repeats with UA ua -+ 0.01 per repeat (std 0.01 * sqrt(2))."""
+    runs = [{"fold": f, "repeat": r, "seed": r, "wa": ua, "ua": ua + (0.01 if r else -0.01),
+             **({"eer": eer} if eer is not None else {})} for f in range(2) for r in range(2)]
+    return summarize(runs)
+
+
+def gender_summary(acc: float, std: float) -> dict:
+    """summary.json of a model without the emotion task: no WA/UA, gender accuracy as EER is summarised."""
+    return {"n_runs": 0, "folds": [0], "repeats": [0, 1], "complete_repeats": [0, 1], "n_repeats": 2,
+            "complete": True, "missing": [], "gender_acc_mean": acc, "gender_acc_std": std,
+            "gender_acc_repeats": 2, "per_repeat": [], "per_fold": [], "runs": []}
+
+
+def test_figure4_panels_come_from_every_speaker_sweep(tmp_path: Path) -> None:
+    from ser_mtl.experiments.figure4 import figure4
+    from ser_mtl.experiments.report import discover
+
+    emo = write_sweep(tmp_path / "f4a", "data.aux_speakers", {300: emotion_summary(0.66, 0.10),
+                                                              0: emotion_summary(0.60, None),
+                                                              100: emotion_summary(0.64, 0.15)})
+    gender = write_sweep(tmp_path / "f4_gender", "data.speakers", {100: gender_summary(0.90, 0.02),
+                                                                   300: gender_summary(0.95, 0.01),
+                                                                   None: gender_summary(0.97, 0.01)})
+    fig, notes = figure4(discover([str(emo), str(gender)]))
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["(a) emotion recognition", "(b) gender identification", "(d) speaker verification"]
+
+    def plotted(ax) -> list[tuple[str, list, list]]:
+        return [(c.get_label(), list(c.lines[0].get_xdata()), list(c.lines[0].get_ydata())) for c in ax.containers]
+
+    [(label, x, y)] = plotted(fig.axes[0])  # sorted by the number of speakers
+    assert label == "f4a (data.aux_speakers)" and x == [0, 100, 300] and y == pytest.approx([60.0, 64.0, 66.0])
+    assert plotted(fig.axes[1]) == [("f4_gender (data.speakers)", [100, 300], pytest.approx([90.0, 95.0]))]
+    assert plotted(fig.axes[2]) == [("f4a (data.aux_speakers)", [100, 300], pytest.approx([15.0, 10.0]))]
+    # error bars: std over repeats in percent (UA: 0.01 * sqrt(2)); gender: the summaries' std
+    segments = fig.axes[0].containers[0].lines[2][0].get_segments()  # one vertical bar per point
+    assert [s[1][1] - s[0][1] for s in segments] == pytest.approx([2 * 100 * 0.01 * 2 ** 0.5] * 3)
+    assert notes == ["Figure 4: f4_gender setting data.speakers=null is not a number of speakers; not plotted",
+                     ("Figure 4 (c) speaker identification: no speaker-count sweep has speaker_acc in its "
+                     "summaries; panel left out")]
+    markdown = Path(report([str(emo), str(gender)], str(tmp_path / "out"))).read_text()
+    assert "## Number of speakers (paper Figure 4)" in markdown and "](fig4_speakers.png)" in markdown
+    assert "- Figure 4 (c) speaker identification: no speaker-count sweep has speaker_acc" in markdown
+    assert_png(tmp_path / "out" / "fig4_speakers.png")
+    row = table_rows(markdown, "100")[1]  # the gender sweep's table (second): no UA, its accuracy instead
+    assert row[1:] == ["1×2", "–", "–", "–", "90.0 ± 2.0"]
+    # the emotion sweep's settings are tested against its first row; the gender sweep, without UA, is not
+    assert markdown.count("differs from the reference row") == 1
+    assert ("- data.aux_speakers=0: -6.00 pp, 95 % CI [-6.00, -6.00], p = 0.5 over 2 repeats (fewer than 6: "
+            "p < 0.05 is out of reach)") in markdown

@@ -1,4 +1,4 @@
-"""PNG figures for reports: confusion matrices, a metric against a swept parameter, EER bars.
+"""PNG figures for reports: confusion matrices, a metric against a swept parameter, EER bars, panels.
 
 Figures are drawn on ``matplotlib.figure.Figure`` with the Agg canvas directly (no pyplot), so
 nothing depends on a display or on global backend state, and every PNG is written to a temporary
@@ -78,3 +78,26 @@ def plot_eer(names: list[str], means: list[float], stds: list[float], path: str 
     ax.set_title("speaker verification (mean ± std over repeats)", fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     return save_figure(fig, path)
+
+
+Series = dict[str, tuple[list[float], list[float], list[float]]]  # name -> (x, means, stds)
+
+
+def panels_figure(panels: list[tuple[str, str, Series]], xlabel: str, title: str = "") -> Figure:
+    """One axis per panel ``(title, ylabel, {series: (x, means, stds)})``, side by side, each series a
+    line with std error bars; the data stay readable on the axes' containers (tests read them)."""
+    fig = Figure(figsize=(4.2 * len(panels), 3.8))
+    for i, (panel_title, ylabel, series) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        for name, (x, means, stds) in series.items():
+            ax.errorbar(x, means, yerr=stds, marker="o", capsize=3, label=name)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(panel_title, fontsize=9)
+        ax.grid(alpha=0.3)
+        if len(series) > 1:
+            ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -3,7 +3,8 @@
 Runbook::
 
     ser-mtl report runs/iemocap_10fold runs/iemocap_loso runs/alpha --out report/
-    # -> report/report.md, report/confusion_*.png, report/sweep_*.png, report/eer.png
+    # -> report/report.md, report/confusion_*.png, report/sweep_*.png, report/eer.png,
+    #    report/fig4_speakers.png (sweeps over the number of speakers: ser_mtl.experiments.figure4)
 
 Each argument is a cv folder (``summary.json``; without one, its finished runs are summarised in
 memory), a sweep folder (``sweep.json``) or a folder of such folders. Numbers are percent, mean ±
@@ -13,6 +14,13 @@ from its resolved configuration) matches a published row, the paper's number is 
 in a column labelled "paper", with its table number (``ser_mtl.experiments.paper_results``).
 Sweep tables show the paper's number once, above the table, since it belongs to the paper's own
 alpha/beta choice rather than to every swept value.
+
+Significance: rows of the cross-validation table with the same protocol (corpus, target, scheme,
+label task; rows whose protocol is unknown form one group), and the settings of one sweep, are each
+compared with their reference row, the proposed model (AAE with gender + speaker tasks) where
+there is one, else the first row. A UA that differs with p < 0.05 gets ``*``; the footnote names
+the test (two-sided exact sign-flip test over repeats, ``ser_mtl.experiments.compare``) and gives
+every row's difference, interval and p, or why it could not be tested.
 """
 
 from __future__ import annotations
@@ -146,16 +154,44 @@ def _protocol_cells(p: Protocol | None) -> list[str]:
     return [p.model_name(), corpus, p.task or "?", p.scheme or "?"]
 
 
+AUX_COLUMNS = (("gender_acc", "gender acc (%)"), ("speaker_acc", "speaker acc (%)"))
+
+
+def _aux_columns(summaries: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The auxiliary-task accuracy columns some row of a table has (``<key>_mean`` in its summary)."""
+    return [(key, head) for key, head in AUX_COLUMNS if any(s.get(f"{key}_mean") is not None for s in summaries)]
+
+
+def _significance(exps: list[Experiment], groups: list[list[int]]) -> tuple[list[bool], list[str]]:
+    from ser_mtl.experiments.compare import group_significance
+
+    return group_significance([(e.name, e.summary.get("runs", []), e.protocol) for e in exps], groups)
+
+
+def _protocol_key(p: Protocol | None) -> tuple:
+    return (None,) if p is None else (p.corpus, p.target, p.scheme, p.task)
+
+
 def results_table(experiments: list[Experiment]) -> list[str]:
-    lines = [("| experiment | model | corpus | task | scheme | folds×repeats | WA (%) | UA (%) | EER (%) "
-              "| paper WA (%) | paper UA (%) |"), "|" + "---|" * 11]
-    for exp in experiments:
+    """One row per cross-validation; rows of one protocol (corpus, scheme, task) are tested against
+    its reference row (``_significance``), with ``*`` on a significant UA and a footnote."""
+    aux = _aux_columns([e.summary for e in experiments])
+    lines = [("| experiment | model | corpus | task | scheme | folds×repeats | WA (%) | UA (%) | EER (%) | "
+              + "".join(f"{head} | " for _, head in aux) + "paper WA (%) | paper UA (%) |"),
+             "|" + "---|" * (11 + len(aux))]
+    groups: dict[tuple, list[int]] = {}
+    for i, exp in enumerate(experiments):
+        groups.setdefault(_protocol_key(exp.protocol), []).append(i)
+    flags, notes = _significance(experiments, list(groups.values()))
+    for exp, flag in zip(experiments, flags):
         s = exp.summary
         paper_wa, paper_ua = _paper_cells(match(exp.protocol))
-        cells = [exp.name, *_protocol_cells(exp.protocol), _grid_text(s), pct(s["wa_mean"], s["wa_std"]),
-                 pct(s["ua_mean"], s["ua_std"]), pct(s.get("eer_mean"), s.get("eer_std")), paper_wa, paper_ua]
+        cells = [exp.name, *_protocol_cells(exp.protocol), _grid_text(s), pct(s.get("wa_mean"), s.get("wa_std")),
+                 pct(s.get("ua_mean"), s.get("ua_std")) + (" *" if flag else ""),
+                 pct(s.get("eer_mean"), s.get("eer_std")),
+                 *(pct(s.get(f"{k}_mean"), s.get(f"{k}_std")) for k, _ in aux), paper_wa, paper_ua]
         lines.append("| " + " | ".join(cells) + " |")
-    return lines
+    return lines + notes
 
 
 def per_fold_table(exp: Experiment) -> list[str]:
@@ -213,29 +249,36 @@ def _confusion_from_predictions(root: Path, run_dirs: list[str]) -> tuple[np.nda
 def _sweep_table(sweep: Sweep) -> list[str]:
     """One row per setting; the paper's numbers once above the table when every setting shares one
     protocol (an alpha sweep: they belong to the paper's own alpha/beta), else per row (a sweep over
-    model.tasks or data.task reproduces Tables 5 and 6 row by row)."""
+    model.tasks or data.task reproduces Tables 5 and 6 row by row). Settings are tested against the
+    reference row (``_significance``)."""
     papers = [_paper_cells(match(exp.protocol)) for _, exp in sweep.settings]
     per_row = len(set(papers)) > 1
+    aux = _aux_columns([exp.summary for _, exp in sweep.settings])
     lines = []
     if papers and not per_row and papers[0] != ("–", "–"):
         lines += [f"Paper, same protocol at its own α/β: WA {papers[0][0]}, UA {papers[0][1]}.", ""]
     extra = " paper WA (%) | paper UA (%) |" if per_row else ""
-    lines += ["| " + " | ".join(sweep.params) + " | folds×repeats | WA (%) | UA (%) | EER (%) |" + extra,
-              "|" + "---|" * (len(sweep.params) + 4 + 2 * per_row)]
-    for (values, exp), paper in zip(sweep.settings, papers):
+    lines += ["| " + " | ".join(sweep.params) + " | folds×repeats | WA (%) | UA (%) | EER (%) |"
+              + "".join(f" {head} |" for _, head in aux) + extra,
+              "|" + "---|" * (len(sweep.params) + 4 + len(aux) + 2 * per_row)]
+    exps = [exp for _, exp in sweep.settings]
+    flags, notes = _significance(exps, [list(range(len(exps)))])
+    for (values, exp), paper, flag in zip(sweep.settings, papers, flags):
         s = exp.summary
         cells = [format_value(values[p]) for p in sweep.params]
-        cells += [_grid_text(s), pct(s["wa_mean"], s["wa_std"]), pct(s["ua_mean"], s["ua_std"]),
-                  pct(s.get("eer_mean"), s.get("eer_std")), *(paper if per_row else ())]
+        cells += [_grid_text(s), pct(s.get("wa_mean"), s.get("wa_std")),
+                  pct(s.get("ua_mean"), s.get("ua_std")) + (" *" if flag else ""),
+                  pct(s.get("eer_mean"), s.get("eer_std")),
+                  *(pct(s.get(f"{k}_mean"), s.get(f"{k}_std")) for k, _ in aux), *(paper if per_row else ())]
         lines.append("| " + " | ".join(cells) + " |")
-    return lines + [f"- {n}" for n in sweep.notes]
+    return lines + notes + ([""] + [f"- {n}" for n in sweep.notes] if sweep.notes else [])
 
 
 def _sweep_section(sweep: Sweep, out: Path, figures: list[str]) -> list[str]:
     from ser_mtl.experiments.plots import plot_confusion, plot_sweep
 
     lines = [f"### Sweep over {', '.join(sweep.params)} ({sweep.path})", "", *_sweep_table(sweep)]
-    done = [(v, e) for v, e in sweep.settings if e.summary["ua_mean"] is not None]
+    done = [(v, e) for v, e in sweep.settings if e.summary.get("ua_mean") is not None]
     if done:
         first, others = sweep.params[0], sweep.params[1:]
         x_all: dict[str, Any] = {}  # keyed by the printed value: lists are not hashable
@@ -296,6 +339,9 @@ def report(dirs: list[str], out: str = "report") -> str:
         lines += ["## Sweeps", ""]
         for sweep in sweeps:
             lines += _sweep_section(sweep, out_path, figures)
+        from ser_mtl.experiments.figure4 import figure4_section
+
+        lines += figure4_section(sweeps, out_path, figures)
     eer_rows = [(e.name, e.summary) for e in experiments if e.summary.get("eer_mean") is not None]
     eer_rows += [(f"{s.name}/{e.name}", e.summary) for s in sweeps for _, e in s.settings
                  if e.summary.get("eer_mean") is not None]

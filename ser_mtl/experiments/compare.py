@@ -1,0 +1,339 @@
+"""Is one cross-validation better than another? Paired differences and paired tests (``ser-mtl compare``).
+
+Runbook::
+
+    ser-mtl compare runs/stl runs/mtl                      # MTL - STL, UA and WA (and EER, gender/speaker acc)
+    ser-mtl compare runs/stl runs/mtl runs/ae --out cmp.json --metric ua
+
+Every later folder is compared with the first (the reference): differences are *later minus first*,
+so a positive UA difference means the later folder is better (for ``eer`` lower is better). Runs
+pair by their ``(fold, repeat)``: with the cv runner's common seeds a pair shares test speakers and
+seed, and differs only in the model or setting. Two pairing units are reported:
+
+* **per repeat** (the unit the verdict and ``ser-mtl report``'s marks use): each repeat's plain
+  average over its folds, as in ``summary.json`` (``ser_mtl.experiments.summary``), paired by
+  repeat, over the folds both folders have. These are the independent units behind the tables' ``± std``; the test asks whether the
+  difference is larger than the repeat-to-repeat (seed) variation on these folds. It says nothing
+  about other speakers or corpora. A repeat counts only when both folders have every fold of it.
+* **per run**: every matched ``(fold, repeat)`` pair. More pairs, but pairs of one fold share its
+  test speakers and pairs of one repeat its seed, so they are not independent and the p-values are
+  optimistic; shown for detail only.
+
+For each unit and metric: mean difference, a 95 % t confidence interval
+(``mean ± t_{0.975, n-1} · s / sqrt(n)``, ``scipy.stats.t``), Wilcoxon's signed-rank test
+(``scipy.stats.wilcoxon``, exact distribution for n <= 50, zero differences dropped) and the
+sign-flip permutation test of the mean difference (``scipy.stats.permutation_test`` with
+``permutation_type='samples'``: exact over all 2^n sign flips for n <= 16, else 100 000 seeded random
+flips). The verdict uses the sign-flip test (it tests the same mean the interval is about, and
+zeros need no special rule); both are two-sided. With fewer than 6 pairs no exact two-sided test
+can reach p < 0.05 (the smallest p is 2 / 2^n), which the output says.
+
+Runs found in only one folder are listed under ``unmatched``, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from ser_mtl.command_line import command, run_function
+from ser_mtl.experiments.summary import SummaryError, collect_runs
+from ser_mtl.io_utils import atomic_write_json
+
+COMPARED_METRICS = ("ua", "wa", "eer", "gender_acc", "speaker_acc")
+LOWER_IS_BETTER = frozenset({"eer"})
+UNITS = ("per_repeat", "per_run")
+DECISION_UNIT = "per_repeat"
+DECISION_TEST = "sign_flip"
+ALPHA = 0.05
+EXACT_FLIPS_UP_TO = 16
+RANDOM_FLIPS = 100_000
+UNIT_TEXT = {"per_repeat": "per repeat (fold-averaged)", "per_run": "per run (fold, repeat)"}
+
+
+class CompareError(SummaryError):
+    """Two cross-validations that cannot be compared; the message names the folders and why."""
+
+
+def _value(run: dict[str, Any], metric: str) -> float | None:
+    value = run.get(metric)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        where = f"run {run.get('dir', '?')} (fold {run.get('fold')}, repeat {run.get('repeat')})"
+        raise CompareError(f"{where}: expected {metric!r} to be a finite number (a fraction), got {value!r}")
+    return float(value)
+
+
+def paired_runs(runs_a: list[dict], runs_b: list[dict], metric: str) -> tuple[list[dict], dict[str, list]]:
+    """Pairs ``{fold, repeat, a, b}`` of the runs of both lists that have ``metric``, sorted by
+    (repeat, fold), and the unmatched keys: ``only_a``/``only_b`` as ``[fold, repeat]`` lists."""
+    by_a = {(r["fold"], r["repeat"]): r for r in runs_a if _value(r, metric) is not None}
+    by_b = {(r["fold"], r["repeat"]): r for r in runs_b if _value(r, metric) is not None}
+    keys = sorted(by_a.keys() & by_b.keys(), key=lambda k: (k[1], k[0]))
+    pairs = [{"fold": f, "repeat": r, "a": _value(by_a[(f, r)], metric), "b": _value(by_b[(f, r)], metric)}
+             for f, r in keys]
+    order = lambda ks: [list(k) for k in sorted(ks, key=lambda k: (k[1], k[0]))]
+    return pairs, {"only_a": order(by_a.keys() - by_b.keys()), "only_b": order(by_b.keys() - by_a.keys())}
+
+
+def repeat_pairs(runs_a: list[dict], runs_b: list[dict], metric: str) -> tuple[list[dict], list[int]]:
+    """Per repeat: the fold averages ``{repeat, a, b, n_folds}`` of the repeats in which both lists
+    have ``metric`` for every fold that both lists have; and the repeats left out (some fold missing).
+
+    A fold only one list has (listed as unmatched by ``paired_runs``) does not spoil the repeats: both
+    averages are over the same folds, so the difference compares like with like.
+    """
+    folds = ({r["fold"] for r in runs_a if _value(r, metric) is not None}
+             & {r["fold"] for r in runs_b if _value(r, metric) is not None})
+    pairs, left_out = [], []
+    for rep in sorted({r["repeat"] for r in [*runs_a, *runs_b]}):
+        a = {r["fold"]: _value(r, metric) for r in runs_a if r["repeat"] == rep}
+        b = {r["fold"]: _value(r, metric) for r in runs_b if r["repeat"] == rep}
+        if all(a.get(f) is not None and b.get(f) is not None for f in folds) and folds:
+            pairs.append({"repeat": rep, "n_folds": len(folds), "a": math.fsum(a[f] for f in folds) / len(folds),
+                          "b": math.fsum(b[f] for f in folds) / len(folds)})
+        elif any(v is not None for v in [*a.values(), *b.values()]):
+            left_out.append(rep)
+    return pairs, left_out
+
+
+def paired_statistics(a: list[float], b: list[float]) -> dict[str, Any]:
+    """Mean difference ``b - a`` with its 95 % t interval, Wilcoxon's and the sign-flip test (two-sided).
+
+    ``CompareError`` for fewer than 2 pairs. All differences zero: difference 0, interval [0, 0],
+    both p-values 1.0 and a note (Wilcoxon's statistic is undefined there).
+    """
+    if len(a) != len(b):
+        raise ValueError(f"paired_statistics: {len(a)} values against {len(b)}")
+    n = len(a)
+    if n < 2:
+        raise CompareError(f"{n} matched pair(s): a paired comparison needs at least 2")
+    # rounded so that equal scores give exactly equal differences (ties and zeros for the rank test)
+    diff = np.round(np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64), 12)  # (n,)
+    mean = float(diff.mean())
+    sd = float(diff.std(ddof=1))
+    half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+    result: dict[str, Any] = {
+        "n": n, "mean_a": float(np.mean(a)), "mean_b": float(np.mean(b)), "mean_diff": mean, "sd_diff": sd,
+        "ci95": [mean - half, mean + half], "n_positive": int((diff > 0).sum()), "n_negative": int((diff < 0).sum()),
+        "n_zero": int((diff == 0).sum()), "notes": [],
+    }
+    if not diff.any():
+        result["wilcoxon"] = {"statistic": None, "p": 1.0, "method": "none"}
+        result["sign_flip"] = {"p": 1.0, "exact": True, "n_resamples": 2 ** min(n, EXACT_FLIPS_UP_TO)}
+        result["notes"].append("all differences are zero: the two are identical on these pairs")
+        return result
+    nonzero = int((diff != 0).sum())
+    method = "exact" if nonzero <= 50 else "approx"
+    test = stats.wilcoxon(diff, zero_method="wilcox", method=method, alternative="two-sided")
+    result["wilcoxon"] = {"statistic": float(test.statistic), "p": float(test.pvalue), "method": method}
+    exact = n <= EXACT_FLIPS_UP_TO
+    flips = stats.permutation_test(
+        (diff,), lambda x, axis: np.mean(x, axis=axis), permutation_type="samples", vectorized=True,
+        n_resamples=np.inf if exact else RANDOM_FLIPS, alternative="two-sided", rng=np.random.default_rng(0))
+    result["sign_flip"] = {"p": float(flips.pvalue), "exact": exact,
+                           "n_resamples": 2 ** n if exact else RANDOM_FLIPS}
+    if n < 6:
+        result["notes"].append(f"{n} pairs: the smallest possible two-sided p is 2/2^{n} = {2 / 2 ** n:.3g}, "
+                               f"so p < {ALPHA} cannot be reached")
+    return result
+
+
+def compare_runs(runs_a: list[dict], runs_b: list[dict], metrics: tuple[str, ...] = COMPARED_METRICS,
+                 primary: str = "ua") -> dict[str, Any]:
+    """Both pairing units for each metric present in both run lists; ``CompareError`` when ``primary``
+    has fewer than 2 matched runs. Keys: ``metrics`` {metric: {unit: statistics or {"error": ...}}},
+    ``unmatched`` (of ``primary``), ``skipped`` (metrics absent from one list) and ``verdict``."""
+    out: dict[str, Any] = {"metrics": {}, "skipped": [], "decision": {"unit": DECISION_UNIT, "test": DECISION_TEST,
+                                                                      "alpha": ALPHA, "metric": primary}}
+    for metric in dict.fromkeys((primary, *metrics)):
+        pairs, unmatched = paired_runs(runs_a, runs_b, metric)
+        if metric == primary:
+            out["unmatched"] = unmatched
+        if not pairs:
+            if metric == primary:
+                has = [name for name, runs in (("reference", runs_a), ("other", runs_b))
+                       if any(_value(r, metric) is not None for r in runs)]
+                why = (f"only the {has[0]} has it" if len(has) == 1 else "no (fold, repeat) run is in both"
+                       if has else "neither has it")
+                raise CompareError(f"metric {metric!r}: no matched runs ({why})")
+            if any(_value(r, metric) is not None for r in [*runs_a, *runs_b]):
+                out["skipped"].append(f"{metric}: not in both folders' runs")
+            continue
+        entry: dict[str, Any] = {}
+        try:
+            entry["per_run"] = {**paired_statistics([p["a"] for p in pairs], [p["b"] for p in pairs]), "pairs": pairs}
+        except CompareError as err:
+            if metric == primary:
+                raise CompareError(f"metric {metric!r} over (fold, repeat) runs: {err}") from err
+            out["skipped"].append(f"{metric}: {err}")
+            continue
+        reps, left_out = repeat_pairs(runs_a, runs_b, metric)
+        try:
+            entry["per_repeat"] = {**paired_statistics([p["a"] for p in reps], [p["b"] for p in reps]), "pairs": reps}
+        except CompareError as err:
+            entry["per_repeat"] = {"n": len(reps), "error": f"{err} (complete repeats in both)", "pairs": reps}
+        entry["per_repeat"]["left_out_repeats"] = left_out
+        out["metrics"][metric] = entry
+    out["verdict"] = verdict(out["metrics"][primary][DECISION_UNIT], primary)
+    return out
+
+
+def verdict(result: dict[str, Any], metric: str) -> dict[str, Any]:
+    """``{"significant", "p", "better", "text"}`` of one unit's statistics (the decision rule)."""
+    if "error" in result:
+        return {"significant": False, "p": None, "better": None, "text": f"not testable: {result['error']}"}
+    p = result[DECISION_TEST]["p"]
+    diff = result["mean_diff"]
+    better = None if diff == 0 else ("other" if (diff > 0) != (metric in LOWER_IS_BETTER) else "reference")
+    significant = p < ALPHA and better is not None
+    text = (f"the {better} is better (p = {p:.3g} < {ALPHA})" if significant
+            else f"no significant difference (p = {p:.3g})")
+    return {"significant": significant, "p": p, "better": better, "text": text}
+
+
+def table_significance(rows: list[tuple[str, list[dict]]], reference: int,
+                       metric: str = "ua") -> tuple[list[bool], list[str]]:
+    """Which rows of a table differ from its reference row in ``metric``, by the decision rule.
+
+    ``rows`` are (name, runs) with runs as in ``summary.json``'s ``runs``; returns one flag per row
+    (True: p < ALPHA; the reference row and untestable rows are False) and footnote lines: the
+    test, then per compared row its difference, interval and p, or why it could not be tested.
+    No lines when the reference or every other row lacks ``metric``.
+    """
+    ref_name, ref_runs = rows[reference]
+    flags = [False] * len(rows)
+    has = [any(_value(r, metric) is not None for r in runs) for _, runs in rows]
+    if not has[reference] or sum(has) < 2:  # e.g. a sweep of a model without the emotion task
+        return flags, []
+    lines = [(f"\\* {metric.upper()} differs from the reference row **{ref_name}** with p < {ALPHA}: two-sided "
+             f"exact sign-flip test of the mean paired difference, pairing {UNIT_TEXT[DECISION_UNIT]} "
+             "scores by repeat over the folds both have (`ser-mtl compare`). Per row, row minus reference:"), ""]
+    for i, (name, runs) in enumerate(rows):
+        if i == reference:
+            continue
+        try:
+            result = compare_runs(ref_runs, runs, metrics=(metric,), primary=metric)
+        except CompareError as err:
+            lines.append(f"- {name}: not testable ({err})")
+            continue
+        s = result["metrics"][metric][DECISION_UNIT]
+        if "error" in s:
+            lines.append(f"- {name}: not testable ({s['error']})")
+            continue
+        flags[i] = result["verdict"]["significant"]
+        lines.append(f"- {name}: {_pp(s['mean_diff'])} pp, 95 % CI [{_pp(s['ci95'][0])}, {_pp(s['ci95'][1])}], "
+                     f"p = {s[DECISION_TEST]['p']:.3g} over {s['n']} repeats" + (" \\*" if flags[i] else "")
+                     + (" (fewer than 6: p < 0.05 is out of reach)" if s["n"] < 6 else ""))
+    return flags, lines
+
+
+def reference_row(protocols: list[Any]) -> int:
+    """The proposed model (an AAE with gender + speaker tasks; ``paper_results.Protocol``) where a
+    table has one, else its first row."""
+    return next((i for i, p in enumerate(protocols) if p is not None and p.arch == "aae" and p.aux == "both"), 0)
+
+
+def group_significance(rows: list[tuple[str, list[dict], Any]],
+                       groups: list[list[int]]) -> tuple[list[bool], list[str]]:
+    """``table_significance`` per group of row indices (rows: name, runs, protocol), each group against
+    its ``reference_row``; one flag per row and the footnotes of every group of two or more rows."""
+    flags, notes = [False] * len(rows), []
+    for group in (g for g in groups if len(g) > 1):
+        marks, lines = table_significance([rows[i][:2] for i in group], reference_row([rows[i][2] for i in group]))
+        for i, mark in zip(group, marks):
+            flags[i] = mark
+        notes += ["", *lines]
+    return flags, notes
+
+
+def compare_dirs(dirs: list[str], metric: str = "ua") -> dict[str, Any]:
+    """Each later cv folder against the first; the JSON-ready result (see the module docstring)."""
+    if len(dirs) < 2:
+        raise CompareError(f"compare needs at least two cv folders (the reference first), got {len(dirs)}")
+    if metric not in COMPARED_METRICS:
+        raise CompareError(f"--metric {metric!r}: expected one of {', '.join(COMPARED_METRICS)}")
+    runs = {d: collect_runs(d) for d in dirs}
+    for d, found in runs.items():
+        if not found:
+            raise CompareError(f"{d}: no */metrics.json (finished runs) to compare")
+    reference = dirs[0]
+    comparisons = []
+    for other in dirs[1:]:
+        try:
+            result = compare_runs(runs[reference], runs[other], primary=metric)
+        except CompareError as err:
+            raise CompareError(f"{other} against {reference}: {err}") from err
+        comparisons.append({"reference": reference, "other": other, **result})
+    return {"difference": "other - reference (fractions; positive = other higher)", "metric": metric,
+            "units": {u: UNIT_TEXT[u] for u in UNITS}, "comparisons": comparisons}
+
+
+def _pp(value: float) -> str:
+    return f"{100 * value:+.2f}"
+
+
+def format_comparison(result: dict[str, Any]) -> str:
+    """The printed table: one line per (comparison, metric, unit), then notes and the verdicts."""
+    head = (f"{'other vs reference':<36} {'metric':<11} {'unit':<27} {'n':>4} {'diff (pp)':>9} "
+            f"{'95% CI (pp)':>17} {'Wilcoxon p':>10} {'sign-flip p':>11}")
+    lines = [head, "-" * len(head)]
+    notes = []
+    for comp in result["comparisons"]:
+        name = f"{Path(comp['other']).name} vs {Path(comp['reference']).name}"
+        for metric, entry in comp["metrics"].items():
+            for unit in UNITS:
+                s = entry[unit]
+                if "error" in s:
+                    lines.append(f"{name:<36} {metric:<11} {UNIT_TEXT[unit]:<27} {s['n']:>4}   {s['error']}")
+                    continue
+                ci = f"[{_pp(s['ci95'][0])}, {_pp(s['ci95'][1])}]"
+                lines.append(f"{name:<36} {metric:<11} {UNIT_TEXT[unit]:<27} {s['n']:>4} {_pp(s['mean_diff']):>9} "
+                             f"{ci:>17} {s['wilcoxon']['p']:>10.4g} {s['sign_flip']['p']:>11.4g}")
+                notes += [f"{name}, {metric} {UNIT_TEXT[unit]}: {n}" for n in s["notes"]]
+        only_a, only_b = comp["unmatched"]["only_a"], comp["unmatched"]["only_b"]
+        for label, keys, folder in (("only in", only_a, comp["reference"]), ("only in", only_b, comp["other"])):
+            if keys:
+                notes.append(f"{label} {folder} (not paired): " + ", ".join(f"fold {f} repeat {r}" for f, r in keys))
+        left = comp["metrics"][result["metric"]]["per_repeat"]["left_out_repeats"]
+        if left:
+            notes.append(f"{name}: repeat(s) {', '.join(map(str, left))} lack some fold in one folder; "
+                         "left out of the per-repeat pairs")
+        notes += [f"{name}: {s}" for s in comp["skipped"]]
+    lines += ["", (f"difference = other - reference, percentage points; verdict: two-sided sign-flip test on "
+              f"{UNIT_TEXT[DECISION_UNIT]} {result['metric']}, p < {ALPHA}")]
+    lines += [f"  {Path(c['other']).name} vs {Path(c['reference']).name}: {c['verdict']['text']}"
+              for c in result["comparisons"]]
+    if notes:
+        lines += ["", "notes:", *(f"  - {n}" for n in notes)]
+    return "\n".join(lines)
+
+
+@command(positional="dirs", errors=(SummaryError,))
+def compare_main(dirs: list[str], out: str | None = None, metric: str = "ua") -> dict[str, Any]:
+    """Paired comparison of cross-validations: each later folder minus the first, over matching (fold, repeat) runs.
+
+    Prints mean differences with 95 % t intervals, Wilcoxon signed-rank and exact sign-flip p-values,
+    per repeat (fold-averaged, the verdict's unit) and per run.
+
+    Args:
+        dirs: cv folders (DIR/*/metrics.json); the first is the reference.
+        out: also write the full result (pairs, intervals, p-values) to this JSON file.
+        metric: the metric the verdict is about: ua, wa, eer, gender_acc or speaker_acc.
+    """
+    result = compare_dirs(list(dirs), metric)
+    print(format_comparison(result))
+    if out:
+        atomic_write_json(out, result)
+        print(f"[compare] {out}")
+    return result
+
+
+if __name__ == "__main__":
+    run_function(compare_main, sys.argv[1:], "ser-mtl compare")
