@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from ser_mtl.experiments.parallel_runs import JobsError, Slot, bind, plan_slots, run_in_slots
 from ser_mtl.experiments.stages import (
     CLIBackend,
     CVBackend,
@@ -267,7 +268,7 @@ def _ensure_record(out: Path, record: dict[str, Any], folds: list[int], repeats:
 def run_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: str, base_seed: int = 0,
            slurm: bool = False, *, only_task: int | None = None, in_process: bool = False,
            label: str | None = None, fail_fast: bool = False, slurm_options: Any = None,
-           backend: CVBackend | None = None) -> dict:
+           backend: CVBackend | None = None, jobs: int = 1, devices: str | list | None = None) -> dict:
     """Cross-validate one configuration: every (fold, repeat) fit + tested, then ``summary.json``.
 
     Args:
@@ -284,6 +285,9 @@ def run_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: s
         fail_fast: stop at the first failed run instead of running the others first.
         slurm_options: ``SlurmOptions`` for ``slurm=True``.
         backend: how stages run (tests inject one); default ``CLIBackend(in_process)``.
+        jobs: runs at a time, each in its own child processes (``ser_mtl.experiments.parallel_runs``);
+            the results do not depend on it. With ``fail_fast`` the runs already going finish first.
+        devices: the GPUs the jobs are spread over, round-robin (``"0,1"``, ``"cpu"``); None: all visible.
 
     Returns:
         The summary (``summary.json``'s content); with ``slurm`` the written script paths; with
@@ -295,7 +299,15 @@ def run_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: s
     """
     if repeats < 1:
         raise CVError(f"--cv.repeats must be >= 1, got {repeats}")
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise CVError(f"--cv.jobs must be an integer >= 1, got {jobs!r}")
     check_config_args(config_args)
+    if in_process and (jobs != 1 or devices is not None):
+        raise CVError("--cv.jobs / --cv.devices run each stage in a child process with its own devices and "
+                      "threads; they cannot be combined with --cv.in_process true")
+    if slurm and (jobs != 1 or devices is not None):
+        raise CVError("--cv.jobs / --cv.devices apply to runs on this machine; with --cv.slurm true every "
+                      "(fold, repeat) is its own array task and SLURM places it (--cv.slurm_gpus)")
     backend = backend or CLIBackend(in_process=in_process)
     out_path = Path(out)
     if folds is None:
@@ -319,20 +331,27 @@ def run_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: s
                                 slurm_options or SlurmOptions())
 
     tasks = grid if only_task is None else [grid[only_task]]
-    results: list[RunResult] = []
+    try:
+        slots = plan_slots(min(jobs, len(tasks)), devices)
+    except JobsError as err:
+        raise CVError(str(err)) from err
+    if len(slots) > 1 or slots[0].env:
+        _say(f"{len(slots)} run(s) at a time: " + "; ".join(f"job {s.index} on {s.describe()}" for s in slots))
+
+    def one(task: tuple[int, int], slot: Slot) -> RunResult:
+        fold, repeat = task
+        try:
+            return run_one(bind(backend, slot), config_args, out_path, fold, repeat, base_seed)
+        except Exception as err:  # one failed run must not stop the others
+            if isinstance(err, CVError) or fail_fast:
+                raise
+            detail = str(err) if isinstance(err, RunFailed) else traceback.format_exc()
+            _say(f"fold {fold} repeat {repeat} FAILED: {detail}")
+            return RunResult(fold, repeat, "failed", error=detail)
+
     # in-process stages install Lightning's own handlers, which must find the signals unhandled
     with contextlib.nullcontext() if in_process else signal_guard():
-        for fold, repeat in tasks:
-            if stop_requested():
-                raise CVError("stopped by SIGTERM; re-run the same command to continue")
-            try:
-                results.append(run_one(backend, config_args, out_path, fold, repeat, base_seed))
-            except Exception as err:  # one failed run must not stop the others
-                if isinstance(err, CVError) or fail_fast:
-                    raise
-                detail = str(err) if isinstance(err, RunFailed) else traceback.format_exc()
-                _say(f"fold {fold} repeat {repeat} FAILED: {detail}")
-                results.append(RunResult(fold, repeat, "failed", error=detail))
+        results = run_in_slots(tasks, one, slots)  # task order, whichever finished first
     if stop_requested():
         raise CVError("stopped by SIGTERM; re-run the same command to continue")
     failed = [r for r in results if r.status == "failed"]

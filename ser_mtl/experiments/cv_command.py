@@ -51,6 +51,12 @@ def add_cv_arguments(parser) -> None:
                         help="stop at the first failed run (default: run the others, then report)")
     parser.add_argument("--cv.only_task", type=int | None, default=None,
                         help="run only this task id of the fold x repeat grid (what a SLURM array task does)")
+    parser.add_argument("--cv.jobs", type=int, default=1,
+                        help="runs at a time on this machine, each in its own child processes; CPU threads "
+                             "are divided between them (the results do not depend on it)")
+    parser.add_argument("--cv.devices", type=str | None, default=None,
+                        help="GPUs the jobs are spread over, round-robin, as this process numbers them: 0,1 "
+                             "(several jobs may share one); cpu for none; default every visible GPU, else CPU")
     add_slurm_arguments(parser)
 
 
@@ -61,7 +67,8 @@ def cv_kwargs(ns) -> dict[str, Any]:
     cv = ns.cv
     return {"folds": parse_int_list(cv.folds), "repeats": cv.repeats, "out": cv.out, "base_seed": cv.base_seed,
             "slurm": cv.slurm, "only_task": cv.only_task, "in_process": cv.in_process, "label": cv.label,
-            "fail_fast": cv.fail_fast, "slurm_options": slurm_options_from(cv)}
+            "fail_fast": cv.fail_fast, "slurm_options": slurm_options_from(cv), "jobs": cv.jobs,
+            "devices": cv.devices}
 
 
 def _cv(options, config_args: list[str]) -> None:

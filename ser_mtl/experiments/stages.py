@@ -7,15 +7,23 @@
   would make an interrupted fit look finished. The child entry point (``python -m
   ser_mtl.experiments.stages CLI_MODULE STAGE ARGS...``) exits 143 instead.
 * A stage child dies with its runner (Linux ``PR_SET_PDEATHSIG``, SIGKILL): killing ``ser-mtl cv``
-  by any means leaves no orphan fit behind, and the next run of the same command resumes it.
+  by any means leaves no orphan fit behind, and the next run of the same command resumes it. The
+  child arms this itself as its first act (``_die_with_runner``; no ``preexec_fn``, which is unsafe
+  in a runner with threads). Linux sends the signal when the *thread* that started the child ends,
+  not the process, so ``run_stage`` starts and waits for its child in one thread and returns only
+  once the child has ended: with ``--cv.jobs N`` (``ser_mtl.experiments.parallel_runs``) each worker
+  thread outlives the children it starts.
 * ``run_lock`` makes one run folder single-writer: an exclusive ``flock`` on ``RUN/.lock`` held by
   the runner *and inherited by its child*, so a second runner (another terminal, a SLURM task and a
   local run) skips the run instead of training into the same folder. A lock whose holder is gone is
   free again (the kernel drops a dead process's ``flock``). File systems without ``flock`` are run unlocked, with a note.
-* Signals while a child runs: SIGUSR1 (SLURM's ``--signal`` warning, sent to every process of the
+* Several runs at once (``--cv.jobs``): the lock descriptor is per thread, every running child is
+  registered, and each child may get its own environment (``run_stage(..., env=...)``: devices, threads).
+* Signals while children run: SIGUSR1 (SLURM's ``--signal`` warning, sent to every process of the
   task) is left to the child, where Lightning checkpoints and requeues; the runner only logs it. A
   Python handler, unlike SIG_IGN, is reset at exec, so Lightning still installs its own. SIGTERM is
-  passed to the child, the runner waits for it to stop and then ends (``stop_requested``).
+  passed to every running child, no new stage starts, the runner waits for them to stop and then
+  ends (``stop_requested``).
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 EXIT_INTERRUPTED = 143  # 128 + SIGTERM, what a shell reports for a process ended by SIGTERM
+RUNNER_PID_VARIABLE = "SER_MTL_CV_RUNNER_PID"  # tells a stage child whose death it must not outlive
 
 
 class RunFailed(RuntimeError):
@@ -50,8 +59,9 @@ class RunInterrupted(RunFailed):
 class CVBackend(Protocol):
     """What the cv runner needs from the training CLI; ``CLIBackend`` is the real one."""
 
-    def run_stage(self, stage: str, args: list[str], run_dir: Path) -> None:
-        """Run ``ser-mtl <stage> <args>`` (stage: fit | test) to completion, or raise ``RunFailed``."""
+    def run_stage(self, stage: str, args: list[str], run_dir: Path, env: dict[str, str] | None = None) -> None:
+        """Run ``ser-mtl <stage> <args>`` (stage: fit | test) to completion, or raise ``RunFailed``;
+        ``env``: variables set for that stage's child on top of the runner's (devices, threads)."""
 
     def num_folds(self, config_args: list[str]) -> int:
         """Number of folds of the configuration's ``data.scheme``."""
@@ -60,12 +70,27 @@ class CVBackend(Protocol):
         """The fully resolved configuration (defaults filled in), for the record."""
 
 
-_state: dict[str, Any] = {"child": None, "stop": False, "lock_fd": None}
+# "children": every running stage child (any thread); "stop": SIGTERM received
+_state: dict[str, Any] = {"children": set(), "stop": False}
+_thread = threading.local()  # lock_fd: the run lock held by this thread (one run per thread)
 
 
 def stop_requested() -> bool:
     """True once the runner received SIGTERM: finish nothing new."""
     return bool(_state["stop"])
+
+
+def request_stop() -> None:
+    """What SIGTERM does: no new stage starts, and every running stage child gets SIGTERM.
+
+    Lock-free (it runs in a signal handler, which may interrupt a thread inside ``run_stage``): the
+    flag is set before the children are read, and ``run_stage`` registers its child before reading
+    the flag, so a child started concurrently is signalled by one side or the other.
+    """
+    _state["stop"] = True
+    for child in list(_state["children"]):
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signal.SIGTERM)
 
 
 @dataclass
@@ -77,29 +102,41 @@ class CLIBackend:
     python: str = sys.executable
     env: dict[str, str] = field(default_factory=dict)
 
-    def run_stage(self, stage: str, args: list[str], run_dir: Path) -> None:
+    def run_stage(self, stage: str, args: list[str], run_dir: Path, env: dict[str, str] | None = None) -> None:
         if self.in_process:
+            if env:
+                raise ValueError(f"a stage run in this process cannot get its own environment ({env}); "
+                                 "drop --cv.in_process")
             run_cli_stage(self.cli_module, [stage, *args])
             return
+        if stop_requested():
+            raise RunInterrupted(f"{stage} not started: the runner received SIGTERM")
         log = run_dir / f"{stage}.log"
         cmd = [self.python, "-m", "ser_mtl.experiments.stages", self.cli_module, stage, *args]
-        fds = (_state["lock_fd"],) if _state["lock_fd"] is not None else ()
+        lock_fd = getattr(_thread, "lock_fd", None)
+        fds = (lock_fd,) if lock_fd is not None else ()
+        extra = {**self.env, **(env or {})}
         with open(log, "a", encoding="utf-8") as handle:
-            handle.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n")
+            shown = " ".join(f"{k}={v}" for k, v in sorted((env or {}).items()))
+            handle.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} {shown + ' ' if shown else ''}"
+                         f"{' '.join(cmd)}\n")
             handle.flush()
+            # close_fds (the default) keeps the other runs' lock descriptors out of this child
             child = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, pass_fds=fds,
-                                     env={**os.environ, **self.env},
-                                     preexec_fn=_die_with(os.getpid()))  # noqa: PLW1509 (async-signal-safe calls only)
-            _state["child"] = child
+                                     env={**os.environ, **extra, RUNNER_PID_VARIABLE: str(os.getpid())})
+            _state["children"].add(child)
             try:
-                code = child.wait()
+                if stop_requested():  # SIGTERM came while the child was starting (see request_stop)
+                    child.send_signal(signal.SIGTERM)
+                code = child.wait()  # this thread outlives its child: PR_SET_PDEATHSIG follows threads
             except BaseException:  # Ctrl-C: the child got SIGINT too; give it a moment, then end it
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     child.wait(timeout=10)
                 child.kill()
+                child.wait()
                 raise
             finally:
-                _state["child"] = None
+                _state["children"].discard(child)
         if code != 0:
             kind = RunInterrupted if code in (EXIT_INTERRUPTED, -signal.SIGTERM) else RunFailed
             raise kind(f"{stage} exited with status {code}; last lines of {log}:\n{_tail(log)}")
@@ -126,23 +163,23 @@ class CLIBackend:
         return yaml.safe_load(buffer.getvalue())
 
 
-def _die_with(parent: int):
-    """``preexec_fn`` for a stage child: on Linux the kernel sends it SIGKILL when the runner ends, however
-    the runner ends (SIGKILL included), so no orphan keeps training and holding the run's lock; the
-    run resumes from its last checkpoint on the next ``ser-mtl cv``. Elsewhere: None (no such call)."""
-    if not sys.platform.startswith("linux"):
-        return None
+def _die_with_runner() -> None:
+    """First act of a stage child started by ``run_stage``: on Linux the kernel sends it SIGKILL when the
+    runner ends, however the runner ends (SIGKILL included), so no orphan keeps training and holding the
+    run's lock; the run resumes from its last checkpoint on the next ``ser-mtl cv``. The runner's pid
+    comes in ``SER_MTL_CV_RUNNER_PID``; a child whose runner died before this call sees another parent
+    and ends at once. Elsewhere (or started by hand, without the variable): nothing."""
+    runner = os.environ.pop(RUNNER_PID_VARIABLE, None)  # popped: the CLI's own children must not inherit it
+    if runner is None or not sys.platform.startswith("linux"):
+        return
     import ctypes
 
-    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork: only syscalls run after it
     pr_set_pdeathsig = 1
-
-    def arm() -> None:
-        prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
-        if os.getppid() != parent:  # the runner died between fork and prctl
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return arm
+    if ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0) != 0:
+        print(f"[cv] note: PR_SET_PDEATHSIG failed (errno {ctypes.get_errno()}); this stage may outlive "
+              "a killed runner", file=sys.stderr)
+    if os.getppid() != int(runner):  # the runner died before the call above
+        os._exit(EXIT_INTERRUPTED)
 
 
 @contextlib.contextmanager
@@ -186,11 +223,11 @@ def run_lock(run_dir: Path) -> Iterator[bool]:
                 yield False
                 return
             print(f"[cv] note: {run_dir} is not locked (flock unsupported here: {err})", flush=True)
-        _state["lock_fd"] = fd
+        _thread.lock_fd = fd
         try:
             yield True
         finally:
-            _state["lock_fd"] = None
+            _thread.lock_fd = None
     finally:
         os.close(fd)
 
@@ -206,10 +243,8 @@ def signal_guard() -> Iterator[None]:
         print("[cv] SIGUSR1: the running stage checkpoints and requeues itself", flush=True)
 
     def on_term(signum: int, frame: Any) -> None:
-        _state["stop"] = True
-        if _state["child"] is not None:
-            _state["child"].send_signal(signal.SIGTERM)
-        print("[cv] SIGTERM: waiting for the running stage to stop; no further runs start", flush=True)
+        request_stop()
+        print("[cv] SIGTERM: waiting for the running stage to stop (every job's); no further runs start", flush=True)
 
     previous = {signal.SIGUSR1: signal.getsignal(signal.SIGUSR1), signal.SIGTERM: signal.getsignal(signal.SIGTERM)}
     if previous[signal.SIGUSR1] in (signal.SIG_DFL, None):
@@ -226,6 +261,7 @@ def signal_guard() -> Iterator[None]:
 
 def _stage_main(argv: list[str]) -> int:
     """Child entry: ``python -m ser_mtl.experiments.stages CLI_MODULE STAGE ARGS...``."""
+    _die_with_runner()
     try:
         run_cli_stage(argv[0], argv[1:])
     except RunInterrupted as err:
