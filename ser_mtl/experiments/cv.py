@@ -242,7 +242,8 @@ def _fit_and_test(backend: CVBackend, config_args: list[str], run_dir: Path, fol
 
 
 def _say(text: str) -> None:
-    print(f"[cv] {text}", flush=True)
+    sys.stdout.write(f"[cv] {text}\n")  # one write: lines of parallel jobs do not run together
+    sys.stdout.flush()
 
 
 def _ensure_record(out: Path, record: dict[str, Any], folds: list[int], repeats: int, write: bool) -> None:
