@@ -95,9 +95,11 @@ def run_baseline_cv(config_args: list[str], out: str, options: dict[str, Any], f
         raise BaselineError(f"--baseline.folds must be distinct folds of 0..{first.num_folds - 1} "
                             f"({first.hparams.scheme}), got {folds}")
     name = baseline_label(options["features"], options["classifier"], options["stats"])
-    record = {"config_args": [*config_args, *baseline_args(options)], "base_seed": base_seed,
+    # only the settings that act: `stats` for the statistics, `audio` for openSMILE
+    settings = {k: v for k, v in options.items() if k != ("audio" if options["features"] == "stats" else "stats")}
+    record = {"config_args": [*config_args, *baseline_args(settings)], "base_seed": base_seed,
               "config_files": config_files(config_args), "label": label or name,
-              "baseline": {**options, "label": name}, "resolved": {"data": data_record(first)}}
+              "baseline": {**settings, "label": name}, "resolved": {"data": data_record(first)}}
     out_path = Path(out)
     _check_record(out_path, record)
     previous = read_record(out_path) or {}
@@ -120,6 +122,7 @@ def run_baseline_cv(config_args: list[str], out: str, options: dict[str, Any], f
             result = run_baseline(datamodule, predictions=str(run_dir / "predictions.csv"), seed=seed, **options)
             metrics = {"fold": fold, "repeat": repeat, "seed": seed, **{k: result[k] for k in _METRIC_KEYS}}
             atomic_write_json(run_dir / METRICS_NAME, metrics)
+            extracted = f"  ({result['n_extracted']} utterances extracted)" if "audio" in result else ""
             print(f"[baseline] fold {fold} repeat {repeat}: C={result['C']:g}  WA {100 * result['wa']:.1f} %  "
-                  f"UA {100 * result['ua']:.1f} %  ({result['n_extracted']} utterances extracted)")
+                  f"UA {100 * result['ua']:.1f} %{extracted}")
     return aggregate(str(out_path))
