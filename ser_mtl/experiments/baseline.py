@@ -1,30 +1,64 @@
-"""A classical reference on the same split: utterance statistics + logistic regression.
+"""A classical reference on the network's own split: utterance features + a linear classifier.
 
-``ser-mtl baseline --config FILE [--data.* overrides]`` reads the very features, fold split and
-labels that ``ser-mtl fit`` would use, describes every utterance by the per-row mean and standard
-deviation of its log-spectrogram frames and of their first differences (4 x F numbers; with
-``--baseline.stats std`` only the two standard deviations, 2 x F, which ignore the recording level
-and the speaker's average spectrum), fits a
-standardised multinomial logistic regression (class-balanced, C chosen on the validation split)
-on the training utterances and prints WA/UA on the test utterances. A network that does not beat
-this on the same held-out speakers has not learnt more than average spectra.
+Runbook::
+
+    # the no-dependency default: spectrogram statistics + logistic regression, on the config's fold
+    ser-mtl baseline --config configs/iemocap.yaml --baseline.out runs/baseline.json
+    # the field's reference: eGeMAPSv02 functionals (88 per utterance; `pip install opensmile`)
+    ser-mtl baseline --config configs/iemocap.yaml --baseline.features egemaps --baseline.classifier logreg
+    # ComParE_2016 (6373) + linear SVM, every fold of data.scheme, for `ser-mtl report`
+    ser-mtl baseline --config configs/iemocap.yaml --baseline.features compare \
+        --baseline.classifier linear_svm --baseline.cv_out runs/iemocap_compare_svm
+
+It reads the very utterances, fold split and labels that ``ser-mtl fit`` would use (the
+``SERDataModule`` of the same arguments; utterances the feature store skipped are left out here too)
+and describes every utterance by
+
+* ``stats``: the per-row mean and standard deviation of its log-spectrogram frames and of their
+  first differences (4 x F numbers; ``--baseline.stats std``: only the two standard deviations,
+  2 x F, blind to the recording level and the speaker's average spectrum), or
+* ``egemaps`` / ``compare``: openSMILE's eGeMAPSv02 / ComParE_2016 functionals of the same
+  silence-trimmed samples the network's spectrogram is made from (``--baseline.audio raw``: the
+  whole file), cached per utterance (``ser_mtl.experiments.opensmile_features``).
+
+The features are standardised on the training utterances (``StandardScaler``), a class-balanced
+multinomial logistic regression (``logreg``) or linear SVM (``linear_svm``) is fitted for each C of
+``--baseline.c_grid``, the C with the best validation UA is kept (ties: the smaller C) and WA/UA are
+reported on the test utterances. A network that does not beat this on the same held-out speakers
+has not learnt more than these features carry. ``--baseline.cv_out DIR`` runs every fold
+(``ser_mtl.experiments.baseline_cv``).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 from typing import Literal, get_args
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, balanced_accuracy_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVC
 
 from ser_mtl.command_line import ForwardingCommand
-from ser_mtl.io_utils import atomic_write_json
+from ser_mtl.experiments.opensmile_features import (
+    FEATURE_SETS,
+    Audio,
+    BaselineError,
+    SmileCache,
+    import_opensmile,
+)
+from ser_mtl.io_utils import atomic_write_json, atomic_write_text
 
 Stats = Literal["mean_std", "std"]
 STATS = get_args(Stats)
+Features = Literal["stats", "egemaps", "compare"]
+FEATURES = get_args(Features)
+Classifier = Literal["logreg", "linear_svm"]
+CLASSIFIERS = get_args(Classifier)
+C_GRID = (0.0001, 0.001, 0.01, 0.1, 1.0, 10.0)
+_CLASSIFIER_LABEL = {"logreg": "LogReg", "linear_svm": "linear SVM"}
 
 
 def utterance_statistics(frames: np.ndarray, stats: str = "mean_std") -> np.ndarray:
@@ -39,61 +73,191 @@ def utterance_statistics(frames: np.ndarray, stats: str = "mean_std") -> np.ndar
     return np.concatenate([x.mean(1), x.std(1), delta.mean(1), delta.std(1)])
 
 
-def _features(store, rows, indices, label_scheme, stats: str = "mean_std") -> tuple[np.ndarray, np.ndarray]:
-    keep = [i for i in indices if store.lengths[i] > 0 and label_scheme.encode(rows[i]) >= 0]
-    x = np.stack([utterance_statistics(store.frames(i), stats) for i in keep])  # (U, 4F) or (U, 2F)
-    y = np.array([label_scheme.encode(rows[i]) for i in keep])  # (U,)
-    return x, y
+def baseline_label(features: str, classifier: str, stats: str = "mean_std") -> str:
+    """The row name in reports: ``eGeMAPS + LogReg``, ``ComParE + linear SVM``, ``spectrogram stats (std) + LogReg``."""
+    name = FEATURE_SETS[features][2] if features in FEATURE_SETS else (
+        "spectrogram stats" + (" (std)" if stats == "std" else ""))
+    return f"{name} + {_CLASSIFIER_LABEL[classifier]}"
 
 
-def run_baseline(datamodule, out: str | None = None, stats: Stats = "mean_std") -> dict:
+def make_classifier(classifier: str, c: float, seed: int = 0):
+    """Standardisation + a class-balanced linear classifier with inverse regularisation ``c``."""
+    if classifier == "logreg":
+        model = LogisticRegression(C=c, class_weight="balanced", max_iter=5000)
+    elif classifier == "linear_svm":
+        model = LinearSVC(C=c, class_weight="balanced", max_iter=20000, random_state=seed)
+    else:
+        raise BaselineError(f"--baseline.classifier must be one of {CLASSIFIERS}, got {classifier!r}")
+    return make_pipeline(StandardScaler(), model)
+
+
+def scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict:
+    """WA, UA (mean recall over the classes present) and the (C, C) confusion matrix, rows true, as in
+    ``ser_mtl.run_outputs.test_metrics``."""
+    confmat = np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    support = confmat.sum(axis=1)  # (C,)
+    present = support > 0
+    return {"wa": float(confmat.trace() / support.sum()),
+            "ua": float(np.mean(confmat.diagonal()[present] / support[present])),
+            "confmat": confmat.astype(int).tolist()}
+
+
+class _Describer:
+    """Turns (store, rows, indices) into a feature matrix for one ``--baseline.features`` choice."""
+
+    def __init__(self, features: str, stats: str, audio: Audio, datamodule) -> None:
+        if features not in FEATURES:
+            raise BaselineError(f"--baseline.features must be one of {FEATURES}, got {features!r}")
+        self.features, self.stats = features, stats
+        self.num_workers = int(datamodule.hparams.num_workers)
+        self.smile = (SmileCache(features, datamodule.features, datamodule.hparams.cache_dir, audio)
+                      if features in FEATURE_SETS else None)
+        self.n_extracted = 0
+
+    def __call__(self, store, indices: list[int]) -> np.ndarray:
+        if self.smile is None:
+            return np.stack([utterance_statistics(store.frames(i), self.stats) for i in indices])  # (U, 4F) | (U, 2F)
+        matrix, extracted = self.smile.features(store.rows, store.root, indices, self.num_workers)  # (U, D)
+        self.n_extracted += extracted
+        return matrix
+
+    def description(self) -> str:
+        if self.smile is not None:
+            name, dim, _ = FEATURE_SETS[self.features]
+            return f"openSMILE {name} functionals ({dim}) of the {self.smile.audio} audio"
+        return (("per-row mean/std" if self.stats == "mean_std" else "per-row std")
+                + " of log-spectrogram frames and deltas")
+
+
+def _labelled(store, rows, indices, label_scheme) -> tuple[list[int], np.ndarray]:
+    """The utterances of ``indices`` with features in the store and a label of the task, and (U,) labels."""
+    keep = [int(i) for i in indices if store.lengths[i] > 0 and label_scheme.encode(rows[i]) >= 0]
+    return keep, np.array([label_scheme.encode(rows[i]) for i in keep], dtype=np.int64)
+
+
+def run_baseline(datamodule, out: str | None = None, features: Features = "stats", stats: Stats = "mean_std",
+                 classifier: Classifier = "logreg", audio: Audio = "trimmed", c_grid: list[float] | None = None,
+                 predictions: str | None = None, seed: int = 0) -> dict:
     """Fit on the training split, pick C on validation, report WA/UA on test (fractions).
 
     Args:
         datamodule: the ``SERDataModule`` of the configuration (its features, split and labels).
-        out: also write the result (WA, UA, C, classes ...) to this JSON file.
-        stats: per utterance, ``mean_std`` of the frames and their deltas (4 x F numbers) or only their
-            ``std`` (2 x F, blind to the recording level and the speaker's average spectrum).
+        out: also write the result (WA, UA, confmat, C, classes ...) to this JSON file.
+        features: ``stats`` (spectrogram statistics, no extra dependency), ``egemaps``
+            (openSMILE eGeMAPSv02, 88) or ``compare`` (openSMILE ComParE_2016, 6373).
+        stats: with ``features=stats``: ``mean_std`` of the frames and their deltas (4 x F numbers) or only
+            their ``std`` (2 x F, blind to the recording level and the speaker's average spectrum).
+        classifier: ``logreg`` (multinomial logistic regression) or ``linear_svm``; both class-balanced.
+        audio: openSMILE reads the ``trimmed`` samples the network's features come from, or the ``raw`` file.
+        c_grid: the inverse regularisation strengths tried on the validation split (default 1e-4 ... 10).
+        predictions: also write ``utt_id,speaker,label,pred`` per test utterance to this CSV file.
+        seed: the linear SVM's ``random_state`` (logistic regression has no randomness).
     """
+    grid = tuple(c_grid or C_GRID)
+    if not grid or min(grid) <= 0:
+        raise BaselineError(f"--baseline.c_grid must be positive numbers, got {list(grid)}")
+    describe = _Describer(features, stats, audio, datamodule)  # fails early, before the stores are built
     datamodule.prepare_data()
     datamodule.setup("fit")
     rows, split = datamodule.rows, datamodule.split
     eval_rows, _ = datamodule._eval_source()
     eval_store = datamodule.stores["target" if datamodule.target_rows else "primary"]
     scheme = datamodule.label_scheme
-    x_train, y_train = _features(datamodule.stores["primary"], rows, split.train, scheme, stats)
-    x_val, y_val = _features(eval_store, eval_rows, split.val, scheme, stats)
-    x_test, y_test = _features(eval_store, eval_rows, split.test, scheme, stats)
+    train, y_train = _labelled(datamodule.stores["primary"], rows, split.train, scheme)
+    val, y_val = _labelled(eval_store, eval_rows, split.val, scheme)
+    test, y_test = _labelled(eval_store, eval_rows, split.test, scheme)
+    for name, part in (("train", train), ("validation", val), ("test", test)):
+        if not part:
+            raise BaselineError(f"the {name} split of {datamodule.hparams.scheme} fold {datamodule.hparams.fold} "
+                                f"has no labelled utterance with features; no baseline can be fitted")
+    x_train = describe(datamodule.stores["primary"], train)  # (U_train, D)
+    x_val, x_test = describe(eval_store, val), describe(eval_store, test)  # (U_val, D), (U_test, D)
+    n_classes = len(datamodule.class_names)
     best = None
-    for c in (0.001, 0.01, 0.1, 1.0, 10.0):
-        model = make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=2000))
-        model.fit(x_train, y_train)
-        score = balanced_accuracy_score(y_val, model.predict(x_val))
-        if best is None or score > best[0]:
-            best = (score, c, model)
-    _, c, model = best
-    pred = model.predict(x_test)
-    result = {"wa": float(accuracy_score(y_test, pred)), "ua": float(balanced_accuracy_score(y_test, pred)),
-              "n_utterances": len(y_test), "C": c, "val_ua": float(best[0]),
-              "features": ("per-row mean/std" if stats == "mean_std" else "per-row std")
-              + " of log-spectrogram frames and deltas", "stats": stats, "classes": datamodule.class_names}
+    for c in grid:
+        model = make_classifier(classifier, c, seed).fit(x_train, y_train)
+        val_ua = scores(y_val, model.predict(x_val), n_classes)["ua"]
+        if best is None or val_ua > best[0]:
+            best = (val_ua, c, model)
+    val_ua, c, model = best
+    pred = model.predict(x_test).astype(np.int64)  # (U_test,)
+    result = {**scores(y_test, pred, n_classes), "n_utterances": len(test), "classes": datamodule.class_names,
+              "C": c, "val_ua": val_ua, "c_grid": list(grid), "features": features,
+              "feature_description": describe.description(), "n_features": int(x_train.shape[1]),
+              "classifier": classifier, "label": baseline_label(features, classifier, stats),
+              "n_extracted": describe.n_extracted}
+    if features == "stats":
+        result["stats"] = stats
+    else:
+        result["audio"] = audio
+    if predictions:
+        atomic_write_text(predictions, predictions_csv([eval_rows[i] for i in test], y_test, pred,
+                                                       datamodule.class_names))
     if out:
         atomic_write_json(out, result)
     return result
 
 
-def _baseline(options, config_args: list[str]) -> None:
+def predictions_csv(rows, labels: np.ndarray, preds: np.ndarray, classes: list[str]) -> str:
+    """``utt_id,speaker,label,pred`` per test utterance (class names)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["utt_id", "speaker", "label", "pred"])
+    for row, label, pred in zip(rows, labels, preds):
+        writer.writerow([row.utt_id, row.speaker, classes[int(label)], classes[int(pred)]])
+    return buffer.getvalue()
+
+
+def baseline(config_args: list[str], features: Features = "stats", stats: Stats = "mean_std",
+             classifier: Classifier = "logreg", audio: Audio = "trimmed", c_grid: list[float] | None = None,
+             out: str | None = None, predictions: str | None = None, cv_out: str | None = None,
+             folds: list[int] | None = None, repeats: int = 1, base_seed: int = 0, label: str | None = None) -> dict:
+    """``ser-mtl baseline``: one fold (the config's ``data.fold``) or, with ``cv_out``, every fold.
+
+    Args:
+        config_args: the ``ser-mtl fit`` arguments whose data the baseline uses (``--config F --data.*``).
+        features: ``stats`` (spectrogram statistics, no extra dependency), ``egemaps`` (openSMILE
+            eGeMAPSv02 functionals, 88) or ``compare`` (openSMILE ComParE_2016, 6373); openSMILE needs
+            ``pip install opensmile``.
+        stats: with ``features=stats``: ``mean_std`` (4 x F numbers) or ``std`` (2 x F).
+        classifier: ``logreg`` or ``linear_svm`` (class-balanced, standardised features).
+        audio: what openSMILE reads: the silence-``trimmed`` samples of the network's features, or the ``raw`` file.
+        c_grid: inverse regularisation strengths tried; the best validation UA wins (default 1e-4 ... 10).
+        out: write the one-fold result to this JSON file (the keys of a run's test_metrics.json, plus C ...).
+        predictions: write the one-fold test predictions to this CSV file.
+        cv_out: run every fold of ``data.scheme`` into this folder (``fold{k}_rep{r}/metrics.json``,
+            ``summary.json``), which ``ser-mtl report`` shows beside the network's rows.
+        folds: with ``cv_out``: only these folds (default: all).
+        repeats: with ``cv_out``: repeats per fold; only ``linear_svm`` has randomness, ``logreg`` takes 1.
+        base_seed: with ``cv_out``: run seeds are derived from it as in ``ser-mtl cv``.
+        label: with ``cv_out``: the row name in reports (default e.g. ``eGeMAPS + LogReg``).
+    """
+    options = {"features": features, "stats": stats, "classifier": classifier, "audio": audio, "c_grid": c_grid}
+    if features in FEATURE_SETS:
+        import_opensmile()  # the one-line hint before any corpus is read
+    if cv_out:
+        from ser_mtl.experiments.baseline_cv import run_baseline_cv
+
+        return run_baseline_cv(config_args, cv_out, options, folds, repeats, base_seed, label)
     from ser_mtl.lightning_cli import build_datamodule
 
     datamodule = build_datamodule(config_args)
     print(datamodule.describe())
-    stats = options.baseline.stats
-    result = run_baseline(datamodule, options.baseline.out, stats)
-    print(f"baseline (utterance statistics [{stats}] + logistic regression, C={result['C']}): "
-          f"WA {100 * result['wa']:.2f} %  UA {100 * result['ua']:.2f} %  on {result['n_utterances']} test utterances")
+    result = run_baseline(datamodule, out, predictions=predictions, **options)
+    print(format_result(result))
+    return result
+
+
+def format_result(result: dict) -> str:
+    return (f"baseline {result['label']} ({result['feature_description']}, C={result['C']:g}): "
+            f"WA {100 * result['wa']:.2f} %  UA {100 * result['ua']:.2f} %  on {result['n_utterances']} test utterances")
+
+
+def _baseline(options, config_args: list[str]) -> None:
+    baseline(config_args, **options.baseline.as_dict())
 
 
 baseline_main = ForwardingCommand(
-    "ser-mtl baseline", ("--baseline.",), _baseline, __doc__,
-    add_options=lambda parser: parser.add_function_arguments(run_baseline, "baseline", as_group=False,
-                                                             skip={"datamodule"}))
+    "ser-mtl baseline", ("--baseline.",), _baseline, __doc__, errors=(BaselineError,),
+    add_options=lambda parser: parser.add_function_arguments(baseline, "baseline", as_group=False,
+                                                             skip={"config_args"}))

@@ -313,6 +313,27 @@ def _sort_key(value: Any) -> tuple:
     return (1, 0.0, format_value(value))
 
 
+def mark_baselines(items: list[Experiment | Sweep]) -> list[Experiment | Sweep]:
+    """Label the classical baselines' cv folders (``ser-mtl baseline --baseline.cv_out``) among ``items``.
+
+    Such a folder's ``cv.json`` (copied into its summary under ``config``) has a ``baseline`` entry
+    (``ser_mtl.experiments.baseline_cv``). Its row in the tables gets the baseline's name (e.g.
+    ``eGeMAPS + LogReg``) in the model column, the corpus, task and scheme of its ``data.*`` settings,
+    and no paper numbers (the paper has no such row). Everything else is left as it is.
+    """
+    for item in items:
+        if not isinstance(item, Experiment):
+            continue
+        config = item.summary.get("config") or {}
+        baseline = config.get("baseline")
+        if not isinstance(baseline, dict):
+            continue
+        p = protocol_from_config(config.get("resolved")) or Protocol(None, None, None, None, None)
+        item.protocol = Protocol(corpus=p.corpus, scheme=p.scheme, task=p.task, arch=baseline.get("label", "baseline"),
+                                 aux=None, target=p.target)
+    return items
+
+
 def report(dirs: list[str], out: str = "report") -> str:
     """Write ``out/report.md`` and its PNG figures from cv/sweep folders; returns the Markdown path.
 
@@ -324,7 +345,7 @@ def report(dirs: list[str], out: str = "report") -> str:
 
     out_path = Path(out)
     out_path.mkdir(parents=True, exist_ok=True)
-    items = discover(list(dirs) if isinstance(dirs, (list, tuple)) else [dirs])
+    items = mark_baselines(discover(list(dirs) if isinstance(dirs, (list, tuple)) else [dirs]))
     experiments = [i for i in items if isinstance(i, Experiment)]
     sweeps = [i for i in items if isinstance(i, Sweep)]
     figures: list[str] = []

@@ -1,0 +1,128 @@
+"""Every fold of ``data.scheme`` for the classical baseline, in the cv folder format ``ser-mtl report`` reads.
+
+Runbook::
+
+    ser-mtl baseline --config configs/iemocap.yaml --data.scheme loso_session \
+        --baseline.features egemaps --baseline.cv_out runs/iemocap_loso_egemaps
+    ser-mtl report runs/iemocap_loso runs/iemocap_loso_egemaps --out report/   # baseline beside the network
+
+Layout of ``--baseline.cv_out DIR`` (as ``ser-mtl cv``'s, ``ser_mtl.experiments.cv``)::
+
+    DIR/cv.json                  the record: config_args (the fit arguments plus the --baseline.*
+                                 settings), base_seed, config_files, label, resolved (data.*), grid,
+                                 and ``baseline`` (features, classifier, ...): what marks the folder
+                                 as a baseline for ``ser-mtl report``
+    DIR/fold{k}_rep{r}/predictions.csv   utt_id,speaker,label,pred per test utterance
+    DIR/fold{k}_rep{r}/metrics.json      fold, repeat, seed, wa, ua, n_utterances, classes, confmat, C,
+                                         val_ua, features, classifier (written last: the run is done)
+    DIR/summary.json             ``ser_mtl.experiments.summary.aggregate``
+
+A re-run skips the folds with ``metrics.json``; the openSMILE features are cached per utterance
+(``ser_mtl.experiments.opensmile_features``), so only the first fold extracts. Logistic regression
+(lbfgs) has no randomness: one repeat. The linear SVM's liblinear solver takes ``random_state`` (the
+run's seed, ``derive_seed(base_seed, fold, repeat)``), so ``--baseline.repeats`` is allowed there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from ser_mtl.experiments.baseline import C_GRID, baseline_label, run_baseline
+from ser_mtl.experiments.cv import config_files, derive_seed, run_dir_name
+from ser_mtl.experiments.opensmile_features import BaselineError
+from ser_mtl.experiments.summary import METRICS_NAME, RECORD_NAME, aggregate, read_record, read_run_metrics
+from ser_mtl.io_utils import atomic_write_json
+
+_METRIC_KEYS = ("wa", "ua", "n_utterances", "classes", "confmat", "C", "val_ua", "features", "classifier",
+                "n_features")
+
+
+def data_record(datamodule) -> dict[str, Any]:
+    """The datamodule's ``data.*`` settings as JSON (``cv.json``'s ``resolved``, read by the report)."""
+    data = {**dict(datamodule.hparams), "features": dataclasses.asdict(datamodule.features)}
+    return json.loads(json.dumps(data, default=str))
+
+
+def baseline_args(options: dict[str, Any]) -> list[str]:
+    """The ``--baseline.*`` settings as arguments, in a fixed order (part of the record's ``config_args``)."""
+    return [arg for key in sorted(options) for arg in (f"--baseline.{key}", json.dumps(options[key]))]
+
+
+def _check_record(out: Path, record: dict[str, Any]) -> None:
+    """Refuse a folder of the network's runs, or of a baseline with other settings."""
+    previous = read_record(out)
+    if previous is None:
+        return
+    if not isinstance(previous.get("baseline"), dict):
+        raise BaselineError(f"{out / RECORD_NAME}: this folder holds `ser-mtl cv` runs of the network, not a "
+                            f"baseline; use another --baseline.cv_out")
+    for key in ("config_args", "base_seed", "config_files", "baseline"):
+        if previous.get(key) != record[key]:
+            raise BaselineError(f"{out / RECORD_NAME}: this folder holds a baseline with a different {key} "
+                                f"({previous.get(key)!r} != {record[key]!r}); use another --baseline.cv_out, "
+                                f"or delete {out / RECORD_NAME} if the change is deliberate")
+
+
+def run_baseline_cv(config_args: list[str], out: str, options: dict[str, Any], folds: list[int] | None = None,
+                    repeats: int = 1, base_seed: int = 0, label: str | None = None) -> dict:
+    """Run the baseline on every (fold, repeat) into ``out`` and write ``out/summary.json``; returns the summary.
+
+    Args:
+        config_args: the ``ser-mtl fit`` arguments (without ``--data.fold``: the folds come from ``folds``).
+        out: the cv folder (layout in the module docstring).
+        options: ``run_baseline``'s ``features``, ``stats``, ``classifier``, ``audio``, ``c_grid``.
+        folds: fold indices; None = every fold of ``data.scheme``.
+        repeats: runs per fold (only ``linear_svm`` has randomness; ``logreg`` takes 1).
+        base_seed: run seeds are ``derive_seed(base_seed, fold, repeat)``.
+        label: the row name in reports (default ``baseline_label``, e.g. ``eGeMAPS + LogReg``).
+    """
+    from ser_mtl.lightning_cli import build_datamodule
+
+    if any(arg.split("=", 1)[0] == "--data.fold" for arg in config_args):
+        raise BaselineError("--data.fold is set per run by --baseline.cv_out; use --baseline.folds instead")
+    if repeats < 1:
+        raise BaselineError(f"--baseline.repeats must be >= 1, got {repeats}")
+    if repeats > 1 and options["classifier"] == "logreg":
+        raise BaselineError(f"--baseline.repeats {repeats}: logistic regression has no randomness, every repeat "
+                            f"would give the same numbers; use 1 (or --baseline.classifier linear_svm)")
+    options = {**options, "c_grid": list(options.get("c_grid") or C_GRID)}
+    first = build_datamodule(config_args)
+    folds = list(range(first.num_folds)) if folds is None else list(folds)
+    if not folds or len(set(folds)) != len(folds) or not all(0 <= f < first.num_folds for f in folds):
+        raise BaselineError(f"--baseline.folds must be distinct folds of 0..{first.num_folds - 1} "
+                            f"({first.hparams.scheme}), got {folds}")
+    name = baseline_label(options["features"], options["classifier"], options["stats"])
+    # only the settings that act: `stats` for the statistics, `audio` for openSMILE
+    settings = {k: v for k, v in options.items() if k != ("audio" if options["features"] == "stats" else "stats")}
+    record = {"config_args": [*config_args, *baseline_args(settings)], "base_seed": base_seed,
+              "config_files": config_files(config_args), "label": label or name,
+              "baseline": {**settings, "label": name}, "resolved": {"data": data_record(first)}}
+    out_path = Path(out)
+    _check_record(out_path, record)
+    previous = read_record(out_path) or {}
+    old_grid = previous.get("grid", {})
+    record["grid"] = {"folds": sorted(set(old_grid.get("folds", [])) | set(folds)),
+                      "repeats": sorted(set(old_grid.get("repeats", [])) | set(range(repeats)))}
+    out_path.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_path / RECORD_NAME, record)
+    print(first.describe())
+    for repeat in range(repeats):
+        for fold in folds:
+            run_dir = out_path / run_dir_name(fold, repeat)
+            if (run_dir / METRICS_NAME).is_file():
+                read_run_metrics(run_dir / METRICS_NAME)  # a damaged file is named, not silently re-used
+                print(f"[baseline] fold {fold} repeat {repeat}: done before, skipped")
+                continue
+            datamodule = first if fold == first.hparams.fold else build_datamodule(
+                [*config_args, "--data.fold", str(fold)])
+            seed = derive_seed(base_seed, fold, repeat)
+            result = run_baseline(datamodule, predictions=str(run_dir / "predictions.csv"), seed=seed, **options)
+            metrics = {"fold": fold, "repeat": repeat, "seed": seed, **{k: result[k] for k in _METRIC_KEYS}}
+            atomic_write_json(run_dir / METRICS_NAME, metrics)
+            extracted = f"  ({result['n_extracted']} utterances extracted)" if "audio" in result else ""
+            print(f"[baseline] fold {fold} repeat {repeat}: C={result['C']:g}  WA {100 * result['wa']:.1f} %  "
+                  f"UA {100 * result['ua']:.1f} %{extracted}")
+    return aggregate(str(out_path))
