@@ -137,6 +137,12 @@ class EmotionRecognizer:
     def classes(self) -> list[str]:
         return list(self.frontend.class_names)
 
+    @property
+    def label_scheme(self):
+        """The checkpoint's fitted `ser_mtl.data.labels.LabelScheme` (task, classes; for av3/av5 the training
+        split's ``centroids`` (k, 2) valence, activation, that define class ``c<i>``), None if it carries none."""
+        return self.frontend.label_scheme
+
     # ----------------------------------------------------------------- public entry points
     def classify(self, inputs: str | os.PathLike | Iterable[str | os.PathLike],
                  segments: bool = False) -> list[Prediction]:

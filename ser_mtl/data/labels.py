@@ -29,7 +29,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.cluster import KMeans
 
 from ser_mtl.data.manifest import EMOTIONS, ManifestRow
 
@@ -110,6 +109,8 @@ class LabelScheme:
             raise ValueError(f"{self.task}: K-means needs at least {k} distinct (valence, activation) points "
                              f"among the training rows, got {len(np.unique(points, axis=0)) if len(points) else 0}"
                              f" distinct in {len(points)} labelled of {len(rows)} rows")
+        from sklearn.cluster import KMeans  # here: rebuilding a fitted scheme (classify) needs no sklearn import
+
         km = KMeans(n_clusters=k, n_init=10, random_state=self.seed).fit(points)
         centroids = km.cluster_centers_  # (k, 2) valence, activation
         order = np.lexsort((centroids[:, 0], centroids[:, 1]))  # by activation, then valence
