@@ -33,6 +33,7 @@ import torch
 from ser_mtl.checkpoint_io import CheckpointError, read_checkpoint
 from ser_mtl.data.audio import audio_chunks, mono_at_rate
 from ser_mtl.data.features import NoSpeechError
+from ser_mtl.data.labels import LabelScheme
 from ser_mtl.data.manifest import CorpusError
 from ser_mtl.frontend import FrontEnd
 
@@ -138,8 +139,8 @@ class EmotionRecognizer:
         return list(self.frontend.class_names)
 
     @property
-    def label_scheme(self):
-        """The checkpoint's fitted `ser_mtl.data.labels.LabelScheme` (task, classes; for av3/av5 the training
+    def label_scheme(self) -> LabelScheme | None:
+        """The checkpoint's fitted `LabelScheme` (task, classes; for av3/av5 the training
         split's ``centroids`` (k, 2) valence, activation, that define class ``c<i>``), None if it carries none."""
         return self.frontend.label_scheme
 

@@ -146,3 +146,16 @@ def test_classify_restores_the_checkpoints_kmeans_scheme(tmp_path):
         EmotionRecognizer.from_checkpoint(ckpt)
     legacy = {k: v for k, v in state.items() if k != "label_scheme"}  # a front-end state without a scheme
     assert FrontEnd.from_state_dict(legacy).label_scheme is None
+
+
+def test_restored_scheme_keeps_fitted_centroids_only():
+    from ser_mtl.data.labels import restored_scheme
+
+    fitted = make_label_scheme("av5", "iemocap", seed=1).fit(_cloud(np.random.default_rng(1), 200))
+    back = restored_scheme(fitted.state_dict(), "av5")
+    np.testing.assert_array_equal(back.centroids, fitted.centroids)
+    assert restored_scheme(make_label_scheme("av5", "iemocap").state_dict(), "av5") is None  # nothing fitted yet
+    assert restored_scheme(None, "av5") is None
+    assert restored_scheme(make_label_scheme("valence", "msp_improv").state_dict(), "valence").thresholds == (2.5, 3.5)
+    with pytest.raises(ValueError, match="task 'av5' but data.task is 'av3'; set --data.task av5"):
+        restored_scheme(fitted.state_dict(), "av3")

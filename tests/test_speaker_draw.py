@@ -1,5 +1,6 @@
 """Speaker draws: one seeded permutation, nested sizes, the same speakers for pretraining and fine-tuning."""
 
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,7 @@ def test_draws_of_different_sizes_are_nested(seed):
     ids = [f"{i}" for i in range(14, 135)]  # 121 speakers, ids as LibriSpeech's (numbers as strings)
     draws = [set(draw_speakers(ids, n, seed)) for n in range(0, len(ids) + 1, 10)]
     assert [len(d) for d in draws] == list(range(0, len(ids) + 1, 10))
-    assert all(small <= big for small, big in zip(draws, draws[1:]))
+    assert all(small <= big for small, big in pairwise(draws))
 
 
 def test_seeds_give_different_draws_and_bad_sizes_are_clear_errors():
@@ -79,7 +80,7 @@ def test_auxiliary_draws_are_nested(trees, seed):
     draws = [{r.speaker for r in _finetune(trees, aux_speakers=n, seed=seed).aux_rows}
              for n in range(LIBRI_SPEAKERS + 1)]
     assert [len(d) for d in draws] == list(range(LIBRI_SPEAKERS + 1))
-    assert all(small <= big for small, big in zip(draws, draws[1:])), draws
+    assert all(small <= big for small, big in pairwise(draws)), draws
 
 
 @pytest.mark.parametrize("seed", [0, 3])

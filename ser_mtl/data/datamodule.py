@@ -8,9 +8,10 @@ Runbook (the same knobs as ``data.*`` in every config)::
 What happens, in order:
 
 * ``__init__``: the manifests (cached, see ``manifest_cache``), the speaker draws (``speakers`` of the
-  primary corpus, ``aux_speakers`` of the auxiliary one, both with ``seed``; ``speaker_draw``), the fold
-  split and the speaker label space (training speakers of both corpora). ``num_classes`` and ``num_speakers`` are therefore known right after
-  ``__init__``, which is what LightningCLI's argument links need.
+  primary corpus, ``aux_speakers`` of the auxiliary one, both with ``seed``; ``speaker_draw``), the
+  fold split and the speaker label space (training speakers of both corpora). ``num_classes`` and
+  ``num_speakers`` are therefore known right after ``__init__``, which is what LightningCLI's
+  argument links need.
 * ``prepare_data`` (one process per node): builds the feature stores (lock-guarded, resumable).
 * ``setup``: opens the stores, fits the label scheme (K-means for av3/av5) and the per-row
   normalisation statistics on the *training* split only (unless a checkpoint's were restored by
@@ -37,7 +38,7 @@ from ser_mtl.data.data_summary import describe, skip_summary
 from ser_mtl.data.datasets import SegmentDataset, UtteranceLabels
 from ser_mtl.data.features import FeatureConfig
 from ser_mtl.data.folds import Split, make_split, num_folds
-from ser_mtl.data.labels import LabelScheme, make_label_scheme
+from ser_mtl.data.labels import make_label_scheme, restored_scheme
 from ser_mtl.data.manifest import ManifestRow
 from ser_mtl.data.manifest_cache import cached_manifest
 from ser_mtl.data.sampling import MixedBatchSampler, ShardedEvalSampler
@@ -363,13 +364,9 @@ class SERDataModule(pl.LightningDataModule):
         """Put a checkpoint's preprocessing in place: its label scheme (for av3/av5 the training split's
         centroids, never refitted by ``setup``), its normalisation statistics and its speaker list (a warning
         if this data's differs). Lightning calls this after ``setup``, so datasets built there are relabelled."""
-        if state.get("label_scheme"):
-            scheme = LabelScheme.from_state(state["label_scheme"])
-            if scheme.task != self.hparams.task:
-                raise ValueError(f"the checkpoint's label scheme is task {scheme.task!r} but data.task is "
-                                 f"{self.hparams.task!r}; set --data.task {scheme.task}")
-            # a state saved before setup() carries no centroids yet: setup fits them then
-            self.label_scheme, self._scheme_restored = scheme, not (scheme.needs_fit and scheme.centroids is None)
+        scheme = restored_scheme(state.get("label_scheme"), self.hparams.task)
+        if scheme is not None:
+            self.label_scheme, self._scheme_restored = scheme, True
             self._relabel_emotions()
         if state.get("speakers") is not None and list(state["speakers"]) != self.speakers:
             warnings.warn(f"the checkpoint's {len(state['speakers'])} training speakers differ from the "
