@@ -12,7 +12,8 @@ model sees the same numbers on new audio as it saw in training. In order:
 3. ``offsets(length)``: where the windows of an L-frame utterance start (`segment_index`, evaluation hop).
 
 A checkpoint carries the front-end in its ``SERDataModule`` entry (``state_dict``), next to the label
-scheme and the speaker list; `FrontEnd.from_state_dict` rebuilds it without the corpus.
+scheme and the speaker list; `FrontEnd.from_state_dict` rebuilds it without the corpus, label scheme
+included (``label_scheme``: what the class names mean, for av3/av5 the training split's K-means centroids).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 
 from ser_mtl.data.features import FeatureConfig, stored_frames
+from ser_mtl.data.labels import LabelScheme
 from ser_mtl.data.segments import cut_segment, segment_index
 
 MIN_STD = 1e-5  # a row with no spread (e.g. digital silence in every training frame) is not blown up
@@ -40,10 +42,14 @@ class FrontEnd:
         segment_frames: W, frames per segment.
         segment_hop: hop between the segments of one utterance at evaluation and classification.
         class_names: emotion class names in class-index order.
+        label_scheme: the fitted `LabelScheme` the classes come from (for av3/av5 its ``centroids``, (k, 2)
+            valence, activation); None for a checkpoint that does not carry one. Its classes must be
+            ``class_names``.
     """
 
     def __init__(self, features: FeatureConfig, mean: Sequence[float] | np.ndarray, std: Sequence[float] | np.ndarray,
-                 segment_frames: int, segment_hop: int, class_names: Sequence[str]) -> None:
+                 segment_frames: int, segment_hop: int, class_names: Sequence[str],
+                 label_scheme: LabelScheme | None = None) -> None:
         mean, std = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
         if mean.shape != (features.n_bins,) or std.shape != (features.n_bins,):
             raise ValueError(f"FrontEnd: mean and std must be ({features.n_bins},) (features.n_bins), "
@@ -57,6 +63,10 @@ class FrontEnd:
         self.mean, self.std = mean, std  # (F,) float64, as fitted
         self.segment_frames, self.segment_hop = int(segment_frames), int(segment_hop)
         self.class_names = list(class_names)
+        if label_scheme is not None and list(label_scheme.classes) != self.class_names:
+            raise ValueError(f"FrontEnd: the label scheme's classes {label_scheme.classes} are not the class names "
+                             f"{self.class_names}")
+        self.label_scheme = label_scheme
         self._mean32 = mean.astype(np.float32)[:, None]  # (F, 1)
         self._inv_std32 = (1.0 / np.maximum(std, MIN_STD)).astype(np.float32)[:, None]  # (F, 1)
 
@@ -91,21 +101,35 @@ class FrontEnd:
 
     # ----------------------------------------------------------------- persistence
     def state_dict(self) -> dict[str, Any]:
-        """Plain-JSON description (the checkpoint's ``SERDataModule`` keys and the ONNX export's settings)."""
-        return {"features": dataclasses.asdict(self.features), "mean": self.mean.tolist(), "std": self.std.tolist(),
-                "segment_frames": self.segment_frames, "segment_hop": self.segment_hop,
-                "classes": list(self.class_names)}
+        """Plain-JSON description (the checkpoint's ``SERDataModule`` keys and the ONNX export's settings);
+        ``label_scheme`` (`LabelScheme.state_dict`) only when the front-end has one."""
+        state = {"features": dataclasses.asdict(self.features), "mean": self.mean.tolist(), "std": self.std.tolist(),
+                 "segment_frames": self.segment_frames, "segment_hop": self.segment_hop,
+                 "classes": list(self.class_names)}
+        if self.label_scheme is not None:
+            state["label_scheme"] = self.label_scheme.state_dict()
+        return state
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any], source: str = "checkpoint") -> FrontEnd:
-        """Inverse of `state_dict`; ``source`` names the file in the error when a key is missing."""
+        """Inverse of `state_dict`; ``source`` names the file in the error when a key is missing or the label
+        scheme does not fit the classes. A state without ``label_scheme`` (older checkpoints) gives None there."""
         missing = [k for k in ("features", "mean", "std", "segment_frames", "segment_hop", "classes")
                    if state.get(k) is None]
         if missing:
             raise ValueError(f"{source}: no preprocessing state ({', '.join(missing)} missing); was it written "
                              "by `ser-mtl fit` after the data were set up?")
-        return cls(FeatureConfig(**state["features"]), state["mean"], state["std"], state["segment_frames"],
-                   state["segment_hop"], state["classes"])
+        scheme = None
+        if state.get("label_scheme"):
+            try:
+                scheme = LabelScheme.from_state(state["label_scheme"])
+            except (KeyError, TypeError, ValueError) as err:
+                raise ValueError(f"{source}: unusable label scheme in the preprocessing state: {err!r}") from None
+        try:
+            return cls(FeatureConfig(**state["features"]), state["mean"], state["std"], state["segment_frames"],
+                       state["segment_hop"], state["classes"], label_scheme=scheme)
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}") from None
 
     def __repr__(self) -> str:
         return (f"FrontEnd({self.features.n_bins} rows, {self.features.sample_rate} Hz, segments of "

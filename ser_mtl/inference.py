@@ -33,6 +33,7 @@ import torch
 from ser_mtl.checkpoint_io import CheckpointError, read_checkpoint
 from ser_mtl.data.audio import audio_chunks, mono_at_rate
 from ser_mtl.data.features import NoSpeechError
+from ser_mtl.data.labels import LabelScheme
 from ser_mtl.data.manifest import CorpusError
 from ser_mtl.frontend import FrontEnd
 
@@ -136,6 +137,12 @@ class EmotionRecognizer:
     @property
     def classes(self) -> list[str]:
         return list(self.frontend.class_names)
+
+    @property
+    def label_scheme(self) -> LabelScheme | None:
+        """The checkpoint's fitted `LabelScheme` (task, classes; for av3/av5 the training
+        split's ``centroids`` (k, 2) valence, activation, that define class ``c<i>``), None if it carries none."""
+        return self.frontend.label_scheme
 
     # ----------------------------------------------------------------- public entry points
     def classify(self, inputs: str | os.PathLike | Iterable[str | os.PathLike],

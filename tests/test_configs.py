@@ -84,6 +84,8 @@ def _overrides(config: str, root: Path) -> list[str]:
         args += ["--data.aux_root", str(roots["librispeech"]), "--data.aux_speakers", "null"]
     if data.get("target_root"):
         args += ["--data.target_root", str(roots["msp_improv"])]
+    if data.get("speakers"):  # the miniature LibriSpeech has 3 speakers, not 600
+        args += ["--data.speakers", "null"]
     return args
 
 

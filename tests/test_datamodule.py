@@ -9,6 +9,7 @@ from corpus_trees import make_iemocap, make_librispeech
 
 from ser_mtl.data.datamodule import SERDataModule
 from ser_mtl.data.features import FeatureConfig
+from ser_mtl.data.labels import make_label_scheme
 from ser_mtl.data.store import running_stats
 
 FEATURES = FeatureConfig(n_bins=32, trim_silence=False)
@@ -122,3 +123,48 @@ def test_checkpoint_state_carries_the_preprocessing(corpora, tmp_path):
     fresh = _datamodule(corpora, tmp_path)
     fresh.load_state_dict(state)
     np.testing.assert_allclose(fresh.mean, dm.mean)
+
+
+KNOWN_CENTROIDS = [[4.5, 1.5], [1.5, 3.0], [3.0, 4.5]]  # (k, 2) valence, activation; not what K-means finds here
+
+
+def _known_scheme_state() -> dict:
+    scheme = make_label_scheme("av3", "iemocap")
+    scheme.centroids = np.array(KNOWN_CENTROIDS)
+    return {"label_scheme": scheme.state_dict()}
+
+
+def _nearest(rows, centroids) -> np.ndarray:
+    """(U,) numpy reference: index of the nearest centroid of each row's (valence, activation)."""
+    pts = np.array([[r.valence, r.activation] for r in rows])  # (U, 2)
+    return np.argmin(((pts[:, None, :] - np.asarray(centroids)[None]) ** 2).sum(-1), axis=1)
+
+
+def test_restored_kmeans_scheme_is_kept_by_setup(corpora, tmp_path):
+    """`ser-mtl test` restores the checkpoint's scheme: setup must not refit it on this training split."""
+    refit = _datamodule(corpora, tmp_path, task="av3")
+    refit.setup("test")
+    assert not np.allclose(refit.label_scheme.centroids, KNOWN_CENTROIDS)  # a refit would be visible
+    dm = _datamodule(corpora, tmp_path, task="av3")
+    dm.load_state_dict(_known_scheme_state())
+    dm.setup("test")
+    np.testing.assert_array_equal(dm.label_scheme.centroids, KNOWN_CENTROIDS)
+    test_rows = [dm.rows[i] for i in dm.split.test]
+    want = np.where(refit.label_scheme.encode_all(test_rows) >= 0, _nearest(test_rows, KNOWN_CENTROIDS), -1)
+    np.testing.assert_array_equal(dm.test_set.labels.emotion, want)
+    assert (want >= 0).sum() > 0 and not np.array_equal(want, refit.test_set.labels.emotion)
+    assert dm.frontend.label_scheme is dm.label_scheme  # and it travels into the next checkpoint
+    np.testing.assert_array_equal(dm.state_dict()["label_scheme"]["centroids"], KNOWN_CENTROIDS)
+
+
+def test_scheme_restored_after_setup_relabels_the_datasets(corpora, tmp_path):
+    """Lightning's order (setup, then load_state_dict): the datasets built in setup get the checkpoint's classes."""
+    dm = _datamodule(corpora, tmp_path, task="av3")
+    dm.setup("test")
+    dm.load_state_dict(_known_scheme_state())
+    for dataset, idx in ((dm.test_set, dm.split.test), (dm.val_set, dm.split.val), (dm.train_set, dm.split.train)):
+        rows = [dm.rows[i] for i in idx]
+        labelled = dm.label_scheme.encode_all(rows) >= 0
+        np.testing.assert_array_equal(dataset.labels.emotion, np.where(labelled, _nearest(rows, KNOWN_CENTROIDS), -1))
+    with pytest.raises(ValueError, match="label scheme is task 'av3' but data.task is 'av5'"):
+        _datamodule(corpora, tmp_path, task="av5").load_state_dict(_known_scheme_state())

@@ -114,3 +114,48 @@ def test_fit_errors_and_state_round_trip():
     act = LabelScheme.from_state(make_label_scheme("activation", "msp_improv").state_dict())
     assert act.thresholds == (2.5, 3.5)
     assert make_label_scheme("categorical", "iemocap").fit(rows).centroids is None  # no-op fit
+
+
+def test_classify_restores_the_checkpoints_kmeans_scheme(tmp_path):
+    """`EmotionRecognizer` (ser-mtl classify) rebuilds the saved scheme: class names and the av3 centroids."""
+    import torch
+
+    from ser_mtl.data.features import FeatureConfig
+    from ser_mtl.frontend import FrontEnd
+    from ser_mtl.inference import CheckpointError, EmotionRecognizer
+    from ser_mtl.models.aae import MultiTaskAAE
+
+    scheme = make_label_scheme("av3", "iemocap")
+    scheme.centroids = np.array([[4.5, 1.5], [1.5, 3.0], [3.0, 4.5]])  # (3, 2) valence, activation
+    front = FrontEnd(FeatureConfig(n_bins=16), np.zeros(16), np.ones(16), 16, 16, scheme.classes, label_scheme=scheme)
+    model = MultiTaskAAE(num_emotions=3, num_speakers=2, input_size=(16, 16), encoder_channels=(4, 4, 4),
+                         encoder_pools=((2, 2), (2, 2), (2, 2)), head_conv_channels=4, head_hidden=8,
+                         class_names=scheme.classes)
+    ckpt = tmp_path / "av3.ckpt"
+    state = {**front.state_dict(), "label_scheme": scheme.state_dict(), "speakers": ["a", "b"]}
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+                "SERDataModule": state}, ckpt)
+    recognizer = EmotionRecognizer.from_checkpoint(ckpt)
+    assert recognizer.classes == ["c0", "c1", "c2"] and recognizer.label_scheme.task == "av3"
+    np.testing.assert_array_equal(recognizer.label_scheme.centroids, scheme.centroids)
+    assert recognizer.label_scheme.encode(_row(valence=4.4, activation=1.4)) == 0
+    # a scheme whose classes are not the checkpoint's is refused, naming the file
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+                "SERDataModule": {**state, "classes": ["x", "y", "z"]}}, ckpt)
+    with pytest.raises(CheckpointError, match=r"av3.ckpt: FrontEnd: the label scheme's classes \['c0', 'c1', 'c2'\]"):
+        EmotionRecognizer.from_checkpoint(ckpt)
+    legacy = {k: v for k, v in state.items() if k != "label_scheme"}  # a front-end state without a scheme
+    assert FrontEnd.from_state_dict(legacy).label_scheme is None
+
+
+def test_restored_scheme_keeps_fitted_centroids_only():
+    from ser_mtl.data.labels import restored_scheme
+
+    fitted = make_label_scheme("av5", "iemocap", seed=1).fit(_cloud(np.random.default_rng(1), 200))
+    back = restored_scheme(fitted.state_dict(), "av5")
+    np.testing.assert_array_equal(back.centroids, fitted.centroids)
+    assert restored_scheme(make_label_scheme("av5", "iemocap").state_dict(), "av5") is None  # nothing fitted yet
+    assert restored_scheme(None, "av5") is None
+    assert restored_scheme(make_label_scheme("valence", "msp_improv").state_dict(), "valence").thresholds == (2.5, 3.5)
+    with pytest.raises(ValueError, match="task 'av5' but data.task is 'av3'; set --data.task av5"):
+        restored_scheme(fitted.state_dict(), "av3")

@@ -7,13 +7,15 @@ Runbook (the same knobs as ``data.*`` in every config)::
 
 What happens, in order:
 
-* ``__init__``: the manifests (cached, see ``manifest_cache``), the fold split, the auxiliary
-  speakers (``aux_speakers`` drawn with ``seed``) and the speaker label space (training speakers of
-  both corpora). ``num_classes`` and ``num_speakers`` are therefore known right after
-  ``__init__``, which is what LightningCLI's argument links need.
+* ``__init__``: the manifests (cached, see ``manifest_cache``), the speaker draws (``speakers`` of the
+  primary corpus, ``aux_speakers`` of the auxiliary one, both with ``seed``; ``speaker_draw``), the
+  fold split and the speaker label space (training speakers of both corpora). ``num_classes`` and
+  ``num_speakers`` are therefore known right after ``__init__``, which is what LightningCLI's
+  argument links need.
 * ``prepare_data`` (one process per node): builds the feature stores (lock-guarded, resumable).
 * ``setup``: opens the stores, fits the label scheme (K-means for av3/av5) and the per-row
-  normalisation statistics on the *training* split only, and cuts segments.
+  normalisation statistics on the *training* split only (unless a checkpoint's were restored by
+  ``load_state_dict``, which are then used as they are), and cuts segments.
 
 Batches are dicts (docs/interfaces.md): ``x`` (B, 1, F, T), ``emotion``/``gender``/``speaker``
 (B,) with -1 where a label is missing, and ``utt`` (B,), the global utterance index used to
@@ -23,7 +25,6 @@ average segment posteriors per utterance.
 from __future__ import annotations
 
 import warnings
-from collections import Counter
 from pathlib import Path
 from typing import Literal
 
@@ -33,13 +34,15 @@ import torch
 from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import ConcatDataset, DataLoader
 
+from ser_mtl.data.data_summary import describe, skip_summary
 from ser_mtl.data.datasets import SegmentDataset, UtteranceLabels
 from ser_mtl.data.features import FeatureConfig
 from ser_mtl.data.folds import Split, make_split, num_folds
-from ser_mtl.data.labels import make_label_scheme
+from ser_mtl.data.labels import make_label_scheme, restored_scheme
 from ser_mtl.data.manifest import ManifestRow
 from ser_mtl.data.manifest_cache import cached_manifest
 from ser_mtl.data.sampling import MixedBatchSampler, ShardedEvalSampler
+from ser_mtl.data.speaker_draw import SpeakerDraw, draw_rows, draw_source
 from ser_mtl.data.store import FeatureStore, running_stats
 from ser_mtl.frontend import FrontEnd
 
@@ -50,19 +53,6 @@ _GENDER_INDEX = {"F": 0, "M": 1}
 DEFAULT_FEATURES = FeatureConfig()  # paper 4.2 settings
 
 
-def skip_summary(stores: dict[str, FeatureStore]) -> list[str]:
-    """One line per store with utterances that have no features: how many, and how many for each reason
-    (the files and full reasons are in the store's ``COMPLETE.json`` and were logged when it was built)."""
-    lines = []
-    for name, store in stores.items():
-        if store.skipped:
-            reasons = Counter(skip.reason.split(" (")[0].split(": ")[0] for skip in store.skipped)
-            counted = "; ".join(f"{n} x {reason}" for reason, n in reasons.most_common())
-            lines.append(f"{name} corpus: {len(store.skipped)} of {len(store)} utterances skipped, no features "
-                         f"({counted}); see {store.path / 'COMPLETE.json'}")
-    return lines
-
-
 class SERDataModule(pl.LightningDataModule):
     """Speech-emotion data with an auxiliary speaker/gender corpus, one fold of one scheme.
 
@@ -71,11 +61,18 @@ class SERDataModule(pl.LightningDataModule):
         root: root of the primary corpus as it unpacks (e.g. ``.../IEMOCAP_full_release``).
         subset: subset of the primary corpus (LibriSpeech only, e.g. ``train-clean-360`` when
             pretraining on LibriSpeech alone).
+        speakers: number of primary-corpus speakers drawn with ``seed`` before the split (rows of the
+            others are dropped); ``None`` keeps all. The draw is the one ``aux_speakers`` makes
+            (`ser_mtl.data.speaker_draw.draw_speakers`: a prefix of one seeded permutation, so sizes are
+            nested), hence a LibriSpeech pretraining (``corpus: librispeech``, ``subset:
+            train-clean-360``, ``speakers: N``, ``seed: s``) trains on exactly the speakers that a
+            fine-tuning's auxiliary corpus (``aux_subset: train-clean-360``, ``aux_speakers: N``,
+            ``seed: s``) uses (paper 4.1.3: 600).
         aux_corpus: reader of the auxiliary corpus (speaker and gender labels, no emotion).
         aux_root: root of the auxiliary corpus; ``None`` trains without auxiliary data.
         aux_subset: auxiliary subset (paper: ``train-clean-360``).
-        aux_speakers: number of auxiliary speakers drawn at random with ``seed`` (paper: 600);
-            ``None`` takes all, 0 none (Figure 4a sweeps this).
+        aux_speakers: number of auxiliary speakers drawn with ``seed`` (paper: 600); ``None`` takes all,
+            0 none (Figure 4a sweeps this). Draws of different sizes with one seed are nested.
         aux_fraction: share of every training batch drawn from the auxiliary corpus.
         target_corpus: the test corpus of the ``cross_corpus`` scheme (paper: MSP-IMPROV).
         target_root: root of ``target_corpus``.
@@ -85,7 +82,7 @@ class SERDataModule(pl.LightningDataModule):
         scheme: cross-validation scheme: ``10fold`` (speaker-stratified), ``loso``
             (leave one speaker out), ``loso_session`` (leave one session out), ``cross_corpus``.
         fold: which fold of ``scheme`` this run trains/validates/tests.
-        seed: seed of the fold assignment, the auxiliary speaker draw and batch shuffling.
+        seed: seed of the fold assignment, both speaker draws and batch shuffling.
         use_unlabelled: let training-speaker utterances outside the task's classes join training
             (reconstruction, adversarial, gender and speaker losses; no emotion label).
         batch_size: segments per batch (paper: 32).
@@ -112,6 +109,7 @@ class SERDataModule(pl.LightningDataModule):
         corpus: Corpus = "iemocap",
         root: str = "data/IEMOCAP_full_release",
         subset: str | None = None,
+        speakers: int | None = None,
         aux_corpus: Corpus = "librispeech",
         aux_root: str | None = None,
         aux_subset: str = "train-clean-360",
@@ -140,10 +138,19 @@ class SERDataModule(pl.LightningDataModule):
         self.save_hyperparameters()
         # a checkpoint's hyper-parameters hold the settings as a dict (SERDataModule.load_from_checkpoint)
         self.features = FeatureConfig(**features) if isinstance(features, dict) else features
-        self.rows = cached_manifest(corpus, root, cache_dir, subset)
+        if speakers is not None and speakers < 1:
+            raise ValueError(f"data.speakers={speakers}: expected a number of primary-corpus speakers >= 1, or null "
+                             "for all of them")
+        self.rows, self.primary_draw = draw_rows(cached_manifest(corpus, root, cache_dir, subset), speakers, seed,
+                                                 draw_source("data.speakers", speakers, root, subset))
         self.aux_unused = bool(aux_root) and model_tasks is not None and not {"gender", "speaker"} & set(model_tasks)
         aux_root = None if self.aux_unused else aux_root
-        self.aux_rows = self._draw_aux_rows() if aux_root else []
+        self.aux_rows: list[ManifestRow] = []
+        self.aux_draw: SpeakerDraw | None = None
+        if aux_root:
+            self.aux_rows, self.aux_draw = draw_rows(cached_manifest(aux_corpus, aux_root, cache_dir, aux_subset),
+                                                     aux_speakers, seed,
+                                                     draw_source("data.aux_speakers", aux_speakers, aux_root, aux_subset))
         self.target_rows: list[ManifestRow] = []
         if scheme == "cross_corpus":
             if not (target_corpus and target_root):
@@ -157,6 +164,7 @@ class SERDataModule(pl.LightningDataModule):
                 warnings.warn(f"speaker verification disabled: no {verification_subset!r} folder in {aux_root} "
                               f"(set data.verification_subset, or null to silence this)", stacklevel=2)
         self.label_scheme = make_label_scheme(task, corpus)
+        self._scheme_restored = False  # True once load_state_dict put a checkpoint's (fitted) scheme in place
         self._has_emotion = any(r.emotion for r in self.rows)
         labelled = [bool(r.emotion) or not self._has_emotion for r in self.rows]
         self.num_folds = num_folds(self.rows, scheme) if scheme != "cross_corpus" else 1
@@ -198,19 +206,6 @@ class SERDataModule(pl.LightningDataModule):
         return self.rows + self.aux_rows + self.target_rows + self.verification_rows
 
     # ----------------------------------------------------------------- split helpers
-    def _draw_aux_rows(self) -> list[ManifestRow]:
-        hp = self.hparams
-        rows = cached_manifest(hp.aux_corpus, hp.aux_root, hp.cache_dir, hp.aux_subset)
-        speakers = sorted({r.speaker for r in rows})
-        if hp.aux_speakers is not None:
-            if hp.aux_speakers > len(speakers):
-                raise ValueError(f"data.aux_speakers={hp.aux_speakers} but {hp.aux_root} ({hp.aux_subset}) has "
-                                 f"only {len(speakers)} speakers")
-            rng = np.random.default_rng(hp.seed)
-            speakers = sorted(rng.choice(speakers, size=hp.aux_speakers, replace=False).tolist())
-        keep = set(speakers)
-        return [r for r in rows if r.speaker in keep]
-
     def _train_indices(self) -> list[int]:
         """Primary-corpus training rows, plus unlabelled rows of training speakers if enabled."""
         train = list(self.split.train)
@@ -247,7 +242,8 @@ class SERDataModule(pl.LightningDataModule):
         for line in skip_summary(self.stores):
             rank_zero_info(line)
         train = self._train_indices()
-        self.label_scheme.fit([self.rows[i] for i in self.split.train])
+        if not self._scheme_restored:  # a checkpoint's scheme (its training split's centroids) is kept as is
+            self.label_scheme.fit([self.rows[i] for i in self.split.train])
         if self.mean is None:  # restored from a checkpoint otherwise
             rng = np.random.default_rng(hp.seed)
             sample = np.asarray(train)
@@ -269,7 +265,7 @@ class SERDataModule(pl.LightningDataModule):
     def _make_frontend(self) -> FrontEnd:
         hp = self.hparams
         return FrontEnd(self.features, self.mean, self.std, hp.segment_frames, hp.eval_hop or hp.segment_hop,
-                        self.class_names)
+                        self.class_names, label_scheme=self.label_scheme)
 
     def _dataset(self, store: FeatureStore, rows: list[ManifestRow], indices, utt_offset: int,
                  hop: int) -> SegmentDataset:
@@ -365,9 +361,21 @@ class SERDataModule(pl.LightningDataModule):
         return {**front, "label_scheme": self.label_scheme.state_dict(), "speakers": self.speakers}
 
     def load_state_dict(self, state: dict) -> None:
+        """Put a checkpoint's preprocessing in place: its label scheme (for av3/av5 the training split's
+        centroids, never refitted by ``setup``), its normalisation statistics and its speaker list (a warning
+        if this data's differs). Lightning calls this after ``setup``, so datasets built there are relabelled."""
+        scheme = restored_scheme(state.get("label_scheme"), self.hparams.task)
+        if scheme is not None:
+            self.label_scheme, self._scheme_restored = scheme, True
+            self._relabel_emotions()
+        if state.get("speakers") is not None and list(state["speakers"]) != self.speakers:
+            warnings.warn(f"the checkpoint's {len(state['speakers'])} training speakers differ from the "
+                          f"{len(self.speakers)} of these data settings: speaker labels (test/speaker_acc) do not "
+                          "match the model's speaker classes", stacklevel=2)
         if state.get("mean") is not None:
             self.mean = np.asarray(state["mean"], dtype=np.float64)
             self.std = np.asarray(state["std"], dtype=np.float64)
+        if self.mean is not None and (state.get("mean") is not None or self._scheme_restored):
             self.frontend = self._make_frontend()
             # Lightning restores this after setup(): datasets built there must use the checkpoint's numbers
             for name in ("train_set", "val_set", "test_set", "aux_set"):
@@ -375,20 +383,14 @@ class SERDataModule(pl.LightningDataModule):
                 if dataset is not None:
                     dataset.frontend = self.frontend
 
-    def describe(self) -> str:
-        """The sizes that matter, printed at start (utterances and speakers per split)."""
+    def _relabel_emotions(self) -> None:
+        """Emotion labels of the datasets ``setup`` built, again with the current label scheme."""
         eval_rows, _ = self._eval_source()
-        spk = lambda rows, idx: len({rows[i].speaker for i in idx})
-        train = self._train_indices()
-        lines = [
-            (f"data: {self.hparams.corpus} {self.hparams.scheme} fold {self.hparams.fold}/{self.num_folds} "
-             f"task {self.hparams.task} classes {self.class_names}"),
-            (f"  train {len(train)} utts / {spk(self.rows, train)} speakers; aux {len(self.aux_rows)} utts / "
-             f"{len({r.speaker for r in self.aux_rows})} speakers; speaker label space {self.num_speakers}"),
-            (f"  val {len(self.split.val)} utts / {spk(eval_rows, self.split.val)} speakers; "
-             f"test {len(self.split.test)} utts / {spk(eval_rows, self.split.test)} speakers"),
-        ]
-        if self.aux_unused:
-            lines.append(f"  auxiliary corpus {self.hparams.aux_root} not used: the model has no gender or speaker "
-                         f"task (tasks {list(self.hparams.model_tasks)})")
-        return "\n".join(lines)
+        for name, rows in (("train_set", self.rows), ("val_set", eval_rows), ("test_set", eval_rows)):
+            dataset = getattr(self, name, None)
+            if dataset is not None:  # store_index points into `rows` for these three
+                dataset.labels.emotion = self.label_scheme.encode_all([rows[i] for i in dataset.labels.store_index])
+
+    def describe(self) -> str:
+        """The sizes that matter, printed at start (see `ser_mtl.data.data_summary.describe`)."""
+        return describe(self)

@@ -29,7 +29,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.cluster import KMeans
 
 from ser_mtl.data.manifest import EMOTIONS, ManifestRow
 
@@ -110,6 +109,8 @@ class LabelScheme:
             raise ValueError(f"{self.task}: K-means needs at least {k} distinct (valence, activation) points "
                              f"among the training rows, got {len(np.unique(points, axis=0)) if len(points) else 0}"
                              f" distinct in {len(points)} labelled of {len(rows)} rows")
+        # imported here: rebuilding a fitted scheme (classify) needs no sklearn import
+        from sklearn.cluster import KMeans
         km = KMeans(n_clusters=k, n_init=10, random_state=self.seed).fit(points)
         centroids = km.cluster_centers_  # (k, 2) valence, activation
         order = np.lexsort((centroids[:, 0], centroids[:, 1]))  # by activation, then valence
@@ -164,3 +165,16 @@ def make_label_scheme(task: str, corpus: str, thresholds: tuple[float, float] | 
     """The label scheme for `task` on `corpus`; av3/av5 must then be `fit` on the training rows."""
     return LabelScheme(task, corpus, thresholds=thresholds, restrict_to_categorical=restrict_to_categorical,
                        seed=seed)
+
+
+def restored_scheme(state: dict[str, Any] | None, task: str) -> LabelScheme | None:
+    """The fitted scheme a checkpoint's ``label_scheme`` entry describes, to be used as is (never refitted);
+    None when there is nothing fitted to keep (no entry, or av3/av5 saved before their centroids existed).
+    ValueError when it was made for another task than ``task`` (``data.task``)."""
+    if not state:
+        return None
+    scheme = LabelScheme.from_state(state)
+    if scheme.task != task:
+        raise ValueError(f"the checkpoint's label scheme is task {scheme.task!r} but data.task is {task!r}; "
+                         f"set --data.task {scheme.task}")
+    return None if scheme.needs_fit and scheme.centroids is None else scheme
