@@ -8,10 +8,10 @@ from __future__ import annotations
 import pytest
 import torch
 from pytorch_lightning.plugins.precision import MixedPrecision
+from test_aae_phases import PHASES, TINY, Segments, Spy, loader, names, trainer
 
 from ser_mtl.models.aae import MultiTaskAAE
 from ser_mtl.models.losses import LABELLED
-from test_aae_phases import PHASES, TINY, Segments, Spy, loader, names, trainer
 
 
 def _pair() -> tuple[MultiTaskAAE, MultiTaskAAE]:
