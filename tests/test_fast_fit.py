@@ -5,8 +5,13 @@ Phase semantics are checked with the recorder of ``tests/test_aae_phases.py`` (i
 
 from __future__ import annotations
 
+import csv
+from collections import Counter
+
 import pytest
+import pytorch_lightning as pl
 import torch
+from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.plugins.precision import MixedPrecision
 from test_aae_phases import PHASES, TINY, Segments, Spy, loader, names, trainer
 
@@ -167,3 +172,29 @@ def test_non_finite_loss_raises_in_the_phase_on_cpu_and_at_batch_end_when_deferr
         trainer(limit_train_batches=1).fit(deferred, loader(bad))
     assert [r["phase"] for r in deferred.record] == list(PHASES)
     assert deferred._nonfinite is None  # cleared, so a later fit starts clean
+
+
+def test_training_logs_reach_lightning_only_when_a_logger_reads_them(tmp_path, monkeypatch):
+    reached = []
+    original = pl.LightningModule.log
+
+    def counting(self, name, *args, **kwargs):
+        reached.append(name)
+        return original(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(pl.LightningModule, "log", counting)
+    torch.manual_seed(0)
+    model = Spy(**TINY)
+    fit = pl.Trainer(accelerator="cpu", max_epochs=1, log_every_n_steps=3, logger=CSVLogger(tmp_path, name="csv"),
+                     enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+    fit.fit(model, loader(Segments(40)))  # 5 batches: the logger writes after batch 3; 5 is the last
+    assert len(model.logged["train/loss_rec"]) == 5  # the module still logs every batch
+    assert Counter(reached)["train/loss_rec"] == 2 and Counter(reached)["train/loss_cls"] == 5  # prog_bar: all
+    with open(fit.logger.log_dir + "/metrics.csv") as f:
+        rows = [row for row in csv.DictReader(f) if row.get("train/loss_rec")]
+    assert [int(row["step"]) for row in rows] == [2]  # what Lightning writes whether or not calls are dropped
+    for row in rows:  # the values of batch 3, exactly what the module computed then
+        for key, values in model.logged.items():
+            assert float(row[key]) == pytest.approx(values[int(row["step"])], rel=1e-6), key
+    for key, values in model.logged.items():  # the epoch ends with the last batch's values, as before
+        assert float(fit.callback_metrics[key]) == pytest.approx(values[-1], rel=1e-6), key

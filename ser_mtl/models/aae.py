@@ -277,6 +277,20 @@ class MultiTaskAAE(EvaluationSteps):
         if bad is not None and bool(bad):
             raise self._diverged(f"in batch {batch_idx} (its steps already ran)")
 
+    def log(self, name: str, value: object, *args: object, **kwargs: object) -> None:
+        """`LightningModule.log`, except that a training-step value that no logger or progress bar reads
+        this batch is dropped: Lightning's bookkeeping costs about as much per call as a small phase
+        on a GPU. Kept: every batch whose metrics go to the loggers (``trainer.log_every_n_steps``), the
+        last batch of each epoch (so ``callback_metrics`` end each epoch as before) and ``prog_bar`` keys."""
+        if self._logs_now(kwargs):
+            super().log(name, value, *args, **kwargs)
+
+    def _logs_now(self, kwargs: Mapping[str, object]) -> bool:
+        if self._trainer is None or self._current_fx_name != "training_step" or kwargs.get("prog_bar"):
+            return True
+        trainer = self.trainer
+        return bool(trainer._logger_connector.should_update_logs or trainer.is_last_batch or trainer.fast_dev_run)
+
     def setup(self, stage: str) -> None:
         precision = str(self.trainer.precision)
         if precision not in PRECISIONS:
