@@ -14,7 +14,8 @@ x 256, channels 16-32-32, 610 speakers, all labels present; ``--demo``: the demo
   freezes the parameters outside its optimizer, as ``toggled_optimizer`` does), no logging.
 
 for memory formats {contiguous, channels_last} and precisions {32-true, bf16-mixed} (autocast; on a
-CPU bf16 runs too, slowly without AVX512-BF16/AMX). The median step over ``--steps`` timed steps after
+CPU bf16 runs too, slowly without AVX512-BF16/AMX); on a GPU with ``cudnn.benchmark`` on (what
+``--trainer.benchmark true`` does for a fit). The median step over ``--steps`` timed steps after
 ``--warmup`` gives segments/s. The Markdown table it prints (date, machine, torch and Lightning
 versions) is what bench/RESULTS.md records; the ratios compare the fit with the contiguous bare loop
 and with the bare loop in the fit's own format (issue 9 targets on a CPU: >= 1.5 and >= 0.95).
@@ -143,9 +144,8 @@ def time_bare(model: MultiTaskAAE, batch: dict, n: int, device: str, precision: 
 
 def machine(device: str) -> str:
     cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     text = (f"{cpu}, {os.cpu_count()} cores ({torch.get_num_threads()} torch threads); torch {torch.__version__}, "
             f"Lightning {pl.__version__}, Python {platform.python_version()}")
     if device == "cuda":
@@ -168,6 +168,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--device cuda: no CUDA device is visible")
     if args.quick:
         args.steps, args.warmup = 2, 1
+    # fixed input shapes: cuDNN may pick its fastest algorithms, for both loops alike (`trainer.benchmark`)
+    torch.backends.cudnn.benchmark = args.device == "cuda"
     config = TINY if args.quick else DEMO if args.demo else PAPER
     n_speakers = 610
     batch = make_batch(args.batch_size, config["input_size"], n_speakers)
