@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
                 if args.device == "cuda":
                     torch.cuda.reset_peak_memory_stats()
                 median = statistics.median(run(model, batch, n, args.device, precision)[args.warmup:])
-                peak = torch.cuda.max_memory_allocated() / 2**20 if args.device == "cuda" else float("nan")
+                peak = torch.cuda.max_memory_allocated() / 2**20 if args.device == "cuda" else None
                 rows.append((precision, "channels_last" if channels_last else "contiguous", mode, median, peak))
                 print(f"{precision:>10} {rows[-1][1]:>13} {mode:>4}: {1000 * median:8.1f} ms/step "
                       f"{args.batch_size / median:8.1f} segments/s", flush=True)
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
         base, same = speed[(p, "contiguous", "bare")], speed[(p, f, "bare")]
         s = speed[(p, f, m)]
         print(f"| {p} | {f} | {m} | {1000 * t:.1f} | {s:.1f} | {s / base:.2f} | {s / same:.2f} | "
-              f"{'-' if peak != peak else f'{peak:.0f}'} |")
+              f"{'-' if peak is None else f'{peak:.0f}'} |")
 
 
 if __name__ == "__main__":
