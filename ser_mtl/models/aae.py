@@ -21,7 +21,8 @@ Speed (issue 9): the convolutional stack runs in ``torch.channels_last`` (``chan
 ``training_step``, ``validation_step`` and ``test_step``, manual optimisation included) with fp32
 master weights, losses and metrics; and a training step reads nothing back from the device: label
 ranges and presence are found on the host batch before it moves (``on_before_batch_transfer``), and
-the finiteness check of the losses waits on the device once per batch (`_defers_checks`).
+the finiteness check of the losses waits on the device once per batch, and per-step logs reach
+Lightning only when something reads them (hooks in ``ser_mtl/models/step_hooks.py``).
 """
 
 from __future__ import annotations
@@ -40,12 +41,10 @@ from ser_mtl.models.components import ClassifierHead, Decoder, Discriminator, En
 from ser_mtl.models.evaluation import EvaluationSteps
 from ser_mtl.models.init_from import InitReport, load_matching_weights
 from ser_mtl.models.losses import LABELLED, TASKS, check_label_tensor, classification_loss, labelled_index
-
-# Trainer precisions the three-phase optimisation supports: fp32 master weights, no loss scaling.
-PRECISIONS = ("32-true", "64-true", "bf16-mixed")
+from ser_mtl.models.step_hooks import StepHooks
 
 
-class MultiTaskAAE(EvaluationSteps):
+class MultiTaskAAE(StepHooks, EvaluationSteps):
     """Encoder, decoder, discriminator and one classifier head per task, trained in three phases.
 
     Optimizers (``configure_optimizers``, SGD as in the paper, one per part that exists, in this order):
@@ -110,9 +109,10 @@ class MultiTaskAAE(EvaluationSteps):
             format (faster convolutions on CPU; the same numbers within float rounding). Checkpoints
             load either way; ONNX export traces the contiguous layout.
 
-    Precision: ``trainer.precision`` must be one of `PRECISIONS`. ``16-mixed`` is refused: fp16 needs a
-    loss scaler, whose skipped steps and unscaling the per-phase finiteness check and gradient clipping
-    of the manual three-phase optimisation do not follow; ``bf16-mixed`` has fp32's range and needs none.
+    Precision: ``trainer.precision`` must be one of `ser_mtl.models.step_hooks.PRECISIONS`; ``16-mixed``
+    is refused: fp16 needs a loss scaler, whose skipped steps and unscaling the per-phase finiteness
+    check and gradient clipping of the manual three-phase optimisation do not follow; ``bf16-mixed``
+    has fp32's range and needs none.
     """
 
     def __init__(
@@ -168,7 +168,6 @@ class MultiTaskAAE(EvaluationSteps):
                                                          ("classification", True)) if built]
         self.init_report: InitReport | None = None
         self._init_done = False
-        self._nonfinite: torch.Tensor | None = None  # () bool on the device: a loss of this batch was not finite
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.to(memory_format=self.memory_format)  # once; load_state_dict copies into these layouts
 
@@ -260,51 +259,6 @@ class MultiTaskAAE(EvaluationSteps):
         if self.hparams.grad_clip is not None:
             self.clip_gradients(opt, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
         opt.step()
-
-    def _defers_checks(self, t: torch.Tensor) -> bool:
-        """Whether checks on ``t``'s values wait for the end of the batch: on an accelerator an
-        immediate check would make the host wait for the device in every phase."""
-        return t.device.type != "cpu"
-
-    def _diverged(self, what: str) -> FloatingPointError:
-        return FloatingPointError(
-            f"non-finite training loss {what} at epoch {self.current_epoch}: training diverged; "
-            f"lower model.lr, set model.grad_clip, or use model.optimizer adam")
-
-    def on_train_batch_end(self, outputs: object, batch: object, batch_idx: int) -> None:
-        """Raise for a non-finite loss of this batch whose check was deferred (one host sync per batch)."""
-        bad, self._nonfinite = self._nonfinite, None
-        if bad is not None and bool(bad):
-            raise self._diverged(f"in batch {batch_idx} (its steps already ran)")
-
-    def log(self, name: str, value: object, *args: object, **kwargs: object) -> None:
-        """`LightningModule.log`, except that a training-step value that no logger or progress bar reads
-        this batch is dropped: Lightning's bookkeeping costs about as much per call as a small phase
-        on a GPU. Kept: every batch whose metrics go to the loggers (``trainer.log_every_n_steps``), the
-        last batch of each epoch (so ``callback_metrics`` end each epoch as before) and ``prog_bar`` keys."""
-        if self._logs_now(kwargs):
-            super().log(name, value, *args, **kwargs)
-
-    def _logs_now(self, kwargs: Mapping[str, object]) -> bool:
-        if self._trainer is None or self._current_fx_name != "training_step" or kwargs.get("prog_bar"):
-            return True
-        trainer = self.trainer
-        return bool(trainer._logger_connector.should_update_logs or trainer.is_last_batch or trainer.fast_dev_run)
-
-    def setup(self, stage: str) -> None:
-        precision = str(self.trainer.precision)
-        if precision not in PRECISIONS:
-            raise ValueError(f"MultiTaskAAE: trainer.precision {precision!r} is not supported; use one of "
-                             f"{list(PRECISIONS)} (--trainer.precision bf16-mixed for mixed precision: fp16 needs "
-                             f"loss scaling, which the manual three-phase optimisation does not do)")
-
-    def on_before_batch_transfer(self, batch: object, dataloader_idx: int) -> object:
-        """Check the labels of the host batch and add ``batch[LABELLED]`` (task -> indices (n,) of the
-        labelled samples), so that the steps on the device neither validate nor count on it."""
-        if not isinstance(batch, Mapping) or LABELLED in batch:
-            return batch
-        index = {task: labelled_index(batch[task], task, self.n_classes[task]) for task in self.heads if task in batch}
-        return {**batch, LABELLED: index}
 
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
         if self.decoder is not None:
