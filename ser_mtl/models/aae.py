@@ -19,10 +19,10 @@ by `ser_mtl.metrics.UtteranceAccuracy` (paper 4.2), logged as ``val/wa``, ``val/
 Speed (issue 9): the convolutional stack runs in ``torch.channels_last`` (``channels_last=True``);
 ``--trainer.precision bf16-mixed`` runs the forward passes under Lightning's autocast (which wraps
 ``training_step``, ``validation_step`` and ``test_step``, manual optimisation included) with fp32
-master weights, losses and metrics; and a training step reads nothing back from the device: label
-ranges and presence are found on the host batch before it moves (``on_before_batch_transfer``), and
-the finiteness check of the losses waits on the device once per batch, and per-step logs reach
-Lightning only when something reads them (hooks in ``ser_mtl/models/step_hooks.py``).
+master weights, losses and metrics. A training step reads nothing back from the device but one
+finiteness flag per batch: label ranges and presence are found on the host batch before it moves
+(``on_before_batch_transfer``), and per-step logs reach Lightning only when something reads them
+(the hooks live in ``ser_mtl/models/step_hooks.py``).
 """
 
 from __future__ import annotations
