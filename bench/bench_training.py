@@ -16,9 +16,10 @@ x 256, channels 16-32-32, 610 speakers, all labels present; ``--demo``: the demo
 for memory formats {contiguous, channels_last} and precisions {32-true, bf16-mixed} (autocast; on a
 CPU bf16 runs too, slowly without AVX512-BF16/AMX); on a GPU with ``cudnn.benchmark`` on (what
 ``--trainer.benchmark true`` does for a fit). The median step over ``--steps`` timed steps after
-``--warmup`` gives segments/s. The Markdown table it prints (date, machine, torch and Lightning
-versions) is what bench/RESULTS.md records; the ratios compare the fit with the contiguous bare loop
-and with the bare loop in the fit's own format (issue 9 targets on a CPU: >= 1.5 and >= 0.95).
+``--warmup``, pooled over ``--rounds`` interleaved repeats of the whole table, gives segments/s. The
+Markdown table it prints (date, machine, torch and Lightning versions) is what bench/RESULTS.md
+records; the ratios compare the fit with the contiguous bare loop and with the bare loop in the
+fit's own format (issue 9 targets on a CPU: >= 1.5 and >= 0.95).
 """
 
 from __future__ import annotations
@@ -158,6 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10, help="timed steps per row")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    parser.add_argument("--rounds", type=int, default=1, help="run the whole table this many times, interleaved")
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--precisions", default="32-true,bf16-mixed", help="comma-separated trainer precisions")
@@ -174,25 +176,29 @@ def main(argv: list[str] | None = None) -> None:
     n_speakers = 610
     batch = make_batch(args.batch_size, config["input_size"], n_speakers)
     n = args.warmup + args.steps
-    rows = []
-    for precision in args.precisions.split(","):
-        for channels_last in (False, True):
-            for mode, run in (("fit", time_fit), ("bare", time_bare)):
-                torch.manual_seed(0)
-                model = MultiTaskAAE(num_speakers=n_speakers, channels_last=channels_last, **config)
-                if args.device == "cuda":
-                    torch.cuda.reset_peak_memory_stats()
-                median = statistics.median(run(model, batch, n, args.device, precision)[args.warmup:])
-                peak = torch.cuda.max_memory_allocated() / 2**20 if args.device == "cuda" else None
-                rows.append((precision, "channels_last" if channels_last else "contiguous", mode, median, peak))
-                print(f"{precision:>10} {rows[-1][1]:>13} {mode:>4}: {1000 * median:8.1f} ms/step "
-                      f"{args.batch_size / median:8.1f} segments/s", flush=True)
+    times: dict[tuple[str, str, str], list[float]] = {}
+    peaks: dict[tuple[str, str, str], float | None] = {}
+    for round_ in range(args.rounds):  # every round runs every row once, so drift in the machine hits all rows
+        for precision in args.precisions.split(","):
+            for channels_last in (False, True):
+                for mode, run in (("fit", time_fit), ("bare", time_bare)):
+                    key = (precision, "channels_last" if channels_last else "contiguous", mode)
+                    torch.manual_seed(0)
+                    model = MultiTaskAAE(num_speakers=n_speakers, channels_last=channels_last, **config)
+                    if args.device == "cuda":
+                        torch.cuda.reset_peak_memory_stats()
+                    timed = run(model, batch, n, args.device, precision)[args.warmup:]
+                    times.setdefault(key, []).extend(timed)
+                    peaks[key] = torch.cuda.max_memory_allocated() / 2**20 if args.device == "cuda" else None
+                    print(f"round {round_ + 1}: {key[0]:>10} {key[1]:>13} {mode:>4}: "
+                          f"{1000 * statistics.median(timed):8.1f} ms/step", flush=True)
+    rows = [(*key, statistics.median(t), peaks[key]) for key, t in times.items()]
     speed = {(p, f, m): args.batch_size / t for p, f, m, t, _ in rows}
     n_params = sum(p.numel() for p in model.parameters())
     size = "x".join(map(str, config["input_size"]))
     print(f"\n{datetime.date.today().isoformat()}, {args.device}: {machine(args.device)}")
-    print(f"input 1 x {size}, batch {args.batch_size}, {n_params:,} parameters, median of {args.steps} steps "
-          f"after {args.warmup}; peak host RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB\n")
+    print(f"input 1 x {size}, batch {args.batch_size}, {n_params:,} parameters, median of {args.rounds} x {args.steps} "
+          f"steps, each run after {args.warmup}; peak host RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB\n")
     print("| precision | memory format | loop | step (ms) | segments/s | vs bare contiguous | vs bare same format "
           "| peak GPU MiB |")
     print("|---|---|---|---|---|---|---|---|")
