@@ -6,6 +6,7 @@ STAMP  := $(VENV)/.installed
 # Versions this repository was tested with (pyproject.toml keeps the ranges a cluster needs).
 CONSTRAINTS := requirements/tested.txt
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: help install demo test test-fast lint bench clean
 
@@ -32,8 +33,9 @@ test-fast: install  ## the test suite without slow-marked tests
 lint: install  ## ruff over the package and tests
 	$(BIN)/ruff check ser_mtl tests bench
 
-bench: install  ## throughput/memory benchmarks; results are recorded in bench/RESULTS.md
+bench: install  ## throughput/memory benchmarks (CPU; BENCH_ARGS="--device cuda" for a GPU); recorded in bench/RESULTS.md
 	$(BIN)/python bench/bench_features.py
+	$(BIN)/python bench/bench_training.py $(BENCH_ARGS)
 
 clean:  ## remove the demo outputs and caches (not the venv)
 	rm -rf demo .cache .pytest_cache

@@ -1,85 +1,212 @@
-"""Training-step throughput and peak memory of MultiTaskAAE (all three phases), CPU or GPU.
+"""Training-step throughput of MultiTaskAAE: the fit vs a bare PyTorch loop, per memory format and precision.
 
-    .venv/bin/python bench/bench_training.py [--steps 20] [--device cpu|cuda] [--demo]
+    .venv/bin/python bench/bench_training.py                  # CPU, paper size, fp32 and bf16-mixed
+    .venv/bin/python bench/bench_training.py --device cuda    # one GPU
+    .venv/bin/python bench/bench_training.py --quick          # smoke run: tiny model, 2 timed steps
+    make bench                                                # features + this script (CPU)
 
-Runs the real ``training_step`` (reconstruction, discriminator, generator, classification: four
-optimizer steps) under a Lightning Trainer on random batches of the paper's shape (32 x 1 x 128 x
-256) or the demo's (32 x 1 x 64 x 128) and prints segments per second and peak memory. Results are
-recorded in bench/RESULTS.md.
+Every row runs in this one process, side by side, on the same pre-built batch (paper size: 32 x 1 x 128
+x 256, channels 16-32-32, 610 speakers, all labels present; ``--demo``: the demo's 64 x 128 model):
+
+- ``fit``: `MultiTaskAAE.training_step` under a Lightning Trainer (logging, hooks and all), i.e. what
+  ``ser-mtl fit`` runs: reconstruction, discriminator, generator and classification, four optimizer steps.
+- ``bare``: the same modules and optimizers doing the same four steps in a plain loop (each phase
+  freezes the parameters outside its optimizer, as ``toggled_optimizer`` does), no logging.
+
+for memory formats {contiguous, channels_last} and precisions {32-true, bf16-mixed} (autocast; on a
+CPU bf16 runs too, slowly without AVX512-BF16/AMX); on a GPU with ``cudnn.benchmark`` on (what
+``--trainer.benchmark true`` does for a fit). The median step over ``--steps`` timed steps after
+``--warmup``, pooled over ``--rounds`` interleaved repeats of the whole table, gives segments/s. The
+Markdown table it prints (date, machine, torch and Lightning versions) is what bench/RESULTS.md
+records; the ratios compare the fit with the contiguous bare loop and with the bare loop in the
+fit's own format (issue 9 targets on a CPU: >= 1.5 and >= 0.95).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime
+import os
+import platform
 import resource
+import statistics
 import time
+from collections.abc import Iterator
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
 
 from ser_mtl.models.aae import MultiTaskAAE
+from ser_mtl.models.losses import classification_loss
+
+PAPER = {"input_size": (128, 256)}
+DEMO = {"input_size": (64, 128), "encoder_channels": (16, 24, 32), "encoder_pools": ((2, 2), (2, 4), (2, 2)),
+        "head_hidden": 64, "optimizer": "adam", "lr": 1e-3}
+TINY = {"input_size": (32, 64), "encoder_channels": (4, 8, 8), "head_conv_channels": 8, "head_hidden": 16}
 
 
-class RandomBatches(Dataset):
-    def __init__(self, n: int, size: tuple[int, int], n_speakers: int) -> None:
-        self.n, self.size, self.n_speakers = n, size, n_speakers
+def make_batch(batch_size: int, size: tuple[int, int], n_speakers: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    i = torch.arange(batch_size)
+    return {"x": torch.randn(batch_size, 1, *size, generator=g), "emotion": i % 4, "gender": i % 2,
+            "speaker": i % n_speakers, "utt": i}
 
-    def __len__(self) -> int:
-        return self.n
 
-    def __getitem__(self, i: int) -> dict:
-        g = torch.Generator().manual_seed(i)
-        return {"x": torch.randn(1, *self.size, generator=g), "emotion": torch.tensor(i % 4),
-                "gender": torch.tensor(i % 2), "speaker": torch.tensor(i % self.n_speakers),
-                "utt": torch.tensor(i)}
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
 
 
 class StepTimer(pl.Callback):
-    def __init__(self, warmup: int) -> None:
-        self.warmup, self.times = warmup, []
+    """Wall time of every training batch (all four optimizer steps), the device drained at both ends."""
+
+    def __init__(self, device: str) -> None:
+        self.device, self.times = device, []
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        synchronize(self.device)
         self.start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        if batch_idx >= self.warmup:
-            self.times.append(time.perf_counter() - self.start)
+        synchronize(self.device)
+        self.times.append(time.perf_counter() - self.start)
 
 
-def main() -> None:
+def time_fit(model: MultiTaskAAE, batch: dict, n: int, device: str, precision: str) -> list[float]:
+    timer = StepTimer(device)
+    trainer = pl.Trainer(accelerator="gpu" if device == "cuda" else "cpu", devices=1, max_epochs=1,
+                         precision=precision, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, num_sanity_val_steps=0, callbacks=[timer])
+    trainer.fit(model, DataLoader([batch] * n, batch_size=None))
+    return timer.times
+
+
+@contextlib.contextmanager
+def only(model: MultiTaskAAE, opt: torch.optim.Optimizer) -> Iterator[None]:
+    """Freeze every parameter outside ``opt`` for one phase (what ``toggled_optimizer`` does)."""
+    own = {id(p) for group in opt.param_groups for p in group["params"]}
+    frozen = [p for p in model.parameters() if id(p) not in own and p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+
+
+def step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def bare_step(m: MultiTaskAAE, opts: list[torch.optim.Optimizer], batch: dict, index: dict) -> None:
+    """The paper's four steps on ``batch`` with plain PyTorch calls (the inputs in ``m``'s memory format)."""
+    ae, disc, cls = opts
+    x = batch["x"].contiguous(memory_format=m.memory_format)  # (B, 1, F, T)
+    with only(m, ae):
+        step(ae, m.hparams.alpha * F.mse_loss(m.decoder(m.encoder(x)), x))
+    z = m.encoder(x)  # (B, C, H, W)
+    with only(m, disc):
+        d_real = m.discriminator(torch.randn(z.shape, device=z.device).contiguous(memory_format=m.memory_format))
+        d_fake = m.discriminator(z.detach())
+        step(disc, F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
+             + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
+    with only(m, ae):
+        d_fake = m.discriminator(z)
+        step(ae, F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake)))
+    with only(m, cls):
+        z = m.encoder(x)
+        losses = {task: F.cross_entropy(head(z).index_select(0, index[task]), batch[task].index_select(0, index[task]))
+                  for task, head in m.heads.items()}
+        step(cls, classification_loss(losses, m.hparams.beta))
+
+
+def time_bare(model: MultiTaskAAE, batch: dict, n: int, device: str, precision: str) -> list[float]:
+    model.to(device).train()
+    opts = model.configure_optimizers()
+    index = {task: (batch[task] >= 0).nonzero().squeeze(1).to(device) for task in model.heads}  # (n,) each
+    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
+    times = []
+    for _ in range(n):
+        synchronize(device)
+        start = time.perf_counter()
+        on_device = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        with autocast:
+            bare_step(model, opts, on_device, index)
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def machine(device: str) -> str:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    text = (f"{cpu}, {os.cpu_count()} cores ({torch.get_num_threads()} torch threads); torch {torch.__version__}, "
+            f"Lightning {pl.__version__}, Python {platform.python_version()}")
+    if device == "cuda":
+        props = torch.cuda.get_device_properties(0)
+        text = f"{props.name} ({props.total_memory // 2**20:,} MiB); " + text
+    return text
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per row")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    parser.add_argument("--rounds", type=int, default=1, help="run the whole table this many times, interleaved")
     parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--precisions", default="32-true,bf16-mixed", help="comma-separated trainer precisions")
     parser.add_argument("--demo", action="store_true", help="the demo's 64 x 128 input and narrower network")
-    args = parser.parse_args()
-    if args.demo:
-        size, kwargs = (64, 128), {"encoder_channels": (16, 24, 32), "encoder_pools": ((2, 2), (2, 4), (2, 2)),
-                                       "head_hidden": 64, "optimizer": "adam", "lr": 1e-3}
-    else:
-        size, kwargs = (128, 256), {}
-    n_speakers, warmup = 610, 3
-    model = MultiTaskAAE(num_speakers=n_speakers, input_size=size, **kwargs)
-    loader = DataLoader(RandomBatches(args.batch_size * (args.steps + warmup), size, n_speakers),
-                        batch_size=args.batch_size)
-    timer = StepTimer(warmup)
-    trainer = pl.Trainer(accelerator="gpu" if args.device == "cuda" else "cpu", devices=1, max_epochs=1,
-                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, callbacks=[timer])
-    trainer.fit(model, loader)
-    step = sorted(timer.times)[len(timer.times) // 2]
-    rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    parser.add_argument("--quick", action="store_true", help="smoke run: tiny model, 2 timed steps, 1 warm-up")
+    args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is visible")
+    if args.quick:
+        args.steps, args.warmup = 2, 1
+    # fixed input shapes: cuDNN may pick its fastest algorithms, for both loops alike (`trainer.benchmark`)
+    torch.backends.cudnn.benchmark = args.device == "cuda"
+    config = TINY if args.quick else DEMO if args.demo else PAPER
+    n_speakers = 610
+    batch = make_batch(args.batch_size, config["input_size"], n_speakers)
+    n = args.warmup + args.steps
+    times: dict[tuple[str, str, str], list[float]] = {}
+    peaks: dict[tuple[str, str, str], float | None] = {}
+    for round_ in range(args.rounds):  # every round runs every row once, so drift in the machine hits all rows
+        for precision in args.precisions.split(","):
+            for channels_last in (False, True):
+                for mode, run in (("fit", time_fit), ("bare", time_bare)):
+                    key = (precision, "channels_last" if channels_last else "contiguous", mode)
+                    torch.manual_seed(0)
+                    model = MultiTaskAAE(num_speakers=n_speakers, channels_last=channels_last, **config)
+                    if args.device == "cuda":
+                        torch.cuda.reset_peak_memory_stats()
+                    timed = run(model, batch, n, args.device, precision)[args.warmup:]
+                    times.setdefault(key, []).extend(timed)
+                    peaks[key] = torch.cuda.max_memory_allocated() / 2**20 if args.device == "cuda" else None
+                    print(f"round {round_ + 1}: {key[0]:>10} {key[1]:>13} {mode:>4}: "
+                          f"{1000 * statistics.median(timed):8.1f} ms/step", flush=True)
+    rows = [(*key, statistics.median(t), peaks[key]) for key, t in times.items()]
+    speed = {(p, f, m): args.batch_size / t for p, f, m, t, _ in rows}
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"device {args.device}, input {size}, batch {args.batch_size}, params {n_params:,}, threads "
-          f"{torch.get_num_threads()}")
-    print(f"median step (4 optimizer steps): {1000 * step:.1f} ms -> {args.batch_size / step:.0f} segments/s")
-    print(f"peak host RSS {rss_mib:.0f} MiB" + (f", peak GPU {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB"
-                                                 if args.device == "cuda" else ""))
+    size = "x".join(map(str, config["input_size"]))
+    print(f"\n{datetime.date.today().isoformat()}, {args.device}: {machine(args.device)}")
+    print(f"input 1 x {size}, batch {args.batch_size}, {n_params:,} parameters, median of {args.rounds} x {args.steps} "
+          f"steps, each run after {args.warmup}; peak host RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB\n")
+    print("| precision | memory format | loop | step (ms) | segments/s | vs bare contiguous | vs bare same format "
+          "| peak GPU MiB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for p, f, m, t, peak in rows:
+        base, same = speed[(p, "contiguous", "bare")], speed[(p, f, "bare")]
+        s = speed[(p, f, m)]
+        print(f"| {p} | {f} | {m} | {1000 * t:.1f} | {s:.1f} | {s / base:.2f} | {s / same:.2f} | "
+              f"{'-' if peak is None else f'{peak:.0f}'} |")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,14 @@ encoder; semi-supervised AE ``use_discriminator=False``; multi-task CNN / AE lik
 
 Validation and test score utterances: the emotion posteriors of an utterance's segments are averaged
 by `ser_mtl.metrics.UtteranceAccuracy` (paper 4.2), logged as ``val/wa``, ``val/ua`` (fractions).
+
+Speed (issue 9): the convolutional stack runs in ``torch.channels_last`` (``channels_last=True``);
+``--trainer.precision bf16-mixed`` runs the forward passes under Lightning's autocast (which wraps
+``training_step``, ``validation_step`` and ``test_step``, manual optimisation included) with fp32
+master weights, losses and metrics. A training step reads nothing back from the device but one
+finiteness flag per batch: label ranges and presence are found on the host batch before it moves
+(``on_before_batch_transfer``), and per-step logs reach Lightning only when something reads them
+(the hooks live in ``ser_mtl/models/step_hooks.py``).
 """
 
 from __future__ import annotations
@@ -32,11 +40,12 @@ from ser_mtl.metrics import UtteranceAccuracy
 from ser_mtl.models.components import ClassifierHead, Decoder, Discriminator, Encoder
 from ser_mtl.models.evaluation import EvaluationSteps
 from ser_mtl.models.init_from import InitReport, load_matching_weights
-from ser_mtl.models.losses import TASKS, classification_loss
+from ser_mtl.models.losses import LABELLED, TASKS, check_label_tensor, classification_loss, labelled_index
 from ser_mtl.models.paper_weights import paper_weights
+from ser_mtl.models.step_hooks import StepHooks
 
 
-class MultiTaskAAE(EvaluationSteps):
+class MultiTaskAAE(StepHooks, EvaluationSteps):
     """Encoder, decoder, discriminator and one classifier head per task, trained in three phases.
 
     Optimizers (``configure_optimizers``, SGD as in the paper, one per part that exists, in this order):
@@ -99,6 +108,14 @@ class MultiTaskAAE(EvaluationSteps):
         init_from: checkpoint whose tensors matching in name and shape initialise the model when
             training starts (not when resuming from ``ckpt_path``); see `load_matching_weights`.
         grad_clip: clip each phase's gradient norm to this value (None = no clipping).
+        channels_last: keep the convolution weights and inputs in ``torch.channels_last`` memory
+            format (faster convolutions on CPU; the same numbers within float rounding). Checkpoints
+            load either way; ONNX export traces the contiguous layout.
+
+    Precision: ``trainer.precision`` must be one of `ser_mtl.models.step_hooks.PRECISIONS`; ``16-mixed``
+    is refused: fp16 needs a loss scaler, whose skipped steps and unscaling the per-phase finiteness
+    check and gradient clipping of the manual three-phase optimisation do not follow; ``bf16-mixed``
+    has fp32's range and needs none.
     """
 
     def __init__(
@@ -126,6 +143,7 @@ class MultiTaskAAE(EvaluationSteps):
         class_names: Sequence[str] | None = None,
         init_from: str | None = None,
         grad_clip: float | None = None,
+        channels_last: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -157,6 +175,8 @@ class MultiTaskAAE(EvaluationSteps):
                                                          ("classification", True)) if built]
         self.init_report: InitReport | None = None
         self._init_done = False
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.to(memory_format=self.memory_format)  # once; load_state_dict copies into these layouts
 
     def _check_arguments(self, n_classes: dict[str, int], class_names: Sequence[str] | None) -> None:
         unknown = [t for t in self.tasks if t not in TASKS]
@@ -180,7 +200,13 @@ class MultiTaskAAE(EvaluationSteps):
         if x.ndim != 4 or x.shape[1] != 1 or tuple(x.shape[-2:]) != self.input_size:
             raise ValueError(f"MultiTaskAAE: expected x of shape (B, 1, {self.input_size[0]}, {self.input_size[1]}) "
                              f"(model input_size), got {tuple(x.shape)}")
-        return self.encoder(x)
+        return self.encoder(self._formatted(x))
+
+    def _formatted(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, C, H, W) in the model's memory format (left alone while tracing: ONNX has no layouts)."""
+        if self.memory_format is torch.contiguous_format or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            return x
+        return x.contiguous(memory_format=self.memory_format)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Logits (B, n_classes[task]) of every task for segments x (B, 1, F, T)."""
@@ -229,11 +255,12 @@ class MultiTaskAAE(EvaluationSteps):
 
     def _optimise(self, opt: pl.core.optimizer.LightningOptimizer, loss: torch.Tensor) -> None:
         """One step of ``opt`` on ``loss``; grads of the previous phase are dropped, not accumulated."""
-        if not torch.isfinite(loss):
+        if self._defers_checks(loss):
+            bad = ~torch.isfinite(loss.detach())  # () bool, stays on the device until the batch ends
+            self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
+        elif not torch.isfinite(loss):
             # Every rank sees the same failure (DDP would hang if one rank skipped a step instead).
-            raise FloatingPointError(
-                f"non-finite training loss ({float(loss)}) at epoch {self.current_epoch}: training diverged; "
-                f"lower model.lr, set model.grad_clip, or use model.optimizer adam")
+            raise self._diverged(f"({float(loss)})")
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         if self.hparams.grad_clip is not None:
@@ -252,7 +279,7 @@ class MultiTaskAAE(EvaluationSteps):
         x = batch["x"]  # (B, 1, F, T)
         opt = self._optimizer("autoencoder")
         with self.toggled_optimizer(opt):
-            mse = F.mse_loss(self.decoder(self.encode(x)), x)
+            mse = F.mse_loss(self.decoder(self.encode(x)), x.float())  # fp32 also under autocast
             self._optimise(opt, self.hparams.alpha * mse)
         self.log("train/loss_rec", mse, batch_size=x.shape[0])
 
@@ -266,7 +293,9 @@ class MultiTaskAAE(EvaluationSteps):
         """Prior samples d ~ N(0, I) of z's shape are real, codes z fake; BCE summed over the two halves."""
         opt = self._optimizer("discriminator")
         with self.toggled_optimizer(opt):
-            d_real = self.discriminator(torch.randn_like(z))  # (B, 1)
+            # d drawn in fp32 and in logical order, so the draws do not depend on precision or memory format
+            prior = self._formatted(torch.randn(z.shape, device=z.device))  # (B, C, H, W)
+            d_real = self.discriminator(prior)  # (B, 1), fp32
             d_fake = self.discriminator(z)  # (B, 1)
             loss = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
                     + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
@@ -292,19 +321,19 @@ class MultiTaskAAE(EvaluationSteps):
         momentum) untouched (under DDP it gets the other ranks' averaged gradient); when no rank's
         batch has a label the phase is skipped (not even the encoder runs).
         """
-        labelled = {task: self._labels(batch, task) for task in self.heads}  # task -> (labels (B,), count)
-        present = {task: (labels, n) for task, (labels, n) in labelled.items() if n > 0}
+        labelled = {task: self._labelled(batch, task) for task in self.heads}  # task -> (labels (B,), index (n,))
+        present = {task: (labels, index) for task, (labels, index) in labelled.items() if len(index) > 0}
         if not self._any_rank(bool(present)):
             return
         opt = self._optimizer("classification")
         with self.toggled_optimizer(opt):
             z = self.encode(batch["x"])  # (B, C, H, W)
             losses = {}
-            for task, (labels, n) in present.items():
-                mask = labels >= 0  # (B,)
-                logits = self.heads[task](z)[mask]  # (n, n_classes)
-                losses[task] = F.cross_entropy(logits, labels[mask])
-                self._log_task("train", task, losses[task], logits, labels[mask], n)
+            for task, (labels, index) in present.items():
+                logits = self.heads[task](z).index_select(0, index)  # (n, n_classes), fp32
+                targets = labels.index_select(0, index)  # (n,)
+                losses[task] = F.cross_entropy(logits, targets)
+                self._log_task("train", task, losses[task], logits, targets, len(index))
             # A rank without labels still joins the backward (DDP all-reduces inside it), with zero gradient.
             loss = classification_loss(losses, self.hparams.beta) if losses else 0.0 * z.sum()
             self._optimise(opt, loss)
@@ -320,18 +349,20 @@ class MultiTaskAAE(EvaluationSteps):
 
     def _labels(self, batch: Mapping[str, torch.Tensor], task: str) -> tuple[torch.Tensor, int]:
         """The task's labels (B,) and how many are present; ValueError on a value outside [-1, n_classes)."""
+        labels, index = self._labelled(batch, task)
+        return labels, len(index)
+
+    def _labelled(self, batch: Mapping[str, torch.Tensor], task: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The task's labels (B,) and the indices (n,) of the labelled samples: ``batch[LABELLED]``
+        where ``on_before_batch_transfer`` checked the host batch (no device read), else checked here."""
         if task not in batch:
             raise ValueError(f"MultiTaskAAE: the batch has no '{task}' labels (keys {sorted(batch)}); "
                              f"tasks {self.tasks} need them (-1 where missing)")
-        labels = batch[task]  # (B,)
-        if labels.dtype != torch.int64 or labels.ndim != 1:
-            raise ValueError(f"MultiTaskAAE: '{task}' labels must be a (B,) int64 tensor, got {labels.dtype} "
-                             f"of shape {tuple(labels.shape)}")
-        n, lo, hi = torch.stack([(labels >= 0).sum(), labels.min(), labels.max()]).tolist()  # one host sync
-        if lo < -1 or hi >= self.n_classes[task]:
-            raise ValueError(f"MultiTaskAAE: '{task}' labels must be -1 (missing) or in [0, {self.n_classes[task]}), "
-                             f"got values from {lo} to {hi}; is num_{task}s linked from the DataModule?")
-        return labels, int(n)
+        labels = check_label_tensor(batch[task], task)  # (B,)
+        known = batch.get(LABELLED, {})
+        if task in known:
+            return labels, known[task]
+        return labels, labelled_index(labels, task, self.n_classes[task])
 
     # ----------------------------------------------------------------- initialisation
     def on_fit_start(self) -> None:

@@ -20,6 +20,9 @@
 
 Convolutions that feed a BatchNorm have no bias: BN subtracts the batch mean, so such a bias would
 receive a zero gradient and never learn anything.
+
+What the decoder, the heads and the discriminator return is fp32 also under autocast (``bf16-mixed``):
+the losses, posteriors and metrics computed from it are then fp32 wherever they are computed.
 """
 
 from __future__ import annotations
@@ -127,7 +130,7 @@ class Decoder(nn.Module):
         self.blocks = nn.Sequential(*blocks)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.blocks(z)  # (B, C, F', T') -> (B, 1, F, T)
+        return self.blocks(z).float()  # (B, C, F', T') -> (B, 1, F, T)
 
 
 def _pooled_hw(in_hw: Sequence[int], who: str) -> tuple[int, int]:
@@ -193,7 +196,8 @@ class ClassifierHead(nn.Module):
                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Logits (B, n_classes); with ``return_hidden`` also the last hidden layer (B, hidden), before dropout."""
         h = self.hidden(self.features(z))  # (B, hidden)
-        logits = self.out(self.dropout(h))  # (B, n_classes)
+        logits = self.out(self.dropout(h)).float()  # (B, n_classes)
+        h = h.float()
         return (logits, h) if return_hidden else logits
 
 
@@ -224,4 +228,4 @@ class Discriminator(nn.Module):
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z)  # (B, C, H, W) -> (B, 1)
+        return self.net(z).float()  # (B, C, H, W) -> (B, 1)

@@ -1,0 +1,74 @@
+"""Lightning hooks that keep a `MultiTaskAAE` training step free of device reads and needless work (issue 9).
+
+- ``setup``: refuses trainer precisions other than `PRECISIONS` (fp16 would need loss scaling).
+- ``on_before_batch_transfer``: checks the labels of the host batch and adds ``batch[LABELLED]``,
+  task -> indices (n,) of its labelled samples, so that the steps on the device neither validate nor
+  count (on a GPU each would wait for the device).
+- the finiteness check of the phase losses: immediate on a CPU, once per batch on an accelerator
+  (``_defers_checks``, ``on_train_batch_end``).
+- ``log``: drops training-step values that no logger, progress bar or epoch end reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pytorch_lightning as pl
+import torch
+
+from ser_mtl.models.losses import LABELLED, labelled_index
+
+# Trainer precisions the three-phase optimisation supports: fp32 master weights, no loss scaling.
+PRECISIONS = ("32-true", "64-true", "bf16-mixed")
+
+
+class StepHooks(pl.LightningModule):
+    """Mixed into `MultiTaskAAE`, which provides ``heads``, ``n_classes`` and calls ``_defers_checks`` /
+    ``_diverged`` from its ``_optimise``."""
+
+    _nonfinite: torch.Tensor | None = None  # () bool on the device: a loss of this batch was not finite
+
+    def _defers_checks(self, t: torch.Tensor) -> bool:
+        """Whether checks on ``t``'s values wait for the end of the batch: on an accelerator an
+        immediate check would make the host wait for the device in every phase."""
+        return t.device.type != "cpu"
+
+    def _diverged(self, what: str) -> FloatingPointError:
+        return FloatingPointError(
+            f"non-finite training loss {what} at epoch {self.current_epoch}: training diverged; "
+            f"lower model.lr, set model.grad_clip, or use model.optimizer adam")
+
+    def on_train_batch_end(self, outputs: object, batch: object, batch_idx: int) -> None:
+        """Raise for a non-finite loss of this batch whose check was deferred (one host sync per batch)."""
+        bad, self._nonfinite = self._nonfinite, None
+        if bad is not None and bool(bad):
+            raise self._diverged(f"in batch {batch_idx} (its steps already ran)")
+
+    def log(self, name: str, value: object, *args: object, **kwargs: object) -> None:
+        """`LightningModule.log`, except that a training-step value that no logger or progress bar reads
+        this batch is dropped: Lightning's bookkeeping costs about as much per call as a small phase
+        on a GPU. Kept: every batch whose metrics go to the loggers (``trainer.log_every_n_steps``), the
+        last batch of each epoch (so ``callback_metrics`` end each epoch as before) and ``prog_bar`` keys."""
+        if self._logs_now(kwargs):
+            super().log(name, value, *args, **kwargs)
+
+    def _logs_now(self, kwargs: Mapping[str, object]) -> bool:
+        if self._trainer is None or self._current_fx_name != "training_step" or kwargs.get("prog_bar"):
+            return True
+        trainer = self.trainer
+        return bool(trainer._logger_connector.should_update_logs or trainer.is_last_batch or trainer.fast_dev_run)
+
+    def setup(self, stage: str) -> None:
+        precision = str(self.trainer.precision)
+        if precision not in PRECISIONS:
+            raise ValueError(f"MultiTaskAAE: trainer.precision {precision!r} is not supported; use one of "
+                             f"{list(PRECISIONS)} (--trainer.precision bf16-mixed for mixed precision: fp16 needs "
+                             f"loss scaling, which the manual three-phase optimisation does not do)")
+
+    def on_before_batch_transfer(self, batch: object, dataloader_idx: int) -> object:
+        """Check the labels of the host batch and add ``batch[LABELLED]`` (task -> indices (n,) of the
+        labelled samples), so that the steps on the device neither validate nor count on it."""
+        if not isinstance(batch, Mapping) or LABELLED in batch:
+            return batch
+        index = {task: labelled_index(batch[task], task, self.n_classes[task]) for task in self.heads if task in batch}
+        return {**batch, LABELLED: index}
