@@ -56,6 +56,7 @@ from ser_mtl.experiments.stages import (
     stop_requested,
 )
 from ser_mtl.experiments.summary import (
+    METRICS,
     METRICS_NAME,
     RECORD_NAME,
     SummaryError,
@@ -66,6 +67,10 @@ from ser_mtl.experiments.summary import (
     read_run_metrics,
 )
 from ser_mtl.io_utils import atomic_write_json
+
+# What metrics.json copies from test_metrics.json besides the scores (METRICS), and how the log names them.
+RUN_COUNTS = ("n_utterances", "n_gender_utterances", "n_speaker_utterances")
+SCORE_LABELS = (("WA", "wa"), ("UA", "ua"), ("gender", "gender_acc"), ("speaker", "speaker_acc"), ("EER", "eer"))
 
 # Arguments the runner sets per run; a user value would be silently overridden, so it is refused.
 RESERVED_ARGS = ("--data.fold", "--seed_everything", "--trainer.default_root_dir", "--ckpt_path")
@@ -231,12 +236,13 @@ def _fit_and_test(backend: CVBackend, config_args: list[str], run_dir: Path, fol
     if not rank_zero:
         return RunResult(fold, repeat, "done")
     tested = _check_test_metrics(test_metrics)
-    metrics = {**record, "wa": tested["wa"], "ua": tested["ua"]}
-    for key in ("eer", "n_utterances", "classes", "confmat"):
+    metrics = dict(record)
+    for key in (*METRICS, *RUN_COUNTS, "classes", "confmat"):
         if tested.get(key) is not None:
             metrics[key] = tested[key]
     atomic_write_json(metrics_path, metrics)
-    _say(f"fold {fold} repeat {repeat}: WA {100 * metrics['wa']:.1f} %  UA {100 * metrics['ua']:.1f} %")
+    scores = [(label, key) for label, key in SCORE_LABELS if key in metrics]
+    _say(f"fold {fold} repeat {repeat}: " + "  ".join(f"{label} {100 * metrics[key]:.1f} %" for label, key in scores))
     return RunResult(fold, repeat, "done", metrics)
 
 
