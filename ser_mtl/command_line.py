@@ -206,7 +206,8 @@ def exit_on(prog: str, errors: ExceptionTypes) -> Iterator[None]:
 
 
 def _is_option(token: str) -> bool:
-    return token.startswith("--") or token == "-h"
+    # an option name has no blank: "--config a.yaml --data.root x" is one quoted value (--cv.pretrain)
+    return (token.startswith("--") and not any(c.isspace() for c in token)) or token == "-h"
 
 
 def _is_sequence_type(hint: Any) -> bool:
