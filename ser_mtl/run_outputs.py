@@ -61,7 +61,7 @@ def aux_accuracies(tables: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]])
     metrics: dict[str, Any] = {}
     for task, (utt, probs, labels) in tables.items():
         metrics[f"{task}_acc"] = float(np.mean(probs.argmax(axis=1) == labels))
-        metrics[f"n_{task}_utterances"] = int(len(utt))
+        metrics[f"n_{task}_utterances"] = len(utt)
     return metrics
 
 

@@ -4,8 +4,8 @@ leave the weights unchanged after a few real training steps, alpha with a discri
 
 from __future__ import annotations
 
-import pytorch_lightning as pl
 import pytest
+import pytorch_lightning as pl
 import torch
 from test_aae_phases import TINY, Segments
 from torch.utils.data import DataLoader
@@ -23,7 +23,7 @@ def encoder_after_steps(steps: int = 4, **model) -> tuple[torch.Tensor, torch.Te
     """(encoder weights before, after) ``steps`` batches of training, flattened (P,)."""
     pl.seed_everything(0, verbose=False)
     aae = MultiTaskAAE(**{**TINY, "lr": 1e-3, "optimizer": "adam", **model})
-    flat = lambda: torch.cat([p.detach().flatten().clone() for p in aae.encoder.parameters()])  # noqa: E731
+    flat = lambda: torch.cat([p.detach().flatten().clone() for p in aae.encoder.parameters()])
     start = flat()
     pl.Trainer(max_epochs=1, limit_train_batches=steps, logger=False, enable_checkpointing=False,
                enable_progress_bar=False, enable_model_summary=False, accelerator="cpu").fit(
