@@ -79,3 +79,28 @@ def test_cv_of_a_model_without_the_emotion_task(corpus: Path, tmp_path: Path) ->
     assert summary["speaker_acc_mean"] == pytest.approx(np.mean([r["speaker_acc"] for r in runs]))
     assert summary["gender_acc_mean"] == pytest.approx(np.mean([r["gender_acc"] for r in runs]))
     assert summary["eer_mean"] == pytest.approx(np.mean([r["eer"] for r in runs]))
+
+
+def test_librispeech_primary_verifies_on_its_own_test_clean(corpus: Path, tmp_path: Path) -> None:
+    """10fold on train-clean-360 (no auxiliary corpus): the trials are test-clean's 2 speakers x 4 utterances
+    alone, none of them a training speaker: 3 enrolled + 1 trial each -> 2 trials x 2 models = 4 trials."""
+    from ser_mtl.data.features import FeatureConfig
+    from ser_mtl.verification import primary_verification_set, run_speaker_verification
+
+    datamodule = SERDataModule(corpus="librispeech", root=str(corpus / "LibriSpeech"), subset="train-clean-360",
+                               aux_root=None, scheme="10fold", segment_frames=64, segment_hop=32,
+                               features=FeatureConfig(n_bins=64), cache_dir=str(tmp_path / "cache"),
+                               verification_enrol=3, model_tasks=["gender", "speaker"])
+    datamodule.setup("test")
+    assert datamodule.verification_dataloader() is None  # the emotion-corpus path does not apply (10fold)
+    loader, speaker_of = primary_verification_set(datamodule)
+    offset = len(datamodule.utterances)
+    assert sorted(speaker_of) == list(range(offset, offset + 8))
+    assert len(set(speaker_of.values())) == 2 and not set(speaker_of.values()) & set(datamodule.speakers)
+    assert {int(u) for batch in loader for u in batch["utt"]} == set(speaker_of)
+    model = MultiTaskAAE(num_speakers=datamodule.num_speakers, tasks=["gender", "speaker"],
+                         input_size=datamodule.input_size, encoder_pools=[[2, 2], [2, 2], [2, 2]])
+    result = run_speaker_verification(model, datamodule)
+    assert (result["n_trials"], result["n_target"], result["n_speakers"]) == (4, 2, 2) and 0 <= result["eer"] <= 1
+    datamodule.hparams.verification_subset = None  # verification off: nothing
+    assert primary_verification_set(datamodule) is None
