@@ -81,6 +81,9 @@ def test_a_failed_pretraining_fails_its_repeat_and_resumes_on_rerun(tmp_path, co
 
 def test_only_pretrain_runs_one_repeats_pretraining(tmp_path, config, pretrain) -> None:
     backend = FakeBackend(n_folds=2)
+    with pytest.raises(CVError, match=r"cv.json is missing: --cv.only_task/--cv.only_pretrain with --cv.pretrain"):
+        run_cv(config, [0, 1], 3, str(tmp_path / "cv"), backend=backend, pretrain=pretrain, only_task=0)
+    run_cv(config, [0, 1], 3, str(tmp_path / "cv"), backend=backend, pretrain=pretrain, slurm=True)  # writes cv.json
     result = run_cv(config, [0, 1], 3, str(tmp_path / "cv"), backend=backend, pretrain=pretrain, only_pretrain=2)
     assert [r for r, _ in pretrain_calls(backend)] == [2] and len(backend.calls) == 1
     assert result == {"pretrain": str((tmp_path / "cv/pretrain_rep2/checkpoints/best.ckpt").absolute())}
@@ -114,17 +117,18 @@ def test_cli_splits_the_pretrain_string_with_shlex() -> None:
 def test_sweep_over_aux_speakers_pretrains_each_setting_with_the_same_speakers(tmp_path, config, pretrain) -> None:
     backend = FakeBackend(n_folds=1)
     out = tmp_path / "sweep"
-    record = run_sweep(config, ["data.aux_speakers"], [0, 100], str(out), folds=[0], repeats=1, backend=backend,
-                       pretrain=pretrain)
+    record = run_sweep(config, ["data.aux_speakers"], [0, 50, 100], str(out), folds=[0], repeats=1,
+                       backend=backend, pretrain=pretrain)
     calls = pretrain_calls(backend)
-    assert [arg(args, "--data.speakers") for _, args in calls] == ["0", "100"]
+    assert [arg(args, "--data.speakers") for _, args in calls] == ["50", "100"]  # N = 0: nothing to pretrain on
     assert [arg(args, "--trainer.default_root_dir") for _, args in calls] == [
-        str((out / f"data.aux_speakers={n}" / "pretrain_rep0").absolute()) for n in (0, 100)]
+        str((out / f"data.aux_speakers={n}" / "pretrain_rep0").absolute()) for n in (50, 100)]
     fits = [args for stage, _, args in backend.calls if stage == "fit"]
-    assert [arg(a, "--data.aux_speakers") for a in fits] == ["0", "100"]
-    assert [arg(a, "--model.init_from") for a in fits] == [
-        str((out / f"data.aux_speakers={n}" / "pretrain_rep0/checkpoints/best.ckpt").absolute()) for n in (0, 100)]
-    assert record["pretrain"] == pretrain and record["settings"][1]["pretrain"] == [*pretrain, "--data.speakers", "100"]
+    assert [arg(a, "--data.aux_speakers") for a in fits] == ["0", "50", "100"]
+    assert [arg(a, "--model.init_from") for a in fits] == [None] + [
+        str((out / f"data.aux_speakers={n}" / "pretrain_rep0/checkpoints/best.ckpt").absolute()) for n in (50, 100)]
+    assert record["pretrain"] == pretrain and record["settings"][0]["pretrain"] is None
+    assert record["settings"][2]["pretrain"] == [*pretrain, "--data.speakers", "100"]
     other = FakeBackend(n_folds=1)
     run_sweep(config, ["model.alpha"], [0.2], str(tmp_path / "alpha"), folds=[0], repeats=1, backend=other,
               pretrain=pretrain)

@@ -360,6 +360,9 @@ def run_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: s
         raise CVError(f"--cv.only_task {only_task} is outside 0..{len(grid) - 1} "
                       f"({len(folds)} folds x {repeats} repeats)")
     _ensure_record(out_path, record, folds, repeats, write=only_task is None and only_pretrain is None)
+    if pretrain is not None and read_record(out_path) is None:  # the folds find their pretraining through it
+        raise CVError(f"{out_path / RECORD_NAME} is missing: --cv.only_task/--cv.only_pretrain with --cv.pretrain "
+                      "run inside a prepared cv folder; run the command once without them (or with --cv.slurm true)")
     if slurm:
         from ser_mtl.experiments.slurm import SlurmOptions, write_cv_scripts
 

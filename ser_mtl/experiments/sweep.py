@@ -23,7 +23,7 @@ configuration (``ser_mtl.experiments.loss_weights``): one that cannot change the
 is refused, a weak one is warned about (printed and kept in sweep.json under ``warnings``).
 With ``--cv.pretrain`` each setting pretrains in its own folder; a sweep over ``data.aux_speakers``
 appends ``--data.speakers N`` to that setting's pretraining, so that pretraining and fine-tuning use the
-same N speakers (Figure 4a).
+same N speakers (Figure 4a); the N = 0 setting is not pretrained (no speaker to pretrain on).
 """
 
 from __future__ import annotations
@@ -131,9 +131,12 @@ def setting_args(setting: dict[str, Any]) -> list[str]:
 
 
 def setting_pretrain(pretrain: list[str] | None, setting: dict[str, Any]) -> list[str] | None:
-    """A setting's pretraining arguments: ``--data.speakers N`` appended when it sets ``data.aux_speakers``."""
+    """A setting's pretraining arguments: ``--data.speakers N`` appended when it sets ``data.aux_speakers``;
+    None (no pretraining: there is no speaker to pretrain on) for N = 0."""
     if pretrain is None or "data.aux_speakers" not in setting:
         return pretrain
+    if setting["data.aux_speakers"] == 0:
+        return None
     return [*pretrain, "--data.speakers", format_value(setting["data.aux_speakers"])]
 
 
