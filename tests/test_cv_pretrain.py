@@ -188,3 +188,19 @@ def test_pretrain_string_is_kept_apart_from_the_training_arguments(monkeypatch) 
         command.cv_main(["--config", "c.yaml", *form, "--cv.out", "o", "--model.alpha", "0.3"])
         assert seen["args"] == ["--config", "c.yaml", "--model.alpha", "0.3"]
         assert seen["pretrain"] == ["--config", "p.yaml", "--data.root", "/x"]
+
+
+def test_a_pretraining_locked_by_another_runner_is_left_to_it(tmp_path, config, pretrain) -> None:
+    import fcntl
+
+    out = tmp_path / "cv"
+    (out / "pretrain_rep0").mkdir(parents=True)
+    with open(out / "pretrain_rep0" / ".lock", "w") as held:  # another runner is pretraining repeat 0
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        backend = FakeBackend(n_folds=1)
+        with pytest.raises(RunsFailed, match=r"1 of 2 runs failed \(fold0_rep0\)"):
+            run_cv(config, [0], 2, str(out), backend=backend, pretrain=pretrain)
+    assert [r for r, _ in pretrain_calls(backend)] == [1] and not (out / "pretrain_rep0" / "run.json").exists()
+    rerun = FakeBackend(n_folds=1)
+    run_cv(config, [0], 2, str(out), backend=rerun, pretrain=pretrain)
+    assert [(s, n) for s, n, _ in rerun.calls] == [("pretrain", 0), ("fit", 0), ("test", 0)]
