@@ -9,6 +9,13 @@ adds the same objects).
 ``predictions.csv`` has one row per test utterance, ``utt_id,speaker,label,pred`` and one
 ``p_<class>`` column per class: the segment posteriors averaged over the utterance, the same
 numbers WA/UA are computed from, so the file reproduces the printed table exactly.
+
+``test_metrics.json`` also carries ``gender_acc`` and ``speaker_acc`` (fractions) with
+``n_gender_utterances`` / ``n_speaker_utterances``: utterance-level accuracy of the auxiliary heads,
+each utterance's segment posteriors averaged as for emotion, over the test utterances with a label
+for that task (`aux_accuracies`). A test speaker unseen in training has no speaker label, so a
+speaker-independent scheme has no ``speaker_acc`` (absent, not 0). A model without the emotion task
+writes the file without ``wa``/``ua`` (and no ``predictions.csv``).
 """
 
 from __future__ import annotations
@@ -48,6 +55,30 @@ def predictions_csv(utt_ids: list[str], speakers: list[str], labels: np.ndarray,
     return buffer.getvalue()
 
 
+def aux_accuracies(tables: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, Any]:
+    """``{task}_acc`` and ``n_{task}_utterances`` per task from its utterance table: utt (U,), averaged
+    posteriors (U, C), labels (U,); accuracy = mean over utterances of [argmax == label] (float64)."""
+    metrics: dict[str, Any] = {}
+    for task, (utt, probs, labels) in tables.items():
+        metrics[f"{task}_acc"] = float(np.mean(probs.argmax(axis=1) == labels))
+        metrics[f"n_{task}_utterances"] = len(utt)
+    return metrics
+
+
+def aux_tables(pl_module: pl.LightningModule) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The utterance tables of the model's auxiliary test metrics (`EvaluationSteps.aux_test_metrics`);
+    a task none of whose test segments had a label is left out. Every DDP rank must call this."""
+    tables = {}
+    for task, metric in sorted(getattr(pl_module, "aux_test_metrics", {}).items()):
+        if not metric.update_called:
+            continue
+        try:
+            tables[task] = tuple(t.cpu().numpy() for t in metric.utterance_table())
+        except RuntimeError:  # no labelled segment (e.g. unseen test speakers): no accuracy, not 0
+            continue
+    return tables
+
+
 def test_metrics(utt: np.ndarray, probs: np.ndarray, labels: np.ndarray, classes: list[str],
                  eer: float | None = None) -> dict[str, Any]:
     """``test_metrics.json``'s content from the utterance table: utt (U,), averaged posteriors (U, C),
@@ -65,10 +96,10 @@ def test_metrics(utt: np.ndarray, probs: np.ndarray, labels: np.ndarray, classes
 class ResultWriter(pl.Callback):
     """After ``trainer.test``: print the WA/UA table and write ``test_metrics.json`` and ``predictions.csv``.
 
-    Reads the model's test metric (`MultiTaskAAE.test_metric`, whose segments stay until the next test)
-    and the verification EER that `ser_mtl.verification.SpeakerVerification` logged as ``test/eer``. Under
-    DDP every rank takes part in gathering the table; rank 0 writes. The last result stays in
-    ``self.metrics`` (None before a test, or when the model has no emotion task).
+    Reads the model's test metrics (`MultiTaskAAE.test_metric` and ``aux_test_metrics``, whose segments
+    stay until the next test) and the verification EER that `ser_mtl.verification.SpeakerVerification`
+    logged as ``test/eer``. Under DDP every rank takes part in gathering the tables; rank 0 writes. The
+    last result stays in ``self.metrics`` (None before a test, or when the test produced no score).
 
     Args:
         print_table: print the table and the confusion matrix after the test.
@@ -82,26 +113,45 @@ class ResultWriter(pl.Callback):
         self.metrics = None
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        metric = getattr(pl_module, "test_metric", None)
-        if metric is None or not metric.update_called:
-            return
-        try:
-            utt, probs, labels = (t.cpu().numpy() for t in metric.utterance_table())
-        except RuntimeError:  # no labelled test segment; the model already warned
+        emotion = _emotion_table(pl_module)
+        aux = aux_accuracies(aux_tables(pl_module))
+        eer = _verification_eer(trainer)
+        if emotion is None and not aux and eer is None:
             return
         datamodule = trainer.datamodule
         classes = list(datamodule.class_names)
-        self.metrics = test_metrics(utt, probs, labels, classes, _verification_eer(trainer))
+        metrics: dict[str, Any] = {} if emotion is None else test_metrics(*emotion, classes)
+        if eer is not None:
+            metrics["eer"] = float(eer)
+        self.metrics = {**metrics, **aux}
         if not trainer.is_global_zero:
             return
         run_dir = Path(trainer.default_root_dir)
-        rows = [datamodule.utterances[int(u)] for u in utt]
-        atomic_write_text(run_dir / "predictions.csv",
-                          predictions_csv([r.utt_id for r in rows], [r.speaker for r in rows], labels, probs, classes))
+        if emotion is not None:
+            utt, probs, labels = emotion
+            rows = [datamodule.utterances[int(u)] for u in utt]
+            atomic_write_text(run_dir / "predictions.csv", predictions_csv(
+                [r.utt_id for r in rows], [r.speaker for r in rows], labels, probs, classes))
         atomic_write_json(run_dir / "test_metrics.json", self.metrics)
         if self.print_table:
-            print(format_table(self.metrics["wa"], self.metrics["ua"], len(utt), classes, np.asarray(
-                self.metrics["confmat"])))
+            if emotion is not None:
+                print(format_table(self.metrics["wa"], self.metrics["ua"], len(emotion[0]), classes,
+                                   np.asarray(self.metrics["confmat"])))
+            for task in ("gender", "speaker"):
+                if f"{task}_acc" in aux:
+                    print(f"  {task} accuracy {100 * aux[f'{task}_acc']:6.2f} % over "
+                          f"{aux[f'n_{task}_utterances']} test utterances")
+
+
+def _emotion_table(pl_module: pl.LightningModule) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(utt (U,), averaged posteriors (U, C), labels (U,)) of the emotion test metric, or None."""
+    metric = getattr(pl_module, "test_metric", None)
+    if metric is None or not metric.update_called:
+        return None
+    try:
+        return tuple(t.cpu().numpy() for t in metric.utterance_table())
+    except RuntimeError:  # no labelled test segment; the model already warned
+        return None
 
 
 def _verification_eer(trainer: pl.Trainer) -> float | None:

@@ -5,17 +5,22 @@ d-vector is the mean over its segments; each speaker is enrolled with the mean d
 ``n_enrol`` of its utterances (paper: 20), drawn with a seed; every other utterance is scored by
 cosine similarity against every enrolled speaker. Target trials (same speaker) have label 1.
 Speakers are those of LibriSpeech test-clean plus the emotion corpus's test speakers, none of
-whom the speaker classifier was trained on.
+whom the speaker classifier was trained on. When LibriSpeech itself is the primary corpus (a
+pretraining-style run, paper Figure 4d: EER against the number of training speakers), its test split
+holds utterances of training speakers, so the trials are those of ``data.root``'s
+``data.verification_subset`` (test-clean) alone (`primary_verification_set`).
 """
 
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_info
+from torch.utils.data import DataLoader
 
 from ser_mtl.metrics import equal_error_rate, mean_per_utterance
 
@@ -67,15 +72,47 @@ def speaker_verification_eer(segment_vectors: torch.Tensor, utt: torch.Tensor, s
             "n_target": int(labels.sum()), "n_speakers": len(enrolled)}
 
 
+def primary_verification_set(datamodule) -> tuple[DataLoader, dict[int, str]] | None:
+    """A LibriSpeech-primary datamodule's verification utterances: ``data.root``/``data.verification_subset``.
+
+    Returns the loader of their segments (utterance ids numbered after ``datamodule.utterances``) and
+    the utterance id -> speaker map, or None when the primary corpus is not LibriSpeech, verification
+    is off, the run trains on that subset itself, or the folder is missing (said once).
+    """
+    from ser_mtl.data.manifest_cache import cached_manifest
+    from ser_mtl.data.store import FeatureStore
+
+    hp = datamodule.hparams
+    subset = hp.get("verification_subset")
+    if hp.get("corpus") != "librispeech" or not subset or hp.get("subset") == subset:
+        return None
+    if not (Path(hp.root) / subset).is_dir():
+        rank_zero_info(f"speaker verification skipped: no {subset!r} folder in data.root {hp.root}")
+        return None
+    rows = cached_manifest(hp.corpus, hp.root, hp.cache_dir, subset)
+    store = FeatureStore(rows, hp.root, datamodule.features, hp.cache_dir).build(num_workers=hp.num_workers)
+    offset = len(datamodule.utterances)
+    dataset = datamodule._dataset(store, rows, range(len(rows)), offset, hp.eval_hop or hp.segment_hop)
+    loader = DataLoader(dataset, batch_size=hp.batch_size, shuffle=False, num_workers=hp.num_workers)
+    return loader, {offset + i: row.speaker for i, row in enumerate(rows)}
+
+
 def run_speaker_verification(model, datamodule) -> dict | None:
     """Embed the datamodule's verification utterances with ``model`` and score them.
 
     Returns ``None`` (and says why) when verification does not apply: no speaker task, a
-    speaker-dependent scheme, no auxiliary test subset, or too few speakers to enrol.
+    speaker-dependent scheme (unless LibriSpeech is the primary corpus, `primary_verification_set`),
+    no auxiliary test subset, or too few speakers to enrol.
     """
-    loader = datamodule.verification_dataloader()
-    if loader is None or "speaker" not in getattr(model, "tasks", []):
+    if "speaker" not in getattr(model, "tasks", []):
         return None
+    loader = datamodule.verification_dataloader()
+    speaker_of = {i: row.speaker for i, row in enumerate(datamodule.utterances)}
+    if loader is None:
+        primary = primary_verification_set(datamodule)
+        if primary is None:
+            return None
+        loader, speaker_of = primary
     was_training = model.training
     model.eval()
     vectors, utts = [], []
@@ -84,7 +121,6 @@ def run_speaker_verification(model, datamodule) -> dict | None:
             vectors.append(model.embed(batch["x"].to(model.device)).float().cpu())  # (B, H)
             utts.append(batch["utt"])
     model.train(was_training)
-    speaker_of = {i: row.speaker for i, row in enumerate(datamodule.utterances)}
     try:
         return speaker_verification_eer(torch.cat(vectors), torch.cat(utts), speaker_of,
                                         datamodule.hparams.verification_enrol, datamodule.hparams.seed)
@@ -98,7 +134,8 @@ class SpeakerVerification(pl.Callback):
 
     Applies when the model has a speaker task and the datamodule offers verification utterances
     (``SERDataModule.verification_dataloader``: a speaker-independent scheme with an auxiliary test
-    subset); otherwise it says why not and logs nothing. Every DDP rank scores the same (unsharded)
+    subset; or LibriSpeech as the primary corpus with ``data.root``/test-clean); otherwise it says why
+    not and logs nothing. Every DDP rank scores the same (unsharded)
     trials, so the logged EER is the same on every rank. The last result (``eer``, ``n_trials``,
     ``n_target``, ``n_speakers``) stays in ``self.result``.
     """

@@ -48,18 +48,34 @@ def score(fold: int, seed: int, alpha: float = 0.4) -> tuple[float, float]:
 class FakeBackend:
     """Stand-in for the training CLI; can fail once at a chosen (stage, fold, repeat)."""
 
-    def __init__(self, n_folds: int = 3, fail: tuple[str, int, int] | None = None) -> None:
+    def __init__(self, n_folds: int = 3, fail: tuple[str, int, int] | None = None,
+                 fail_pretrain: int | None = None, resolved: dict | None = None) -> None:
         self.n_folds = n_folds
         self.fail = fail
+        self.fail_pretrain = fail_pretrain  # the repeat whose pretraining crashes once
+        self.resolved = resolved
         self.calls: list[tuple[str, int, list[str]]] = []
 
     def num_folds(self, config_args: list[str]) -> int:
         return self.n_folds
 
     def resolve_config(self, config_args: list[str]) -> dict:
+        if self.resolved is not None:
+            return self.resolved
         return {"model": {"alpha": float(arg(config_args, "--model.alpha") or 0.4)}, "data": {"corpus": "iemocap"}}
 
     def run_stage(self, stage: str, args: list[str], run_dir: Path) -> None:
+        if run_dir.name.startswith("pretrain_rep"):  # a --cv.pretrain fit: checkpoints only
+            assert stage == "fit" and arg(args, "--trainer.default_root_dir") == str(run_dir)
+            repeat = json.loads((run_dir / "run.json").read_text())["repeat"]
+            self.calls.append(("pretrain", repeat, list(args)))
+            (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            (run_dir / "checkpoints" / "last.ckpt").write_text("pretrain epoch 1")
+            if self.fail_pretrain == repeat:
+                self.fail_pretrain = None
+                raise RuntimeError(f"simulated crash in the pretraining of repeat {repeat}")
+            (run_dir / "checkpoints" / "best.ckpt").write_text("pretrained")
+            return
         fold = int(arg(args, "--data.fold"))
         self.calls.append((stage, fold, list(args)))
         assert arg(args, "--trainer.default_root_dir") == str(run_dir)

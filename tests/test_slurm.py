@@ -181,3 +181,36 @@ def test_sweep_with_slurm_submits_one_array_per_setting(tmp_path: Path) -> None:
                      f"{out / 'model.alpha=0.3' / 'slurm'} --parsable --dependency=afterok:101 aggregate.sbatch",
                      f"{out / 'model.alpha=0.6' / 'slurm'} --parsable cv_array.sbatch",
                      f"{out / 'model.alpha=0.6' / 'slurm'} --parsable --dependency=afterok:103 aggregate.sbatch"]
+
+
+PRETRAIN = ["--config", "configs/librispeech_pretrain.yaml", "--data.root", "/data/Libri Speech"]
+
+
+def test_pretraining_array_runs_first_and_the_folds_wait_for_it(tmp_path: Path) -> None:
+    """--cv.pretrain: one pretraining task per repeat; the fold array depends on the whole pretraining array."""
+    from ser_mtl.experiments.cv_command import cv_kwargs
+
+    opts = SlurmOptions(python="/opt/venv/bin/python")
+    paths = write_cv_scripts(CONFIG, [0, 1, 2], 2, str(tmp_path / "cv"), 5, None, opts, pretrain=PRETRAIN)
+    assert "#SBATCH --array=0-1" in sbatch_lines(paths["pretrain_array"])
+    assert "#SBATCH --job-name=ser-mtl-cv-pretrain" in sbatch_lines(paths["pretrain_array"])
+    assert subprocess.run(["bash", "-n", paths["submit"]], check=False).returncode == 0
+    bin_dir = tmp_path / "bin"
+    stand_in(bin_dir, "srun", 'exec "$@"\n')
+    stand_in(bin_dir, "fake_python", 'printf "%s\\n" "$@" > "$RECORD"\n')
+    for script, option in (("pretrain_array", "only_pretrain"), ("array", "only_task")):
+        record = tmp_path / f"{script}.txt"
+        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_ARRAY_TASK_ID": "1",
+               "SER_MTL_PYTHON": str(bin_dir / "fake_python"), "RECORD": str(record)}
+        subprocess.run(["bash", paths[script]], env=env, check=True, capture_output=True, cwd=tmp_path)
+        mine, config_args = split_argv(record.read_text().splitlines()[2:], ("--cv.",))
+        kwargs = cv_kwargs(cv_main.parser().parse_args(mine))
+        assert config_args == CONFIG and kwargs["pretrain"] == PRETRAIN  # the same record in both arrays
+        assert kwargs[option] == 1 and kwargs["only_task" if option == "only_pretrain" else "only_pretrain"] is None
+    log = tmp_path / "sbatch_calls.txt"
+    stand_in(bin_dir, "sbatch", f'echo "$*" >> {log}\nn=$(wc -l < {log}); echo "$((700 + n));c1"\n')
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    subprocess.run([paths["submit"]], env=env, capture_output=True, text=True, check=True)
+    assert log.read_text().splitlines() == ["--parsable pretrain_array.sbatch",
+                                            "--parsable --dependency=afterok:701 cv_array.sbatch",
+                                            "--parsable --dependency=afterok:702 aggregate.sbatch"]

@@ -120,7 +120,16 @@ def test_bad_metrics_files_are_named(tmp_path: Path) -> None:
     with pytest.raises(SummaryError, match=r"fold0_rep0/metrics.json: expected 'wa'.*fraction"):
         read_run_metrics(path)
     path.write_text(json.dumps({"fold": 0, "repeat": 0, "wa": 0.5}))
-    with pytest.raises(SummaryError, match=r"metrics.json: missing key\(s\) seed, ua"):
+    with pytest.raises(SummaryError, match=r"metrics.json: missing key\(s\) seed;"):
+        aggregate(str(tmp_path), verbose=False)
+    path.write_text(json.dumps({"fold": 0, "repeat": 0, "seed": 1, "wa": 0.5}))
+    with pytest.raises(SummaryError, match=r"metrics.json: has wa without ua"):
+        aggregate(str(tmp_path), verbose=False)
+    path.write_text(json.dumps({"fold": 0, "repeat": 0, "seed": 1, "n_utterances": 3}))
+    with pytest.raises(SummaryError, match=r"metrics.json: no score; expected at least one of wa, ua, eer"):
+        aggregate(str(tmp_path), verbose=False)
+    path.write_text(json.dumps({"fold": 0, "repeat": 0, "seed": 1, "speaker_acc": 75.0}))
+    with pytest.raises(SummaryError, match=r"expected 'speaker_acc' to be a number in \[0, 1\]"):
         aggregate(str(tmp_path), verbose=False)
     path.write_text("{not json")
     with pytest.raises(SummaryError, match=r"metrics.json:1: not valid JSON"):
@@ -149,3 +158,34 @@ def test_aggregate_command_handles_a_folder_of_cv_folders(tmp_path: Path, capsys
         main(["aggregate", str(tmp_path / "nowhere")])
     assert exit_info.value.code == 1
     assert capsys.readouterr().err == f"ser-mtl aggregate: {tmp_path / 'nowhere'}: no such cross-validation folder\n"
+
+
+# Auxiliary-task accuracies of a model without the emotion task, 2 folds x 2 repeats:
+# gender: repeat 0 (0.90 + 0.80) / 2 = 0.85, repeat 1 (0.94 + 0.84) / 2 = 0.89 -> mean 0.87, std 0.02 * sqrt(2)
+# speaker: repeat 0 (0.50 + 0.70) / 2 = 0.60, repeat 1 (0.60 + 0.60) / 2 = 0.60 -> mean 0.60, std 0
+AUX_RUNS = {(0, 0): (0.90, 0.50), (1, 0): (0.80, 0.70), (0, 1): (0.94, 0.60), (1, 1): (0.84, 0.60)}
+
+
+def test_gender_and_speaker_accuracy_are_aggregated_like_the_eer(tmp_path: Path, capsys) -> None:
+    for (fold, rep), (gender, speaker) in AUX_RUNS.items():
+        path = tmp_path / f"fold{fold}_rep{rep}" / "metrics.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"fold": fold, "repeat": rep, "seed": rep, "gender_acc": gender,
+                                    "speaker_acc": speaker, "n_gender_utterances": 10, "eer": 0.1}))
+    summary = aggregate(str(tmp_path))
+    assert summary["wa_mean"] is None and summary["ua_mean"] is None  # no emotion task: null, not an error
+    assert summary["gender_acc_mean"] == pytest.approx(0.87)
+    assert summary["gender_acc_std"] == pytest.approx(0.02 * np.sqrt(2))
+    assert summary["speaker_acc_mean"] == pytest.approx(0.60) and summary["speaker_acc_std"] == pytest.approx(0.0)
+    assert summary["gender_acc_repeats"] == 2 and summary["speaker_acc_repeats"] == 2
+    assert [e["gender_acc"] for e in summary["per_repeat"]] == pytest.approx([0.85, 0.89])
+    assert summary["per_fold"][0]["speaker_acc_mean"] == pytest.approx(0.55)
+    assert "gender 87.0 ± 2.8 %  speaker 60.0 ± 0.0 %  EER 10.0 ± 0.0 %" in capsys.readouterr().out
+
+
+def test_speaker_accuracy_absent_when_a_repeat_lacks_it(cv_dir: Path) -> None:
+    """Speaker-independent schemes have no speaker_acc: absent, never averaged in as 0."""
+    write_run(cv_dir, 0, 0, *RUNS[(0, 0)], gender_acc=0.9, speaker_acc=0.5)
+    summary = aggregate(str(cv_dir), verbose=False)
+    assert "speaker_acc_mean" not in summary and "gender_acc_mean" not in summary  # only 1 of 2 runs had them
+    assert summary["ua_mean"] == pytest.approx(0.585)

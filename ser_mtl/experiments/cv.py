@@ -29,6 +29,20 @@ temporary file and ``os.replace``. Each fit and test runs in a child process, so
 one run leaves the runner and the other runs intact (``--cv.in_process true`` trades that for speed);
 a lock per run folder keeps two runners from training into the same run (``stages.run_lock``).
 
+Two stages (paper 4.3: pretrain on LibriSpeech, then fine-tune)::
+
+    ser-mtl cv --config configs/iemocap.yaml --data.aux_root /data/LibriSpeech --cv.out runs/proposed \
+        --cv.pretrain "--config configs/librispeech_pretrain.yaml --data.root /data/LibriSpeech"
+
+``--cv.pretrain`` takes the pretraining's ``ser-mtl fit`` arguments as one shell-quoted string (split
+with ``shlex``). Each repeat r first gets one pretraining fit in ``DIR/pretrain_rep{r}/`` (resumable and
+recorded like a fold run, seed ``derive_seed(base_seed, PRETRAIN_FOLD, r)``), and every fold fit of
+repeat r gets ``--model.init_from DIR/pretrain_rep{r}/checkpoints/best.ckpt``; details in
+``ser_mtl.experiments.pretrain_stage``. cv.json records the pretraining arguments; ``--model.init_from``
+in the training arguments is refused with ``--cv.pretrain``. A sweep over ``data.aux_speakers``
+pretrains each setting with ``--data.speakers N`` (Figure 4a). ``--cv.slurm``: a pretraining array
+(``--cv.only_pretrain R``) that the fold array waits for.
+
 Seeds: run (fold, repeat) gets ``derive_seed(base_seed, fold, repeat)`` (recorded in run.json and
 metrics.json) as ``--seed_everything``. ``data.seed`` is left alone: it fixes the fold split, so "fold
 3" is the same test set in every repeat and per-fold statistics mean something (it also fixes the
@@ -48,6 +62,12 @@ from typing import Any
 import numpy as np
 
 from ser_mtl.experiments.parallel_runs import JobsError, Slot, bind, plan_slots, run_in_slots
+from ser_mtl.experiments.pretrain_stage import (
+    PretrainError,
+    check_pretrain_args,
+    pretrain_repeats,
+    pretrained_init,
+)
 from ser_mtl.experiments.stages import (
     CLIBackend,
     CVBackend,
@@ -57,6 +77,7 @@ from ser_mtl.experiments.stages import (
     stop_requested,
 )
 from ser_mtl.experiments.summary import (
+    METRICS,
     METRICS_NAME,
     RECORD_NAME,
     SummaryError,
@@ -67,6 +88,10 @@ from ser_mtl.experiments.summary import (
     read_run_metrics,
 )
 from ser_mtl.io_utils import atomic_write_json
+
+# What metrics.json copies from test_metrics.json besides the scores (METRICS), and how the log names them.
+RUN_COUNTS = ("n_utterances", "n_gender_utterances", "n_speaker_utterances")
+SCORE_LABELS = (("WA", "wa"), ("UA", "ua"), ("gender", "gender_acc"), ("speaker", "speaker_acc"), ("EER", "eer"))
 
 # Arguments the runner sets per run; a user value would be silently overridden, so it is refused.
 RESERVED_ARGS = ("--data.fold", "--seed_everything", "--trainer.default_root_dir", "--ckpt_path")
@@ -201,7 +226,10 @@ def _fit_and_test(backend: CVBackend, config_args: list[str], run_dir: Path, fol
                   base_seed: int, rank_zero: bool) -> RunResult:
     metrics_path = run_dir / METRICS_NAME
     seed = derive_seed(base_seed, fold, repeat)
-    record = {"fold": fold, "repeat": repeat, "seed": seed}
+    record: dict[str, Any] = {"fold": fold, "repeat": repeat, "seed": seed}
+    init = pretrained_init(run_dir.parent, repeat)  # RunFailed while that pretraining is unfinished
+    if init is not None:
+        record["init_from"] = str(init)
     run_json = run_dir / "run.json"
     if run_json.exists():
         previous = read_json(run_json)
@@ -211,8 +239,8 @@ def _fit_and_test(backend: CVBackend, config_args: list[str], run_dir: Path, fol
     elif rank_zero:
         atomic_write_json(run_json, record)
 
-    args = [*config_args, "--data.fold", str(fold), "--seed_everything", str(seed),
-            "--trainer.default_root_dir", str(run_dir)]
+    args = [*config_args, *(["--model.init_from", str(init)] if init is not None else []), "--data.fold", str(fold),
+            "--seed_everything", str(seed), "--trainer.default_root_dir", str(run_dir)]
     best = run_dir / "checkpoints" / "best.ckpt"
     if not (run_dir / "fit_done.json").exists():
         resume = newest_checkpoint(run_dir)
@@ -232,12 +260,13 @@ def _fit_and_test(backend: CVBackend, config_args: list[str], run_dir: Path, fol
     if not rank_zero:
         return RunResult(fold, repeat, "done")
     tested = _check_test_metrics(test_metrics)
-    metrics = {**record, "wa": tested["wa"], "ua": tested["ua"]}
-    for key in ("eer", "n_utterances", "classes", "confmat"):
+    metrics = dict(record)
+    for key in (*METRICS, *RUN_COUNTS, "classes", "confmat"):
         if tested.get(key) is not None:
             metrics[key] = tested[key]
     atomic_write_json(metrics_path, metrics)
-    _say(f"fold {fold} repeat {repeat}: WA {100 * metrics['wa']:.1f} %  UA {100 * metrics['ua']:.1f} %")
+    scores = [(label, key) for label, key in SCORE_LABELS if key in metrics]
+    _say(f"fold {fold} repeat {repeat}: " + "  ".join(f"{label} {100 * metrics[key]:.1f} %" for label, key in scores))
     return RunResult(fold, repeat, "done", metrics)
 
 
@@ -251,10 +280,10 @@ def _ensure_record(out: Path, record: dict[str, Any], folds: list[int], repeats:
     path = out / RECORD_NAME
     previous = read_record(out)
     if previous is not None:
-        for key in ("config_args", "base_seed", "config_files"):
-            if previous.get(key) != record[key]:
+        for key in ("config_args", "base_seed", "config_files", "pretrain", "pretrain_config_files"):
+            if previous.get(key) != record.get(key):
                 raise CVError(f"{path}: this folder holds runs of a different {key} "
-                              f"({previous.get(key)!r} != {record[key]!r}); use another --cv.out, or "
+                              f"({previous.get(key)!r} != {record.get(key)!r}); use another --cv.out, or "
                               f"delete {path} if the change is deliberate")
     if not write:
         return
@@ -262,6 +291,8 @@ def _ensure_record(out: Path, record: dict[str, Any], folds: list[int], repeats:
     grid = {"folds": sorted(set(old_grid.get("folds", [])) | set(folds)),
             "repeats": sorted(set(old_grid.get("repeats", [])) | set(range(repeats)))}
     merged = {**record, "resolved": record.get("resolved") or (previous or {}).get("resolved"), "grid": grid}
+    if record.get("pretrain"):
+        merged["pretrain_resolved"] = record.get("pretrain_resolved") or (previous or {}).get("pretrain_resolved")
     if merged != previous:
         atomic_write_json(path, merged)
 
@@ -269,7 +300,8 @@ def _ensure_record(out: Path, record: dict[str, Any], folds: list[int], repeats:
 def run_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: str, base_seed: int = 0,
            slurm: bool = False, *, only_task: int | None = None, in_process: bool = False,
            label: str | None = None, fail_fast: bool = False, slurm_options: Any = None,
-           backend: CVBackend | None = None, jobs: int = 1, devices: str | list | None = None) -> dict:
+           backend: CVBackend | None = None, jobs: int = 1, devices: str | list | None = None,
+           pretrain: list[str] | None = None, only_pretrain: int | None = None) -> dict:
     """Cross-validate one configuration: every (fold, repeat) fit + tested, then ``summary.json``.
 
     Args:
@@ -289,6 +321,9 @@ def run_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: s
         jobs: runs at a time, each in its own child processes (``ser_mtl.experiments.parallel_runs``);
             the results do not depend on it. With ``fail_fast`` the runs already going finish first.
         devices: the GPUs the jobs are spread over, round-robin (``"0,1"``, ``"cpu"``); None: all visible.
+        pretrain: ``ser-mtl fit`` arguments of a pretraining run once per repeat before its folds
+            (module docstring, "Two stages"); None = no pretraining.
+        only_pretrain: run only the pretraining of this repeat (one task of the SLURM pretraining array).
 
     Returns:
         The summary (``summary.json``'s content); with ``slurm`` the written script paths; with
@@ -309,6 +344,15 @@ def run_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: s
     if slurm and (jobs != 1 or devices is not None):
         raise CVError("--cv.jobs / --cv.devices apply to runs on this machine; with --cv.slurm true every "
                       "(fold, repeat) is its own array task and SLURM places it (--cv.slurm_gpus)")
+    if pretrain is not None:
+        try:
+            check_pretrain_args(pretrain, config_args)
+        except PretrainError as err:
+            raise CVError(str(err)) from err
+    elif only_pretrain is not None:
+        raise CVError("--cv.only_pretrain needs --cv.pretrain (the pretraining's arguments)")
+    if only_pretrain is not None and not 0 <= only_pretrain < repeats:
+        raise CVError(f"--cv.only_pretrain {only_pretrain} is outside 0..{repeats - 1} ({repeats} repeats)")
     backend = backend or CLIBackend(in_process=in_process)
     out_path = Path(out)
     if folds is None:
@@ -318,18 +362,40 @@ def run_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: s
     grid = task_grid(folds, repeats)
     record = {"config_args": list(config_args), "base_seed": base_seed, "config_files": config_files(config_args),
               "label": label}
-    if only_task is None:
+    if pretrain is not None:
+        record.update(pretrain=list(pretrain), pretrain_config_files=config_files(pretrain))
+    if only_task is None and only_pretrain is None:
         record["resolved"] = backend.resolve_config(config_args)
+        if pretrain is not None:
+            record["pretrain_resolved"] = backend.resolve_config(pretrain)
         out_path.mkdir(parents=True, exist_ok=True)
-    elif not 0 <= only_task < len(grid):
+    elif only_task is not None and not 0 <= only_task < len(grid):
         raise CVError(f"--cv.only_task {only_task} is outside 0..{len(grid) - 1} "
                       f"({len(folds)} folds x {repeats} repeats)")
-    _ensure_record(out_path, record, folds, repeats, write=only_task is None)
+    _ensure_record(out_path, record, folds, repeats, write=only_task is None and only_pretrain is None)
+    if pretrain is not None and read_record(out_path) is None:  # the folds find their pretraining through it
+        raise CVError(f"{out_path / RECORD_NAME} is missing: --cv.only_task/--cv.only_pretrain with --cv.pretrain "
+                      "run inside a prepared cv folder; run the command once without them (or with --cv.slurm true)")
     if slurm:
         from ser_mtl.experiments.slurm import SlurmOptions, write_cv_scripts
 
         return write_cv_scripts(config_args, folds, repeats, str(out_path), base_seed, label,
-                                slurm_options or SlurmOptions())
+                                slurm_options or SlurmOptions(), pretrain=pretrain)
+    if pretrain is not None:
+        needed = [only_pretrain] if only_pretrain is not None else sorted(
+            {r for _, r in (grid if only_task is None else [grid[only_task]])})
+        with contextlib.nullcontext() if in_process else signal_guard():
+            try:
+                finished = pretrain_repeats(backend, pretrain, out_path, needed, base_seed, fail_fast, say=_say)
+            except PretrainError as err:
+                raise CVError(str(err)) from err
+        if stop_requested():
+            raise CVError("stopped by SIGTERM; re-run the same command to continue")
+        if only_pretrain is not None:
+            if only_pretrain not in finished:
+                raise RunsFailed(f"the pretraining of repeat {only_pretrain} did not finish; see "
+                                 f"{out_path / f'pretrain_rep{only_pretrain}' / 'fit.log'}")
+            return {"pretrain": str(finished[only_pretrain])}
 
     tasks = grid if only_task is None else [grid[only_task]]
     try:

@@ -58,6 +58,28 @@ def add_cv_arguments(parser) -> None:
                         help="GPUs the jobs are spread over, round-robin, as this process numbers them: 0,1 "
                              "(several jobs may share one); cpu for none; default every visible GPU, else CPU")
     add_slurm_arguments(parser)
+    add_pretrain_arguments(parser)
+
+
+def add_pretrain_arguments(parser) -> None:
+    """``--cv.pretrain`` / ``--cv.only_pretrain``: two-stage runs (``ser_mtl.experiments.pretrain_stage``)."""
+    parser.add_argument("--cv.pretrain", type=str | None, default=None,
+                        help='pretrain once per repeat with these `ser-mtl fit` arguments (one shell-quoted string, '
+                             'e.g. "--config configs/librispeech_pretrain.yaml --data.root /data/LibriSpeech") and '
+                             "start every fold of that repeat from its best.ckpt (--model.init_from)")
+    parser.add_argument("--cv.only_pretrain", type=int | None, default=None,
+                        help="run only the pretraining of this repeat (what a SLURM pretraining array task does)")
+
+
+def pretrain_kwargs(cv) -> dict[str, Any]:
+    """``run_cv``'s pretraining keyword arguments from a parsed ``--cv.*`` namespace."""
+    from ser_mtl.experiments.pretrain_stage import PretrainError, parse_pretrain
+
+    try:
+        pretrain = parse_pretrain(cv.pretrain)
+    except (PretrainError, ValueError) as err:  # shlex: "No closing quotation"
+        raise CVError(f"--cv.pretrain {cv.pretrain!r}: {err}") from err
+    return {"pretrain": pretrain, "only_pretrain": cv.only_pretrain}
 
 
 def cv_kwargs(ns) -> dict[str, Any]:
@@ -68,7 +90,7 @@ def cv_kwargs(ns) -> dict[str, Any]:
     return {"folds": parse_int_list(cv.folds), "repeats": cv.repeats, "out": cv.out, "base_seed": cv.base_seed,
             "slurm": cv.slurm, "only_task": cv.only_task, "in_process": cv.in_process, "label": cv.label,
             "fail_fast": cv.fail_fast, "slurm_options": slurm_options_from(cv), "jobs": cv.jobs,
-            "devices": cv.devices}
+            "devices": cv.devices, **pretrain_kwargs(cv)}
 
 
 def _cv(options, config_args: list[str]) -> None:

@@ -15,6 +15,13 @@
   tasks would be skipped anyway, but need not queue). If a task fails, the aggregation job never
   starts (afterok): fix, resubmit the failed ids, or run ``ser-mtl aggregate DIR`` by hand.
 
+Two stages (``--cv.pretrain``): also ``pretrain_array.sbatch``, one task per repeat (``--cv.only_pretrain
+$SLURM_ARRAY_TASK_ID``, same resources and requeueing); ``submit.sh`` submits it first and the fold array
+with ``--dependency=afterok:<pretraining array id>``: every fold task waits for all pretrainings (a
+per-repeat dependency would need the two arrays' indices to line up, which they do not). ``submit.sh
+3,7`` resubmits fold tasks only (the pretrainings have finished; a fold whose pretraining has not
+fails with a message saying so).
+
 Multi-GPU tasks (``--cv.slurm_gpus G`` with G > 1): the array asks for G tasks per node, as
 Lightning's SLURM environment expects, and the configuration must set ``--trainer.devices G``.
 The scripts ``cd`` to the folder they were written from, so relative ``--config`` paths hold.
@@ -100,23 +107,27 @@ def _header(lines: list[str], options: SlurmOptions) -> list[str]:
 
 
 def cv_task_command(config_args: list[str], folds: list[int], repeats: int, out: str, base_seed: int,
-                    label: str | None) -> str:
-    """The ``ser-mtl cv`` command line of one array task (task id left as ``$SLURM_ARRAY_TASK_ID``)."""
+                    label: str | None, pretrain: list[str] | None = None, task_option: str = "--cv.only_task") -> str:
+    """The ``ser-mtl cv`` command line of one array task (task id left as ``$SLURM_ARRAY_TASK_ID``);
+    ``task_option`` ``--cv.only_pretrain`` for a task of the pretraining array."""
     args = [*config_args, "--cv.folds", "[" + ",".join(map(str, folds)) + "]", "--cv.repeats", str(repeats),
             "--cv.out", out, "--cv.base_seed", str(base_seed)]
     if label:
         args += ["--cv.label", label]
+    if pretrain is not None:
+        args.append("--cv.pretrain=" + shlex.join(pretrain))  # one token whatever splits the command line
     return ('"$PYTHON" -m ser_mtl.experiments.cv ' + " ".join(shlex.quote(a) for a in args)
-            + ' --cv.only_task "$SLURM_ARRAY_TASK_ID"')
+            + f' {task_option} "$SLURM_ARRAY_TASK_ID"')
 
 
 def render_array_script(task_command: str, n_tasks: int, log_dir: Path, workdir: Path,
-                        options: SlurmOptions, comment: str = "") -> str:
+                        options: SlurmOptions, comment: str = "", what: str = "one (fold, repeat) fit + test",
+                        job_suffix: str = "") -> str:
     gpus = max(0, options.gpus)
     lines = ["#!/bin/bash",
-             "# Written by `ser-mtl cv --cv.slurm true`: one array task = one (fold, repeat) fit + test.",
+             f"# Written by `ser-mtl cv --cv.slurm true`: one array task = {what}.",
              *(f"# {c}" for c in comment.splitlines()),
-             f"#SBATCH --job-name={options.job_name}",
+             f"#SBATCH --job-name={options.job_name}{job_suffix}",
              f"#SBATCH --array={array_spec(n_tasks, options.max_parallel)}",
              "#SBATCH --nodes=1",
              f"#SBATCH --ntasks-per-node={max(1, gpus)}"]
@@ -169,6 +180,27 @@ echo "submitted aggregation job ${aggregate_job%%;*} (starts when every task of 
 """
 
 
+SUBMIT_PRETRAIN_SCRIPT = """#!/bin/bash
+# Submit the pretraining array (one task per repeat), the cross-validation array once every pretraining
+# succeeded, then the aggregation job once every fold task succeeded.
+# Usage: submit.sh [TASK_IDS]   e.g. `submit.sh 3,7` resubmits only fold tasks 3 and 7 (no pretraining).
+set -eo pipefail
+cd "$(dirname "$0")"
+if [[ $# -gt 0 ]]; then
+    array_job=$(sbatch --parsable --array="$1" cv_array.sbatch)
+else
+    pretrain_job=$(sbatch --parsable pretrain_array.sbatch)
+    pretrain_job=${pretrain_job%%;*}  # --parsable prints "id" or "id;cluster"
+    echo "submitted pretraining array job $pretrain_job"
+    array_job=$(sbatch --parsable --dependency=afterok:"$pretrain_job" cv_array.sbatch)
+fi
+array_job=${array_job%%;*}
+echo "submitted array job $array_job"
+aggregate_job=$(sbatch --parsable --dependency=afterok:"$array_job" aggregate.sbatch)
+echo "submitted aggregation job ${aggregate_job%%;*} (starts when every task of $array_job succeeded)"
+"""
+
+
 def render_submit_all(submit_scripts: list[str]) -> str:
     """One script that runs several ``submit.sh`` (a sweep: one cross-validation per setting)."""
     lines = ["#!/bin/bash", "# Submit every cross-validation of this sweep (each: array + aggregation job).",
@@ -183,8 +215,9 @@ def write_executable(path: Path, text: str) -> None:
 
 
 def write_cv_scripts(config_args: list[str], folds: list[int], repeats: int, out: str, base_seed: int,
-                     label: str | None, options: SlurmOptions) -> dict[str, Any]:
-    """Write ``OUT/slurm/{cv_array.sbatch, aggregate.sbatch, submit.sh}``; returns their paths and N."""
+                     label: str | None, options: SlurmOptions, pretrain: list[str] | None = None) -> dict[str, Any]:
+    """Write ``OUT/slurm/{cv_array.sbatch, aggregate.sbatch, submit.sh}`` (and ``pretrain_array.sbatch``
+    with ``pretrain``); returns their paths and N."""
     if options.gpus > 1 and not any(a.split("=", 1)[0] == "--trainer.devices" for a in config_args):
         print(f"[cv] warning: --cv.slurm_gpus {options.gpus} starts {options.gpus} ranks per task; set "
               f"--trainer.devices {options.gpus} so that Lightning uses them", file=sys.stderr)
@@ -196,11 +229,18 @@ def write_cv_scripts(config_args: list[str], folds: list[int], repeats: int, out
     n_tasks = len(folds) * repeats
     comment = (f"{len(folds)} folds {folds} x {repeats} repeats; task t -> repeat t // {len(folds)}, "
                f"fold folds[t % {len(folds)}]")
-    command = cv_task_command(config_args, folds, repeats, str(out_abs), base_seed, label)
+    command = cv_task_command(config_args, folds, repeats, str(out_abs), base_seed, label, pretrain)
     paths = {"array": slurm_dir / "cv_array.sbatch", "aggregate": slurm_dir / "aggregate.sbatch",
              "submit": slurm_dir / "submit.sh"}
     atomic_write_text(paths["array"], render_array_script(command, n_tasks, log_dir, workdir, options, comment))
     atomic_write_text(paths["aggregate"], render_aggregate_script(str(out_abs), log_dir, workdir, options))
-    write_executable(paths["submit"], SUBMIT_SCRIPT)
+    if pretrain is not None:
+        paths["pretrain_array"] = slurm_dir / "pretrain_array.sbatch"
+        pretrain_command = cv_task_command(config_args, folds, repeats, str(out_abs), base_seed, label, pretrain,
+                                           task_option="--cv.only_pretrain")
+        atomic_write_text(paths["pretrain_array"], render_array_script(
+            pretrain_command, repeats, log_dir, workdir, options, f"{repeats} repeats; task t -> repeat t",
+            what="the pretraining of one repeat", job_suffix="-pretrain"))
+    write_executable(paths["submit"], SUBMIT_SCRIPT if pretrain is None else SUBMIT_PRETRAIN_SCRIPT)
     print(f"[cv] wrote {n_tasks} array tasks to {paths['array']}; submit with: {paths['submit']}")
     return {"n_tasks": n_tasks, **{k: str(v) for k, v in paths.items()}}

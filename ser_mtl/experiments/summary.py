@@ -9,9 +9,12 @@ the std is 0.0. Per-fold aggregates (mean/std over the repeats of one fold) are 
 A repeat that lacks some fold is *incomplete*: averaging it over fewer folds would bias it, so it is
 left out of the headline numbers and its missing runs are listed under ``missing``.
 
-Input: ``DIR/*/metrics.json`` as written by the cv runner (``fold``, ``repeat``, ``seed``, ``wa``,
-``ua``, optional ``eer``, ``n_utterances``, ``classes``, ``confmat``) — or by hand, for runs made
-another way. ``DIR/cv.json`` (the runner's record of the configuration), when present, is copied
+Input: ``DIR/*/metrics.json`` as written by the cv runner (``fold``, ``repeat``, ``seed``, the scores
+``wa``/``ua`` (absent for a model without the emotion task), ``eer``, ``gender_acc``, ``speaker_acc``,
+and ``n_utterances``, ``classes``, ``confmat``) — or by hand, for runs made another way. A run needs at
+least one score. ``eer``, ``gender_acc`` and ``speaker_acc`` are aggregated alike: mean ± std over the
+complete repeats whose every run has the key, with ``{key}_repeats`` saying how many; the keys are
+absent when no repeat qualifies (``wa_*``/``ua_*`` are always present, null without a value). ``DIR/cv.json`` (the runner's record of the configuration), when present, is copied
 into the summary under ``config``. All values are fractions in [0, 1]; reports print percent.
 """
 
@@ -26,8 +29,9 @@ from typing import Any
 from ser_mtl.command_line import command, run_function
 from ser_mtl.io_utils import atomic_write_json
 
-METRICS = ("wa", "ua", "eer")
-REQUIRED_KEYS = ("fold", "repeat", "seed", "wa", "ua")
+METRICS = ("wa", "ua", "eer", "gender_acc", "speaker_acc")
+HEADLINE_METRICS = ("wa", "ua")  # always in summary.json (null when no complete repeat has them)
+REQUIRED_KEYS = ("fold", "repeat", "seed")
 SUMMARY_NAME = "summary.json"
 METRICS_NAME = "metrics.json"
 RECORD_NAME = "cv.json"
@@ -56,31 +60,37 @@ def _check_fraction(path: Path, data: dict, key: str) -> float:
 
 
 def check_scores(path: Path, data: dict[str, Any], lenient_eer: bool = False) -> dict[str, Any]:
-    """A copy of ``data`` whose ``wa``/``ua`` (and ``eer`` when not None) are checked fractions in [0, 1].
+    """A copy of ``data`` whose scores (``METRICS`` present and not None) are checked fractions in [0, 1].
 
-    ``SummaryError`` naming ``path`` otherwise. With ``lenient_eer`` an ``eer`` that is no fraction
-    (NaN: the speaker verification could not run) becomes None instead of an error. Shared by the cv
-    runner (a run's ``test_metrics.json``) and ``read_run_metrics`` (its ``metrics.json``).
+    ``SummaryError`` naming ``path`` otherwise: also when no score is present, or only one of
+    ``wa``/``ua``. With ``lenient_eer`` an ``eer`` that is no fraction (NaN: the speaker verification
+    could not run) becomes None instead of an error. Shared by the cv runner (a run's
+    ``test_metrics.json``) and ``read_run_metrics`` (its ``metrics.json``).
     """
     checked = dict(data)
-    for key in ("wa", "ua"):
-        checked[key] = _check_fraction(path, data, key)
-    if data.get("eer") is not None:
+    if ("wa" in data) != ("ua" in data):
+        raise SummaryError(f"{path}: has {'wa' if 'wa' in data else 'ua'} without "
+                           f"{'ua' if 'wa' in data else 'wa'}; expected both or neither")
+    if not any(data.get(key) is not None for key in METRICS):
+        raise SummaryError(f"{path}: no score; expected at least one of {', '.join(METRICS)}")
+    for key in METRICS:
+        if data.get(key) is None:
+            continue
         try:
-            checked["eer"] = _check_fraction(path, data, "eer")
+            checked[key] = _check_fraction(path, data, key)
         except SummaryError:
-            if not lenient_eer:
+            if not (lenient_eer and key == "eer"):
                 raise
             checked["eer"] = None
     return checked
 
 
 def read_run_metrics(path: str | Path) -> dict[str, Any]:
-    """One run's ``metrics.json``, validated: ints ``fold``/``repeat``/``seed``, fractions ``wa``/``ua``/``eer``."""
+    """One run's ``metrics.json``, validated: ints ``fold``/``repeat``/``seed``, fractions for the scores."""
     path = Path(path)
     data = read_json(path)
     if not isinstance(data, dict):
-        raise SummaryError(f"{path}: expected a JSON object with keys {', '.join(REQUIRED_KEYS)}")
+        raise SummaryError(f"{path}: expected a JSON object with keys {', '.join(REQUIRED_KEYS)} and scores")
     missing = [k for k in REQUIRED_KEYS if k not in data]
     if missing:
         raise SummaryError(f"{path}: missing key(s) {', '.join(missing)}; expected at least "
@@ -92,8 +102,9 @@ def read_run_metrics(path: str | Path) -> dict[str, Any]:
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise SummaryError(f"{path}: expected 'seed' to be an integer, got {seed!r}")
     run = check_scores(path, run)
-    if run.get("eer") is None:
-        run.pop("eer", None)
+    for key in METRICS:
+        if run.get(key) is None:
+            run.pop(key, None)
     if "confmat" in run and "classes" in run:
         confmat, classes = run["confmat"], run["classes"]
         if not (isinstance(confmat, list) and len(confmat) == len(classes)
@@ -162,11 +173,11 @@ def summarize(runs: list[dict[str, Any]], folds: list[int] | None = None,
     }
     for key in METRICS:
         scores = [e[key] for e in per_repeat if e["complete"] and key in e]
-        if key != "eer" or scores:  # wa/ua always present (null when no repeat is complete)
+        if key in HEADLINE_METRICS or scores:  # wa/ua always present (null without a complete repeat)
             mean, std = mean_std(scores) if scores else (None, None)
             summary[f"{key}_mean"], summary[f"{key}_std"] = mean, std
-            if key == "eer":
-                summary["eer_repeats"] = len(scores)
+            if key not in HEADLINE_METRICS:
+                summary[f"{key}_repeats"] = len(scores)
 
     per_fold = []
     for fold in fold_list:
@@ -227,13 +238,18 @@ def aggregate(out: str, verbose: bool = True) -> dict:
 
 
 def format_headline(summary: dict[str, Any], name: str = "") -> str:
-    """``name: WA 66.1 ± 1.2 %  UA 64.0 ± 0.9 %  (10 folds x 3 repeats)`` plus what is missing."""
+    """``name: WA 66.1 ± 1.2 %  UA 64.0 ± 0.9 %  (10 folds x 3 repeats)`` plus what is missing; a model
+    without the emotion task shows its gender / speaker accuracy and EER instead."""
     grid = f"{len(summary['folds'])} folds x {summary['n_repeats']} complete repeats"
-    if summary["ua_mean"] is None:
+    shown = [(label, key) for label, key in (("WA", "wa"), ("UA", "ua")) if summary.get(f"{key}_mean") is not None]
+    if not shown:
+        shown = [(label, key) for label, key in (("gender", "gender_acc"), ("speaker", "speaker_acc"), ("EER", "eer"))
+                 if summary.get(f"{key}_mean") is not None]
+    if not shown:
         text = f"{name}: no complete repeat yet ({summary['n_runs']} runs done)"
     else:
-        text = (f"{name}: WA {100 * summary['wa_mean']:.1f} ± {100 * summary['wa_std']:.1f} %  "
-                f"UA {100 * summary['ua_mean']:.1f} ± {100 * summary['ua_std']:.1f} %  ({grid})")
+        text = f"{name}: " + "  ".join(f"{label} {100 * summary[f'{key}_mean']:.1f} ± "
+                                       f"{100 * summary[f'{key}_std']:.1f} %" for label, key in shown) + f"  ({grid})"
     if summary["missing"]:
         text += f"; {len(summary['missing'])} run(s) missing"
     return text

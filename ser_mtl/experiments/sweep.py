@@ -17,6 +17,13 @@ the swept value), so all of ``ser-mtl cv``'s resumption applies; ``--cv.slurm tr
 array per setting and ``DIR/submit_all.sh``. ``DIR/sweep.json`` lists setting -> folder -> summary
 and is rewritten after every setting, so a partial sweep can already be reported.
 The swept override is appended after the other arguments, so it wins over the config file.
+
+Before anything runs, a sweep of ``model.alpha``/``model.beta`` is checked against the resolved
+configuration (``ser_mtl.experiments.loss_weights``): one that cannot change the training under Adam
+is refused, a weak one is warned about (printed and kept in sweep.json under ``warnings``).
+With ``--cv.pretrain`` each setting pretrains in its own folder; a sweep over ``data.aux_speakers``
+appends ``--data.speakers N`` to that setting's pretraining, so that pretraining and fine-tuning use the
+same N speakers (Figure 4a); the N = 0 setting is not pretrained (no speaker to pretrain on).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import yaml
 from ser_mtl.command_line import ForwardingCommand
 from ser_mtl.experiments.cv import CVError, RunsFailed, run_cv
 from ser_mtl.experiments.cv_command import add_cv_arguments, cv_kwargs
+from ser_mtl.experiments.loss_weights import LossWeightError, check_loss_weight_sweep
 from ser_mtl.experiments.summary import SUMMARY_NAME
 from ser_mtl.io_utils import atomic_write_json
 
@@ -122,6 +130,37 @@ def setting_args(setting: dict[str, Any]) -> list[str]:
     return args
 
 
+def setting_pretrain(pretrain: list[str] | None, setting: dict[str, Any]) -> list[str] | None:
+    """A setting's pretraining arguments: ``--data.speakers N`` appended when it sets ``data.aux_speakers``;
+    None (no pretraining: there is no speaker to pretrain on) for N = 0."""
+    if pretrain is None or "data.aux_speakers" not in setting:
+        return pretrain
+    if setting["data.aux_speakers"] == 0:
+        return None
+    return [*pretrain, "--data.speakers", format_value(setting["data.aux_speakers"])]
+
+
+def loss_weight_warnings(config_args: list[str], params: list[str], settings: list[dict[str, Any]],
+                         backend: Any = None) -> list[str]:
+    """`check_loss_weight_sweep` on the resolved configuration: once, or per setting when the sweep also
+    changes other parameters (which may switch the optimizer or the tasks). ``CVError`` for a refusal."""
+    if not {"model.alpha", "model.beta"} & set(params):
+        return []
+    if backend is None:
+        from ser_mtl.experiments.stages import CLIBackend
+
+        backend = CLIBackend()
+    others = set(params) - {"model.alpha", "model.beta"}
+    arg_lists = [[*config_args, *setting_args(s)] for s in settings] if others else [config_args]
+    warnings: list[str] = []
+    try:
+        for args in arg_lists:
+            warnings += [w for w in check_loss_weight_sweep(params, backend.resolve_config(args)) if w not in warnings]
+    except LossWeightError as err:
+        raise CVError(str(err)) from err
+    return warnings
+
+
 def run_sweep(config_args: list[str], params: list[str], values: list, out: str, mode: str = "zip",
               **cv_options: Any) -> dict:
     """One ``run_cv`` per setting into ``out/<setting>/``; writes and returns ``sweep.json``'s content.
@@ -129,9 +168,10 @@ def run_sweep(config_args: list[str], params: list[str], values: list, out: str,
     ``cv_options`` are ``run_cv``'s keyword arguments (folds, repeats, base_seed, slurm, ...).
     A failed setting does not stop the others; the sweep raises ``CVError`` at the end naming them.
     """
-    if cv_options.get("only_task") is not None:
-        raise CVError("--cv.only_task selects a task of one cross-validation; run `ser-mtl cv` in the "
-                      "setting's folder instead (its SLURM script does)")
+    for option in ("only_task", "only_pretrain"):
+        if cv_options.get(option) is not None:
+            raise CVError(f"--cv.{option} selects a task of one cross-validation; run `ser-mtl cv` in the "
+                          "setting's folder instead (its SLURM script does)")
     params = [p.removeprefix("--") for p in params]
     for param in params:
         if any(a.split("=", 1)[0] == f"--{param}" for a in config_args):
@@ -140,17 +180,28 @@ def run_sweep(config_args: list[str], params: list[str], values: list, out: str,
     names = [setting_dirname(s) for s in settings]
     if len(set(names)) != len(names):
         raise CVError(f"two settings map to the same folder: {names}")
+    warnings = loss_weight_warnings(config_args, params, settings, cv_options.get("backend"))
+    for warning in warnings:
+        print(f"[sweep] warning: {warning}", file=sys.stderr)
     out_path = Path(out)
     out_path.mkdir(parents=True, exist_ok=True)
+    pretrain = cv_options.pop("pretrain", None)
     entries = [{"values": s, "dir": n, "summary": f"{n}/{SUMMARY_NAME}"} for s, n in zip(settings, names)]
     record = {"params": params, "mode": mode, "config_args": list(config_args), "settings": entries}
+    if pretrain is not None:
+        record["pretrain"] = list(pretrain)
+        for entry, setting in zip(entries, settings):
+            entry["pretrain"] = setting_pretrain(pretrain, setting)
+    if warnings:
+        record["warnings"] = warnings
     atomic_write_json(out_path / SWEEP_NAME, record)
     failed: list[str] = []
     submits: list[str] = []
     for setting, name in zip(settings, names):
         print(f"[sweep] {name}", flush=True)
         try:
-            result = run_cv([*config_args, *setting_args(setting)], out=str(out_path / name), **cv_options)
+            result = run_cv([*config_args, *setting_args(setting)], out=str(out_path / name),
+                            pretrain=setting_pretrain(pretrain, setting), **cv_options)
         except RunsFailed as err:
             print(f"[sweep] {name} FAILED: {err}", file=sys.stderr)
             failed.append(name)

@@ -3,6 +3,10 @@
 Kept apart from the training phases (``ser_mtl/models/aae.py``) so that each file reads as one
 thing. The emotion posteriors of an utterance's segments are averaged by
 `ser_mtl.metrics.UtteranceAccuracy` (paper 4.2) and logged as ``{stage}/wa``, ``{stage}/ua``.
+At test the gender and speaker posteriors are averaged per utterance in the same way
+(``aux_test_metrics``, one `UtteranceAccuracy` per auxiliary task), so that
+`ser_mtl.run_outputs.ResultWriter` reports utterance-level gender and speaker-identification accuracy
+(paper Figure 4b-c) next to WA/UA; segments whose label is -1 (an unseen test speaker) are ignored.
 """
 
 from __future__ import annotations
@@ -17,10 +21,14 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_warn
 from ser_mtl.metrics import UtteranceAccuracy
 from ser_mtl.models.losses import ACC_NAME, classification_loss
 
+AUX_TASKS = ("gender", "speaker")
+
 
 class EvaluationSteps(pl.LightningModule):
     """Validation/test steps and epoch hooks; the subclass provides ``encoder``-based ``encode``, ``heads``,
-    ``decoder``, ``val_metric``, ``test_metric``, ``_labelled_segments``, ``_labels`` and ``hparams.beta``."""
+    ``decoder``, ``val_metric``, ``test_metric``, ``n_classes``, ``_labelled_segments``, ``_labels`` and
+    ``hparams.beta``. ``aux_test_metrics`` (task -> `UtteranceAccuracy`) holds the last test's gender and
+    speaker segments until the next test starts."""
 
     def _log_task(self, stage: str, task: str, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor,
                   n: int) -> None:
@@ -53,6 +61,8 @@ class EvaluationSteps(pl.LightningModule):
             if task == "emotion":
                 metric.update(logits.softmax(dim=-1), batch["utt"], labels)
                 self._labelled_segments[stage] += n
+            elif stage == "test" and task in getattr(self, "aux_test_metrics", {}):
+                self.aux_test_metrics[task].update(logits.softmax(dim=-1), batch["utt"], labels)
             if n:
                 mask = labels >= 0
                 losses[task] = F.cross_entropy(logits[mask], labels[mask])
@@ -72,6 +82,9 @@ class EvaluationSteps(pl.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         self._reset_stage("test", self.test_metric)
+        # A plain dict (not registered as submodules): checkpoints and state_dict stay as they were.
+        self.aux_test_metrics = {task: UtteranceAccuracy(int(self.n_classes[task])).to(self.device)
+                                 for task in self.heads if task in AUX_TASKS}
 
     def _reset_stage(self, stage: str, metric: UtteranceAccuracy | None) -> None:
         self._labelled_segments[stage] = 0
