@@ -1,0 +1,75 @@
+"""A packed run's checkpoint is an ordinary MultiTaskAAE checkpoint: it loads and gives the packed outputs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from cli_args import run_args
+from test_packed import LRS, SEEDS, make_batches, make_models
+
+from ser_mtl.checkpoint_io import read_checkpoint
+from ser_mtl.cli import main
+from ser_mtl.data.datamodule import SERDataModule
+from ser_mtl.models.aae import MultiTaskAAE
+from ser_mtl.models.packed import PackedAAE
+from ser_mtl.models.packed_checkpoint import save_run_checkpoint
+from ser_mtl.models.packed_eval import evaluate_pack
+
+
+def test_run_checkpoint_loads_as_multitask_aae(tmp_path):
+    pack = PackedAAE(make_models({"optimizer": "sgd"}), SEEDS)
+    batches = make_batches()
+    for batch in batches:
+        pack.step(batch)
+    path = tmp_path / "run1" / "best.ckpt"
+    save_run_checkpoint(path, pack, 1, epoch=0, global_step=12)
+    ckpt = read_checkpoint(path)  # weights_only: tensors and plain values only
+    assert ckpt["hyper_parameters"]["lr"] == LRS[1] and ckpt["global_step"] == 12
+    assert len(ckpt["optimizer_states"]) == 3
+    model = MultiTaskAAE.load_from_checkpoint(path, map_location="cpu").eval()
+    x = batches[0]["x"]  # (K, B, 1, 32, 64)
+    packed = pack.forward_eval(x)
+    with torch.no_grad():
+        for task, logits in model(x[1]).items():
+            torch.testing.assert_close(logits, packed[task][1], atol=1e-5, rtol=1e-5)
+    # and the other runs' outputs are really other networks
+    assert not torch.allclose(packed["emotion"][0], packed["emotion"][1], atol=1e-3)
+
+
+@pytest.mark.slow
+def test_packed_best_ckpt_runs_in_ser_mtl_test(trained_run, corpus, tmp_path):
+    """Two runs packed with the hyper-parameters of a CLI fit, trained a few steps on the fold's batches;
+    run 1's checkpoint goes through `ser-mtl test` and reproduces the pack's own test WA/UA."""
+    fit_ckpt = torch.load(trained_run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    hp = {k: v for k, v in fit_ckpt["hyper_parameters"].items() if not k.startswith("_")}
+    dm = SERDataModule.load_from_checkpoint(trained_run / "checkpoints" / "best.ckpt")
+    dm.prepare_data()
+    dm.setup("fit")
+    models = []
+    for seed in (3, 4):
+        torch.manual_seed(seed)
+        models.append(MultiTaskAAE(**hp))
+    pack = PackedAAE(models, (3, 4))
+    train = list(dm.train_dataloader())
+    for i in range(2):
+        pairs = [train[i % len(train)], train[(i + 1) % len(train)]]
+        if pairs[0]["x"].shape != pairs[1]["x"].shape:
+            continue
+        pack.step({key: torch.stack([b[key] for b in pairs]) for key in ("x", "emotion", "gender", "speaker")})
+    run = tmp_path / "packed_run"
+    ckpt_path = run / "checkpoints" / "best.ckpt"
+    save_run_checkpoint(ckpt_path, pack, 1, epoch=0, global_step=8, datamodule=dm)
+    # the same top-level keys as a fit's checkpoint, except the fit loop's progress
+    written = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    assert set(fit_ckpt) - set(written) == {"loops"} and set(written) <= set(fit_ckpt)
+    assert list(written["state_dict"]) == list(fit_ckpt["state_dict"])
+
+    dm.setup("test")
+    packed = evaluate_pack(pack, [dm.test_dataloader(), dm.test_dataloader()], hp["num_emotions"])
+    args = [a if a != str(trained_run) else str(run) for a in run_args(corpus, trained_run)]
+    main(["test", *args, "--ckpt_path", str(ckpt_path)])
+    metrics = json.loads((run / "test_metrics.json").read_text())
+    assert metrics["ua"] == pytest.approx(packed[1]["ua"], abs=1e-6)
+    assert metrics["wa"] == pytest.approx(packed[1]["wa"], abs=1e-6)
