@@ -183,7 +183,7 @@ def test_each_run_draws_from_its_own_seed():
 
 def test_stopped_run_changes_nothing():
     pack = PackedAAE(make_models(CONFIGS["adam_clip"][0]), SEEDS)
-    pack.active[1] = False
+    pack.active[1] = False  # as PackedSchedule.stop does
     before = pack.run_state_dict(1)
     for batch in make_batches():
         pack.step(batch)

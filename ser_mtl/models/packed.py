@@ -142,28 +142,37 @@ class PackedAAE:
         self.optimizers[opt_name].step(grads, masks)
 
     # ----------------------------------------------------------------- training
-    def draw_noise(self, batch_size: int) -> dict[str, torch.Tensor | dict[str, torch.Tensor]]:
+    def draw_noise(self, batch_size: int, runs: Sequence[bool] | None = None
+                   ) -> dict[str, torch.Tensor | dict[str, torch.Tensor]]:
         """Each run's prior samples (K, B, C, H, W) and scaled dropout masks {task: (K, B, hidden)} (0 or
-        1 / (1 - p), as ``nn.Dropout``), drawn from the run's own generator."""
+        1 / (1 - p), as ``nn.Dropout``), drawn from the run's own generator; a run outside ``runs``
+        draws nothing (zeros), so its stream does not depend on the other runs' batches."""
+        runs = [True] * self.k if runs is None else list(runs)
         shape = (batch_size, *self.latent_shape)
         dt = {"device": self.device, "dtype": next(iter(self.params.values())).dtype}
-        prior = torch.stack([torch.randn(shape, generator=g, **dt) for g in self.generators])
+        prior = torch.stack([torch.randn(shape, generator=g, **dt) if on else torch.zeros(shape, **dt)
+                             for g, on in zip(self.generators, runs)])
         p, hidden = float(self.hparams["dropout"]), int(self.hparams["head_hidden"])
         drop = {}
         for task in self.tasks:
             masks = [torch.empty(batch_size, hidden, **dt).bernoulli_(1 - p, generator=g) / (1 - p)
-                     if p < 1 else torch.zeros(batch_size, hidden, **dt) for g in self.generators]
+                     if on and p < 1 else torch.zeros(batch_size, hidden, **dt) for g, on in zip(self.generators, runs)]
             drop[task] = torch.stack(masks)
         return {"prior": prior, "dropout": drop}
 
-    def step(self, batch: Mapping[str, torch.Tensor], noise: Mapping | None = None) -> dict[str, torch.Tensor]:
+    def step(self, batch: Mapping[str, torch.Tensor], noise: Mapping | None = None,
+             runs: Sequence[bool] | None = None) -> dict[str, torch.Tensor]:
         """One training step of every active run on its own batch: ``x`` (K, B, 1, F, T), each task's
-        labels (K, B) int64 (-1 = missing). Returns per-run values (K,) under the unpacked model's
-        logged names without ``train/`` (NaN where that run did not compute it)."""
+        labels (K, B) int64 (-1 = missing). ``runs``: only these runs take the step (the others' rows
+        of the batch are ignored, nothing of theirs changes or draws). Returns per-run values (K,) under
+        the unpacked model's logged names without ``train/`` (NaN where that run did not compute it)."""
         x = batch["x"]
         if x.ndim != 5 or x.shape[0] != self.k:
             raise ValueError(f"PackedAAE.step: expected x of shape (K={self.k}, B, 1, F, T), got {tuple(x.shape)}")
-        noise = noise if noise is not None else self.draw_noise(x.shape[1])
+        if runs is not None and len(runs) != self.k:
+            raise ValueError(f"PackedAAE.step: runs must have K={self.k} flags, got {len(runs)}")
+        self._on = self.active if runs is None else self.active & torch.tensor(list(runs), device=self.device)
+        noise = noise if noise is not None else self.draw_noise(x.shape[1], runs)
         out: dict[str, torch.Tensor] = {}
         if "decoder" in self.template:
             self._reconstruction(x, out)
@@ -181,15 +190,15 @@ class PackedAAE:
         def mse(t, xi):  # (B, 1, F, T) -> ()
             return F.mse_loss(self._call("decoder", t, self._call("encoder", t, xi)), xi)
 
-        with self._buffers_only_for(self.active, "encoder.", "decoder."):
+        with self._buffers_only_for(self._on, "encoder.", "decoder."):
             loss = vmap(mse)(self._state("encoder.", "decoder."), x)  # (K,)
         names = self.optimizers["autoencoder"].names
-        ok = self._ok(loss, self.active)
+        ok = self._ok(loss, self._on)
         self._apply("autoencoder", self.hparams["alpha"] * loss, names, {n: ok for n in names}, ok)
         out["loss_rec"] = loss.detach()
 
     def _regularisation(self, x: torch.Tensor, prior: torch.Tensor, out: dict) -> None:
-        z = self._encode(x, self.active)  # (K, B, C, H, W), graph kept for the generator step
+        z = self._encode(x, self._on)  # (K, B, C, H, W), graph kept for the generator step
         ones = x.new_ones(x.shape[1], 1)
 
         def disc(t, d, zi):  # prior samples d and codes zi (B, C, H, W)
@@ -200,7 +209,7 @@ class PackedAAE:
 
         loss, acc = vmap(disc)(self._state("discriminator."), prior, z.detach())  # (K,), (K,)
         names = self.optimizers["discriminator"].names
-        ok = self._ok(loss, self.active)
+        ok = self._ok(loss, self._on)
         self._apply("discriminator", loss, names, {n: ok for n in names}, ok)
         out["loss_disc"], out["disc_acc"] = loss.detach(), acc
 
@@ -209,7 +218,7 @@ class PackedAAE:
 
         loss = vmap(gen)(self._state("discriminator."), z)  # (K,), the just-updated discriminator
         enc = [n for n in self.optimizers["autoencoder"].names if n.startswith("encoder.")]
-        ok = self._ok(loss, self.active)
+        ok = self._ok(loss, self._on)
         self._apply("autoencoder", loss, enc, {n: ok for n in enc}, ok)  # the decoder: no grad, skipped
         out["loss_gen"] = loss.detach()
 
@@ -226,7 +235,7 @@ class PackedAAE:
     def _classification(self, x: torch.Tensor, batch: Mapping[str, torch.Tensor],
                         drop: Mapping[str, torch.Tensor], out: dict) -> None:
         labels = {t: self._labels(batch, t) for t in self.tasks}  # (K, B) each
-        present = {t: (lab >= 0).any(1) & self.active for t, lab in labels.items()}  # (K,)
+        present = {t: (lab >= 0).any(1) & self._on for t, lab in labels.items()}  # (K,)
         runs = torch.stack(list(present.values())).any(0)  # (K,) runs with any label: the phase runs
         k, b = x.shape[:2]
         beta = float(self.hparams["beta"])
