@@ -62,7 +62,7 @@ class RunBatches(Dataset):
 class FixedDropout(nn.Module):
     """Multiplies by the given scaled mask (B, hidden) of the model's current step."""
 
-    def __init__(self, model: "Recorder", masks: list[torch.Tensor]) -> None:
+    def __init__(self, model: Recorder, masks: list[torch.Tensor]) -> None:
         super().__init__()
         self.step_of, self.masks = lambda: model.step_idx, list(masks)
 

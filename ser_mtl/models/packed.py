@@ -171,7 +171,9 @@ class PackedAAE:
             raise ValueError(f"PackedAAE.step: expected x of shape (K={self.k}, B, 1, F, T), got {tuple(x.shape)}")
         if runs is not None and len(runs) != self.k:
             raise ValueError(f"PackedAAE.step: runs must have K={self.k} flags, got {len(runs)}")
-        self._on = self.active if runs is None else self.active & torch.tensor(list(runs), device=self.device)
+        # (K,) runs taking this step; a host-to-device copy only when some run sits it out
+        self._on = self.active if runs is None or all(runs) else self.active & torch.tensor(list(runs),
+                                                                                             device=self.device)
         noise = noise if noise is not None else self.draw_noise(x.shape[1], runs)
         out: dict[str, torch.Tensor] = {}
         if "decoder" in self.template:

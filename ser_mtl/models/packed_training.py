@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 
 from ser_mtl.io_utils import atomic_write_json
 from ser_mtl.models.aae import MultiTaskAAE
