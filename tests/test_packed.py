@@ -217,3 +217,33 @@ def test_mismatched_runs_and_batches_are_refused():
         pack.step({**batch, "x": batch["x"][:2]})
     with pytest.raises(ValueError, match="'gender' labels must be"):
         pack.step({**batch, "gender": batch["gender"][:, :4]})
+
+
+def test_unequal_batches_are_split_by_size_and_leave_other_runs_alone():
+    """train_pack's epoch: a run whose batches differ in size (or count) from the others' changes nothing of
+    theirs (steps split by batch size; a run sitting a step out draws nothing from its generator)."""
+    from ser_mtl.models.packed_training import _train_epoch
+
+    keys = ["x", "emotion", "gender", "speaker"]
+    full = make_batches()
+    run = [[{key: b[key][k] for key in keys} for b in full] for k in range(K)]  # run -> its batches (B = 8)
+    short = [dict(run[1][0]), {key: v[:5] for key, v in run[1][1].items()}]  # run 1: 8 then 5 segments, done
+
+    def epoch(batches_of_run1):
+        pack = PackedAAE(make_models(CONFIGS["sgd"][0]), SEEDS)
+        done = _train_epoch(pack, [iter(run[0]), iter(batches_of_run1), iter(run[2])], keys)
+        return pack, done
+
+    same, done_same = epoch(run[1])
+    other, done_other = epoch(short)
+    assert done_same == [3, 3, 3] and done_other == [3, 2, 3]
+    for k in (0, 2):
+        a, b = same.run_state_dict(k), other.run_state_dict(k)
+        assert all(torch.equal(a[n], b[n]) for n in a), f"run {k}"
+    assert not torch.equal(same.run_state_dict(1)["encoder.blocks.0.0.weight"],
+                           other.run_state_dict(1)["encoder.blocks.0.0.weight"])
+    # and run 1 trained exactly as it would alone (a pack of one, its own seed), to float rounding
+    alone = PackedAAE(make_models(CONFIGS["sgd"][0], seeds=SEEDS[1:2], lrs=LRS[1:2]), SEEDS[1:2])
+    assert _train_epoch(alone, [iter(short)], keys) == [2]
+    for n, v in alone.run_state_dict(0).items():
+        torch.testing.assert_close(other.run_state_dict(1)[n], v, atol=1e-5, rtol=1e-5)
