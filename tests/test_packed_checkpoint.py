@@ -105,3 +105,37 @@ def test_train_pack_runs_are_independent_fits(corpus, tmp_path):
     loaded = MultiTaskAAE.load_from_checkpoint(tmp_path / "a" / "run1" / "checkpoints" / "best.ckpt")
     assert loaded.hparams.lr == 1e-3 and SERDataModule.load_from_checkpoint(
         tmp_path / "a" / "run1" / "checkpoints" / "best.ckpt").hparams.scheme == "loso_session"
+
+
+@pytest.mark.slow
+def test_fit_pack_builds_each_run_as_its_cli_fit(corpus, tmp_path, monkeypatch):
+    """fit_pack on the demo config: each run starts from the very weights its unpacked CLI fit would, and
+    leaves the files the cv runner's test stage reads."""
+    from ser_mtl.experiments import pack_runner
+    from ser_mtl.lightning_cli import run_lightning_cli
+
+    initial = []
+    real_train_pack = pack_runner.train_pack
+
+    def recording_train_pack(specs, dms, epochs, schedule, device, models):
+        initial.extend({n: v.clone() for n, v in m.state_dict().items()} for m in models)
+        assert epochs == 1 and schedule["patience"] == 5 and schedule["restore_optimizer_state"] is True
+        return real_train_pack(specs, dms, epochs, schedule, device, models)
+
+    monkeypatch.setattr(pack_runner, "train_pack", recording_train_pack)
+    base = run_args(corpus, tmp_path / "unused")
+    i = base.index("--trainer.default_root_dir")
+    base = base[:i] + base[i + 2:] + ["--trainer.max_epochs", "1"]
+    runs = [(0, 7, tmp_path / "fold0_rep0"), (1, 8, tmp_path / "fold1_rep0")]
+    results = pack_runner.fit_pack(base, runs, device="cpu")
+    assert [r["seed"] for r in results] == [7, 8]
+    for fold, _, run_dir in runs:
+        assert json.loads((run_dir / "fit_done.json").read_text())["packed"] is True
+        ckpt = read_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+        assert ckpt["datamodule_hyper_parameters"]["fold"] == fold
+    # run 1 started from its unpacked fit's initial weights (same config, fold and seed), not run 0's
+    cli = run_lightning_cli([*base, "--data.fold", "1", "--seed_everything", "8",
+                             "--trainer.default_root_dir", str(tmp_path / "ref")], run=False)
+    reference = cli.model.state_dict()
+    assert all(torch.equal(initial[1][n], reference[n]) for n in reference)
+    assert not torch.equal(initial[0]["encoder.blocks.0.0.weight"], reference["encoder.blocks.0.0.weight"])

@@ -75,7 +75,8 @@ def _train_epoch(pack: PackedAAE, iterators: Sequence, keys: Sequence[str]) -> l
 
 
 def train_pack(specs: Sequence[RunSpec], datamodules: Sequence[pl.LightningDataModule], max_epochs: int,
-               schedule: Mapping[str, Any] | None = None, device: str = "cpu") -> list[dict[str, Any]]:
+               schedule: Mapping[str, Any] | None = None, device: str = "cpu",
+               models: Sequence[MultiTaskAAE] | None = None) -> list[dict[str, Any]]:
     """Train the K runs of ``specs``, run k on ``datamodules[k]``, for up to ``max_epochs`` epochs.
 
     Args:
@@ -84,6 +85,8 @@ def train_pack(specs: Sequence[RunSpec], datamodules: Sequence[pl.LightningDataM
         max_epochs: epochs at most (a run stops earlier through its schedule).
         schedule: `RestoreBestHalveLR` arguments (monitor must be ``val/ua``); None = the defaults.
         device: where the pack trains ("cpu", "cuda", ...).
+        models: the runs' models, already built under their seeds (e.g. by the CLI,
+            `ser_mtl.experiments.pack_runner`); None builds them from ``specs`` (``init_from`` applied).
     Returns: per run ``{"best_score", "best_epoch", "stop_epoch", "num_restores", "diverged", "lrs"}``,
     also written to ``<out_dir>/packed_fit.json``.
     """
@@ -97,7 +100,10 @@ def train_pack(specs: Sequence[RunSpec], datamodules: Sequence[pl.LightningDataM
     for dm in datamodules:
         dm.prepare_data()
         dm.setup("fit")
-    models = [_build_model(spec, dm) for spec, dm in zip(specs, datamodules)]
+    if models is None:
+        models = [_build_model(spec, dm) for spec, dm in zip(specs, datamodules)]
+    elif len(models) != len(specs):
+        raise ValueError(f"train_pack: {len(models)} models for {len(specs)} run specs")
     pack = PackedAAE(models, [spec.seed for spec in specs], device=device)
     del models
     loaders = []
