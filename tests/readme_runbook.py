@@ -37,7 +37,7 @@ def runbook_block(readme: Path = README) -> tuple[str, int]:
     """The first ```bash block after the section heading, and the README line it starts on."""
     text = readme.read_text(encoding="utf-8")
     start = text.index(SECTION)
-    match = re.compile(r"```bash\n(.*?)```", re.S).search(text, start)
+    match = re.compile(r"```bash\n(.*?)```", re.DOTALL).search(text, start)
     if match is None:
         raise AssertionError(f"{readme}: no ```bash block after {SECTION!r}")
     return match.group(1), text[:match.start(1)].count("\n") + 1

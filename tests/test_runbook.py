@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -48,7 +48,7 @@ def training_args(cmd: Command) -> list[str]:
     return rest
 
 
-@lru_cache(maxsize=None)
+@cache
 def resolve(args: tuple[str, ...]) -> dict:
     out = io.StringIO()
     with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as done:
