@@ -16,7 +16,8 @@ Every argument that does not start with ``--cv.`` is passed to ``ser-mtl fit``/`
 
 Layout of ``--cv.out DIR``::
 
-    DIR/cv.json                 configuration record (args, config file text, resolved config, grid)
+    DIR/cv.json                 configuration record (args, config file text, resolved config, grid;
+                                ``ser_mtl.experiments.cv_record``)
     DIR/fold{k}_rep{r}/         one run: run.json (fold, repeat, seed), fit.log, test.log,
                                 checkpoints/{best,last}.ckpt, fit_done.json, test_metrics.json,
                                 predictions.csv, metrics.json (written last: the run is finished)
@@ -61,6 +62,13 @@ from typing import Any
 
 import numpy as np
 
+from ser_mtl.experiments.cv_record import (  # noqa: F401 - re-exported
+    RESERVED_ARGS,
+    CVError,
+    check_config_args,
+    config_files,
+    ensure_record,
+)
 from ser_mtl.experiments.parallel_runs import JobsError, Slot, bind, plan_slots, run_in_slots
 from ser_mtl.experiments.pretrain_stage import (
     PretrainError,
@@ -93,13 +101,6 @@ from ser_mtl.io_utils import atomic_write_json
 RUN_COUNTS = ("n_utterances", "n_gender_utterances", "n_speaker_utterances")
 SCORE_LABELS = (("WA", "wa"), ("UA", "ua"), ("gender", "gender_acc"), ("speaker", "speaker_acc"), ("EER", "eer"))
 
-# Arguments the runner sets per run; a user value would be silently overridden, so it is refused.
-RESERVED_ARGS = ("--data.fold", "--seed_everything", "--trainer.default_root_dir", "--ckpt_path")
-
-
-class CVError(RuntimeError):
-    """The cross-validation cannot proceed as asked (conflicting folder, bad option, failed runs)."""
-
 
 class RunsFailed(CVError):
     """Some runs failed (the others ran and were summarised); re-running retries them."""
@@ -124,46 +125,6 @@ def task_grid(folds: list[int], repeats: int) -> list[tuple[int, int]]:
 
 def run_dir_name(fold: int, repeat: int) -> str:
     return f"fold{fold}_rep{repeat}"
-
-
-def config_files(config_args: list[str]) -> dict[str, str]:
-    """Text of every ``--config FILE`` in the arguments (the record keeps what was actually run)."""
-    files: dict[str, str] = {}
-    for i, arg in enumerate(config_args):
-        path = arg.split("=", 1)[1] if arg.startswith("--config=") else (
-            config_args[i + 1] if arg == "--config" and i + 1 < len(config_args) else None)
-        if path is not None:
-            if not Path(path).is_file():
-                raise CVError(f"--config {path}: no such file")
-            _add_config_file(Path(path), files)
-    return files
-
-
-def _add_config_file(path: Path, files: dict[str, str]) -> None:
-    """``path``'s text and, recursively, that of the files it includes with a top-level ``config:`` line
-    (``configs/networks/*.yaml``), so that editing a shared network file counts as a changed configuration."""
-    import yaml
-
-    text = path.read_text(encoding="utf-8")
-    files[str(path)] = text
-    try:
-        included = (yaml.safe_load(text) or {}).get("config")
-    except (yaml.YAMLError, AttributeError):
-        return  # LightningCLI reports a malformed config itself
-    for name in included if isinstance(included, list) else [included] if included else []:
-        child = path.parent / name
-        if child.is_file() and str(child) not in files:
-            _add_config_file(child, files)
-
-
-def check_config_args(config_args: list[str]) -> None:
-    for arg in config_args:
-        name = arg.split("=", 1)[0]
-        if name in RESERVED_ARGS:
-            raise CVError(f"{name} is set by the cv runner for each run; use --cv.folds / --cv.base_seed / "
-                          f"--cv.out instead")
-        if name.startswith("--cv."):
-            raise CVError(f"{arg}: --cv.* options belong to the runner, not to the training arguments")
 
 
 def newest_checkpoint(run_dir: Path) -> Path | None:
@@ -275,28 +236,6 @@ def _say(text: str) -> None:
     sys.stdout.flush()
 
 
-def _ensure_record(out: Path, record: dict[str, Any], folds: list[int], repeats: int, write: bool) -> None:
-    """Refuse to mix two configurations in one folder; keep the union of requested grids."""
-    path = out / RECORD_NAME
-    previous = read_record(out)
-    if previous is not None:
-        for key in ("config_args", "base_seed", "config_files", "pretrain", "pretrain_config_files"):
-            if previous.get(key) != record.get(key):
-                raise CVError(f"{path}: this folder holds runs of a different {key} "
-                              f"({previous.get(key)!r} != {record.get(key)!r}); use another --cv.out, or "
-                              f"delete {path} if the change is deliberate")
-    if not write:
-        return
-    old_grid = (previous or {}).get("grid", {})
-    grid = {"folds": sorted(set(old_grid.get("folds", [])) | set(folds)),
-            "repeats": sorted(set(old_grid.get("repeats", [])) | set(range(repeats)))}
-    merged = {**record, "resolved": record.get("resolved") or (previous or {}).get("resolved"), "grid": grid}
-    if record.get("pretrain"):
-        merged["pretrain_resolved"] = record.get("pretrain_resolved") or (previous or {}).get("pretrain_resolved")
-    if merged != previous:
-        atomic_write_json(path, merged)
-
-
 def run_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: str, base_seed: int = 0,
            slurm: bool = False, *, only_task: int | None = None, in_process: bool = False,
            label: str | None = None, fail_fast: bool = False, slurm_options: Any = None,
@@ -372,7 +311,7 @@ def run_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: s
     elif only_task is not None and not 0 <= only_task < len(grid):
         raise CVError(f"--cv.only_task {only_task} is outside 0..{len(grid) - 1} "
                       f"({len(folds)} folds x {repeats} repeats)")
-    _ensure_record(out_path, record, folds, repeats, write=only_task is None and only_pretrain is None)
+    ensure_record(out_path, record, folds, repeats, write=only_task is None and only_pretrain is None)
     if pretrain is not None and read_record(out_path) is None:  # the folds find their pretraining through it
         raise CVError(f"{out_path / RECORD_NAME} is missing: --cv.only_task/--cv.only_pretrain with --cv.pretrain "
                       "run inside a prepared cv folder; run the command once without them (or with --cv.slurm true)")
