@@ -66,6 +66,33 @@ def check_config_args(config_args: list[str]) -> None:
             raise CVError(f"{arg}: --cv.* options belong to the runner, not to the training arguments")
 
 
+def check_options(config_args: list[str], repeats: int, jobs: Any, in_process: bool, devices: Any, slurm: bool,
+                  pretrain: list[str] | None, only_pretrain: int | None) -> None:
+    """``run_cv``'s options that cannot be combined or are out of range, as ``CVError`` naming the option."""
+    from ser_mtl.experiments.pretrain_stage import PretrainError, check_pretrain_args
+
+    if repeats < 1:
+        raise CVError(f"--cv.repeats must be >= 1, got {repeats}")
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise CVError(f"--cv.jobs must be an integer >= 1, got {jobs!r}")
+    check_config_args(config_args)
+    if in_process and (jobs != 1 or devices is not None):
+        raise CVError("--cv.jobs / --cv.devices run each stage in a child process with its own devices and "
+                      "threads; they cannot be combined with --cv.in_process true")
+    if slurm and (jobs != 1 or devices is not None):
+        raise CVError("--cv.jobs / --cv.devices apply to runs on this machine; with --cv.slurm true every "
+                      "(fold, repeat) is its own array task and SLURM places it (--cv.slurm_gpus)")
+    if pretrain is not None:
+        try:
+            check_pretrain_args(pretrain, config_args)
+        except PretrainError as err:
+            raise CVError(str(err)) from err
+    elif only_pretrain is not None:
+        raise CVError("--cv.only_pretrain needs --cv.pretrain (the pretraining's arguments)")
+    if only_pretrain is not None and not 0 <= only_pretrain < repeats:
+        raise CVError(f"--cv.only_pretrain {only_pretrain} is outside 0..{repeats - 1} ({repeats} repeats)")
+
+
 def ensure_record(out: Path, record: dict[str, Any], folds: list[int], repeats: int, write: bool) -> None:
     """Refuse to mix two configurations in one folder; keep the union of requested grids."""
     path = out / RECORD_NAME
