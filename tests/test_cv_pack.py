@@ -221,6 +221,35 @@ def test_the_cv_command_takes_pack_and_only_pack() -> None:
     assert cv_kwargs(cv_main.parser().parse_args(["--cv.out", "d"]))["pack"] == 1
 
 
+def test_the_pack_child_runs_pack_runner_and_reads_its_spec(tmp_path: Path, monkeypatch) -> None:
+    import torch
+
+    from ser_mtl.experiments import pack_runner
+    from ser_mtl.experiments.cv_pack import pack_stage_backend
+    from ser_mtl.experiments.stages import CLIBackend
+
+    child = pack_stage_backend(CLIBackend(in_process=True))
+    assert (child.cli_module, child.in_process) == ("ser_mtl.experiments.pack_runner", True)
+    fake = FakeBackend()
+    assert pack_stage_backend(fake) is fake
+    spec = tmp_path / "pack.json"
+    spec.write_text(json.dumps({"config_args": ["--config", "c.yaml"], "runs": [
+        {"fold": 2, "seed": 9, "run_dir": "/r/fold2_rep0", "args": ["--model.init_from", "/p/best.ckpt"]}]}))
+    assert pack_runner.read_pack_spec(spec) == (["--config", "c.yaml"],
+                                                [(2, 9, "/r/fold2_rep0", ["--model.init_from", "/p/best.ckpt"])])
+    spec.write_text(json.dumps({"runs": []}))
+    with pytest.raises(ValueError, match=r"pack.json: not a pack spec"):
+        pack_runner.read_pack_spec(spec)
+    with pytest.raises(SystemExit, match="usage"):
+        pack_runner.main(["fit", str(spec)])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert (pack_runner.pack_device("cpu"), pack_runner.pack_device("auto")) == ("cpu", "cpu")
+    with pytest.raises(ValueError, match="trainer.accelerator is gpu but this process sees no GPU"):
+        pack_runner.pack_device("gpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert (pack_runner.pack_device("cpu"), pack_runner.pack_device("auto")) == ("cpu", "cuda")
+
+
 @pytest.mark.slow
 def test_real_cli_packed_cv_writes_each_runs_metrics_and_the_summary(tmp_path: Path, corpus: Path) -> None:
     args = run_args(corpus, tmp_path / "run")

@@ -35,14 +35,16 @@ Two stages (paper 4.3: pretrain on LibriSpeech, then fine-tune)::
     ser-mtl cv --config configs/iemocap.yaml --data.aux_root /data/LibriSpeech --cv.out runs/proposed \
         --cv.pretrain "--config configs/librispeech_pretrain.yaml --data.root /data/LibriSpeech"
 
-``--cv.pretrain`` takes the pretraining's ``ser-mtl fit`` arguments as one shell-quoted string (split
-with ``shlex``). Each repeat r first gets one pretraining fit in ``DIR/pretrain_rep{r}/`` (resumable and
-recorded like a fold run, seed ``derive_seed(base_seed, PRETRAIN_FOLD, r)``), and every fold fit of
-repeat r gets ``--model.init_from DIR/pretrain_rep{r}/checkpoints/best.ckpt``; details in
-``ser_mtl.experiments.pretrain_stage``. cv.json records the pretraining arguments; ``--model.init_from``
-in the training arguments is refused with ``--cv.pretrain``. A sweep over ``data.aux_speakers``
-pretrains each setting with ``--data.speakers N`` (Figure 4a). ``--cv.slurm``: a pretraining array
-(``--cv.only_pretrain R``) that the fold array waits for.
+``--cv.pretrain`` takes the pretraining's ``ser-mtl fit`` arguments as one shell-quoted string. Each
+repeat r first gets one pretraining fit in ``DIR/pretrain_rep{r}/``, and every fold fit of repeat r gets
+``--model.init_from DIR/pretrain_rep{r}/checkpoints/best.ckpt`` (``ser_mtl.experiments.pretrain_stage``;
+``--cv.slurm``: a pretraining array, ``--cv.only_pretrain R``, that the fold array waits for).
+
+Packed fits (``--cv.pack K``, ``ser_mtl.experiments.cv_pack``): the runs that still need a fit are
+fitted K at a time as one packed network in one child process (``ser_mtl.experiments.pack_runner``),
+then each is tested as above; composes with ``--cv.jobs`` (N packs at a time) and ``--cv.pretrain``;
+``--cv.slurm``: one array task per pack (``--cv.only_pack I``). An interrupted pack has no mid-pack
+resume: its unfinished runs restart from scratch.
 
 Seeds: run (fold, repeat) gets ``derive_seed(base_seed, fold, repeat)`` (recorded in run.json and
 metrics.json) as ``--seed_everything``. ``data.seed`` is left alone: it fixes the fold split, so "fold

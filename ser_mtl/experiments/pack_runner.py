@@ -112,11 +112,17 @@ def main(argv: Sequence[str]) -> None:
     """``pack_fit PACK.json``: fit the pack the file describes (what ``stages`` runs in the pack's child)."""
     if len(argv) != 2 or argv[0] != PACK_STAGE:
         raise SystemExit(f"usage: python -m ser_mtl.experiments.pack_runner {PACK_STAGE} PACK.json (got {list(argv)})")
-    if hasattr(signal, "SIGUSR1") and threading.current_thread() is threading.main_thread():  # SLURM's pre-timeout warning: a pack cannot checkpoint mid-way, so go on
-        signal.signal(signal.SIGUSR1, lambda *_: print("[pack] SIGUSR1: a pack cannot save mid-way; it restarts "
-                                                       "from scratch if this job ends first", flush=True))
     config_args, runs = read_pack_spec(argv[1])
-    fit_pack(config_args, runs)
+    # SLURM's pre-timeout warning: a pack cannot checkpoint mid-way, so it goes on (in-process: until it ends)
+    usr1 = getattr(signal, "SIGUSR1", None)
+    handle = usr1 is not None and threading.current_thread() is threading.main_thread()
+    previous = signal.signal(usr1, lambda *_: print("[pack] SIGUSR1: a pack cannot save mid-way; it restarts "
+                                                    "from scratch if this job ends first", flush=True)) if handle else None
+    try:
+        fit_pack(config_args, runs)
+    finally:
+        if handle:
+            signal.signal(usr1, previous)
 
 
 if __name__ == "__main__":
