@@ -91,8 +91,9 @@ def fit_pack(config_args: Sequence[str], runs: Sequence[tuple], device: str | No
     results = train_pack(specs, [cli.datamodule for cli in clis], epochs.pop(), schedule, device, models)
     for run, result in zip(runs, results):
         atomic_write_json(Path(run[2]) / "fit_done.json", {"resumed_from": None, "packed": True, **result})
-        print(f"[pack] {Path(run[2]).name}: best val/ua {result['best_score']} at epoch {result['best_epoch']}, "
-              f"stopped at epoch {result['stop_epoch']}" + (" (DIVERGED)" if result["diverged"] else ""), flush=True)
+        stop = "ran every epoch" if result["stop_epoch"] is None else f"stopped at epoch {result['stop_epoch']}"
+        print(f"[pack] {Path(run[2]).name}: best val/ua {result['best_score']} at epoch {result['best_epoch']}, {stop}"
+              + (" (DIVERGED)" if result["diverged"] else ""), flush=True)
     return results
 
 
