@@ -7,10 +7,12 @@ run folder (checkpoints, ``fit_done.json``). The last tests run the real CLI and
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -248,6 +250,40 @@ def test_the_pack_child_runs_pack_runner_and_reads_its_spec(tmp_path: Path, monk
         pack_runner.pack_device("gpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert (pack_runner.pack_device("cpu"), pack_runner.pack_device("auto")) == ("cpu", "cuda")
+
+
+FD_LISTER = """
+import json, os, sys
+from pathlib import Path
+
+
+def main(args):
+    links = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            links.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except FileNotFoundError:  # the descriptor of the listing itself
+            pass
+    Path(args[1]).write_text(json.dumps(sorted(link for link in links if link.endswith(".lock"))))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="lists descriptors through /proc")
+def test_a_child_started_under_k_run_locks_inherits_all_k(tmp_path: Path) -> None:
+    from ser_mtl.experiments.stages import CLIBackend, run_lock
+
+    (tmp_path / "fd_lister.py").write_text(FD_LISTER)
+    backend = CLIBackend(cli_module="fd_lister", env={"PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])})
+    runs = [tmp_path / n for n in names(0, 1, 2)]
+    with contextlib.ExitStack() as locks:
+        for run in runs:
+            run.mkdir()
+            assert locks.enter_context(run_lock(run))
+        backend.run_stage(PACK_STAGE, [str(tmp_path / "seen.json")], runs[0])
+    assert json.loads((tmp_path / "seen.json").read_text()) == [str(run / ".lock") for run in runs]
+    with run_lock(runs[1]):  # after the stack: only this one
+        backend.run_stage(PACK_STAGE, [str(tmp_path / "seen.json")], runs[1])
+    assert json.loads((tmp_path / "seen.json").read_text()) == [str(runs[1] / ".lock")]
 
 
 @pytest.mark.slow
