@@ -16,7 +16,8 @@ Every argument that does not start with ``--cv.`` is passed to ``ser-mtl fit``/`
 
 Layout of ``--cv.out DIR``::
 
-    DIR/cv.json                 configuration record (args, config file text, resolved config, grid)
+    DIR/cv.json                 configuration record (args, config file text, resolved config, grid;
+                                ``ser_mtl.experiments.cv_record``)
     DIR/fold{k}_rep{r}/         one run: run.json (fold, repeat, seed), fit.log, test.log,
                                 checkpoints/{best,last}.ckpt, fit_done.json, test_metrics.json,
                                 predictions.csv, metrics.json (written last: the run is finished)
@@ -34,14 +35,16 @@ Two stages (paper 4.3: pretrain on LibriSpeech, then fine-tune)::
     ser-mtl cv --config configs/iemocap.yaml --data.aux_root /data/LibriSpeech --cv.out runs/proposed \
         --cv.pretrain "--config configs/librispeech_pretrain.yaml --data.root /data/LibriSpeech"
 
-``--cv.pretrain`` takes the pretraining's ``ser-mtl fit`` arguments as one shell-quoted string (split
-with ``shlex``). Each repeat r first gets one pretraining fit in ``DIR/pretrain_rep{r}/`` (resumable and
-recorded like a fold run, seed ``derive_seed(base_seed, PRETRAIN_FOLD, r)``), and every fold fit of
-repeat r gets ``--model.init_from DIR/pretrain_rep{r}/checkpoints/best.ckpt``; details in
-``ser_mtl.experiments.pretrain_stage``. cv.json records the pretraining arguments; ``--model.init_from``
-in the training arguments is refused with ``--cv.pretrain``. A sweep over ``data.aux_speakers``
-pretrains each setting with ``--data.speakers N`` (Figure 4a). ``--cv.slurm``: a pretraining array
-(``--cv.only_pretrain R``) that the fold array waits for.
+``--cv.pretrain`` takes the pretraining's ``ser-mtl fit`` arguments as one shell-quoted string. Each
+repeat r first gets one pretraining fit in ``DIR/pretrain_rep{r}/``, and every fold fit of repeat r gets
+``--model.init_from DIR/pretrain_rep{r}/checkpoints/best.ckpt`` (``ser_mtl.experiments.pretrain_stage``;
+``--cv.slurm``: a pretraining array, ``--cv.only_pretrain R``, that the fold array waits for).
+
+Packed fits (``--cv.pack K``, ``ser_mtl.experiments.cv_pack``): the runs that still need a fit are
+fitted K at a time as one packed network in one child process (``ser_mtl.experiments.pack_runner``),
+then each is tested as above; composes with ``--cv.jobs`` (N packs at a time) and ``--cv.pretrain``;
+``--cv.slurm``: one array task per pack (``--cv.only_pack I``). An interrupted pack has no mid-pack
+resume: its unfinished runs restart from scratch.
 
 Seeds: run (fold, repeat) gets ``derive_seed(base_seed, fold, repeat)`` (recorded in run.json and
 metrics.json) as ``--seed_everything``. ``data.seed`` is left alone: it fixes the fold split, so "fold
@@ -61,10 +64,26 @@ from typing import Any
 
 import numpy as np
 
+from ser_mtl.experiments.cv_pack import (
+    PACK_MARK,
+    check_pack_options,
+    num_packs,
+    pack_slice,
+    pack_stage_backend,
+    plan_tasks,
+    run_pack,
+)
+from ser_mtl.experiments.cv_record import (  # noqa: F401 - re-exported
+    RESERVED_ARGS,
+    CVError,
+    check_config_args,
+    check_options,
+    config_files,
+    ensure_record,
+)
 from ser_mtl.experiments.parallel_runs import JobsError, Slot, bind, plan_slots, run_in_slots
 from ser_mtl.experiments.pretrain_stage import (
     PretrainError,
-    check_pretrain_args,
     pretrain_repeats,
     pretrained_init,
 )
@@ -93,13 +112,6 @@ from ser_mtl.io_utils import atomic_write_json
 RUN_COUNTS = ("n_utterances", "n_gender_utterances", "n_speaker_utterances")
 SCORE_LABELS = (("WA", "wa"), ("UA", "ua"), ("gender", "gender_acc"), ("speaker", "speaker_acc"), ("EER", "eer"))
 
-# Arguments the runner sets per run; a user value would be silently overridden, so it is refused.
-RESERVED_ARGS = ("--data.fold", "--seed_everything", "--trainer.default_root_dir", "--ckpt_path")
-
-
-class CVError(RuntimeError):
-    """The cross-validation cannot proceed as asked (conflicting folder, bad option, failed runs)."""
-
 
 class RunsFailed(CVError):
     """Some runs failed (the others ran and were summarised); re-running retries them."""
@@ -124,46 +136,6 @@ def task_grid(folds: list[int], repeats: int) -> list[tuple[int, int]]:
 
 def run_dir_name(fold: int, repeat: int) -> str:
     return f"fold{fold}_rep{repeat}"
-
-
-def config_files(config_args: list[str]) -> dict[str, str]:
-    """Text of every ``--config FILE`` in the arguments (the record keeps what was actually run)."""
-    files: dict[str, str] = {}
-    for i, arg in enumerate(config_args):
-        path = arg.split("=", 1)[1] if arg.startswith("--config=") else (
-            config_args[i + 1] if arg == "--config" and i + 1 < len(config_args) else None)
-        if path is not None:
-            if not Path(path).is_file():
-                raise CVError(f"--config {path}: no such file")
-            _add_config_file(Path(path), files)
-    return files
-
-
-def _add_config_file(path: Path, files: dict[str, str]) -> None:
-    """``path``'s text and, recursively, that of the files it includes with a top-level ``config:`` line
-    (``configs/networks/*.yaml``), so that editing a shared network file counts as a changed configuration."""
-    import yaml
-
-    text = path.read_text(encoding="utf-8")
-    files[str(path)] = text
-    try:
-        included = (yaml.safe_load(text) or {}).get("config")
-    except (yaml.YAMLError, AttributeError):
-        return  # LightningCLI reports a malformed config itself
-    for name in included if isinstance(included, list) else [included] if included else []:
-        child = path.parent / name
-        if child.is_file() and str(child) not in files:
-            _add_config_file(child, files)
-
-
-def check_config_args(config_args: list[str]) -> None:
-    for arg in config_args:
-        name = arg.split("=", 1)[0]
-        if name in RESERVED_ARGS:
-            raise CVError(f"{name} is set by the cv runner for each run; use --cv.folds / --cv.base_seed / "
-                          f"--cv.out instead")
-        if name.startswith("--cv."):
-            raise CVError(f"{arg}: --cv.* options belong to the runner, not to the training arguments")
 
 
 def newest_checkpoint(run_dir: Path) -> Path | None:
@@ -222,9 +194,10 @@ def run_one(backend: CVBackend, config_args: list[str], out: Path, fold: int, re
         return _fit_and_test(backend, config_args, run_dir, fold, repeat, base_seed, rank_zero)
 
 
-def _fit_and_test(backend: CVBackend, config_args: list[str], run_dir: Path, fold: int, repeat: int,
-                  base_seed: int, rank_zero: bool) -> RunResult:
-    metrics_path = run_dir / METRICS_NAME
+def prepare_run(config_args: list[str], run_dir: Path, fold: int, repeat: int, base_seed: int,
+                rank_zero: bool) -> tuple[dict[str, Any], list[str]]:
+    """Run (fold, repeat)'s record (run.json: fold, repeat, seed, init_from), written or checked, and the
+    ``ser-mtl fit``/``test`` arguments of its stages. ``RunFailed`` while its pretraining is unfinished."""
     seed = derive_seed(base_seed, fold, repeat)
     record: dict[str, Any] = {"fold": fold, "repeat": repeat, "seed": seed}
     init = pretrained_init(run_dir.parent, repeat)  # RunFailed while that pretraining is unfinished
@@ -241,9 +214,19 @@ def _fit_and_test(backend: CVBackend, config_args: list[str], run_dir: Path, fol
 
     args = [*config_args, *(["--model.init_from", str(init)] if init is not None else []), "--data.fold", str(fold),
             "--seed_everything", str(seed), "--trainer.default_root_dir", str(run_dir)]
+    return record, args
+
+
+def _fit_and_test(backend: CVBackend, config_args: list[str], run_dir: Path, fold: int, repeat: int,
+                  base_seed: int, rank_zero: bool) -> RunResult:
+    metrics_path = run_dir / METRICS_NAME
+    record, args = prepare_run(config_args, run_dir, fold, repeat, base_seed, rank_zero)
+    seed = record["seed"]
     best = run_dir / "checkpoints" / "best.ckpt"
     if not (run_dir / "fit_done.json").exists():
-        resume = newest_checkpoint(run_dir)
+        resume = newest_checkpoint(run_dir) if not (run_dir / PACK_MARK).exists() else None
+        if rank_zero:  # an unfinished packed fit restarts from scratch (its checkpoints cannot resume a fit)
+            (run_dir / PACK_MARK).unlink(missing_ok=True)
         _say(f"fold {fold} repeat {repeat} (seed {seed}): fit"
              + (f", resuming from {resume.name}" if resume else "") + f"  [log {run_dir / 'fit.log'}]")
         backend.run_stage("fit", args + (["--ckpt_path", str(resume)] if resume else []), run_dir)
@@ -275,33 +258,12 @@ def _say(text: str) -> None:
     sys.stdout.flush()
 
 
-def _ensure_record(out: Path, record: dict[str, Any], folds: list[int], repeats: int, write: bool) -> None:
-    """Refuse to mix two configurations in one folder; keep the union of requested grids."""
-    path = out / RECORD_NAME
-    previous = read_record(out)
-    if previous is not None:
-        for key in ("config_args", "base_seed", "config_files", "pretrain", "pretrain_config_files"):
-            if previous.get(key) != record.get(key):
-                raise CVError(f"{path}: this folder holds runs of a different {key} "
-                              f"({previous.get(key)!r} != {record.get(key)!r}); use another --cv.out, or "
-                              f"delete {path} if the change is deliberate")
-    if not write:
-        return
-    old_grid = (previous or {}).get("grid", {})
-    grid = {"folds": sorted(set(old_grid.get("folds", [])) | set(folds)),
-            "repeats": sorted(set(old_grid.get("repeats", [])) | set(range(repeats)))}
-    merged = {**record, "resolved": record.get("resolved") or (previous or {}).get("resolved"), "grid": grid}
-    if record.get("pretrain"):
-        merged["pretrain_resolved"] = record.get("pretrain_resolved") or (previous or {}).get("pretrain_resolved")
-    if merged != previous:
-        atomic_write_json(path, merged)
-
-
 def run_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: str, base_seed: int = 0,
            slurm: bool = False, *, only_task: int | None = None, in_process: bool = False,
            label: str | None = None, fail_fast: bool = False, slurm_options: Any = None,
            backend: CVBackend | None = None, jobs: int = 1, devices: str | list | None = None,
-           pretrain: list[str] | None = None, only_pretrain: int | None = None) -> dict:
+           pretrain: list[str] | None = None, only_pretrain: int | None = None, pack: int = 1,
+           only_pack: int | None = None) -> dict:
     """Cross-validate one configuration: every (fold, repeat) fit + tested, then ``summary.json``.
 
     Args:
@@ -324,35 +286,20 @@ def run_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: s
         pretrain: ``ser-mtl fit`` arguments of a pretraining run once per repeat before its folds
             (module docstring, "Two stages"); None = no pretraining.
         only_pretrain: run only the pretraining of this repeat (one task of the SLURM pretraining array).
+        pack: fit the runs that need a fit K at a time as one packed network in one child process
+            (``ser_mtl.experiments.cv_pack``); 1 = every run its own ``ser-mtl fit``.
+        only_pack: run only pack ``I`` (``grid[I*pack:(I+1)*pack]``; one task of a packed SLURM array).
 
     Returns:
         The summary (``summary.json``'s content); with ``slurm`` the written script paths; with
-        ``only_task`` the run's metrics.
+        ``only_task`` the run's metrics; with ``only_pack`` ``{run folder name: metrics}``.
 
     Raises:
         CVError: conflicting folder or options.
         RunsFailed: some runs failed (raised after the others ran and the finished ones were summarised).
     """
-    if repeats < 1:
-        raise CVError(f"--cv.repeats must be >= 1, got {repeats}")
-    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
-        raise CVError(f"--cv.jobs must be an integer >= 1, got {jobs!r}")
-    check_config_args(config_args)
-    if in_process and (jobs != 1 or devices is not None):
-        raise CVError("--cv.jobs / --cv.devices run each stage in a child process with its own devices and "
-                      "threads; they cannot be combined with --cv.in_process true")
-    if slurm and (jobs != 1 or devices is not None):
-        raise CVError("--cv.jobs / --cv.devices apply to runs on this machine; with --cv.slurm true every "
-                      "(fold, repeat) is its own array task and SLURM places it (--cv.slurm_gpus)")
-    if pretrain is not None:
-        try:
-            check_pretrain_args(pretrain, config_args)
-        except PretrainError as err:
-            raise CVError(str(err)) from err
-    elif only_pretrain is not None:
-        raise CVError("--cv.only_pretrain needs --cv.pretrain (the pretraining's arguments)")
-    if only_pretrain is not None and not 0 <= only_pretrain < repeats:
-        raise CVError(f"--cv.only_pretrain {only_pretrain} is outside 0..{repeats - 1} ({repeats} repeats)")
+    check_options(config_args, repeats, jobs, in_process, devices, slurm, pretrain, only_pretrain)
+    check_pack_options(pack, only_pack, only_task, slurm, slurm_options, rank_zero=_is_rank_zero())
     backend = backend or CLIBackend(in_process=in_process)
     out_path = Path(out)
     if folds is None:
@@ -364,7 +311,8 @@ def run_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: s
               "label": label}
     if pretrain is not None:
         record.update(pretrain=list(pretrain), pretrain_config_files=config_files(pretrain))
-    if only_task is None and only_pretrain is None:
+    only = only_task is not None or only_pretrain is not None or only_pack is not None
+    if not only:
         record["resolved"] = backend.resolve_config(config_args)
         if pretrain is not None:
             record["pretrain_resolved"] = backend.resolve_config(pretrain)
@@ -372,7 +320,10 @@ def run_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: s
     elif only_task is not None and not 0 <= only_task < len(grid):
         raise CVError(f"--cv.only_task {only_task} is outside 0..{len(grid) - 1} "
                       f"({len(folds)} folds x {repeats} repeats)")
-    _ensure_record(out_path, record, folds, repeats, write=only_task is None and only_pretrain is None)
+    elif only_pack is not None and not 0 <= only_pack < num_packs(len(grid), pack):
+        raise CVError(f"--cv.only_pack {only_pack} is outside 0..{num_packs(len(grid), pack) - 1} "
+                      f"({len(grid)} runs in packs of {pack})")
+    ensure_record(out_path, record, folds, repeats, write=not only)
     if pretrain is not None and read_record(out_path) is None:  # the folds find their pretraining through it
         raise CVError(f"{out_path / RECORD_NAME} is missing: --cv.only_task/--cv.only_pretrain with --cv.pretrain "
                       "run inside a prepared cv folder; run the command once without them (or with --cv.slurm true)")
@@ -380,10 +331,11 @@ def run_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: s
         from ser_mtl.experiments.slurm import SlurmOptions, write_cv_scripts
 
         return write_cv_scripts(config_args, folds, repeats, str(out_path), base_seed, label,
-                                slurm_options or SlurmOptions(), pretrain=pretrain)
+                                slurm_options or SlurmOptions(), pretrain=pretrain, pack=pack)
+    runs = [grid[only_task]] if only_task is not None else (
+        pack_slice(grid, pack, only_pack) if only_pack is not None else grid)
     if pretrain is not None:
-        needed = [only_pretrain] if only_pretrain is not None else sorted(
-            {r for _, r in (grid if only_task is None else [grid[only_task]])})
+        needed = [only_pretrain] if only_pretrain is not None else sorted({r for _, r in runs})
         with contextlib.nullcontext() if in_process else signal_guard():
             try:
                 finished = pretrain_repeats(backend, pretrain, out_path, needed, base_seed, fail_fast, say=_say)
@@ -397,7 +349,8 @@ def run_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: s
                                  f"{out_path / f'pretrain_rep{only_pretrain}' / 'fit.log'}")
             return {"pretrain": str(finished[only_pretrain])}
 
-    tasks = grid if only_task is None else [grid[only_task]]
+    tasks = [tuple(runs)] if only_pack is not None else plan_tasks(out_path, runs, pack) if pack > 1 else [
+        (run,) for run in runs]
     try:
         slots = plan_slots(min(jobs, len(tasks)), devices)
     except JobsError as err:
@@ -405,20 +358,28 @@ def run_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: s
     if len(slots) > 1 or slots[0].env:
         _say(f"{len(slots)} run(s) at a time: " + "; ".join(f"job {s.index} on {s.describe()}" for s in slots))
 
-    def one(task: tuple[int, int], slot: Slot) -> RunResult:
-        fold, repeat = task
+    def failed_run(fold: int, repeat: int, err: Exception) -> RunResult:  # one failed run must not stop the others
+        if isinstance(err, CVError) or fail_fast:
+            raise err
+        detail = str(err) if isinstance(err, RunFailed) else "".join(traceback.format_exception(err))
+        _say(f"fold {fold} repeat {repeat} FAILED: {detail}")
+        return RunResult(fold, repeat, "failed", error=detail)
+
+    def one(task: tuple[tuple[int, int], ...], slot: Slot) -> list[RunResult]:
+        if pack > 1:  # a pack, or one run that needs no fit in a pack (cv_pack.plan_tasks)
+            return run_pack(bind(backend, slot), bind(pack_stage_backend(backend), slot), config_args, out_path,
+                            task, base_seed, failed_run, _say)
+        (fold, repeat), = task
         try:
-            return run_one(bind(backend, slot), config_args, out_path, fold, repeat, base_seed)
-        except Exception as err:  # one failed run must not stop the others
-            if isinstance(err, CVError) or fail_fast:
-                raise
-            detail = str(err) if isinstance(err, RunFailed) else traceback.format_exc()
-            _say(f"fold {fold} repeat {repeat} FAILED: {detail}")
-            return RunResult(fold, repeat, "failed", error=detail)
+            return [run_one(bind(backend, slot), config_args, out_path, fold, repeat, base_seed)]
+        except Exception as err:  # noqa: BLE001 - handled by failed_run
+            return [failed_run(fold, repeat, err)]
 
     # in-process stages install Lightning's own handlers, which must find the signals unhandled
     with contextlib.nullcontext() if in_process else signal_guard():
-        results = run_in_slots(tasks, one, slots)  # task order, whichever finished first
+        done = run_in_slots(tasks, one, slots)  # task order, whichever finished first
+    order = {run: i for i, run in enumerate(runs)}
+    results = sorted((r for rs in done for r in rs), key=lambda r: order[r.fold, r.repeat])
     if stop_requested():
         raise CVError("stopped by SIGTERM; re-run the same command to continue")
     failed = [r for r in results if r.status == "failed"]
@@ -427,6 +388,11 @@ def run_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: s
             raise RunsFailed(f"task {only_task} (fold {failed[0].fold}, repeat {failed[0].repeat}) failed:\n"
                              f"{failed[0].error}")
         return results[0].metrics or {}
+    if only_pack is not None:
+        if failed:
+            raise RunsFailed(f"pack {only_pack}: {len(failed)} of {len(results)} runs failed:\n"
+                             + "\n".join(f"fold {r.fold} repeat {r.repeat}: {r.error}" for r in failed))
+        return {run_dir_name(r.fold, r.repeat): r.metrics for r in results}
     summary = aggregate(str(out_path)) if any(r.metrics for r in results) else {}
     busy = [run_dir_name(r.fold, r.repeat) for r in results if r.status == "busy"]
     if busy:

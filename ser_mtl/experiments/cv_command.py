@@ -57,6 +57,12 @@ def add_cv_arguments(parser) -> None:
     parser.add_argument("--cv.devices", type=str | None, default=None,
                         help="GPUs the jobs are spread over, round-robin, as this process numbers them: 0,1 "
                              "(several jobs may share one); cpu for none; default every visible GPU, else CPU")
+    parser.add_argument("--cv.pack", type=int, default=1,
+                        help="fit the runs that need a fit K at a time (grid order) as one packed network in one "
+                             "child process on the job's device, then test each as usual; 1: one fit per run")
+    parser.add_argument("--cv.only_pack", type=int | None, default=None,
+                        help="with --cv.pack K: run only pack I, the runs I*K..I*K+K-1 of the fold x repeat grid "
+                             "(what a packed SLURM array task does)")
     add_slurm_arguments(parser)
     add_pretrain_arguments(parser)
 
@@ -90,7 +96,7 @@ def cv_kwargs(ns) -> dict[str, Any]:
     return {"folds": parse_int_list(cv.folds), "repeats": cv.repeats, "out": cv.out, "base_seed": cv.base_seed,
             "slurm": cv.slurm, "only_task": cv.only_task, "in_process": cv.in_process, "label": cv.label,
             "fail_fast": cv.fail_fast, "slurm_options": slurm_options_from(cv), "jobs": cv.jobs,
-            "devices": cv.devices, **pretrain_kwargs(cv)}
+            "devices": cv.devices, "pack": cv.pack, "only_pack": cv.only_pack, **pretrain_kwargs(cv)}
 
 
 def _cv(options, config_args: list[str]) -> None:

@@ -10,10 +10,22 @@ with ``checkpoints/best.ckpt``, ``checkpoints/last.ckpt`` and ``packed_fit.json`
 is written last, as the cv runner does after a fit, so the runner's test stage (``ser-mtl test
 --ckpt_path best.ckpt`` -> ``test_metrics.json`` -> ``metrics.json``) follows unchanged. A packed fit
 does not resume mid-way: a pack interrupted before ``fit_done.json`` trains again from the start.
+
+Child entry point (what ``ser-mtl cv --cv.pack K`` runs, ``ser_mtl/experiments/cv_pack.py``)::
+
+    python -m ser_mtl.experiments.stages ser_mtl.experiments.pack_runner pack_fit PACK.json
+    python -m ser_mtl.experiments.pack_runner pack_fit PACK.json      # the same, by hand
+
+``PACK.json``: ``{"config_args": [...], "runs": [{"fold", "seed", "run_dir", "args"}]}``; ``args`` are
+the run's own arguments before the runner's (``["--model.init_from", CKPT]`` with ``--cv.pretrain``).
 """
 
 from __future__ import annotations
 
+import json
+import signal
+import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,17 +40,36 @@ SCHEDULE_KEYS = ("monitor", "mode", "patience", "factor", "min_lr", "min_delta",
                  "restore_best_on_train_end")
 
 
-def fit_pack(config_args: Sequence[str], runs: Sequence[tuple[int, int, str | Path]],
-             device: str | None = None) -> list[dict[str, Any]]:
-    """Fit the runs ``(fold, seed, run_dir)`` of one config together; returns `train_pack`'s per-run results.
+PACK_STAGE = "pack_fit"
 
-    ``device`` defaults to the config's ``trainer.accelerator`` (``cuda`` for gpu/cuda, else ``cpu``).
+
+def pack_device(accelerator: str) -> str:
+    """Where a pack trains: ``cpu`` for ``trainer.accelerator: cpu``, else ``cuda`` when this process sees a
+    GPU (the cv job's ``CUDA_VISIBLE_DEVICES``), else ``cpu``; ``gpu``/``cuda`` without a GPU is an error."""
+    import torch
+
+    accelerator = str(accelerator).lower()
+    if accelerator == "cpu":
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    if accelerator in ("gpu", "cuda"):
+        raise ValueError(f"fit_pack: trainer.accelerator is {accelerator} but this process sees no GPU")
+    return "cpu"
+
+
+def fit_pack(config_args: Sequence[str], runs: Sequence[tuple], device: str | None = None) -> list[dict[str, Any]]:
+    """Fit the runs ``(fold, seed, run_dir)`` or ``(fold, seed, run_dir, run_args)`` of one config together;
+    returns `train_pack`'s per-run results. ``run_args`` come after ``config_args`` and before the
+    runner's arguments, as in the cv runner's ``ser-mtl fit`` (e.g. ``["--model.init_from", CKPT]``).
+
+    ``device`` defaults to `pack_device` of the config's ``trainer.accelerator``.
     """
     if not runs:
         raise ValueError("fit_pack: no runs to fit")
     clis = []
-    for fold, seed, run_dir in runs:
-        args = [*config_args, "--data.fold", str(fold), "--seed_everything", str(seed),
+    for fold, seed, run_dir, *rest in runs:
+        args = [*config_args, *(rest[0] if rest else []), "--data.fold", str(fold), "--seed_everything", str(seed),
                 "--trainer.default_root_dir", str(run_dir)]
         clis.append(run_lightning_cli(args, run=False))  # seeds, then builds the model: its unpacked init
     schedules = [[cb for cb in cli.trainer.callbacks if isinstance(cb, RestoreBestHalveLR)] for cli in clis]
@@ -49,15 +80,51 @@ def fit_pack(config_args: Sequence[str], runs: Sequence[tuple[int, int, str | Pa
     if len(epochs) != 1 or None in epochs or -1 in epochs:
         raise ValueError(f"fit_pack: packed runs need one finite trainer.max_epochs, got {sorted(map(str, epochs))}")
     if device is None:
-        accelerator = str(clis[0].config.get("trainer.accelerator", "cpu"))
-        device = "cuda" if accelerator in ("gpu", "cuda") else "cpu"
+        device = pack_device(clis[0].config.get("trainer.accelerator", "auto"))
+    print(f"[pack] {len(runs)} runs on {device}: " + ", ".join(Path(r[2]).name for r in runs), flush=True)
     models = []
     for cli in clis:
         if cli.model.hparams.init_from:
             load_matching_weights(cli.model, cli.model.hparams.init_from)
         models.append(cli.model)
-    specs = [RunSpec(seed, run_dir) for _, seed, run_dir in runs]
+    specs = [RunSpec(run[1], run[2]) for run in runs]
     results = train_pack(specs, [cli.datamodule for cli in clis], epochs.pop(), schedule, device, models)
-    for (_, _, run_dir), result in zip(runs, results):
-        atomic_write_json(Path(run_dir) / "fit_done.json", {"resumed_from": None, "packed": True, **result})
+    for run, result in zip(runs, results):
+        atomic_write_json(Path(run[2]) / "fit_done.json", {"resumed_from": None, "packed": True, **result})
+        stop = "ran every epoch" if result["stop_epoch"] is None else f"stopped at epoch {result['stop_epoch']}"
+        print(f"[pack] {Path(run[2]).name}: best val/ua {result['best_score']} at epoch {result['best_epoch']}, {stop}"
+              + (" (DIVERGED)" if result["diverged"] else ""), flush=True)
     return results
+
+
+def read_pack_spec(path: str | Path) -> tuple[list[str], list[tuple]]:
+    """``PACK.json`` (module docstring) as ``fit_pack``'s ``(config_args, runs)``; ValueError naming the file."""
+    try:
+        spec = json.loads(Path(path).read_text(encoding="utf-8"))
+        runs = [(int(r["fold"]), int(r["seed"]), str(r["run_dir"]), [str(a) for a in r.get("args", [])])
+                for r in spec["runs"]]
+        return [str(a) for a in spec["config_args"]], runs
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: not a pack spec ({{'config_args': [...], 'runs': [{{'fold', 'seed', "
+                         f"'run_dir', 'args'}}]}}): {err!r}") from err
+
+
+def main(argv: Sequence[str]) -> None:
+    """``pack_fit PACK.json``: fit the pack the file describes (what ``stages`` runs in the pack's child)."""
+    if len(argv) != 2 or argv[0] != PACK_STAGE:
+        raise SystemExit(f"usage: python -m ser_mtl.experiments.pack_runner {PACK_STAGE} PACK.json (got {list(argv)})")
+    config_args, runs = read_pack_spec(argv[1])
+    # SLURM's pre-timeout warning: a pack cannot checkpoint mid-way, so it goes on (in-process: until it ends)
+    usr1 = getattr(signal, "SIGUSR1", None)
+    handle = usr1 is not None and threading.current_thread() is threading.main_thread()
+    previous = signal.signal(usr1, lambda *_: print("[pack] SIGUSR1: a pack cannot save mid-way; it restarts "
+                                                    "from scratch if this job ends first", flush=True)) if handle else None
+    try:
+        fit_pack(config_args, runs)
+    finally:
+        if handle:
+            signal.signal(usr1, previous)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

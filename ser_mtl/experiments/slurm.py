@@ -22,6 +22,11 @@ per-repeat dependency would need the two arrays' indices to line up, which they 
 3,7`` resubmits fold tasks only (the pretrainings have finished; a fold whose pretraining has not
 fails with a message saying so).
 
+Packed runs (``--cv.pack K``): one array task per pack, ``--cv.only_pack $SLURM_ARRAY_TASK_ID`` with
+``--cv.pack K`` (pack I = runs ``I*K .. I*K+K-1`` of ``task_grid``; ``ser_mtl.experiments.cv_pack``). A
+pack cannot save mid-way: it ignores the SIGUSR1 warning and is not requeued, so ``--cv.slurm_time`` must
+hold a whole pack; a pack cut off by the limit restarts its unfinished runs from scratch when resubmitted.
+
 Multi-GPU tasks (``--cv.slurm_gpus G`` with G > 1): the array asks for G tasks per node, as
 Lightning's SLURM environment expects, and the configuration must set ``--trainer.devices G``.
 The scripts ``cd`` to the folder they were written from, so relative ``--config`` paths hold.
@@ -107,7 +112,8 @@ def _header(lines: list[str], options: SlurmOptions) -> list[str]:
 
 
 def cv_task_command(config_args: list[str], folds: list[int], repeats: int, out: str, base_seed: int,
-                    label: str | None, pretrain: list[str] | None = None, task_option: str = "--cv.only_task") -> str:
+                    label: str | None, pretrain: list[str] | None = None, task_option: str = "--cv.only_task",
+                    pack: int = 1) -> str:
     """The ``ser-mtl cv`` command line of one array task (task id left as ``$SLURM_ARRAY_TASK_ID``);
     ``task_option`` ``--cv.only_pretrain`` for a task of the pretraining array."""
     args = [*config_args, "--cv.folds", "[" + ",".join(map(str, folds)) + "]", "--cv.repeats", str(repeats),
@@ -116,6 +122,8 @@ def cv_task_command(config_args: list[str], folds: list[int], repeats: int, out:
         args += ["--cv.label", label]
     if pretrain is not None:
         args.append("--cv.pretrain=" + shlex.join(pretrain))  # one token whatever splits the command line
+    if pack > 1:
+        args += ["--cv.pack", str(pack)]
     return ('"$PYTHON" -m ser_mtl.experiments.cv ' + " ".join(shlex.quote(a) for a in args)
             + f' {task_option} "$SLURM_ARRAY_TASK_ID"')
 
@@ -215,9 +223,10 @@ def write_executable(path: Path, text: str) -> None:
 
 
 def write_cv_scripts(config_args: list[str], folds: list[int], repeats: int, out: str, base_seed: int,
-                     label: str | None, options: SlurmOptions, pretrain: list[str] | None = None) -> dict[str, Any]:
+                     label: str | None, options: SlurmOptions, pretrain: list[str] | None = None,
+                     pack: int = 1) -> dict[str, Any]:
     """Write ``OUT/slurm/{cv_array.sbatch, aggregate.sbatch, submit.sh}`` (and ``pretrain_array.sbatch``
-    with ``pretrain``); returns their paths and N."""
+    with ``pretrain``); returns their paths and N (array tasks: runs, or packs of ``pack`` runs)."""
     if options.gpus > 1 and not any(a.split("=", 1)[0] == "--trainer.devices" for a in config_args):
         print(f"[cv] warning: --cv.slurm_gpus {options.gpus} starts {options.gpus} ranks per task; set "
               f"--trainer.devices {options.gpus} so that Lightning uses them", file=sys.stderr)
@@ -226,13 +235,19 @@ def write_cv_scripts(config_args: list[str], folds: list[int], repeats: int, out
     log_dir = slurm_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)  # sbatch does not create the --output folder
     workdir = Path.cwd()
-    n_tasks = len(folds) * repeats
-    comment = (f"{len(folds)} folds {folds} x {repeats} repeats; task t -> repeat t // {len(folds)}, "
-               f"fold folds[t % {len(folds)}]")
-    command = cv_task_command(config_args, folds, repeats, str(out_abs), base_seed, label, pretrain)
+    n_runs = len(folds) * repeats
+    n_tasks = -(-n_runs // pack)
+    comment = (f"{len(folds)} folds {folds} x {repeats} repeats; run t -> repeat t // {len(folds)}, "
+               f"fold folds[t % {len(folds)}]" + (f"; task i = the pack of runs {pack}*i .. {pack}*i+{pack - 1}"
+                                                   if pack > 1 else "; task t = run t"))
+    command = cv_task_command(config_args, folds, repeats, str(out_abs), base_seed, label, pretrain,
+                              task_option="--cv.only_pack" if pack > 1 else "--cv.only_task", pack=pack)
     paths = {"array": slurm_dir / "cv_array.sbatch", "aggregate": slurm_dir / "aggregate.sbatch",
              "submit": slurm_dir / "submit.sh"}
-    atomic_write_text(paths["array"], render_array_script(command, n_tasks, log_dir, workdir, options, comment))
+    what = f"one pack of up to {pack} (fold, repeat) runs: a packed fit, then each run's test" if pack > 1 else (
+        "one (fold, repeat) fit + test")
+    atomic_write_text(paths["array"], render_array_script(command, n_tasks, log_dir, workdir, options, comment,
+                                                          what=what))
     atomic_write_text(paths["aggregate"], render_aggregate_script(str(out_abs), log_dir, workdir, options))
     if pretrain is not None:
         paths["pretrain_array"] = slurm_dir / "pretrain_array.sbatch"

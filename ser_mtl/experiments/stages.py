@@ -72,7 +72,7 @@ class CVBackend(Protocol):
 
 # "children": every running stage child (any thread); "stop": SIGTERM received
 _state: dict[str, Any] = {"children": set(), "stop": False}
-_thread = threading.local()  # lock_fd: the run lock held by this thread (one run per thread)
+_thread = threading.local()  # lock_fds: the run locks held by this thread (one run, or a pack's K)
 
 
 def stop_requested() -> bool:
@@ -113,8 +113,7 @@ class CLIBackend:
             raise RunInterrupted(f"{stage} not started: the runner received SIGTERM")
         log = run_dir / f"{stage}.log"
         cmd = [self.python, "-m", "ser_mtl.experiments.stages", self.cli_module, stage, *args]
-        lock_fd = getattr(_thread, "lock_fd", None)
-        fds = (lock_fd,) if lock_fd is not None else ()
+        fds = tuple(getattr(_thread, "lock_fds", ()))  # every run lock this thread holds (a pack holds K)
         extra = {**self.env, **(env or {})}
         with open(log, "a", encoding="utf-8") as handle:
             shown = " ".join(f"{k}={v}" for k, v in sorted((env or {}).items()))
@@ -223,11 +222,12 @@ def run_lock(run_dir: Path) -> Iterator[bool]:
                 yield False
                 return
             print(f"[cv] note: {run_dir} is not locked (flock unsupported here: {err})", flush=True)
-        _thread.lock_fd = fd
+        held = getattr(_thread, "lock_fds", [])
+        _thread.lock_fds = [*held, fd]
         try:
             yield True
         finally:
-            _thread.lock_fd = None
+            _thread.lock_fds = held
     finally:
         os.close(fd)
 

@@ -168,7 +168,7 @@ def run_sweep(config_args: list[str], params: list[str], values: list, out: str,
     ``cv_options`` are ``run_cv``'s keyword arguments (folds, repeats, base_seed, slurm, ...).
     A failed setting does not stop the others; the sweep raises ``CVError`` at the end naming them.
     """
-    for option in ("only_task", "only_pretrain"):
+    for option in ("only_task", "only_pretrain", "only_pack"):
         if cv_options.get(option) is not None:
             raise CVError(f"--cv.{option} selects a task of one cross-validation; run `ser-mtl cv` in the "
                           "setting's folder instead (its SLURM script does)")

@@ -1,0 +1,115 @@
+"""The cv folder's configuration record (``DIR/cv.json``) and the checks on the training arguments.
+
+``ser_mtl.experiments.cv`` writes the record before any run starts and refuses a folder whose record
+holds another configuration (``ensure_record``), so that one folder never mixes the runs of two
+configurations; the record keeps the text of every ``--config`` file (``config_files``), including
+the files those include. These names are re-exported by ``ser_mtl.experiments.cv``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ser_mtl.experiments.summary import RECORD_NAME, read_record
+from ser_mtl.io_utils import atomic_write_json
+
+# Arguments the runner sets per run; a user value would be silently overridden, so it is refused.
+RESERVED_ARGS = ("--data.fold", "--seed_everything", "--trainer.default_root_dir", "--ckpt_path")
+
+# The record's keys that must agree between the folder and the command (else: another configuration).
+CONFIG_KEYS = ("config_args", "base_seed", "config_files", "pretrain", "pretrain_config_files")
+
+
+class CVError(RuntimeError):
+    """The cross-validation cannot proceed as asked (conflicting folder, bad option, failed runs)."""
+
+
+def config_files(config_args: list[str]) -> dict[str, str]:
+    """Text of every ``--config FILE`` in the arguments (the record keeps what was actually run)."""
+    files: dict[str, str] = {}
+    for i, arg in enumerate(config_args):
+        path = arg.split("=", 1)[1] if arg.startswith("--config=") else (
+            config_args[i + 1] if arg == "--config" and i + 1 < len(config_args) else None)
+        if path is not None:
+            if not Path(path).is_file():
+                raise CVError(f"--config {path}: no such file")
+            _add_config_file(Path(path), files)
+    return files
+
+
+def _add_config_file(path: Path, files: dict[str, str]) -> None:
+    """``path``'s text and, recursively, that of the files it includes with a top-level ``config:`` line
+    (``configs/networks/*.yaml``), so that editing a shared network file counts as a changed configuration."""
+    import yaml
+
+    text = path.read_text(encoding="utf-8")
+    files[str(path)] = text
+    try:
+        included = (yaml.safe_load(text) or {}).get("config")
+    except (yaml.YAMLError, AttributeError):
+        return  # LightningCLI reports a malformed config itself
+    for name in included if isinstance(included, list) else [included] if included else []:
+        child = path.parent / name
+        if child.is_file() and str(child) not in files:
+            _add_config_file(child, files)
+
+
+def check_config_args(config_args: list[str]) -> None:
+    """Refuse the arguments the runner sets per run (``RESERVED_ARGS``) and ``--cv.*`` among them."""
+    for arg in config_args:
+        name = arg.split("=", 1)[0]
+        if name in RESERVED_ARGS:
+            raise CVError(f"{name} is set by the cv runner for each run; use --cv.folds / --cv.base_seed / "
+                          f"--cv.out instead")
+        if name.startswith("--cv."):
+            raise CVError(f"{arg}: --cv.* options belong to the runner, not to the training arguments")
+
+
+def check_options(config_args: list[str], repeats: int, jobs: Any, in_process: bool, devices: Any, slurm: bool,
+                  pretrain: list[str] | None, only_pretrain: int | None) -> None:
+    """``run_cv``'s options that cannot be combined or are out of range, as ``CVError`` naming the option."""
+    from ser_mtl.experiments.pretrain_stage import PretrainError, check_pretrain_args
+
+    if repeats < 1:
+        raise CVError(f"--cv.repeats must be >= 1, got {repeats}")
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise CVError(f"--cv.jobs must be an integer >= 1, got {jobs!r}")
+    check_config_args(config_args)
+    if in_process and (jobs != 1 or devices is not None):
+        raise CVError("--cv.jobs / --cv.devices run each stage in a child process with its own devices and "
+                      "threads; they cannot be combined with --cv.in_process true")
+    if slurm and (jobs != 1 or devices is not None):
+        raise CVError("--cv.jobs / --cv.devices apply to runs on this machine; with --cv.slurm true every "
+                      "(fold, repeat) is its own array task and SLURM places it (--cv.slurm_gpus)")
+    if pretrain is not None:
+        try:
+            check_pretrain_args(pretrain, config_args)
+        except PretrainError as err:
+            raise CVError(str(err)) from err
+    elif only_pretrain is not None:
+        raise CVError("--cv.only_pretrain needs --cv.pretrain (the pretraining's arguments)")
+    if only_pretrain is not None and not 0 <= only_pretrain < repeats:
+        raise CVError(f"--cv.only_pretrain {only_pretrain} is outside 0..{repeats - 1} ({repeats} repeats)")
+
+
+def ensure_record(out: Path, record: dict[str, Any], folds: list[int], repeats: int, write: bool) -> None:
+    """Refuse to mix two configurations in one folder; keep the union of requested grids."""
+    path = out / RECORD_NAME
+    previous = read_record(out)
+    if previous is not None:
+        for key in CONFIG_KEYS:
+            if previous.get(key) != record.get(key):
+                raise CVError(f"{path}: this folder holds runs of a different {key} "
+                              f"({previous.get(key)!r} != {record.get(key)!r}); use another --cv.out, or "
+                              f"delete {path} if the change is deliberate")
+    if not write:
+        return
+    old_grid = (previous or {}).get("grid", {})
+    grid = {"folds": sorted(set(old_grid.get("folds", [])) | set(folds)),
+            "repeats": sorted(set(old_grid.get("repeats", [])) | set(range(repeats)))}
+    merged = {**record, "resolved": record.get("resolved") or (previous or {}).get("resolved"), "grid": grid}
+    if record.get("pretrain"):
+        merged["pretrain_resolved"] = record.get("pretrain_resolved") or (previous or {}).get("pretrain_resolved")
+    if merged != previous:
+        atomic_write_json(path, merged)
