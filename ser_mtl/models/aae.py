@@ -37,7 +37,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_info
 from torch import nn
 
 from ser_mtl.metrics import UtteranceAccuracy
-from ser_mtl.models.components import ClassifierHead, Decoder, Discriminator, Encoder
+from ser_mtl.models.components import ClassifierHead, Decoder, Discriminator, Encoder, full_precision
 from ser_mtl.models.evaluation import EvaluationSteps
 from ser_mtl.models.init_from import InitReport, load_matching_weights
 from ser_mtl.models.losses import LABELLED, TASKS, check_label_tensor, classification_loss, labelled_index
@@ -279,7 +279,7 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
         x = batch["x"]  # (B, 1, F, T)
         opt = self._optimizer("autoencoder")
         with self.toggled_optimizer(opt):
-            mse = F.mse_loss(self.decoder(self.encode(x)), x.float())  # fp32 also under autocast
+            mse = F.mse_loss(self.decoder(self.encode(x)), full_precision(x))  # fp32 also under autocast
             self._optimise(opt, self.hparams.alpha * mse)
         self.log("train/loss_rec", mse, batch_size=x.shape[0])
 

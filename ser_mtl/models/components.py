@@ -37,6 +37,12 @@ from torch import nn
 Pool = tuple[int, int]
 
 
+def full_precision(t: torch.Tensor) -> torch.Tensor:
+    """fp16/bf16 (autocast) outputs as fp32, so losses and metrics are computed in fp32; fp32 and fp64 unchanged
+    (``64-true`` runs stay float64)."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 def _check_pools(channels: Sequence[int], pools: Sequence[Sequence[int]], who: str) -> list[Pool]:
     if len(channels) == 0 or len(channels) != len(pools):
         raise ValueError(f"{who}: channels and pools must be non-empty lists of equal length "
@@ -130,7 +136,7 @@ class Decoder(nn.Module):
         self.blocks = nn.Sequential(*blocks)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.blocks(z).float()  # (B, C, F', T') -> (B, 1, F, T)
+        return full_precision(self.blocks(z))  # (B, C, F', T') -> (B, 1, F, T)
 
 
 def _pooled_hw(in_hw: Sequence[int], who: str) -> tuple[int, int]:
@@ -196,8 +202,8 @@ class ClassifierHead(nn.Module):
                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Logits (B, n_classes); with ``return_hidden`` also the last hidden layer (B, hidden), before dropout."""
         h = self.hidden(self.features(z))  # (B, hidden)
-        logits = self.out(self.dropout(h)).float()  # (B, n_classes)
-        h = h.float()
+        logits = full_precision(self.out(self.dropout(h)))  # (B, n_classes)
+        h = full_precision(h)
         return (logits, h) if return_hidden else logits
 
 
@@ -228,4 +234,4 @@ class Discriminator(nn.Module):
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z).float()  # (B, C, H, W) -> (B, 1)
+        return full_precision(self.net(z))  # (B, C, H, W) -> (B, 1)
