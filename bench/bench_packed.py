@@ -17,10 +17,8 @@ import argparse
 import resource
 import time
 
-import pytorch_lightning as pl
 import torch
-from bench_training import RandomBatches, StepTimer
-from torch.utils.data import DataLoader
+from bench_training import make_batch, time_fit
 
 from ser_mtl.models.aae import MultiTaskAAE
 from ser_mtl.models.packed import PackedAAE
@@ -55,13 +53,9 @@ def unpacked(hp: dict, batch_size: int, steps: int, warmup: int, device: torch.d
     """Seconds per step and peak MiB of one fit's training_step under a Trainer."""
     _reset_peak(device)
     model = MultiTaskAAE(**hp)
-    timer = StepTimer(warmup)
-    trainer = pl.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, max_epochs=1,
-                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, callbacks=[timer], limit_val_batches=0)
-    data = RandomBatches((steps + warmup) * batch_size, hp["input_size"], hp["num_speakers"])
-    trainer.fit(model, DataLoader(data, batch_size=batch_size))
-    return sum(timer.times) / len(timer.times), _peak_mib(device)
+    times = time_fit(model, make_batch(batch_size, hp["input_size"], hp["num_speakers"]), steps + warmup,
+                     device.type, "32-true")[warmup:]
+    return sum(times) / len(times), _peak_mib(device)
 
 
 def packed(hp: dict, k: int, batch_size: int, steps: int, warmup: int, device: torch.device) -> tuple[float, float]:
