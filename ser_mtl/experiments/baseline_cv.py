@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from ser_mtl.experiments.baseline import C_GRID, baseline_label, run_baseline
-from ser_mtl.experiments.cv import config_files, derive_seed, run_dir_name
+from ser_mtl.experiments.cv_record import config_files
+from ser_mtl.experiments.cv_run import derive_seed, run_dir_name
 from ser_mtl.experiments.opensmile_features import BaselineError
 from ser_mtl.experiments.summary import METRICS_NAME, RECORD_NAME, aggregate, read_record, read_run_metrics
 from ser_mtl.io_utils import atomic_write_json

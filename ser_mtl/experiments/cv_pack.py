@@ -82,7 +82,7 @@ def num_packs(n_runs: int, pack: int) -> int:
 
 def _needs_pack(run_dir: Path) -> bool:
     """No metrics.json, no fit_done.json, and no unpacked checkpoint that an unpacked fit would resume."""
-    from ser_mtl.experiments.cv import newest_checkpoint
+    from ser_mtl.experiments.cv_run import newest_checkpoint
 
     if (run_dir / METRICS_NAME).exists() or (run_dir / "fit_done.json").exists():
         return False
@@ -92,7 +92,7 @@ def _needs_pack(run_dir: Path) -> bool:
 def plan_tasks(out: Path, runs: Sequence[Run], pack: int) -> list[tuple[Run, ...]]:
     """The runner's tasks: the runs needing a fit in groups of ``pack`` (grid order), every other run alone
     (tested, resumed unpacked or skipped), ordered by each task's first run in ``runs``."""
-    from ser_mtl.experiments.cv import run_dir_name
+    from ser_mtl.experiments.cv_run import run_dir_name
 
     packed = [run for run in runs if _needs_pack(out / run_dir_name(*run))]
     groups = [tuple(packed[i:i + pack]) for i in range(0, len(packed), pack)]
@@ -120,7 +120,7 @@ def run_pack(backend: Any, fit_backend: Any, config_args: list[str], out: Path, 
     ``on_error(fold, repeat, err)`` turns one run's failure into its result (or raises: ``--cv.fail_fast``).
     Returns one ``cv.RunResult`` per run of ``group``, in its order.
     """
-    from ser_mtl.experiments.cv import RunResult, _fit_and_test, _is_rank_zero, prepare_run, run_dir_name
+    from ser_mtl.experiments.cv_run import RunResult, _fit_and_test, _is_rank_zero, prepare_run, run_dir_name
 
     rank_zero = _is_rank_zero()
     results: dict[Run, Any] = {}

@@ -68,7 +68,7 @@ def _is_rank_zero() -> bool:
 
 
 def _newest_checkpoint(run_dir: Path) -> Path | None:
-    from ser_mtl.experiments.cv import newest_checkpoint
+    from ser_mtl.experiments.cv_run import newest_checkpoint
 
     return newest_checkpoint(run_dir)
 
@@ -130,7 +130,7 @@ def pretrained_init(out: Path, repeat: int) -> Path | None:
 
 def pretrain_seed(base_seed: int, repeat: int) -> int:
     """``derive_seed(base_seed, PRETRAIN_FOLD, repeat)`` (see the module docstring)."""
-    from ser_mtl.experiments.cv import derive_seed
+    from ser_mtl.experiments.cv_run import derive_seed
 
     return derive_seed(base_seed, PRETRAIN_FOLD, repeat)
 
@@ -140,7 +140,7 @@ def pretrain_repeats(backend: CVBackend, pretrain: list[str], out: Path, repeats
     """Run (or skip, when finished) the pretraining of each repeat: repeat -> best.ckpt of those that
     finished. A failed one is reported and the others still run; the folds of its repeat then fail
     (`pretrained_init`) pointing at its log. ``fail_fast`` re-raises the first failure instead."""
-    from ser_mtl.experiments.cv import CVError
+    from ser_mtl.experiments.cv_record import CVError
     from ser_mtl.experiments.stages import stop_requested
 
     finished: dict[int, Path] = {}

@@ -25,7 +25,6 @@ every row's difference, interval and p, or why it could not be tested.
 
 from __future__ import annotations
 
-import csv
 import re
 import sys
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ser_mtl.command_line import command, run_function
+from ser_mtl.experiments.confusion import confusion_from_predictions
 from ser_mtl.experiments.paper_results import PaperResult, Protocol, match, protocol_from_config
 from ser_mtl.experiments.summary import (
     METRICS_NAME,
@@ -218,32 +218,7 @@ def summed_confusion(exp: Experiment) -> tuple[np.ndarray, list[str]] | None:
             if list(run["classes"]) == classes:
                 total += np.asarray(run["confmat"], dtype=np.int64)
         return total, classes
-    return _confusion_from_predictions(exp.path, [r.get("dir", "") for r in runs])
-
-
-def _confusion_from_predictions(root: Path, run_dirs: list[str]) -> tuple[np.ndarray, list[str]] | None:
-    classes: list[str] = []
-    pairs: list[tuple[str, str]] = []
-    for name in run_dirs:
-        path = root / name / "predictions.csv"
-        if not name or not path.is_file():
-            continue
-        with open(path, newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            names = [c[2:] for c in reader.fieldnames or [] if c.startswith("p_")]
-            if not classes:
-                classes = names
-            if names != classes or not {"label", "pred"} <= set(reader.fieldnames or []):
-                continue
-            pairs += [(row["label"], row["pred"]) for row in reader if row["label"]]
-    if not classes or not pairs:
-        return None
-    index = {c: i for i, c in enumerate(classes)}
-    total = np.zeros((len(classes), len(classes)), dtype=np.int64)  # (C, C)
-    for label, pred in pairs:
-        if label in index and pred in index:
-            total[index[label], index[pred]] += 1
-    return total, classes
+    return confusion_from_predictions(exp.path, [r.get("dir", "") for r in runs])
 
 
 def _sweep_table(sweep: Sweep) -> list[str]:
