@@ -235,7 +235,8 @@ def test_unequal_batches_are_split_by_size_and_leave_other_runs_alone():
 
     def epoch(batches_of_run1):
         pack = PackedAAE(make_models(CONFIGS["sgd"][0]), SEEDS)
-        done = _train_epoch(pack, [iter(run[0]), iter(batches_of_run1), iter(run[2])], keys)
+        done, interrupted = _train_epoch(pack, [iter(run[0]), iter(batches_of_run1), iter(run[2])], keys)
+        assert not interrupted
         return pack, done
 
     same, done_same = epoch(run[1])
@@ -248,6 +249,6 @@ def test_unequal_batches_are_split_by_size_and_leave_other_runs_alone():
                            other.run_state_dict(1)["encoder.blocks.0.0.weight"])
     # and run 1 trained exactly as it would alone (a pack of one, its own seed), to float rounding
     alone = PackedAAE(make_models(CONFIGS["sgd"][0], seeds=SEEDS[1:2], lrs=LRS[1:2]), SEEDS[1:2])
-    assert _train_epoch(alone, [iter(short)], keys) == [2]
+    assert _train_epoch(alone, [iter(short)], keys) == ([2], False)
     for n, v in alone.run_state_dict(0).items():
         torch.testing.assert_close(other.run_state_dict(1)[n], v, atol=1e-5, rtol=1e-5)

@@ -1,9 +1,10 @@
 """`PackedAAE`: K runs of `MultiTaskAAE` trained as one batched network on one device.
 
 The K runs' parameters and BatchNorm buffers are stacked (``torch.func.stack_module_state``) into
-(K, ...) tensors, and every forward is ``torch.func.vmap`` over ``functional_call`` of the modules of
-``ser_mtl/models/components.py``: one kernel launch serves K runs (vmap turns the K convolutions into
-one grouped convolution). Each run gets its own batch, inputs (K, B, 1, F, T) and labels (K, B).
+(K, ...) tensors, and every forward runs the layers of ``ser_mtl/models/components.py`` as one grouped
+network (`ser_mtl.models.packed_layers.grouped_forward`: convolutions with groups = K, BatchNorm over
+the K runs' channels, batched matrix products): one kernel launch serves K runs. Each run gets its own
+batch, inputs (K, B, 1, F, T) and labels (K, B); inside, image-like activations are (B, K*C, H, W).
 
 `PackedAAE.step` is `MultiTaskAAE.training_step` for every run at once, with the same math, phase by
 phase (``ser_mtl/models/aae.py``): reconstruction alpha * MSE -> autoencoder optimizer; discriminator
@@ -29,22 +30,19 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, stack_module_state, vmap
+from torch.func import stack_module_state
 
 from ser_mtl.models.aae import MultiTaskAAE
 from ser_mtl.models.losses import ACC_NAME
+from ser_mtl.models.packed_layers import grouped_forward, to_grouped
 from ser_mtl.models.packed_optim import PackedOptimizer, _bcast
 
 PARTS = ("encoder", "decoder", "discriminator", "heads")
-
-
-def _sub(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    """The entries under ``prefix`` with the prefix removed (a submodule's own names)."""
-    return {n[len(prefix):]: t for n, t in tensors.items() if n.startswith(prefix)}
 
 
 class PackedAAE:
@@ -102,18 +100,24 @@ class PackedAAE:
                                       weight_decay=hp["weight_decay"]) for name in self.optimizer_names}
 
     # ----------------------------------------------------------------- functional pieces
-    def _state(self, *prefixes: str) -> dict[str, torch.Tensor]:
-        return {n: t for d in (self.params, self.buffers) for n, t in d.items() if n.startswith(prefixes)}
+    SEQUENCES: ClassVar[dict[str, str]] = {"encoder": "encoder.blocks", "decoder": "decoder.blocks", "discriminator": "discriminator.net"}
 
-    def _call(self, part: str, tensors: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """One run's ``part`` (a dotted module path) on x; called inside vmap with that run's tensors."""
-        return functional_call(self.template.get_submodule(part), _sub(tensors, part + "."), (x,))
+    def _run(self, part: str, x: torch.Tensor) -> torch.Tensor:
+        """The K runs' ``part`` (encoder, decoder, discriminator or a head's features/hidden/out) on x in the
+        grouped layout (`ser_mtl.models.packed_layers`)."""
+        path = self.SEQUENCES.get(part, part)
+        return grouped_forward(self.template.get_submodule(path), path, {**self.params, **self.buffers}, x, self.k,
+                               self.template.training, bool(self.hparams.get("channels_last", False)))
 
-    def _head(self, task: str, t: Mapping[str, torch.Tensor], z: torch.Tensor,
-              drop: torch.Tensor | None) -> torch.Tensor:
-        """`ClassifierHead.forward` with the dropout mask given: (B, C, H, W) -> logits (B, n_classes)."""
-        h = self._call(f"heads.{task}.hidden", t, self._call(f"heads.{task}.features", t, z))  # (B, hidden)
-        return self._call(f"heads.{task}.out", t, h if drop is None else h * drop)
+    def _grouped(self, x: torch.Tensor) -> torch.Tensor:
+        """(K, B, C, H, W) -> (B, K*C, H, W), channels-last when the runs' convolutions are."""
+        return to_grouped(x, bool(self.hparams.get("channels_last", False)))
+
+    def _head(self, task: str, z: torch.Tensor, drop: torch.Tensor | None) -> torch.Tensor:
+        """`ClassifierHead.forward` with the dropout mask (K, B, hidden) given: z (B, K*C, H, W) -> logits
+        (K, B, n_classes)."""
+        h = self._run(f"heads.{task}.hidden", self._run(f"heads.{task}.features", z))  # (K, B, hidden)
+        return self._run(f"heads.{task}.out", h if drop is None else h * drop)
 
     @contextmanager
     def _buffers_only_for(self, mask: torch.Tensor, *prefixes: str) -> Iterator[None]:
@@ -125,9 +129,9 @@ class PackedAAE:
             b = self.buffers[n]
             self.buffers[n] = torch.where(_bcast(mask, b), b, before[n])
 
-    def _encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def _encode(self, xg: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         with self._buffers_only_for(mask, "encoder."):
-            return vmap(lambda t, xi: self._call("encoder", t, xi))(self._state("encoder."), x)  # (K, B, C, H, W)
+            return self._run("encoder", xg)  # (B, 1*K, F, T) -> (B, K*C, H, W)
 
     def _apply(self, opt_name: str, loss: torch.Tensor, names: Sequence[str], masks: Mapping[str, torch.Tensor],
                ok: torch.Tensor) -> None:
@@ -176,11 +180,12 @@ class PackedAAE:
                                                                                              device=self.device)
         noise = noise if noise is not None else self.draw_noise(x.shape[1], runs)
         out: dict[str, torch.Tensor] = {}
+        xg = self._grouped(x)  # (B, K*1, F, T)
         if "decoder" in self.template:
-            self._reconstruction(x, out)
+            self._reconstruction(xg, out)
         if "discriminator" in self.template:
-            self._regularisation(x, noise["prior"], out)
-        self._classification(x, batch, noise["dropout"], out)
+            self._regularisation(xg, self._grouped(noise["prior"]), out)
+        self._classification(xg, batch, noise["dropout"], out)
         return out
 
     def _ok(self, loss: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -188,37 +193,36 @@ class PackedAAE:
         self.diverged |= mask & ~finite
         return mask & finite
 
-    def _reconstruction(self, x: torch.Tensor, out: dict) -> None:
-        def mse(t, xi):  # (B, 1, F, T) -> ()
-            return F.mse_loss(self._call("decoder", t, self._call("encoder", t, xi)), xi)
+    def _per_run_mean(self, g: torch.Tensor) -> torch.Tensor:
+        """Mean of a grouped (B, K*C, H, W) tensor over each run's own elements -> (K,)."""
+        return g.reshape(g.shape[0], self.k, -1).mean(dim=(0, 2))
 
+    def _reconstruction(self, xg: torch.Tensor, out: dict) -> None:
         with self._buffers_only_for(self._on, "encoder.", "decoder."):
-            loss = vmap(mse)(self._state("encoder.", "decoder."), x)  # (K,)
+            rec = self._run("decoder", self._run("encoder", xg))  # (B, K*1, F, T)
+            loss = self._per_run_mean((rec - xg).pow(2))  # (K,) F.mse_loss of each run
         names = self.optimizers["autoencoder"].names
         ok = self._ok(loss, self._on)
         self._apply("autoencoder", self.hparams["alpha"] * loss, names, {n: ok for n in names}, ok)
         out["loss_rec"] = loss.detach()
 
-    def _regularisation(self, x: torch.Tensor, prior: torch.Tensor, out: dict) -> None:
-        z = self._encode(x, self._on)  # (K, B, C, H, W), graph kept for the generator step
-        ones = x.new_ones(x.shape[1], 1)
+    def _regularisation(self, xg: torch.Tensor, prior: torch.Tensor, out: dict) -> None:
+        """``prior``: the runs' prior samples, grouped (B, K*C, H, W) like the codes."""
+        z = self._encode(xg, self._on)  # (B, K*C, H, W), graph kept for the generator step
+        d_real, d_fake = self._run("discriminator", prior), self._run("discriminator", z.detach())  # (K, B, 1)
+        ones = torch.ones_like(d_real)
 
-        def disc(t, d, zi):  # prior samples d and codes zi (B, C, H, W)
-            d_real, d_fake = self._call("discriminator", t, d), self._call("discriminator", t, zi)  # (B, 1)
-            loss = (F.binary_cross_entropy_with_logits(d_real, ones)
-                    + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(ones)))
-            return loss, ((d_real > 0).float().mean() + (d_fake < 0).float().mean()) / 2
+        def bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # (K, B, 1) -> (K,)
+            return F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=(1, 2))
 
-        loss, acc = vmap(disc)(self._state("discriminator."), prior, z.detach())  # (K,), (K,)
+        loss = bce(d_real, ones) + bce(d_fake, torch.zeros_like(ones))  # (K,)
+        acc = ((d_real > 0).float().mean(dim=(1, 2)) + (d_fake < 0).float().mean(dim=(1, 2))) / 2  # (K,)
         names = self.optimizers["discriminator"].names
         ok = self._ok(loss, self._on)
         self._apply("discriminator", loss, names, {n: ok for n in names}, ok)
         out["loss_disc"], out["disc_acc"] = loss.detach(), acc
 
-        def gen(t, zi):
-            return F.binary_cross_entropy_with_logits(self._call("discriminator", t, zi), ones)
-
-        loss = vmap(gen)(self._state("discriminator."), z)  # (K,), the just-updated discriminator
+        loss = bce(self._run("discriminator", z), ones)  # (K,), the just-updated discriminator
         enc = [n for n in self.optimizers["autoencoder"].names if n.startswith("encoder.")]
         ok = self._ok(loss, self._on)
         self._apply("autoencoder", loss, enc, {n: ok for n in enc}, ok)  # the decoder: no grad, skipped
@@ -234,19 +238,18 @@ class PackedAAE:
                              f"int64, got {labels.dtype} of shape {tuple(labels.shape)}")
         return labels
 
-    def _classification(self, x: torch.Tensor, batch: Mapping[str, torch.Tensor],
+    def _classification(self, xg: torch.Tensor, batch: Mapping[str, torch.Tensor],
                         drop: Mapping[str, torch.Tensor], out: dict) -> None:
         labels = {t: self._labels(batch, t) for t in self.tasks}  # (K, B) each
         present = {t: (lab >= 0).any(1) & self._on for t, lab in labels.items()}  # (K,)
         runs = torch.stack(list(present.values())).any(0)  # (K,) runs with any label: the phase runs
-        k, b = x.shape[:2]
+        k, b = batch["x"].shape[:2]
         beta = float(self.hparams["beta"])
-        z = self._encode(x, runs)
-        total = x.new_zeros(k)
+        z = self._encode(xg, runs)  # (B, K*C, H, W)
+        total = xg.new_zeros(k)
         for task in self.tasks:
             with self._buffers_only_for(present[task], f"heads.{task}."):
-                logits = vmap(lambda t, zi, d, task=task: self._head(task, t, zi, d))(
-                    self._state(f"heads.{task}."), z, drop[task])  # (K, B, n_classes)
+                logits = self._head(task, z, drop[task])  # (K, B, n_classes)
             lab = labels[task]
             mask = lab >= 0  # (K, B)
             n = mask.sum(1)  # (K,)
@@ -269,9 +272,8 @@ class PackedAAE:
         """Eval-mode logits {task: (K, B, n_classes)} of every run on its own segments x (K, B, 1, F, T)."""
         self.template.eval()
         try:
-            z = vmap(lambda t, xi: self._call("encoder", t, xi))(self._state("encoder."), x)
-            return {task: vmap(lambda t, zi, task=task: self._head(task, t, zi, None))(
-                self._state(f"heads.{task}."), z) for task in self.tasks}
+            z = self._run("encoder", self._grouped(x))  # (B, K*C, H, W)
+            return {task: self._head(task, z, None) for task in self.tasks}
         finally:
             self.template.train()
 

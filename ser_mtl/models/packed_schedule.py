@@ -127,6 +127,18 @@ class PackedSchedule:
         for cb, trainer, module in zip(self.callbacks, self._trainers, self._modules):
             cb.on_train_end(trainer, module)
 
+    def state_dict(self) -> dict[str, Any]:
+        """Every run's callback state (best score, wait, restores, best weights) and stop epoch."""
+        return {"callbacks": [cb.state_dict() for cb in self.callbacks], "stop_epoch": list(self.stop_epoch)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Inverse of `state_dict`; a run that the pack has inactive counts as stopped."""
+        active = self.pack.active.tolist()
+        for k, (cb, saved) in enumerate(zip(self.callbacks, state["callbacks"], strict=True)):
+            cb.load_state_dict(saved)
+            self.stop_epoch[k] = state["stop_epoch"][k]
+            self._trainers[k].should_stop = not active[k]
+
     def lrs(self, k: int) -> list[float]:
         """Run k's current learning rate of every optimizer (`MultiTaskAAE.optimizer_names` order)."""
         return [self.pack.optimizers[n].lrs[k] for n in self.pack.optimizer_names]

@@ -13,11 +13,17 @@ batches differ in size (an epoch's last batch) the step is split into one step p
 taking only the runs of that size, so that no run ever sees padding in its BatchNorm statistics. A
 run whose loader is done waits for the others. A run whose loss becomes non-finite is stopped and
 reported (``diverged``), where an unpacked fit would raise.
+
+Resumption (``state_path``): after every epoch's checkpoints the whole pack's state is written to one
+file (`ser_mtl.models.packed_resume`), and a call that finds a state of the same pack there goes on
+from it, with the same batches and random draws as if it had not been interrupted. ``interrupt``
+(polled after every batch, e.g. a SIGUSR1 flag) saves the state after the batch in progress and
+raises `PackInterrupted`; the next call resumes with the epoch's remaining batches.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import zip_longest
 from pathlib import Path
@@ -31,7 +37,12 @@ from ser_mtl.models.init_from import load_matching_weights
 from ser_mtl.models.packed import PackedAAE
 from ser_mtl.models.packed_checkpoint import save_run_checkpoint
 from ser_mtl.models.packed_eval import evaluate_pack, stack_batches
+from ser_mtl.models.packed_resume import load_pack_state, pack_state, read_pack_state, save_pack_state
 from ser_mtl.models.packed_schedule import PackedSchedule
+
+
+class PackInterrupted(Exception):
+    """`train_pack` was asked to stop (``interrupt``) and saved the pack's state to resume from."""
 
 
 @dataclass
@@ -58,11 +69,15 @@ def _steps_per_batch(pack: PackedAAE) -> int:
     return 1 + ("decoder" in pack.template) + 2 * ("discriminator" in pack.template)
 
 
-def _train_epoch(pack: PackedAAE, iterators: Sequence, keys: Sequence[str]) -> list[int]:
-    """One epoch of every active run on its own batches; returns the batches each run trained on."""
+def _train_epoch(pack: PackedAAE, iterators: Sequence, keys: Sequence[str],
+                 interrupt: Callable[[], bool] | None = None) -> tuple[list[int], bool]:
+    """One epoch of every active run on its own batches; returns the batches each run trained on, and
+    whether ``interrupt()`` ended the epoch early (checked after every batch index)."""
     done = [0] * pack.k
     active = pack.active.tolist()
     for batches in zip_longest(*iterators):
+        if interrupt is not None and interrupt():
+            return done, True
         batches = [b if on else None for b, on in zip(batches, active)]
         sizes = {int(b["x"].shape[0]) for b in batches if b is not None}
         for size in sorted(sizes):
@@ -71,12 +86,13 @@ def _train_epoch(pack: PackedAAE, iterators: Sequence, keys: Sequence[str]) -> l
             packed, _ = stack_batches([b if on else ref for b, on in zip(batches, runs)], keys, pack.device)
             pack.step(packed, runs=runs)
             done = [d + on for d, on in zip(done, runs)]
-    return done
+    return done, False
 
 
 def train_pack(specs: Sequence[RunSpec], datamodules: Sequence[pl.LightningDataModule], max_epochs: int,
                schedule: Mapping[str, Any] | None = None, device: str = "cpu",
-               models: Sequence[MultiTaskAAE] | None = None) -> list[dict[str, Any]]:
+               models: Sequence[MultiTaskAAE] | None = None, state_path: str | Path | None = None,
+               spec: Any = None, interrupt: Callable[[], bool] | None = None) -> list[dict[str, Any]]:
     """Train the K runs of ``specs``, run k on ``datamodules[k]``, for up to ``max_epochs`` epochs.
 
     Args:
@@ -87,6 +103,10 @@ def train_pack(specs: Sequence[RunSpec], datamodules: Sequence[pl.LightningDataM
         device: where the pack trains ("cpu", "cuda", ...).
         models: the runs' models, already built under their seeds (e.g. by the CLI,
             `ser_mtl.experiments.pack_runner`); None builds them from ``specs`` (``init_from`` applied).
+        state_path: the pack's resume state (module docstring): resumed from when it holds ``spec``'s
+            state, written after every epoch; None: no resumption.
+        spec: what identifies this pack in its state (JSON-like; default: the runs' seeds and folders).
+        interrupt: polled after every batch; True saves the state and raises `PackInterrupted`.
     Returns: per run ``{"best_score", "best_epoch", "stop_epoch", "num_restores", "diverged", "lrs"}``,
     also written to ``<out_dir>/packed_fit.json``.
     """
@@ -107,23 +127,40 @@ def train_pack(specs: Sequence[RunSpec], datamodules: Sequence[pl.LightningDataM
     pack = PackedAAE(models, [spec.seed for spec in specs], device=device)
     del models
     loaders = []
-    for spec, dm in zip(specs, datamodules):
-        pl.seed_everything(spec.seed, verbose=False)  # the batch order follows the run's seed, as in a fit
+    for run, dm in zip(specs, datamodules):
+        pl.seed_everything(run.seed, verbose=False)  # the batch order follows the run's seed, as in a fit
         loaders.append(dm.train_dataloader())
     keys = ["x", *pack.tasks]
     sched = PackedSchedule(pack, **schedule)
-    sched.on_train_start()
-    batches_done = [0] * pack.k
+    if spec is None:
+        spec = [[run.seed, str(run.out_dir)] for run in specs]
+    state = read_pack_state(state_path, spec) if state_path is not None else None
+    start, skip, batches_done = 0, [0] * pack.k, [0] * pack.k
+    if state is None:
+        sched.on_train_start()
+    else:
+        load_pack_state(pack, sched, state)
+        start, skip, batches_done = state["next_epoch"], state["skip"], state["batches_done"]
+        print(f"[pack] resumed from {state_path}: epoch {start}" + (f", after {skip} of its batches" if any(skip)
+                                                                    else ""), flush=True)
     per_batch = _steps_per_batch(pack)
     num_emotions = int(pack.hparams["num_emotions"])
-    for epoch in range(max_epochs):
+    for epoch in range(start, max_epochs):
         active = pack.active.tolist()
         if not any(active):
             break
-        for loader in loaders:
+        for loader, first in zip(loaders, skip):
             loader.batch_sampler.epoch_fn = lambda epoch=epoch: epoch
-        done = _train_epoch(pack, [iter(loader) for loader in loaders], keys)
+            loader.batch_sampler.skip_fn = lambda first=first: first  # batches trained before an interruption
+        done, stopped = _train_epoch(pack, [iter(loader) for loader in loaders], keys, interrupt)
         batches_done = [a + b for a, b in zip(batches_done, done)]
+        if stopped:
+            if state_path is None:
+                raise PackInterrupted("train_pack: interrupted, and no state_path to save the pack's state to")
+            save_pack_state(state_path, pack_state(pack, sched, spec, epoch, [s + d for s, d in zip(skip, done)],
+                                                   batches_done))
+            raise PackInterrupted(f"train_pack: interrupted in epoch {epoch}; state saved to {state_path}")
+        skip = [0] * pack.k
         for k in [k for k, bad in enumerate(pack.diverged.tolist()) if bad and active[k]]:
             sched.stop(k, epoch)
         val = evaluate_pack(pack, [dm.val_dataloader() for dm in datamodules], num_emotions)
@@ -139,6 +176,8 @@ def train_pack(specs: Sequence[RunSpec], datamodules: Sequence[pl.LightningDataM
             if cb.best_epoch == epoch:
                 save_run_checkpoint(ckpts / "best.ckpt", pack, k, epoch, step, datamodules[k], cb.best_state)
             save_run_checkpoint(ckpts / "last.ckpt", pack, k, epoch, step, datamodules[k])
+        if state_path is not None:  # last: a kill before this replays the epoch, which rewrites the same files
+            save_pack_state(state_path, pack_state(pack, sched, spec, epoch + 1, skip, batches_done))
     sched.on_train_end()
     results = []
     for k, spec in enumerate(specs):
