@@ -25,6 +25,7 @@ from ser_mtl.experiments.cv import CVError, RunsFailed, derive_seed, run_cv
 from ser_mtl.experiments.cv_command import cv_kwargs, cv_main
 from ser_mtl.experiments.cv_pack import PACK_MARK, PACK_STAGE, plan_tasks
 from ser_mtl.experiments.slurm import SlurmOptions
+from ser_mtl.models.packed_resume import STATE_NAME
 
 
 def locked_elsewhere(run_dir: Path) -> bool:
@@ -156,6 +157,52 @@ def test_a_failed_pack_fails_its_runs_and_a_rerun_repacks_them_from_scratch(tmp_
     run_cv(config, None, 1, str(out), pack=2, backend=retry)
     assert retry.packs == [names(0, 1)] and retry.fits() == []  # repacked, not resumed unpacked
     assert all((out / n / "metrics.json").exists() for n in names(0, 1, 2, 3))
+
+
+class KilledPackBackend(PackBackend):
+    """Its first pack dies after an epoch: each run's last.ckpt and the pack's pack_state.pt are left."""
+
+    def run_stage(self, stage: str, args: list[str], run_dir: Path, env: dict | None = None) -> None:
+        if stage == PACK_STAGE and self.fail_pack:
+            spec = json.loads(Path(args[0]).read_text())
+            for entry in spec["runs"]:
+                (Path(entry["run_dir"]) / "checkpoints").mkdir(parents=True, exist_ok=True)
+                (Path(entry["run_dir"]) / "checkpoints" / "last.ckpt").write_text("epoch 0")
+            (Path(args[0]).parent / STATE_NAME).write_text("the pack after epoch 0")
+        super().run_stage(stage, args, run_dir, env)
+
+
+def test_a_killed_pack_is_resumed_by_the_rerun_with_its_checkpoints_kept(tmp_path: Path, config) -> None:
+    out = tmp_path / "cv"
+    with pytest.raises(RunsFailed):
+        run_cv(config, None, 1, str(out), pack=2, backend=KilledPackBackend(n_folds=2, fail_pack=True))
+    pack_dir = out / "packs" / "fold0_rep0+fold1_rep0"
+    spec_before = (pack_dir / "pack.json").read_text()
+    seen: list[str] = []
+
+    class Checking(PackBackend):
+        def run_stage(self, stage, args, run_dir, env=None):
+            if stage == PACK_STAGE:  # what the resuming child finds
+                seen.extend((out / n / "checkpoints" / "last.ckpt").read_text() for n in names(0, 1))
+                assert (pack_dir / STATE_NAME).exists() and (pack_dir / "pack.json").read_text() == spec_before
+            super().run_stage(stage, args, run_dir, env)
+
+    run_cv(config, None, 1, str(out), pack=2, backend=Checking(n_folds=2))
+    assert seen == ["epoch 0", "epoch 0"]  # not deleted as for a fresh pack
+    assert "resumed in a pack of 2 runs" in (out / "fold0_rep0" / "fit.log").read_text()
+    assert all((out / n / "metrics.json").exists() for n in names(0, 1))
+
+
+def test_a_pack_whose_runs_changed_starts_afresh_without_the_old_state(tmp_path: Path, config) -> None:
+    out = tmp_path / "cv"
+    with pytest.raises(RunsFailed):
+        run_cv(config, None, 1, str(out), pack=2, backend=KilledPackBackend(n_folds=2, fail_pack=True))
+    old = out / "packs" / "fold0_rep0+fold1_rep0"
+    (old / "pack.json").write_text(json.dumps({"config_args": ["--other"], "runs": []}))  # another pack's spec
+    backend = PackBackend(n_folds=2)
+    run_cv(config, None, 1, str(out), pack=2, backend=backend)
+    assert not (old / STATE_NAME).exists() and backend.specs[0]["config_args"] == config
+    assert "fitted in a pack of 2 runs" in (out / "fold0_rep0" / "fit.log").read_text().split("=====")[-1]
 
 
 def test_an_unfinished_packed_run_is_fitted_from_scratch_without_pack(tmp_path: Path, config) -> None:

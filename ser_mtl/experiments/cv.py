@@ -43,8 +43,8 @@ repeat r first gets one pretraining fit in ``DIR/pretrain_rep{r}/``, and every f
 Packed fits (``--cv.pack K``, ``ser_mtl.experiments.cv_pack``): the runs that still need a fit are
 fitted K at a time as one packed network in one child process (``ser_mtl.experiments.pack_runner``),
 then each is tested as above; composes with ``--cv.jobs`` (N packs at a time) and ``--cv.pretrain``;
-``--cv.slurm``: one array task per pack (``--cv.only_pack I``). An interrupted pack has no mid-pack
-resume: its unfinished runs restart from scratch.
+``--cv.slurm``: one array task per pack (``--cv.only_pack I``). An interrupted pack resumes from its
+``pack_state.pt`` (saved every epoch, and after the batch in progress on SIGUSR1).
 
 Seeds: run (fold, repeat) gets ``derive_seed(base_seed, fold, repeat)`` (recorded in run.json and
 metrics.json) as ``--seed_everything``. ``data.seed`` is left alone: it fixes the fold split, so "fold

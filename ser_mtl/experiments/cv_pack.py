@@ -19,9 +19,12 @@ A pack task (``run_pack``):
    ``test_metrics.json``, ``metrics.json``), so the summary is written by the existing code.
 
 Resumption: a run with ``fit_done.json`` is not repacked (only tested); a run with an unpacked
-checkpoint to resume from (``last.ckpt`` without ``pack.json``) is resumed unpacked, on its own. A
-pack has no mid-pack resume: a pack interrupted before its runs' ``fit_done.json`` restarts them
-from scratch (the next ``--cv.pack`` run repacks them; an unpacked re-run fits them from scratch).
+checkpoint to resume from (``last.ckpt`` without ``pack.json``) is resumed unpacked, on its own. An
+interrupted pack resumes: the next ``--cv.pack`` run groups the same unfinished runs into the same
+pack (same folder, same ``pack.json``), whose child goes on from ``pack_state.pt``
+(``ser_mtl/experiments/pack_runner.py``): a kill loses at most the epoch in progress, SIGUSR1 nothing.
+A pack whose runs or arguments changed (a run finished or is busy elsewhere meanwhile, other options)
+starts its runs afresh; an unpacked re-run fits them from scratch.
 A run that the pack left without ``best.ckpt`` (it diverged before its first validation) fails and
 is retried by the next run of the command.
 
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -43,6 +47,7 @@ from ser_mtl.experiments.cv_record import CVError
 from ser_mtl.experiments.stages import CLIBackend, RunFailed, run_lock
 from ser_mtl.experiments.summary import METRICS_NAME, read_run_metrics
 from ser_mtl.io_utils import atomic_write_json
+from ser_mtl.models.packed_resume import STATE_NAME
 
 PACK_STAGE = "pack_fit"  # the stage name the backend gets (its log: DIR/packs/<names>/pack_fit.log)
 PACK_MODULE = "ser_mtl.experiments.pack_runner"  # what the child runs instead of the training CLI
@@ -167,6 +172,14 @@ def run_pack(backend: Any, fit_backend: Any, config_args: list[str], out: Path, 
     return [results[run] for run in group]
 
 
+def _same_spec(path: Path, content: dict[str, Any]) -> bool:
+    """``path`` (a pack's ``pack.json``) holds ``content``: the interrupted pack is this one."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) == json.loads(json.dumps(content))
+    except (OSError, ValueError):
+        return False
+
+
 def _fit_pack_child(fit_backend: Any, config_args: list[str], out: Path,
                     to_fit: list[tuple[Run, Path, dict[str, Any], list[str]]], rank_zero: bool,
                     say: Callable[[str], None]) -> dict[Run, Exception | None]:
@@ -178,15 +191,22 @@ def _fit_pack_child(fit_backend: Any, config_args: list[str], out: Path,
     runs = [{"fold": fold, "seed": record["seed"], "run_dir": str(run_dir),
              "args": ["--model.init_from", record["init_from"]] if record.get("init_from") else []}
             for (fold, _), run_dir, record, _ in to_fit]
+    content = {"config_args": list(config_args), "runs": runs}
+    state = pack_dir / STATE_NAME
+    resume = state.exists() and _same_spec(spec, content)
     if rank_zero:
-        atomic_write_json(spec, {"config_args": list(config_args), "runs": runs})
+        if not resume:  # a new pack, or one whose runs or arguments changed: it starts afresh
+            state.unlink(missing_ok=True)
+            atomic_write_json(spec, content)
         for _, run_dir, _, _ in to_fit:
-            (run_dir / "fit_done.json").unlink(missing_ok=True)
-            (run_dir / "checkpoints" / "last.ckpt").unlink(missing_ok=True)  # a restarted pack starts afresh
+            if not resume:
+                (run_dir / "fit_done.json").unlink(missing_ok=True)
+                (run_dir / "checkpoints" / "last.ckpt").unlink(missing_ok=True)
             atomic_write_json(run_dir / PACK_MARK, {"pack": str(pack_dir), "runs": names})
-            _note(run_dir, f"fitted in a pack of {len(names)} runs ({', '.join(names)}); "
+            _note(run_dir, f"{'resumed' if resume else 'fitted'} in a pack of {len(names)} runs ({', '.join(names)}); "
                            f"log: {pack_dir / (PACK_STAGE + '.log')}")
-    say(f"pack of {len(names)}: {', '.join(names)}: fit  [log {pack_dir / (PACK_STAGE + '.log')}]")
+    say(f"pack of {len(names)}: {', '.join(names)}: {'resume' if resume else 'fit'}  "
+        f"[log {pack_dir / (PACK_STAGE + '.log')}]")
     try:
         fit_backend.run_stage(PACK_STAGE, [str(spec)], pack_dir)
     except Exception as err:  # noqa: BLE001 - the pack failed: each of its runs failed with it

@@ -23,9 +23,10 @@ per-repeat dependency would need the two arrays' indices to line up, which they 
 fails with a message saying so).
 
 Packed runs (``--cv.pack K``): one array task per pack, ``--cv.only_pack $SLURM_ARRAY_TASK_ID`` with
-``--cv.pack K`` (pack I = runs ``I*K .. I*K+K-1`` of ``task_grid``; ``ser_mtl.experiments.cv_pack``). A
-pack cannot save mid-way: it ignores the SIGUSR1 warning and is not requeued, so ``--cv.slurm_time`` must
-hold a whole pack; a pack cut off by the limit restarts its unfinished runs from scratch when resubmitted.
+``--cv.pack K`` (pack I = runs ``I*K .. I*K+K-1`` of ``task_grid``; ``ser_mtl.experiments.cv_pack``). On
+the SIGUSR1 warning the pack's child saves the whole pack after the batch in progress and requeues the
+task (``ser_mtl/experiments/pack_runner.py``), which resumes it with that epoch's remaining batches; a
+task killed without warning loses at most the epoch in progress (the pack's state is saved every epoch).
 
 Multi-GPU tasks (``--cv.slurm_gpus G`` with G > 1): the array asks for G tasks per node, as
 Lightning's SLURM environment expects, and the configuration must set ``--trainer.devices G``.

@@ -71,7 +71,7 @@ def read_pack_state(path: str | os.PathLike, spec: Any) -> dict[str, Any] | None
     if not os.path.exists(path):
         return None
     try:
-        state = read_checkpoint(path)
+        state = read_checkpoint(path, require_lightning=False)
     except Exception as err:  # torch raises many kinds for a damaged file
         raise ValueError(f"{path}: damaged pack state ({err!r}); delete it to train the pack from scratch") from err
     if not isinstance(state, dict) or state.get("format") != FORMAT:

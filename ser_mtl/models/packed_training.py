@@ -23,6 +23,7 @@ raises `PackInterrupted`; the next call resumes with the epoch's remaining batch
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import zip_longest
@@ -92,7 +93,7 @@ def _train_epoch(pack: PackedAAE, iterators: Sequence, keys: Sequence[str],
 def train_pack(specs: Sequence[RunSpec], datamodules: Sequence[pl.LightningDataModule], max_epochs: int,
                schedule: Mapping[str, Any] | None = None, device: str = "cpu",
                models: Sequence[MultiTaskAAE] | None = None, state_path: str | Path | None = None,
-               spec: Any = None, interrupt: Callable[[], bool] | None = None) -> list[dict[str, Any]]:
+               identity: Any = None, interrupt: Callable[[], bool] | None = None) -> list[dict[str, Any]]:
     """Train the K runs of ``specs``, run k on ``datamodules[k]``, for up to ``max_epochs`` epochs.
 
     Args:
@@ -103,9 +104,9 @@ def train_pack(specs: Sequence[RunSpec], datamodules: Sequence[pl.LightningDataM
         device: where the pack trains ("cpu", "cuda", ...).
         models: the runs' models, already built under their seeds (e.g. by the CLI,
             `ser_mtl.experiments.pack_runner`); None builds them from ``specs`` (``init_from`` applied).
-        state_path: the pack's resume state (module docstring): resumed from when it holds ``spec``'s
+        state_path: the pack's resume state (module docstring): resumed from when it holds ``identity``'s
             state, written after every epoch; None: no resumption.
-        spec: what identifies this pack in its state (JSON-like; default: the runs' seeds and folders).
+        identity: what identifies this pack in its state (JSON-like; default: the runs' seeds and folders).
         interrupt: polled after every batch; True saves the state and raises `PackInterrupted`.
     Returns: per run ``{"best_score", "best_epoch", "stop_epoch", "num_restores", "diverged", "lrs"}``,
     also written to ``<out_dir>/packed_fit.json``.
@@ -132,9 +133,9 @@ def train_pack(specs: Sequence[RunSpec], datamodules: Sequence[pl.LightningDataM
         loaders.append(dm.train_dataloader())
     keys = ["x", *pack.tasks]
     sched = PackedSchedule(pack, **schedule)
-    if spec is None:
-        spec = [[run.seed, str(run.out_dir)] for run in specs]
-    state = read_pack_state(state_path, spec) if state_path is not None else None
+    if identity is None:
+        identity = [[run.seed, str(run.out_dir)] for run in specs]
+    state = read_pack_state(state_path, identity) if state_path is not None else None
     start, skip, batches_done = 0, [0] * pack.k, [0] * pack.k
     if state is None:
         sched.on_train_start()
@@ -152,12 +153,13 @@ def train_pack(specs: Sequence[RunSpec], datamodules: Sequence[pl.LightningDataM
         for loader, first in zip(loaders, skip):
             loader.batch_sampler.epoch_fn = lambda epoch=epoch: epoch
             loader.batch_sampler.skip_fn = lambda first=first: first  # batches trained before an interruption
+        started = time.perf_counter()
         done, stopped = _train_epoch(pack, [iter(loader) for loader in loaders], keys, interrupt)
         batches_done = [a + b for a, b in zip(batches_done, done)]
         if stopped:
             if state_path is None:
                 raise PackInterrupted("train_pack: interrupted, and no state_path to save the pack's state to")
-            save_pack_state(state_path, pack_state(pack, sched, spec, epoch, [s + d for s, d in zip(skip, done)],
+            save_pack_state(state_path, pack_state(pack, sched, identity, epoch, [s + d for s, d in zip(skip, done)],
                                                    batches_done))
             raise PackInterrupted(f"train_pack: interrupted in epoch {epoch}; state saved to {state_path}")
         skip = [0] * pack.k
@@ -167,6 +169,8 @@ def train_pack(specs: Sequence[RunSpec], datamodules: Sequence[pl.LightningDataM
         active = pack.active.tolist()
         scores = [(float("nan") if v is None else v["ua"]) if on else None for v, on in zip(val, active)]
         sched.after_validation(epoch, scores)
+        shown = " ".join("-" if v is None else f"{v:.3f}" for v in scores)
+        print(f"[pack] epoch {epoch} ({time.perf_counter() - started:.0f} s): val/ua {shown}", flush=True)
         for k, spec in enumerate(specs):
             if not active[k]:
                 continue
@@ -177,7 +181,7 @@ def train_pack(specs: Sequence[RunSpec], datamodules: Sequence[pl.LightningDataM
                 save_run_checkpoint(ckpts / "best.ckpt", pack, k, epoch, step, datamodules[k], cb.best_state)
             save_run_checkpoint(ckpts / "last.ckpt", pack, k, epoch, step, datamodules[k])
         if state_path is not None:  # last: a kill before this replays the epoch, which rewrites the same files
-            save_pack_state(state_path, pack_state(pack, sched, spec, epoch + 1, skip, batches_done))
+            save_pack_state(state_path, pack_state(pack, sched, identity, epoch + 1, skip, batches_done))
     sched.on_train_end()
     results = []
     for k, spec in enumerate(specs):
