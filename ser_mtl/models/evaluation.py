@@ -56,7 +56,8 @@ class EvaluationSteps(pl.LightningModule):
         z = self.encode(x)
         losses = {}
         for task, head in self.heads.items():
-            labels, n = self._labels(batch, task)
+            labels, index = self._labelled(batch, task)  # (B,), (n,) indices of the labelled samples
+            n = len(index)
             logits = head(z)  # (B, n_classes)
             if task == "emotion":
                 metric.update(logits.softmax(dim=-1), batch["utt"], labels)
@@ -64,9 +65,10 @@ class EvaluationSteps(pl.LightningModule):
             elif stage == "test" and task in getattr(self, "aux_test_metrics", {}):
                 self.aux_test_metrics[task].update(logits.softmax(dim=-1), batch["utt"], labels)
             if n:
-                mask = labels >= 0
-                losses[task] = F.cross_entropy(logits[mask], labels[mask])
-                self._log_task(stage, task, losses[task], logits[mask], labels[mask], n)
+                # the host-made index: boolean indexing would wait for the device to count the mask
+                known, known_labels = logits.index_select(0, index), labels.index_select(0, index)
+                losses[task] = F.cross_entropy(known, known_labels)
+                self._log_task(stage, task, losses[task], known, known_labels, n)
             else:
                 self._log_nothing(stage, [f"loss_{task}", ACC_NAME[task]])
         if losses:
