@@ -73,7 +73,7 @@ def grouped_forward(module: nn.Module, name: str, tensors: Mapping[str, torch.Te
             tensors[f"{name}.num_batches_tracked"].add_(1)  # (K,)
         return out
     if isinstance(module, nn.ReLU):
-        return F.relu(x)
+        return F.relu(x, inplace=module.inplace)  # in place as the unpacked module: one (B, K*C, H, W) less
     if isinstance(module, nn.MaxPool2d):
         return F.max_pool2d(x, module.kernel_size, module.stride, module.padding, module.dilation,
                             ceil_mode=module.ceil_mode)
