@@ -41,7 +41,7 @@ from ser_mtl.callbacks import RestoreBestHalveLR
 from ser_mtl.io_utils import atomic_write_json
 from ser_mtl.lightning_cli import run_lightning_cli
 from ser_mtl.models.init_from import load_matching_weights
-from ser_mtl.models.packed_resume import STATE_NAME
+from ser_mtl.models.packed_resume import STATE_NAME, PackStateError, read_pack_state
 from ser_mtl.models.packed_training import PackInterrupted, RunSpec, train_pack
 
 SCHEDULE_KEYS = ("monitor", "mode", "patience", "factor", "min_lr", "min_delta", "restore_optimizer_state",
@@ -86,6 +86,8 @@ def fit_pack(config_args: Sequence[str], runs: Sequence[tuple], device: str | No
     """
     if not runs:
         raise ValueError("fit_pack: no runs to fit")
+    if state_path is not None:  # a state that cannot be resumed is refused before anything is built
+        read_pack_state(state_path, pack_spec(config_args, runs))
     clis = []
     for fold, seed, run_dir, *rest in runs:
         args = [*config_args, *(rest[0] if rest else []), "--data.fold", str(fold), "--seed_everything", str(seed),
@@ -164,6 +166,8 @@ def main(argv: Sequence[str]) -> None:
         fit_pack(config_args, runs, state_path=state_path, interrupt=warned.is_set)
     except PackInterrupted as err:
         raise SystemExit(f"[pack] SIGUSR1: {err}; {requeue_slurm_task()}") from None
+    except PackStateError as err:
+        raise SystemExit(f"[pack] {err}") from None
     finally:
         if handle:
             signal.signal(usr1, previous)

@@ -35,6 +35,11 @@ from ser_mtl.models.packed import PackedAAE
 from ser_mtl.models.packed_schedule import PackedSchedule
 
 FORMAT = "ser-mtl pack state 1"
+
+
+class PackStateError(ValueError):
+    """A ``pack_state.pt`` that cannot be resumed from (damaged, another format, another pack's)."""
+
 STATE_NAME = "pack_state.pt"
 
 
@@ -67,17 +72,17 @@ def save_pack_state(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
 
 def read_pack_state(path: str | os.PathLike, spec: Any) -> dict[str, Any] | None:
     """The state in ``path`` if it exists and was written for ``spec``; None if there is none; ValueError
-    (naming the file) if it is damaged, of another format or of another pack."""
+    (`PackStateError`, naming the file) if it is damaged, of another format or of another pack."""
     if not os.path.exists(path):
         return None
     try:
         state = read_checkpoint(path, require_lightning=False)
     except Exception as err:  # torch raises many kinds for a damaged file
-        raise ValueError(f"{path}: damaged pack state ({err!r}); delete it to train the pack from scratch") from err
+        raise PackStateError(f"{path}: damaged pack state ({err!r}); delete it to train the pack from scratch") from err
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a pack state of format {FORMAT!r}; delete it to train the pack from scratch")
+        raise PackStateError(f"{path}: not a pack state of format {FORMAT!r}; delete it to train the pack from scratch")
     if state.get("spec") != spec:
-        raise ValueError(f"{path}: written for another pack (its config arguments or runs differ from this one's); "
+        raise PackStateError(f"{path}: written for another pack (its config arguments or runs differ from this one's); "
                          "delete it to train this pack from scratch")
     return state
 

@@ -64,6 +64,17 @@ def test_a_saved_pack_state_round_trips_and_bad_or_foreign_states_are_refused(tm
         read_pack_state(path, {"pack": "a"})
 
 
+def test_a_pack_child_with_a_damaged_state_stops_with_one_line_naming_it(tmp_path: Path) -> None:
+    runs = [{"fold": 0, "seed": 1, "run_dir": str(tmp_path / "fold0_rep0"), "args": []}]
+    (tmp_path / "pack.json").write_text(json.dumps({"config_args": ["--config", "configs/demo.yaml"], "runs": runs}))
+    (tmp_path / STATE_NAME).write_bytes(b"PK\x03\x04 torn")
+    child = _pack_child(tmp_path / "pack.json")
+    out, _ = child.communicate(timeout=120)
+    assert child.returncode == 1
+    assert out.strip().splitlines()[-1].startswith(f"[pack] {tmp_path / STATE_NAME}: damaged pack state"), out
+    assert "Traceback" not in out and not (tmp_path / "fold0_rep0").exists()
+
+
 def _datamodule(corpus: Path, cache: Path):
     from ser_mtl.data.datamodule import SERDataModule
 
