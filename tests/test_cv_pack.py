@@ -218,7 +218,7 @@ def test_an_unfinished_packed_run_is_fitted_from_scratch_without_pack(tmp_path: 
 
 
 def test_two_jobs_run_two_packs_at_once_each_on_its_device(tmp_path: Path, config, eight_cores) -> None:  # noqa: F811
-    backend = PackBackend(n_folds=4, sleep_s=0.3)
+    backend = PackBackend(n_folds=4, sleep_s=1.0)
     run_cv(config, None, 1, str(tmp_path / "cv"), pack=2, jobs=2, backend=backend)
     packs = [(s, e, env) for stage, s, e, env in backend.spans if stage == PACK_STAGE]
     assert sorted(backend.packs) == [names(0, 1), names(2, 3)]
