@@ -209,3 +209,22 @@ def test_a_pack_child_stopped_by_sigusr1_then_sigkilled_resumes_to_the_uninterru
     assert not state.exists()  # removed once every run has fit_done.json
     assert all(json.loads((r / "fit_done.json").read_text())["resumed_from"] == str(state) for r in runs)
     _assert_same_fits(ref_runs, runs)
+
+
+def test_a_slurm_pack_requeues_its_array_task_as_lightning_does(tmp_path: Path, monkeypatch) -> None:
+    from ser_mtl.experiments.pack_runner import requeue_slurm_task
+
+    fake = tmp_path / "bin" / "scontrol"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path / 'calls'}\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "901")
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "900")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "7")
+    assert requeue_slurm_task() == "requeued SLURM job 900_7"
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID")
+    assert requeue_slurm_task() == "requeued SLURM job 901"
+    assert (tmp_path / "calls").read_text().splitlines() == ["requeue 900_7", "requeue 901"]
+    monkeypatch.delenv("SLURM_JOB_ID")
+    assert requeue_slurm_task().startswith("not a SLURM job")
