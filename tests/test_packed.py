@@ -127,6 +127,9 @@ CONFIGS = {
     "adam_clip": ({"optimizer": "adam", "weight_decay": 1e-4, "grad_clip": 0.5}, (1e-3, 2e-3, 5e-4),
                   torch.float32, 1e-5),
     "adam_float64": ({"optimizer": "adam", "weight_decay": 1e-4}, LRS, torch.float64, 1e-9),
+    # the demo network's heads (mean + std over time) and uneven pools
+    "adam_stats_float64": ({"optimizer": "adam", "grad_clip": 5.0, "head_pool": "stats",
+                            "encoder_pools": [[2, 2], [2, 4], [2, 2]]}, LRS, torch.float64, 1e-9),
 }
 
 

@@ -117,10 +117,11 @@ def test_fit_pack_builds_each_run_as_its_cli_fit(corpus, tmp_path, monkeypatch):
     initial = []
     real_train_pack = pack_runner.train_pack
 
-    def recording_train_pack(specs, dms, epochs, schedule, device, models):
+    def recording_train_pack(specs, dms, epochs, schedule, device, models, **resume):
         initial.extend({n: v.clone() for n, v in m.state_dict().items()} for m in models)
         assert epochs == 1 and schedule["patience"] == 5 and schedule["restore_optimizer_state"] is True
-        return real_train_pack(specs, dms, epochs, schedule, device, models)
+        assert resume["state_path"] is None and resume["identity"]["runs"][1][:2] == [1, 8]
+        return real_train_pack(specs, dms, epochs, schedule, device, models, **resume)
 
     monkeypatch.setattr(pack_runner, "train_pack", recording_train_pack)
     base = run_args(corpus, tmp_path / "unused")
