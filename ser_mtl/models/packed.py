@@ -18,7 +18,8 @@ phase over that optimizer's parameters. A stopped run (``active`` False) changes
 A non-finite loss does not raise (one run must not kill the pack): the run's update is skipped and
 the run is marked in ``diverged``, for the training loop to report and stop.
 
-Random draws (prior samples, dropout masks) come from each run's own ``torch.Generator``; `step`
+Random draws (prior samples, dropout masks) come from each run's own ``torch.Generator`` (seeded with
+`noise_seed` of the run's seed); `step`
 also takes them explicitly (``noise``), which is how the tests give a packed step and three unpacked
 steps the same draws. Optimizers: `ser_mtl.models.packed_optim.PackedOptimizer` (per-run lr and skip
 masks); run k's weights and optimizer states convert to the unpacked layout with `run_state_dict`,
@@ -32,6 +33,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -43,6 +45,13 @@ from ser_mtl.models.packed_layers import grouped_forward, to_grouped
 from ser_mtl.models.packed_optim import PackedOptimizer, _bcast
 
 PARTS = ("encoder", "decoder", "discriminator", "heads")
+
+
+def noise_seed(seed: int) -> int:
+    """Seed of a run's generator of prior samples and dropout masks, derived from (not equal to) the run's
+    seed: the run's initial weights were drawn from a stream seeded with ``seed`` itself, and a second stream
+    with the same seed would replay those numbers as the first steps' draws."""
+    return int(np.random.SeedSequence([int(seed), 0x9ACC]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
 class PackedAAE:
@@ -83,7 +92,7 @@ class PackedAAE:
         missing = set(self.keys) ^ (set(self.params) | set(self.buffers))
         if missing:
             raise RuntimeError(f"PackedAAE: state-dict entries outside {PARTS}: {sorted(missing)}")
-        self.generators = [torch.Generator(device=self.device).manual_seed(int(s)) for s in seeds]
+        self.generators = [torch.Generator(device=self.device).manual_seed(noise_seed(s)) for s in seeds]
         self.active = torch.ones(self.k, dtype=torch.bool, device=self.device)  # (K,) False once a run stopped
         self.diverged = torch.zeros(self.k, dtype=torch.bool, device=self.device)  # (K,)
         self.initial_lrs = [float(m.hparams.lr) for m in models]
