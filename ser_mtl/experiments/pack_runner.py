@@ -30,7 +30,9 @@ the run's own arguments before the runner's (``["--model.init_from", CKPT]`` wit
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Sequence
@@ -137,9 +139,6 @@ def read_pack_spec(path: str | Path) -> tuple[list[str], list[tuple]]:
 def requeue_slurm_task() -> str:
     """``scontrol requeue`` this SLURM task (an array task as ``JOB_TASK``), as Lightning's SLURM plugin
     does; returns what happened, for the log."""
-    import os
-    import subprocess
-
     array_job = os.environ.get("SLURM_ARRAY_JOB_ID")
     job = f"{array_job}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array_job else os.environ.get("SLURM_JOB_ID")
     if not job:

@@ -37,12 +37,6 @@ def to_grouped(x: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
     return x.transpose(0, 1).reshape(b, k * c, h, w).contiguous()
 
 
-def from_grouped(x: torch.Tensor, k: int) -> torch.Tensor:
-    """(B, K*C, H, W) -> (K, B, C, H, W)."""
-    b, kc, h, w = x.shape
-    return x.reshape(b, k, kc // k, h, w).transpose(0, 1)
-
-
 def grouped_forward(module: nn.Module, name: str, tensors: Mapping[str, torch.Tensor], x: torch.Tensor, k: int,
                     training: bool, channels_last: bool = False) -> torch.Tensor:
     """``module`` (named ``name`` in ``tensors``, whose entries are (K, ...) stacks) for K runs at once.

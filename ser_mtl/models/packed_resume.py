@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from ser_mtl.callbacks import _to_cpu
 from ser_mtl.checkpoint_io import read_checkpoint
 from ser_mtl.io_utils import atomic_path
 from ser_mtl.models.packed import PackedAAE
@@ -43,23 +44,18 @@ class PackStateError(ValueError):
 STATE_NAME = "pack_state.pt"
 
 
-def _cpu(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {n: t.detach().cpu().clone() for n, t in tensors.items()}
-
-
 def pack_state(pack: PackedAAE, sched: PackedSchedule, spec: Any, next_epoch: int,
                skip: Sequence[int], batches_done: Sequence[int]) -> dict[str, Any]:
     """The resume state (module docstring) of ``pack`` about to run epoch ``next_epoch``, whose first
     ``skip[k]`` batches run k has trained already; ``batches_done[k]``: its batches in all epochs."""
-    optimizers = {name: {"state": {n: _cpu(st) for n, st in opt.state.items()},
-                         "has_state": _cpu(opt.has_state), "lrs": list(opt.lrs)}
+    optimizers = {name: _to_cpu({"state": opt.state, "has_state": opt.has_state, "lrs": list(opt.lrs)})
                   for name, opt in pack.optimizers.items()}
     return {
         "format": FORMAT, "spec": spec, "k": pack.k,
         "next_epoch": int(next_epoch), "skip": [int(s) for s in skip], "batches_done": [int(b) for b in batches_done],
-        "params": _cpu(pack.params), "buffers": _cpu(pack.buffers), "optimizers": optimizers,
+        "params": _to_cpu(pack.params), "buffers": _to_cpu(pack.buffers), "optimizers": optimizers,
         "generators": [g.get_state() for g in pack.generators],
-        "active": pack.active.cpu().clone(), "diverged": pack.diverged.cpu().clone(),
+        "active": _to_cpu(pack.active), "diverged": _to_cpu(pack.diverged),
         "schedule": sched.state_dict(),
     }
 
