@@ -32,14 +32,14 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "cache": ("ser_mtl.cache_command", "cache_main", "build the feature stores of a config ahead of training"),
     "classify": ("ser_mtl.commands", "classify", "emotion probabilities for audio files with a trained model"),
     "export": ("ser_mtl.export_onnx", "export", "a trained model as an ONNX file"),
-    "cv": ("ser_mtl.experiments.cv_command", "cv_main", "cross-validation: folds x repeats of fit + test, resumable"),
-    "sweep": ("ser_mtl.experiments.sweep", "sweep_main", "one cross-validation per value of a parameter"),
-    "baseline": ("ser_mtl.experiments.baseline", "baseline_main",
+    "cv": ("ser_mtl.runs.cv_command", "cv_main", "cross-validation: folds x repeats of fit + test, resumable"),
+    "sweep": ("ser_mtl.runs.sweep", "sweep_main", "one cross-validation per value of a parameter"),
+    "baseline": ("ser_mtl.baselines.baseline", "baseline_main",
                  "utterance statistics + logistic regression on the same split (a reference)"),
-    "aggregate": ("ser_mtl.experiments.summary", "aggregate_main", "summarise finished cross-validation runs"),
-    "compare": ("ser_mtl.experiments.compare", "compare_main",
+    "aggregate": ("ser_mtl.analysis.summary", "aggregate_main", "summarise finished cross-validation runs"),
+    "compare": ("ser_mtl.analysis.compare", "compare_main",
                 "paired differences and tests (UA, WA) between cv folders over matching runs"),
-    "report": ("ser_mtl.experiments.report", "report_main", "Markdown tables and plots from cv summaries"),
+    "report": ("ser_mtl.analysis.report", "report_main", "Markdown tables and plots from cv summaries"),
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ser_mtl.data.datamodule import SERDataModule
-from ser_mtl.experiments.cv import run_cv
+from ser_mtl.runs.cv import run_cv
 from ser_mtl.models.aae import MultiTaskAAE
 from ser_mtl.run_outputs import aux_accuracies
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ser_mtl.cli import main
-from ser_mtl.experiments.baseline import utterance_statistics
+from ser_mtl.baselines.baseline import utterance_statistics
 
 
 def test_utterance_statistics_by_hand():
@@ -50,7 +50,7 @@ def test_baseline_command_scores_the_test_session(corpus, tmp_path, stats, capsy
 def test_scores_and_classifiers_agree_with_sklearn():
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix
 
-    from ser_mtl.experiments.baseline import make_classifier, scores
+    from ser_mtl.baselines.baseline import make_classifier, scores
 
     y_true = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
     y_pred = np.array([0, 1, 0, 1, 2, 2, 2, 0, 2])
@@ -89,7 +89,7 @@ def _corpus_args(corpus, tmp_path):
 
 def test_egemaps_baseline_on_the_corpus(corpus, tmp_path, capsys):
     pytest.importorskip("opensmile")
-    from ser_mtl.experiments.opensmile_features import SmileCache, functionals, utterance_samples
+    from ser_mtl.baselines.opensmile_features import SmileCache, functionals, utterance_samples
     from ser_mtl.lightning_cli import build_datamodule
 
     out, predictions = tmp_path / "egemaps.json", tmp_path / "predictions.csv"
@@ -123,7 +123,7 @@ def test_egemaps_baseline_on_the_corpus(corpus, tmp_path, capsys):
 @pytest.mark.slow
 def test_egemaps_baseline_every_fold_and_report(corpus, tmp_path, capsys):
     pytest.importorskip("opensmile")
-    from ser_mtl.experiments.report import report
+    from ser_mtl.analysis.report import report
 
     cv_out = tmp_path / "egemaps_cv"
     args = _corpus_args(corpus, tmp_path)
@@ -162,8 +162,8 @@ def test_egemaps_baseline_every_fold_and_report(corpus, tmp_path, capsys):
 
 
 def test_report_names_a_baseline_folder_beside_a_network_folder(tmp_path):
-    from ser_mtl.experiments.report import report
-    from ser_mtl.experiments.summary import aggregate
+    from ser_mtl.analysis.report import report
+    from ser_mtl.analysis.summary import aggregate
     from ser_mtl.io_utils import atomic_write_json
 
     resolved = {"data": {"corpus": "iemocap", "scheme": "loso", "task": "categorical"},

@@ -12,8 +12,8 @@ from ser_mtl import cli
 from ser_mtl.cli import main
 from ser_mtl.command_line import ForwardingCommand, parse_function_args, split_argv
 from ser_mtl.commands import classify
-from ser_mtl.experiments import cv_command
-from ser_mtl.experiments.report import report_main
+from ser_mtl.runs import cv_command
+from ser_mtl.analysis.report import report_main
 
 
 def run_main(args: list[str], capsys) -> tuple[int, str, str]:

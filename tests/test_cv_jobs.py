@@ -21,11 +21,11 @@ import pytest
 from cli_args import run_args
 from test_cv_runner import FakeBackend, arg
 
-from ser_mtl.experiments import parallel_runs
-from ser_mtl.experiments.cv import CLIBackend, CVError, RunsFailed, run_cv
-from ser_mtl.experiments.cv_command import cv_kwargs, cv_main
-from ser_mtl.experiments.parallel_runs import JobsError, plan_slots
-from ser_mtl.experiments.stages import RUNNER_PID_VARIABLE
+from ser_mtl.runs import parallel_runs
+from ser_mtl.runs.cv import CLIBackend, CVError, RunsFailed, run_cv
+from ser_mtl.runs.cv_command import cv_kwargs, cv_main
+from ser_mtl.runs.parallel_runs import JobsError, plan_slots
+from ser_mtl.runs.stages import RUNNER_PID_VARIABLE
 
 STAGE_S = 0.25
 
@@ -230,8 +230,8 @@ def main(args):
 
 RUNNER = """
 import sys
-from ser_mtl.experiments.cv import run_cv
-from ser_mtl.experiments.stages import CLIBackend
+from ser_mtl.runs.cv import run_cv
+from ser_mtl.runs.stages import CLIBackend
 backend = CLIBackend(cli_module="stand_in_cli")
 backend.resolve_config = lambda args: None
 run_cv(sys.argv[3:], [0, 1, 2], 1, sys.argv[1], backend=backend, jobs=int(sys.argv[2]))
@@ -271,7 +271,7 @@ def test_pdeathsig_follows_the_thread_that_started_the_child(tmp_path: Path) -> 
     if not sys.platform.startswith("linux"):
         pytest.skip("PR_SET_PDEATHSIG is Linux-only")
     armed = tmp_path / "armed"
-    code = ("import pathlib, sys, time; from ser_mtl.experiments.stages import _die_with_runner; "
+    code = ("import pathlib, sys, time; from ser_mtl.runs.stages import _die_with_runner; "
             f"_die_with_runner(); pathlib.Path({str(armed)!r}).write_text('1'); time.sleep(20)")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), RUNNER_PID_VARIABLE: str(os.getpid())}
     children = []

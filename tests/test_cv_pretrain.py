@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from test_cv_runner import CONFIG_TEXT, FakeBackend, arg
 
-from ser_mtl.experiments.cv import CVError, RunsFailed, derive_seed, run_cv
-from ser_mtl.experiments.cv_command import cv_kwargs, cv_main
-from ser_mtl.experiments.pretrain_stage import PRETRAIN_FOLD, parse_pretrain
-from ser_mtl.experiments.sweep import run_sweep
+from ser_mtl.runs.cv import CVError, RunsFailed, derive_seed, run_cv
+from ser_mtl.runs.cv_command import cv_kwargs, cv_main
+from ser_mtl.runs.pretrain_stage import PRETRAIN_FOLD, parse_pretrain
+from ser_mtl.runs.sweep import run_sweep
 
 
 @pytest.fixture
@@ -179,7 +179,7 @@ def test_sweep_warns_for_alpha_with_a_discriminator_under_adam(tmp_path, config,
 def test_pretrain_string_is_kept_apart_from_the_training_arguments(monkeypatch) -> None:
     """`ser-mtl cv --config c.yaml --cv.pretrain "--config p.yaml --data.root /x" --cv.out o`: the quoted value
     (one argv token with blanks) belongs to --cv.pretrain, not to the training arguments; `=` works too."""
-    import ser_mtl.experiments.cv_command as command
+    import ser_mtl.runs.cv_command as command
 
     seen = {}
     monkeypatch.setattr(command, "run_cv", lambda args, **kwargs: seen.update(args=args, **kwargs))

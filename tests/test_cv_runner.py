@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ser_mtl.experiments.cv import (
+from ser_mtl.runs.cv import (
     CLIBackend,
     CVError,
     RunsFailed,
@@ -28,8 +28,8 @@ from ser_mtl.experiments.cv import (
     run_cv,
     task_grid,
 )
-from ser_mtl.experiments.cv_command import parse_int_list
-from ser_mtl.experiments.sweep import parse_list, run_sweep, setting_dirname, sweep_settings
+from ser_mtl.runs.cv_command import parse_int_list
+from ser_mtl.runs.sweep import parse_list, run_sweep, setting_dirname, sweep_settings
 
 CONFIG_TEXT = "model:\n  alpha: 0.4\n"
 
@@ -246,7 +246,7 @@ def test_seeds_are_deterministic_and_distinct() -> None:
 def test_module_entry_is_the_cv_command() -> None:
     import subprocess
 
-    result = subprocess.run([sys.executable, "-m", "ser_mtl.experiments.cv", "--help"], capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "ser_mtl.runs.cv", "--help"], capture_output=True,
                             text=True, timeout=120, check=False)
     assert result.returncode == 0 and "--cv.out" in result.stdout and "--cv.slurm_partition" in result.stdout
 
@@ -363,8 +363,8 @@ def test_subprocess_backend_treats_sigterm_exit_as_unfinished(tmp_path: Path, co
 
 RUNNER = """
 import sys
-from ser_mtl.experiments.cv import run_cv
-from ser_mtl.experiments.stages import CLIBackend
+from ser_mtl.runs.cv import run_cv
+from ser_mtl.runs.stages import CLIBackend
 backend = CLIBackend(cli_module="stand_in_cli")
 backend.resolve_config = lambda args: None
 run_cv(sys.argv[2:], [0], 1, sys.argv[1], backend=backend)
@@ -470,7 +470,7 @@ def _real_cli_missing() -> str | None:
 @pytest.mark.skipif(_real_cli_missing() is not None, reason=str(_real_cli_missing()))
 def test_end_to_end_with_the_real_cli(tmp_path: Path) -> None:
     from ser_mtl.data.synth import synth
-    from ser_mtl.experiments.report import report
+    from ser_mtl.analysis.report import report
 
     synth(str(tmp_path / "corpus"), iemocap_sessions=3, iemocap_dialogs=2, iemocap_utterances=16,
           librispeech_train_speakers=4, librispeech_train_utterances=4, librispeech_test_speakers=2,

@@ -1,4 +1,4 @@
-"""The claim behind `ser_mtl.experiments.loss_weights`, measured on MultiTaskAAE itself: under Adam
+"""The claim behind `ser_mtl.runs.loss_weights`, measured on MultiTaskAAE itself: under Adam
 (eps -> 0, so only the scale invariance is left) alpha without a discriminator and single-task beta
 leave the weights unchanged after a few real training steps, alpha with a discriminator does not."""
 
@@ -10,7 +10,7 @@ import torch
 from test_aae_phases import TINY, Segments
 from torch.utils.data import DataLoader
 
-from ser_mtl.experiments.loss_weights import LossWeightError, check_loss_weight_sweep
+from ser_mtl.runs.loss_weights import LossWeightError, check_loss_weight_sweep
 from ser_mtl.models.aae import MultiTaskAAE
 
 

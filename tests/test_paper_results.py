@@ -1,4 +1,4 @@
-"""The paper's published numbers are data (ser_mtl/experiments/paper_results.csv), read back as printed.
+"""The paper's published numbers are data (ser_mtl/analysis/paper_results.csv), read back as printed.
 
 The expected values below were checked by hand against the paper's Tables 3-6 (Latif et al., "Multi-Task
 Semi-Supervised Adversarial Autoencoding for Speech Emotion Recognition", IEEE Trans. Affective Computing,
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ser_mtl.experiments.paper_results import LOSO, PAPER_RESULTS, load_paper_results
+from ser_mtl.analysis.paper_results import LOSO, PAPER_RESULTS, load_paper_results
 
 
 def test_rows_per_table() -> None:
@@ -58,11 +58,11 @@ def test_fields_use_the_protocol_vocabulary() -> None:
 
 
 def test_the_data_file_ships_with_the_package_and_reads_back() -> None:
-    text = resources.files("ser_mtl.experiments").joinpath("paper_results.csv").read_text(encoding="utf-8")
+    text = resources.files("ser_mtl.analysis").joinpath("paper_results.csv").read_text(encoding="utf-8")
     assert len(text.splitlines()) == len(PAPER_RESULTS) + 1  # header + one line per published number
     tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
     pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
-    assert "paper_results.csv" in pyproject["tool"]["setuptools"]["package-data"]["ser_mtl.experiments"]
+    assert "paper_results.csv" in pyproject["tool"]["setuptools"]["package-data"]["ser_mtl.analysis"]
     header = "table,row,corpus,target,schemes,task,arch,aux,metric,mean,std\n"
     assert load_paper_results(header + "4,X,iemocap,msp_improv,cross_corpus,categorical,aae,both,ua,1.5,\n")[0] \
         .text() == "1.5"

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from ser_mtl.cli import main
-from ser_mtl.experiments.paper_results import PAPER_RESULTS, Protocol, match, protocol_from_config
-from ser_mtl.experiments.report import load_experiment, report, summed_confusion
-from ser_mtl.experiments.summary import aggregate, summarize
-from ser_mtl.experiments.sweep import run_sweep
+from ser_mtl.analysis.paper_results import PAPER_RESULTS, Protocol, match, protocol_from_config
+from ser_mtl.analysis.report import load_experiment, report, summed_confusion
+from ser_mtl.analysis.summary import aggregate, summarize
+from ser_mtl.runs.sweep import run_sweep
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CLASSES = ["angry", "happy", "neutral", "sad"]
@@ -290,8 +290,8 @@ def gender_summary(acc: float, std: float) -> dict:
 
 
 def test_figure4_panels_come_from_every_speaker_sweep(tmp_path: Path) -> None:
-    from ser_mtl.experiments.figure4 import figure4
-    from ser_mtl.experiments.report import discover
+    from ser_mtl.analysis.figure4 import figure4
+    from ser_mtl.analysis.report import discover
 
     emo = write_sweep(tmp_path / "f4a", "data.aux_speakers", {300: emotion_summary(0.66, 0.10),
                                                               0: emotion_summary(0.60, None),

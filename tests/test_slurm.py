@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from ser_mtl.command_line import split_argv
-from ser_mtl.experiments.cv import run_cv, task_grid
-from ser_mtl.experiments.cv_command import cv_main, parse_int_list
-from ser_mtl.experiments.slurm import SlurmOptions, array_spec, write_cv_scripts
+from ser_mtl.runs.cv import run_cv, task_grid
+from ser_mtl.runs.cv_command import cv_main, parse_int_list
+from ser_mtl.runs.slurm import SlurmOptions, array_spec, write_cv_scripts
 
 CONFIG = ["--config", "configs/demo.yaml", "--model.alpha", "0.3", "--data.root", "/data/my corpus/IEMOCAP"]
 
@@ -60,7 +60,7 @@ def test_scripts_parse_and_request_the_array(tmp_path: Path) -> None:
     assert '--cv.only_task "$SLURM_ARRAY_TASK_ID"' in body[srun[0]]
     assert (tmp_path / "cv" / "slurm" / "logs").is_dir()  # sbatch needs the --output folder to exist
     aggregate = Path(paths["aggregate"]).read_text()
-    assert f"-m ser_mtl.experiments.summary {tmp_path / 'cv'}" in aggregate and "gres" not in aggregate
+    assert f"-m ser_mtl.analysis.summary {tmp_path / 'cv'}" in aggregate and "gres" not in aggregate
     assert os.access(paths["submit"], os.X_OK)
 
 
@@ -87,7 +87,7 @@ def test_each_task_runs_its_own_fold_and_repeat(tmp_path: Path) -> None:
                "SER_MTL_PYTHON": str(bin_dir / "fake_python"), "RECORD": str(record)}
         subprocess.run(["bash", paths["array"]], env=env, check=True, capture_output=True, cwd=tmp_path)
         argv = record.read_text().splitlines()
-        assert argv[:2] == ["-m", "ser_mtl.experiments.cv"]  # = `ser-mtl cv`
+        assert argv[:2] == ["-m", "ser_mtl.runs.cv"]  # = `ser-mtl cv`
         mine, config_args = split_argv(argv[2:], ("--cv.",))
         assert config_args == CONFIG  # quoting survived the shell, spaces included
         cv = cv_main.parser().parse_args(mine).cv
@@ -151,7 +151,7 @@ def test_aggregation_script_writes_the_summary(tmp_path: Path) -> None:
 
 
 def test_sweep_with_slurm_submits_one_array_per_setting(tmp_path: Path) -> None:
-    from ser_mtl.experiments.sweep import run_sweep
+    from ser_mtl.runs.sweep import run_sweep
 
     class TwoFolds:
         def num_folds(self, config_args):
@@ -188,7 +188,7 @@ PRETRAIN = ["--config", "configs/librispeech_pretrain.yaml", "--data.root", "/da
 
 def test_pretraining_array_runs_first_and_the_folds_wait_for_it(tmp_path: Path) -> None:
     """--cv.pretrain: one pretraining task per repeat; the fold array depends on the whole pretraining array."""
-    from ser_mtl.experiments.cv_command import cv_kwargs
+    from ser_mtl.runs.cv_command import cv_kwargs
 
     opts = SlurmOptions(python="/opt/venv/bin/python")
     paths = write_cv_scripts(CONFIG, [0, 1, 2], 2, str(tmp_path / "cv"), 5, None, opts, pretrain=PRETRAIN)

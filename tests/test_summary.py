@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ser_mtl.cli import main
-from ser_mtl.experiments.summary import (
+from ser_mtl.analysis.summary import (
     SummaryError,
     aggregate,
     mean_std,

@@ -1,6 +1,6 @@
 """`ser-mtl sweep` argument handling: the values list reaches the sweep intact."""
 
-from ser_mtl.experiments import sweep
+from ser_mtl.runs import sweep
 
 
 def test_sweep_main_passes_params_values_and_the_rest(monkeypatch, tmp_path):

@@ -6,7 +6,7 @@ Runbook::
         --baseline.features egemaps --baseline.cv_out runs/iemocap_loso_egemaps
     ser-mtl report runs/iemocap_loso runs/iemocap_loso_egemaps --out report/   # baseline beside the network
 
-Layout of ``--baseline.cv_out DIR`` (as ``ser-mtl cv``'s, ``ser_mtl.experiments.cv``)::
+Layout of ``--baseline.cv_out DIR`` (as ``ser-mtl cv``'s, ``ser_mtl.runs.cv``)::
 
     DIR/cv.json                  the record: config_args (the fit arguments plus the --baseline.*
                                  settings), base_seed, config_files, label, resolved (data.*), grid,
@@ -15,10 +15,10 @@ Layout of ``--baseline.cv_out DIR`` (as ``ser-mtl cv``'s, ``ser_mtl.experiments.
     DIR/fold{k}_rep{r}/predictions.csv   utt_id,speaker,label,pred per test utterance
     DIR/fold{k}_rep{r}/metrics.json      fold, repeat, seed, wa, ua, n_utterances, classes, confmat, C,
                                          val_ua, features, classifier (written last: the run is done)
-    DIR/summary.json             ``ser_mtl.experiments.summary.aggregate``
+    DIR/summary.json             ``ser_mtl.analysis.summary.aggregate``
 
 A re-run skips the folds with ``metrics.json``; the openSMILE features are cached per utterance
-(``ser_mtl.experiments.opensmile_features``), so only the first fold extracts. Logistic regression
+(``ser_mtl.baselines.opensmile_features``), so only the first fold extracts. Logistic regression
 (lbfgs) has no randomness: one repeat. The linear SVM's liblinear solver takes ``random_state`` (the
 run's seed, ``derive_seed(base_seed, fold, repeat)``), so ``--baseline.repeats`` is allowed there.
 """
@@ -30,11 +30,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ser_mtl.experiments.baseline import C_GRID, baseline_label, run_baseline
-from ser_mtl.experiments.cv_record import config_files
-from ser_mtl.experiments.cv_run import derive_seed, run_dir_name
-from ser_mtl.experiments.opensmile_features import BaselineError
-from ser_mtl.experiments.summary import METRICS_NAME, RECORD_NAME, aggregate, read_record, read_run_metrics
+from ser_mtl.baselines.baseline import C_GRID, baseline_label, run_baseline
+from ser_mtl.runs.cv_record import config_files
+from ser_mtl.runs.cv_run import derive_seed, run_dir_name
+from ser_mtl.baselines.opensmile_features import BaselineError
+from ser_mtl.analysis.summary import METRICS_NAME, RECORD_NAME, aggregate, read_record, read_run_metrics
 from ser_mtl.io_utils import atomic_write_json
 
 _METRIC_KEYS = ("wa", "ua", "n_utterances", "classes", "confmat", "C", "val_ua", "features", "classifier",

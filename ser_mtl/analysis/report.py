@@ -4,14 +4,14 @@ Runbook::
 
     ser-mtl report runs/iemocap_10fold runs/iemocap_loso runs/alpha --out report/
     # -> report/report.md, report/confusion_*.png, report/sweep_*.png, report/eer.png,
-    #    report/fig4_speakers.png (sweeps over the number of speakers: ser_mtl.experiments.figure4)
+    #    report/fig4_speakers.png (sweeps over the number of speakers: ser_mtl.analysis.figure4)
 
 Each argument is a cv folder (``summary.json``; without one, its finished runs are summarised in
 memory), a sweep folder (``sweep.json``) or a folder of such folders. Numbers are percent, mean ±
-sample std over repeats of each repeat's fold average (``ser_mtl.experiments.summary``), with one
+sample std over repeats of each repeat's fold average (``ser_mtl.analysis.summary``), with one
 decimal. Where an experiment's protocol (corpus, scheme, task, architecture, auxiliary tasks; read
 from its resolved configuration) matches a published row, the paper's number is shown beside ours
-in a column labelled "paper", with its table number (``ser_mtl.experiments.paper_results``).
+in a column labelled "paper", with its table number (``ser_mtl.analysis.paper_results``).
 Sweep tables show the paper's number once, above the table, since it belongs to the paper's own
 alpha/beta choice rather than to every swept value.
 
@@ -19,7 +19,7 @@ Significance: rows of the cross-validation table with the same protocol (corpus,
 label task; rows whose protocol is unknown form one group), and the settings of one sweep, are each
 compared with their reference row, the proposed model (AAE with gender + speaker tasks) where
 there is one, else the first row. A UA that differs with p < 0.05 gets ``*``; the footnote names
-the test (two-sided exact sign-flip test over repeats, ``ser_mtl.experiments.compare``) and gives
+the test (two-sided exact sign-flip test over repeats, ``ser_mtl.analysis.compare``) and gives
 every row's difference, interval and p, or why it could not be tested.
 """
 
@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 
 from ser_mtl.command_line import command, run_function
-from ser_mtl.experiments.confusion import confusion_from_predictions
-from ser_mtl.experiments.paper_results import PaperResult, Protocol, match, protocol_from_config
-from ser_mtl.experiments.summary import (
+from ser_mtl.analysis.confusion import confusion_from_predictions
+from ser_mtl.analysis.paper_results import PaperResult, Protocol, match, protocol_from_config
+from ser_mtl.analysis.summary import (
     METRICS_NAME,
     SUMMARY_NAME,
     SummaryError,
@@ -45,7 +45,7 @@ from ser_mtl.experiments.summary import (
     read_record,
     summarize,
 )
-from ser_mtl.experiments.sweep import SWEEP_NAME, format_value
+from ser_mtl.runs.sweep import SWEEP_NAME, format_value
 from ser_mtl.io_utils import atomic_write_text
 
 
@@ -163,7 +163,7 @@ def _aux_columns(summaries: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 def _significance(exps: list[Experiment], groups: list[list[int]]) -> tuple[list[bool], list[str]]:
-    from ser_mtl.experiments.compare import group_significance
+    from ser_mtl.analysis.compare import group_significance
 
     return group_significance([(e.name, e.summary.get("runs", []), e.protocol) for e in exps], groups)
 
@@ -250,7 +250,7 @@ def _sweep_table(sweep: Sweep) -> list[str]:
 
 
 def _sweep_section(sweep: Sweep, out: Path, figures: list[str]) -> list[str]:
-    from ser_mtl.experiments.plots import plot_confusion, plot_sweep
+    from ser_mtl.analysis.plots import plot_confusion, plot_sweep
 
     lines = [f"### Sweep over {', '.join(sweep.params)} ({sweep.path})", "", *_sweep_table(sweep)]
     done = [(v, e) for v, e in sweep.settings if e.summary.get("ua_mean") is not None]
@@ -292,7 +292,7 @@ def mark_baselines(items: list[Experiment | Sweep]) -> list[Experiment | Sweep]:
     """Label the classical baselines' cv folders (``ser-mtl baseline --baseline.cv_out``) among ``items``.
 
     Such a folder's ``cv.json`` (copied into its summary under ``config``) has a ``baseline`` entry
-    (``ser_mtl.experiments.baseline_cv``). Its row in the tables gets the baseline's name (e.g.
+    (``ser_mtl.baselines.baseline_cv``). Its row in the tables gets the baseline's name (e.g.
     ``eGeMAPS + LogReg``) in the model column, the corpus, task and scheme of its ``data.*`` settings,
     and no paper numbers (the paper has no such row). Everything else is left as it is.
     """
@@ -316,7 +316,7 @@ def report(dirs: list[str], out: str = "report") -> str:
         dirs: cv folders (``summary.json``), sweep folders (``sweep.json``) or folders holding them.
         out: output folder for ``report.md`` and the figures.
     """
-    from ser_mtl.experiments.plots import plot_confusion, plot_eer
+    from ser_mtl.analysis.plots import plot_confusion, plot_eer
 
     out_path = Path(out)
     out_path.mkdir(parents=True, exist_ok=True)
@@ -335,7 +335,7 @@ def report(dirs: list[str], out: str = "report") -> str:
         lines += ["## Sweeps", ""]
         for sweep in sweeps:
             lines += _sweep_section(sweep, out_path, figures)
-        from ser_mtl.experiments.figure4 import figure4_section
+        from ser_mtl.analysis.figure4 import figure4_section
 
         lines += figure4_section(sweeps, out_path, figures)
     eer_rows = [(e.name, e.summary) for e in experiments if e.summary.get("eer_mean") is not None]

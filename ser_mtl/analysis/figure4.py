@@ -22,12 +22,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ser_mtl.experiments.sweep import format_value
+from ser_mtl.runs.sweep import format_value
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from ser_mtl.experiments.report import Sweep
+    from ser_mtl.analysis.report import Sweep
 
 SPEAKER_PARAMS = ("data.aux_speakers", "data.speakers")
 PANELS = (("ua", "(a) emotion recognition", "UA (%)"),
@@ -81,7 +81,7 @@ def figure4_panels(sweeps: list[Sweep]) -> tuple[list[tuple[str, str, dict]], li
 
 def figure4(sweeps: list[Sweep]) -> tuple[Figure | None, list[str]]:
     """The Figure 4 panels as one figure (None when no speaker-count sweep has any metric) and notes."""
-    from ser_mtl.experiments.plots import panels_figure
+    from ser_mtl.analysis.plots import panels_figure
 
     panels, notes = figure4_panels(sweeps)
     if not panels:
@@ -92,7 +92,7 @@ def figure4(sweeps: list[Sweep]) -> tuple[Figure | None, list[str]]:
 
 def figure4_section(sweeps: list[Sweep], out: Path, figures: list[str]) -> list[str]:
     """The report's Figure 4 section (empty without speaker-count sweeps); writes ``out/fig4_speakers.png``."""
-    from ser_mtl.experiments.plots import save_figure
+    from ser_mtl.analysis.plots import save_figure
 
     if not any(_speaker_param(s) for s in sweeps):
         return []

@@ -19,14 +19,14 @@ and describes every utterance by
   2 x F, blind to the recording level and the speaker's average spectrum), or
 * ``egemaps`` / ``compare``: openSMILE's eGeMAPSv02 / ComParE_2016 functionals of the same
   silence-trimmed samples the network's spectrogram is made from (``--baseline.audio raw``: the
-  whole file), cached per utterance (``ser_mtl.experiments.opensmile_features``).
+  whole file), cached per utterance (``ser_mtl.baselines.opensmile_features``).
 
 The features are standardised on the training utterances (``StandardScaler``), a class-balanced
 multinomial logistic regression (``logreg``) or linear SVM (``linear_svm``) is fitted for each C of
 ``--baseline.c_grid``, the C with the best validation UA is kept (ties: the smaller C) and WA/UA are
 reported on the test utterances. A network that does not beat this on the same held-out speakers
 has not learnt more than these features carry. ``--baseline.cv_out DIR`` runs every fold
-(``ser_mtl.experiments.baseline_cv``).
+(``ser_mtl.baselines.baseline_cv``).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 from ser_mtl.command_line import ForwardingCommand
-from ser_mtl.experiments.opensmile_features import (
+from ser_mtl.baselines.opensmile_features import (
     FEATURE_SETS,
     Audio,
     BaselineError,
@@ -236,7 +236,7 @@ def baseline(config_args: list[str], features: Features = "stats", stats: Stats 
     if features in FEATURE_SETS:
         import_opensmile()  # the one-line hint before any corpus is read
     if cv_out:
-        from ser_mtl.experiments.baseline_cv import run_baseline_cv
+        from ser_mtl.baselines.baseline_cv import run_baseline_cv
 
         return run_baseline_cv(config_args, cv_out, options, folds, repeats, base_seed, label)
     from ser_mtl.lightning_cli import build_datamodule

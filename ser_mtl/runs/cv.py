@@ -17,11 +17,11 @@ Every argument that does not start with ``--cv.`` is passed to ``ser-mtl fit``/`
 Layout of ``--cv.out DIR``::
 
     DIR/cv.json                 configuration record (args, config file text, resolved config, grid;
-                                ``ser_mtl.experiments.cv_record``)
+                                ``ser_mtl.runs.cv_record``)
     DIR/fold{k}_rep{r}/         one run: run.json (fold, repeat, seed), fit.log, test.log,
                                 checkpoints/{best,last}.ckpt, fit_done.json, test_metrics.json,
                                 predictions.csv, metrics.json (written last: the run is finished)
-    DIR/summary.json            see ``ser_mtl.experiments.summary``
+    DIR/summary.json            see ``ser_mtl.analysis.summary``
 
 Resumption: a run with ``metrics.json`` is skipped; a run whose fit did not finish restarts from
 its newest checkpoint (``checkpoints/last.ckpt`` or Lightning's SLURM ``hpc_ckpt_*.ckpt``); a run
@@ -37,7 +37,7 @@ Two stages (paper 4.3: pretrain on LibriSpeech, then fine-tune)::
 
 ``--cv.pretrain`` takes the pretraining's ``ser-mtl fit`` arguments as one shell-quoted string. Each
 repeat r first gets one pretraining fit in ``DIR/pretrain_rep{r}/``, and every fold fit of repeat r gets
-``--model.init_from DIR/pretrain_rep{r}/checkpoints/best.ckpt`` (``ser_mtl.experiments.pretrain_stage``;
+``--model.init_from DIR/pretrain_rep{r}/checkpoints/best.ckpt`` (``ser_mtl.runs.pretrain_stage``;
 ``--cv.slurm``: a pretraining array, ``--cv.only_pretrain R``, that the fold array waits for).
 
 Packed fits (``--cv.pack K``, ``ser_mtl.experiments.cv_pack``): the runs that still need a fit are
@@ -68,7 +68,7 @@ from ser_mtl.experiments.cv_pack import (
     plan_tasks,
     run_pack,
 )
-from ser_mtl.experiments.cv_record import (  # noqa: F401 - re-exported
+from ser_mtl.runs.cv_record import (  # noqa: F401 - re-exported
     RESERVED_ARGS,
     CVError,
     check_config_args,
@@ -76,7 +76,7 @@ from ser_mtl.experiments.cv_record import (  # noqa: F401 - re-exported
     config_files,
     ensure_record,
 )
-from ser_mtl.experiments.cv_run import (  # noqa: F401 - re-exported: the per-run steps live there
+from ser_mtl.runs.cv_run import (  # noqa: F401 - re-exported: the per-run steps live there
     RunResult,
     _is_rank_zero,
     _say,
@@ -86,19 +86,19 @@ from ser_mtl.experiments.cv_run import (  # noqa: F401 - re-exported: the per-ru
     run_one,
     task_grid,
 )
-from ser_mtl.experiments.parallel_runs import JobsError, Slot, bind, plan_slots, run_in_slots
-from ser_mtl.experiments.pretrain_stage import (
+from ser_mtl.runs.parallel_runs import JobsError, Slot, bind, plan_slots, run_in_slots
+from ser_mtl.runs.pretrain_stage import (
     PretrainError,
     pretrain_repeats,
 )
-from ser_mtl.experiments.stages import (
+from ser_mtl.runs.stages import (
     CLIBackend,
     CVBackend,
     RunFailed,
     signal_guard,
     stop_requested,
 )
-from ser_mtl.experiments.summary import (
+from ser_mtl.analysis.summary import (
     RECORD_NAME,
     aggregate,
     read_record,
@@ -123,7 +123,7 @@ def run_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: s
         repeats: complete cross-validations, each with fresh seeds (paper: 10).
         out: the cv folder (layout in the module docstring).
         base_seed: seeds are derived from it, the fold and the repeat (``derive_seed``).
-        slurm: write a SLURM array + aggregation job (``ser_mtl.experiments.slurm``) instead of running.
+        slurm: write a SLURM array + aggregation job (``ser_mtl.runs.slurm``) instead of running.
         only_task: run only task id ``t`` of ``task_grid(folds, repeats)`` (one SLURM array task);
             no summary is written (the aggregation job does that).
         in_process: run fit/test in this process instead of a child process (faster, less isolated).
@@ -131,7 +131,7 @@ def run_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: s
         fail_fast: stop at the first failed run instead of running the others first.
         slurm_options: ``SlurmOptions`` for ``slurm=True``.
         backend: how stages run (tests inject one); default ``CLIBackend(in_process)``.
-        jobs: runs at a time, each in its own child processes (``ser_mtl.experiments.parallel_runs``);
+        jobs: runs at a time, each in its own child processes (``ser_mtl.runs.parallel_runs``);
             the results do not depend on it. With ``fail_fast`` the runs already going finish first.
         devices: the GPUs the jobs are spread over, round-robin (``"0,1"``, ``"cpu"``); None: all visible.
         pretrain: ``ser-mtl fit`` arguments of a pretraining run once per repeat before its folds
@@ -179,7 +179,7 @@ def run_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: s
         raise CVError(f"{out_path / RECORD_NAME} is missing: --cv.only_task/--cv.only_pretrain with --cv.pretrain "
                       "run inside a prepared cv folder; run the command once without them (or with --cv.slurm true)")
     if slurm:
-        from ser_mtl.experiments.slurm import SlurmOptions, write_cv_scripts
+        from ser_mtl.runs.slurm import SlurmOptions, write_cv_scripts
 
         return write_cv_scripts(config_args, folds, repeats, str(out_path), base_seed, label,
                                 slurm_options or SlurmOptions(), pretrain=pretrain, pack=pack)
@@ -257,6 +257,6 @@ def run_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: s
 
 
 if __name__ == "__main__":  # = `ser-mtl cv`; SLURM scripts call the module, whatever the dispatcher does
-    from ser_mtl.experiments.cv_command import cv_main
+    from ser_mtl.runs.cv_command import cv_main
 
     cv_main(sys.argv[1:])

@@ -1,9 +1,9 @@
 """The cv folder's configuration record (``DIR/cv.json``) and the checks on the training arguments.
 
-``ser_mtl.experiments.cv`` writes the record before any run starts and refuses a folder whose record
+``ser_mtl.runs.cv`` writes the record before any run starts and refuses a folder whose record
 holds another configuration (``ensure_record``), so that one folder never mixes the runs of two
 configurations; the record keeps the text of every ``--config`` file (``config_files``), including
-the files those include. These names are re-exported by ``ser_mtl.experiments.cv``.
+the files those include. These names are re-exported by ``ser_mtl.runs.cv``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ser_mtl.experiments.summary import RECORD_NAME, read_record
+from ser_mtl.analysis.summary import RECORD_NAME, read_record
 from ser_mtl.io_utils import atomic_write_json
 
 # Arguments the runner sets per run; a user value would be silently overridden, so it is refused.
@@ -69,7 +69,7 @@ def check_config_args(config_args: list[str]) -> None:
 def check_options(config_args: list[str], repeats: int, jobs: Any, in_process: bool, devices: Any, slurm: bool,
                   pretrain: list[str] | None, only_pretrain: int | None) -> None:
     """``run_cv``'s options that cannot be combined or are out of range, as ``CVError`` naming the option."""
-    from ser_mtl.experiments.pretrain_stage import PretrainError, check_pretrain_args
+    from ser_mtl.runs.pretrain_stage import PretrainError, check_pretrain_args
 
     if repeats < 1:
         raise CVError(f"--cv.repeats must be >= 1, got {repeats}")

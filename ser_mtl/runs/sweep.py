@@ -19,7 +19,7 @@ and is rewritten after every setting, so a partial sweep can already be reported
 The swept override is appended after the other arguments, so it wins over the config file.
 
 Before anything runs, a sweep of ``model.alpha``/``model.beta`` is checked against the resolved
-configuration (``ser_mtl.experiments.loss_weights``): one that cannot change the training under Adam
+configuration (``ser_mtl.runs.loss_weights``): one that cannot change the training under Adam
 is refused, a weak one is warned about (printed and kept in sweep.json under ``warnings``).
 With ``--cv.pretrain`` each setting pretrains in its own folder; a sweep over ``data.aux_speakers``
 appends ``--data.speakers N`` to that setting's pretraining, so that pretraining and fine-tuning use the
@@ -38,10 +38,10 @@ from typing import Any
 import yaml
 
 from ser_mtl.command_line import ForwardingCommand
-from ser_mtl.experiments.cv import CVError, RunsFailed, run_cv
-from ser_mtl.experiments.cv_command import add_cv_arguments, cv_kwargs
-from ser_mtl.experiments.loss_weights import LossWeightError, check_loss_weight_sweep
-from ser_mtl.experiments.summary import SUMMARY_NAME
+from ser_mtl.runs.cv import CVError, RunsFailed, run_cv
+from ser_mtl.runs.cv_command import add_cv_arguments, cv_kwargs
+from ser_mtl.runs.loss_weights import LossWeightError, check_loss_weight_sweep
+from ser_mtl.analysis.summary import SUMMARY_NAME
 from ser_mtl.io_utils import atomic_write_json
 
 SWEEP_NAME = "sweep.json"
@@ -147,7 +147,7 @@ def loss_weight_warnings(config_args: list[str], params: list[str], settings: li
     if not {"model.alpha", "model.beta"} & set(params):
         return []
     if backend is None:
-        from ser_mtl.experiments.stages import CLIBackend
+        from ser_mtl.runs.stages import CLIBackend
 
         backend = CLIBackend()
     others = set(params) - {"model.alpha", "model.beta"}
@@ -209,7 +209,7 @@ def run_sweep(config_args: list[str], params: list[str], values: list, out: str,
         if cv_options.get("slurm"):
             submits.append(str(Path(result["submit"]).relative_to(out_path.absolute())))
     if submits:
-        from ser_mtl.experiments.slurm import render_submit_all, write_executable
+        from ser_mtl.runs.slurm import render_submit_all, write_executable
 
         write_executable(out_path / "submit_all.sh", render_submit_all(submits))
         print(f"[sweep] submit every setting with: {out_path / 'submit_all.sh'}")

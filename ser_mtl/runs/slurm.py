@@ -3,12 +3,12 @@
 ``ser-mtl cv ... --cv.slurm true`` writes, into ``DIR/slurm/``:
 
 * ``cv_array.sbatch`` — ``#SBATCH --array=0-(N-1)`` for N = folds x repeats. Task t runs
-  ``srun python -m ser_mtl.experiments.cv <same args> --cv.only_task $SLURM_ARRAY_TASK_ID`` (that is
+  ``srun python -m ser_mtl.runs.cv <same args> --cv.only_task $SLURM_ARRAY_TASK_ID`` (that is
   ``ser-mtl cv``, called by module so that it does not depend on the console script): the cv runner
   maps t to (fold, repeat) with ``task_grid`` (repeat-major) and applies its usual resume logic.
   ``--signal=SIGUSR1@90`` + ``--requeue``: 90 s before the time limit Lightning's SLURM plugin saves
   ``hpc_ckpt_N.ckpt`` in the run folder and requeues the task, which resumes from that checkpoint.
-* ``aggregate.sbatch`` — ``python -m ser_mtl.experiments.summary DIR`` (= ``ser-mtl aggregate DIR``;
+* ``aggregate.sbatch`` — ``python -m ser_mtl.analysis.summary DIR`` (= ``ser-mtl aggregate DIR``;
   one CPU, no GPU).
 * ``submit.sh`` — submits the array with ``sbatch --parsable``, then the aggregation job with
   ``--dependency=afterok:<array id>``. ``submit.sh 3,7`` resubmits only tasks 3 and 7 (finished
@@ -125,7 +125,7 @@ def cv_task_command(config_args: list[str], folds: list[int], repeats: int, out:
         args.append("--cv.pretrain=" + shlex.join(pretrain))  # one token whatever splits the command line
     if pack > 1:
         args += ["--cv.pack", str(pack)]
-    return ('"$PYTHON" -m ser_mtl.experiments.cv ' + " ".join(shlex.quote(a) for a in args)
+    return ('"$PYTHON" -m ser_mtl.runs.cv ' + " ".join(shlex.quote(a) for a in args)
             + f' {task_option} "$SLURM_ARRAY_TASK_ID"')
 
 
@@ -168,7 +168,7 @@ def render_aggregate_script(out: str, log_dir: Path, workdir: Path, options: Slu
     lines += [f"#SBATCH --output={log_dir}/aggregate_%j.out", f"#SBATCH --chdir={workdir}",
               "set -eo pipefail", *options.setup,
               f'PYTHON="${{SER_MTL_PYTHON:-{options.python}}}"',
-              f'"$PYTHON" -m ser_mtl.experiments.summary {shlex.quote(out)}', ""]
+              f'"$PYTHON" -m ser_mtl.analysis.summary {shlex.quote(out)}', ""]
     return "\n".join(lines)
 
 

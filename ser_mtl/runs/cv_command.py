@@ -1,4 +1,4 @@
-"""``ser-mtl cv``: the ``--cv.*`` options of the cross-validation runner (``ser_mtl.experiments.cv``).
+"""``ser-mtl cv``: the ``--cv.*`` options of the cross-validation runner (``ser_mtl.runs.cv``).
 
 ``--cv.*`` is parsed here (also by ``ser-mtl sweep``, which shares the options); every other
 argument goes to ``ser-mtl fit``/``test`` unchanged (``ser_mtl.command_line.ForwardingCommand``).
@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ser_mtl.command_line import ForwardingCommand
-from ser_mtl.experiments.cv import CVError, run_cv
+from ser_mtl.runs.cv import CVError, run_cv
 
 
 def parse_int_list(text: str | None) -> list[int] | None:
@@ -33,7 +33,7 @@ def parse_int_list(text: str | None) -> list[int] | None:
 
 def add_cv_arguments(parser) -> None:
     """The ``--cv.*`` options (shared by ``ser-mtl cv`` and ``ser-mtl sweep``)."""
-    from ser_mtl.experiments.slurm import add_slurm_arguments
+    from ser_mtl.runs.slurm import add_slurm_arguments
 
     parser.add_argument("--cv.out", type=str, required=True,
                         help="output folder: one subfolder per fold x repeat, cv.json, summary.json")
@@ -68,7 +68,7 @@ def add_cv_arguments(parser) -> None:
 
 
 def add_pretrain_arguments(parser) -> None:
-    """``--cv.pretrain`` / ``--cv.only_pretrain``: two-stage runs (``ser_mtl.experiments.pretrain_stage``)."""
+    """``--cv.pretrain`` / ``--cv.only_pretrain``: two-stage runs (``ser_mtl.runs.pretrain_stage``)."""
     parser.add_argument("--cv.pretrain", type=str | None, default=None,
                         help='pretrain once per repeat with these `ser-mtl fit` arguments (one shell-quoted string, '
                              'e.g. "--config configs/librispeech_pretrain.yaml --data.root /data/LibriSpeech") and '
@@ -79,7 +79,7 @@ def add_pretrain_arguments(parser) -> None:
 
 def pretrain_kwargs(cv) -> dict[str, Any]:
     """``run_cv``'s pretraining keyword arguments from a parsed ``--cv.*`` namespace."""
-    from ser_mtl.experiments.pretrain_stage import PretrainError, parse_pretrain
+    from ser_mtl.runs.pretrain_stage import PretrainError, parse_pretrain
 
     try:
         pretrain = parse_pretrain(cv.pretrain)
@@ -90,7 +90,7 @@ def pretrain_kwargs(cv) -> dict[str, Any]:
 
 def cv_kwargs(ns) -> dict[str, Any]:
     """``run_cv`` keyword arguments from a parsed ``--cv.*`` namespace."""
-    from ser_mtl.experiments.slurm import slurm_options_from
+    from ser_mtl.runs.slurm import slurm_options_from
 
     cv = ns.cv
     return {"folds": parse_int_list(cv.folds), "repeats": cv.repeats, "out": cv.out, "base_seed": cv.base_seed,

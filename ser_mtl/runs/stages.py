@@ -5,13 +5,13 @@
 * ``run_cli_stage`` tells a finished stage from one stopped by SIGTERM: Lightning answers SIGTERM
   by raising ``SIGTERMException``, a ``SystemExit`` whose code is 0, so the exit status alone
   would make an interrupted fit look finished. The child entry point (``python -m
-  ser_mtl.experiments.stages CLI_MODULE STAGE ARGS...``) exits 143 instead.
+  ser_mtl.runs.stages CLI_MODULE STAGE ARGS...``) exits 143 instead.
 * A stage child dies with its runner (Linux ``PR_SET_PDEATHSIG``, SIGKILL): killing ``ser-mtl cv``
   by any means leaves no orphan fit behind, and the next run of the same command resumes it. The
   child arms this itself as its first act (``_die_with_runner``; no ``preexec_fn``, which is unsafe
   in a runner with threads). Linux sends the signal when the *thread* that started the child ends,
   not the process, so ``run_stage`` starts and waits for its child in one thread and returns only
-  once the child has ended: with ``--cv.jobs N`` (``ser_mtl.experiments.parallel_runs``) each worker
+  once the child has ended: with ``--cv.jobs N`` (``ser_mtl.runs.parallel_runs``) each worker
   thread outlives the children it starts.
 * ``run_lock`` makes one run folder single-writer: an exclusive ``flock`` on ``RUN/.lock`` held by
   the runner *and inherited by its child*, so a second runner (another terminal, a SLURM task and a
@@ -112,7 +112,7 @@ class CLIBackend:
         if stop_requested():
             raise RunInterrupted(f"{stage} not started: the runner received SIGTERM")
         log = run_dir / f"{stage}.log"
-        cmd = [self.python, "-m", "ser_mtl.experiments.stages", self.cli_module, stage, *args]
+        cmd = [self.python, "-m", "ser_mtl.runs.stages", self.cli_module, stage, *args]
         fds = tuple(getattr(_thread, "lock_fds", ()))  # every run lock this thread holds (a pack holds K)
         extra = {**self.env, **(env or {})}
         with open(log, "a", encoding="utf-8") as handle:
@@ -260,7 +260,7 @@ def signal_guard() -> Iterator[None]:
 
 
 def _stage_main(argv: list[str]) -> int:
-    """Child entry: ``python -m ser_mtl.experiments.stages CLI_MODULE STAGE ARGS...``."""
+    """Child entry: ``python -m ser_mtl.runs.stages CLI_MODULE STAGE ARGS...``."""
     _die_with_runner()
     try:
         run_cli_stage(argv[0], argv[1:])

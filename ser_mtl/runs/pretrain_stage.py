@@ -1,6 +1,6 @@
 """Two-stage cross-validation: one pretraining fit per repeat, shared by every fold of that repeat.
 
-``ser-mtl cv ... --cv.pretrain "ARGS"`` (``ser_mtl.experiments.cv``) first runs ``ser-mtl fit ARGS`` once
+``ser-mtl cv ... --cv.pretrain "ARGS"`` (``ser_mtl.runs.cv``) first runs ``ser-mtl fit ARGS`` once
 per repeat into ``DIR/pretrain_rep{r}/`` and then starts every fold fit of repeat r from its
 ``checkpoints/best.ckpt`` (``--model.init_from``), as paper 4.3 pretrains on LibriSpeech before
 fine-tuning. A pretraining run is resumable like a fold run: a lock (``stages.run_lock``), resumption
@@ -20,8 +20,8 @@ import shlex
 import traceback
 from pathlib import Path
 
-from ser_mtl.experiments.stages import CVBackend, RunFailed, run_lock
-from ser_mtl.experiments.summary import read_json, read_record
+from ser_mtl.runs.stages import CVBackend, RunFailed, run_lock
+from ser_mtl.analysis.summary import read_json, read_record
 from ser_mtl.io_utils import atomic_write_json
 
 PRETRAIN_FOLD = 10**6  # the marker standing in for the fold in derive_seed
@@ -68,7 +68,7 @@ def _is_rank_zero() -> bool:
 
 
 def _newest_checkpoint(run_dir: Path) -> Path | None:
-    from ser_mtl.experiments.cv_run import newest_checkpoint
+    from ser_mtl.runs.cv_run import newest_checkpoint
 
     return newest_checkpoint(run_dir)
 
@@ -130,7 +130,7 @@ def pretrained_init(out: Path, repeat: int) -> Path | None:
 
 def pretrain_seed(base_seed: int, repeat: int) -> int:
     """``derive_seed(base_seed, PRETRAIN_FOLD, repeat)`` (see the module docstring)."""
-    from ser_mtl.experiments.cv_run import derive_seed
+    from ser_mtl.runs.cv_run import derive_seed
 
     return derive_seed(base_seed, PRETRAIN_FOLD, repeat)
 
@@ -140,8 +140,8 @@ def pretrain_repeats(backend: CVBackend, pretrain: list[str], out: Path, repeats
     """Run (or skip, when finished) the pretraining of each repeat: repeat -> best.ckpt of those that
     finished. A failed one is reported and the others still run; the folds of its repeat then fail
     (`pretrained_init`) pointing at its log. ``fail_fast`` re-raises the first failure instead."""
-    from ser_mtl.experiments.cv_record import CVError
-    from ser_mtl.experiments.stages import stop_requested
+    from ser_mtl.runs.cv_record import CVError
+    from ser_mtl.runs.stages import stop_requested
 
     finished: dict[int, Path] = {}
     for repeat in repeats:

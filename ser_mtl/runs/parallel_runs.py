@@ -1,7 +1,7 @@
 """Several cross-validation runs at once on one machine (``ser-mtl cv --cv.jobs N --cv.devices LIST``).
 
 Each (fold, repeat) run is still ``cv.run_one``: its own lock, child processes, logs and resume
-(``ser_mtl.experiments.stages``). This module decides *where* each runs and runs ``N`` of them at a
+(``ser_mtl.runs.stages``). This module decides *where* each runs and runs ``N`` of them at a
 time:
 
 * ``plan_slots`` makes ``N`` slots. Slot ``i`` runs on device ``devices[i % len(devices)]`` (so
@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from ser_mtl.experiments.stages import request_stop, stop_requested
+from ser_mtl.runs.stages import request_stop, stop_requested
 
 Task = TypeVar("Task")
 Result = TypeVar("Result")

@@ -2,7 +2,7 @@
 
 audEERING's ``opensmile`` package (its wheel ships the SMILExtract library) computes the standard
 acoustic parameter sets of the field. ``ser-mtl baseline --baseline.features egemaps|compare`` uses
-them as the classical reference beside the network (``ser_mtl.experiments.baseline``).
+them as the classical reference beside the network (``ser_mtl.baselines.baseline``).
 
 Which samples openSMILE reads (``audio``):
 

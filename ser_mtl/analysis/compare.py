@@ -11,7 +11,7 @@ pair by their ``(fold, repeat)``: with the cv runner's common seeds a pair share
 seed, and differs only in the model or setting. Two pairing units are reported:
 
 * **per repeat** (the unit the verdict and ``ser-mtl report``'s marks use): each repeat's plain
-  average over its folds, as in ``summary.json`` (``ser_mtl.experiments.summary``), paired by
+  average over its folds, as in ``summary.json`` (``ser_mtl.analysis.summary``), paired by
   repeat, over the folds both folders have. These are the independent units behind the tables' ``± std``; the test asks whether the
   difference is larger than the repeat-to-repeat (seed) variation on these folds. It says nothing
   about other speakers or corpora. A repeat counts only when both folders have every fold of it.
@@ -42,7 +42,7 @@ import numpy as np
 from scipy import stats
 
 from ser_mtl.command_line import command, run_function
-from ser_mtl.experiments.summary import SummaryError, collect_runs
+from ser_mtl.analysis.summary import SummaryError, collect_runs
 from ser_mtl.io_utils import atomic_write_json
 
 COMPARED_METRICS = ("ua", "wa", "eer", "gender_acc", "speaker_acc")

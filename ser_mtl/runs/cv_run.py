@@ -1,6 +1,6 @@
 """One (fold, repeat) run of the cross-validation: its seed and folder, its record, fit + test with resume.
 
-`run_one` is what ``ser_mtl.experiments.cv.run_cv`` does per run (and ``ser_mtl.experiments.cv_pack``
+`run_one` is what ``ser_mtl.runs.cv.run_cv`` does per run (and ``ser_mtl.experiments.cv_pack``
 after a packed fit): skip a finished run (``metrics.json``), take the run's lock, write or check
 ``run.json``, fit (resuming from the newest checkpoint) unless ``fit_done.json`` says it is done, test
 ``best.ckpt`` and write ``metrics.json`` last. The layout and the resume rules are in cv.py's docstring.
@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 
 from ser_mtl.experiments.cv_pack import PACK_MARK
-from ser_mtl.experiments.cv_record import CVError
-from ser_mtl.experiments.pretrain_stage import pretrained_init
-from ser_mtl.experiments.stages import CVBackend, RunFailed, run_lock
-from ser_mtl.experiments.summary import (
+from ser_mtl.runs.cv_record import CVError
+from ser_mtl.runs.pretrain_stage import pretrained_init
+from ser_mtl.runs.stages import CVBackend, RunFailed, run_lock
+from ser_mtl.analysis.summary import (
     METRICS,
     METRICS_NAME,
     SummaryError,
