@@ -1,4 +1,4 @@
-"""Cross-validation runner: folds x repeats of fit + test, each run resumable, one summary.
+"""Cross-validation: folds x repeats of fit + test, each run resumable, one summary per folder.
 
 Runbook::
 
@@ -6,257 +6,206 @@ Runbook::
     ser-mtl cv --config configs/iemocap.yaml --cv.repeats 10 --cv.out runs/iemocap_10fold
     # two folds, one repeat, quick; re-running the same command skips what is done
     ser-mtl cv --config configs/demo.yaml --trainer.max_epochs 2 --cv.folds 0,1 --cv.out runs/demo
-    # a SLURM job array instead (one task per fold x repeat) plus an aggregation job
+    # on SLURM: one job array over the runs (ser_mtl.runs.cluster)
     ser-mtl cv --config configs/iemocap.yaml --cv.repeats 10 --cv.out runs/iemocap --cv.slurm true \
-        --cv.slurm_partition gpu --cv.slurm_time 12:00:00 && runs/iemocap/slurm/submit.sh
-
-Every argument that does not start with ``--cv.`` is passed to ``ser-mtl fit``/``test`` unchanged
-(``--config``, ``--model.alpha 0.3``, ``--data.scheme loso`` ...). The runner adds ``--data.fold``,
-``--seed_everything``, ``--trainer.default_root_dir`` and ``--ckpt_path`` itself.
-
-Layout of ``--cv.out DIR``::
-
-    DIR/cv.json                 configuration record (args, config file text, resolved config, grid;
-                                ``ser_mtl.runs.cv_record``)
-    DIR/fold{k}_rep{r}/         one run: run.json (fold, repeat, seed), fit.log, test.log,
-                                checkpoints/{best,last}.ckpt, fit_done.json, test_metrics.json,
-                                predictions.csv, metrics.json (written last: the run is finished)
-    DIR/summary.json            see ``ser_mtl.analysis.summary``
-
-Resumption: a run with ``metrics.json`` is skipped; a run whose fit did not finish restarts from
-its newest checkpoint (``checkpoints/last.ckpt`` or Lightning's SLURM ``hpc_ckpt_*.ckpt``); a run
-whose fit finished but whose test did not re-runs only the test. Every file is written through a
-temporary file and ``os.replace``. Each fit and test runs in a child process, so a crash or kill of
-one run leaves the runner and the other runs intact (``--cv.in_process true`` trades that for speed);
-a lock per run folder keeps two runners from training into the same run (``stages.run_lock``).
-
-Two stages (paper 4.3: pretrain on LibriSpeech, then fine-tune)::
-
+        --cv.slurm_partition gpu --cv.slurm_time 12:00:00 --cv.slurm_max_parallel 20
+    # two stages (paper 4.3): one pretraining per repeat, every fold of that repeat starts from it
     ser-mtl cv --config configs/iemocap.yaml --data.aux_root /data/LibriSpeech --cv.out runs/proposed \
         --cv.pretrain "--config configs/librispeech_pretrain.yaml --data.root /data/LibriSpeech"
 
-``--cv.pretrain`` takes the pretraining's ``ser-mtl fit`` arguments as one shell-quoted string. Each
-repeat r first gets one pretraining fit in ``DIR/pretrain_rep{r}/``, and every fold fit of repeat r gets
-``--model.init_from DIR/pretrain_rep{r}/checkpoints/best.ckpt`` (``ser_mtl.runs.pretrain_stage``;
-``--cv.slurm``: a pretraining array, ``--cv.only_pretrain R``, that the fold array waits for).
+Arguments not starting with ``--cv.`` go to ``ser-mtl fit``/``test`` unchanged; each run adds
+``--data.fold``, ``--seed_everything``, ``--trainer.default_root_dir``, ``--ckpt_path`` (and
+``--model.init_from`` after a pretraining). Layout of ``--cv.out DIR``::
 
-Packed fits (``--cv.pack K``, ``ser_mtl.experiments.cv_pack``): the runs that still need a fit are
-fitted K at a time as one packed network in one child process (``ser_mtl.experiments.pack_runner``),
-then each is tested as above; composes with ``--cv.jobs`` (N packs at a time) and ``--cv.pretrain``;
-``--cv.slurm``: one array task per pack (``--cv.only_pack I``). An interrupted pack resumes from its
-``pack_state.pt`` (saved every epoch, and after the batch in progress on SIGUSR1).
+    DIR/cv.json              configuration record (ser_mtl.runs.record)
+    DIR/pretrain_rep{r}/     with --cv.pretrain: repeat r's pretraining (a fit-only run)
+    DIR/fold{k}_rep{r}/      one run (ser_mtl.runs.lifecycle): run.json, fit.log, test.log,
+                             checkpoints/{best,last}.ckpt, fit_done.json, test_metrics.json,
+                             predictions.csv, metrics.json (written last: the run is finished)
+    DIR/summary.json         ser_mtl.analysis.summary
 
-Seeds: run (fold, repeat) gets ``derive_seed(base_seed, fold, repeat)`` (recorded in run.json and
-metrics.json) as ``--seed_everything``. ``data.seed`` is left alone: it fixes the fold split, so "fold
-3" is the same test set in every repeat and per-fold statistics mean something (it also fixes the
-auxiliary speaker draw and the batch order, so repeats differ in initialisation and dropout).
+Seeds: run (fold, repeat) gets ``derive_seed(base_seed, fold, repeat)``, pretraining r
+``derive_seed(base_seed, PRETRAIN_FOLD, r)``. ``data.seed`` is left alone: it fixes the fold split,
+so "fold 3" is the same test set in every repeat.
 """
 
 from __future__ import annotations
 
 import contextlib
-import sys
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ser_mtl.experiments.cv_pack import (
-    check_pack_options,
-    num_packs,
-    pack_slice,
-    pack_stage_backend,
-    plan_tasks,
-    run_pack,
-)
-from ser_mtl.runs.cv_record import (  # noqa: F401 - re-exported
-    RESERVED_ARGS,
-    CVError,
-    check_config_args,
-    check_options,
-    config_files,
-    ensure_record,
-)
-from ser_mtl.runs.cv_run import (  # noqa: F401 - re-exported: the per-run steps live there
+from ser_mtl.analysis.summary import aggregate
+from ser_mtl.runs import cluster
+from ser_mtl.runs.errors import CVError, RunFailed, RunsFailed
+from ser_mtl.runs.lifecycle import (
+    PRETRAIN_FOLD,
+    Run,
     RunResult,
-    _is_rank_zero,
-    _say,
     derive_seed,
-    newest_checkpoint,
+    pretrain_dir_name,
     run_dir_name,
-    run_one,
-    task_grid,
+    run_folder,
+    say,
 )
-from ser_mtl.runs.parallel_runs import JobsError, Slot, bind, plan_slots, run_in_slots
-from ser_mtl.runs.pretrain_stage import (
-    PretrainError,
-    pretrain_repeats,
-)
-from ser_mtl.runs.stages import (
-    CLIBackend,
-    CVBackend,
-    RunFailed,
-    signal_guard,
-    stop_requested,
-)
-from ser_mtl.analysis.summary import (
-    RECORD_NAME,
-    aggregate,
-    read_record,
-)
+from ser_mtl.runs.local import JobsError, Slot, bind, plan_slots, run_in_slots
+from ser_mtl.runs.record import check_config_args, config_files, ensure_record
+from ser_mtl.runs.stages import CLIBackend, CVBackend, signal_guard, stop_requested
+
+# Set per pretraining by the runner (--data.fold is the pretraining config's own validation fold: allowed).
+PRETRAIN_RESERVED = ("--seed_everything", "--trainer.default_root_dir", "--ckpt_path")
 
 
-class RunsFailed(CVError):
-    """Some runs failed (the others ran and were summarised); re-running retries them."""
+@dataclass
+class CVPlan:
+    """One cv folder's runs: the pretrainings (may be empty) and the (fold, repeat) runs, repeat-major."""
+
+    out: Path
+    pretrainings: list[Run]
+    runs: list[Run]
 
 
-def run_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: str, base_seed: int = 0,
-           slurm: bool = False, *, only_task: int | None = None, in_process: bool = False,
-           label: str | None = None, fail_fast: bool = False, slurm_options: Any = None,
-           backend: CVBackend | None = None, jobs: int = 1, devices: str | list | None = None,
-           pretrain: list[str] | None = None, only_pretrain: int | None = None, pack: int = 1,
-           only_pack: int | None = None) -> dict:
-    """Cross-validate one configuration: every (fold, repeat) fit + tested, then ``summary.json``.
+def check_pretrain_args(pretrain: list[str], config_args: list[str]) -> None:
+    """Refuse what the runner sets per pretraining, ``--cv.*`` among its arguments, and ``--model.init_from``
+    in the training arguments (the pretraining provides it)."""
+    for arg in pretrain:
+        name = arg.split("=", 1)[0]
+        if name in PRETRAIN_RESERVED:
+            raise CVError(f"--cv.pretrain: {name} is set by the cv runner for each pretraining")
+        if name.startswith("--cv."):
+            raise CVError(f"--cv.pretrain: {arg} is a runner option, not a pretraining argument")
+    if any(a.split("=", 1)[0] == "--model.init_from" for a in config_args):
+        raise CVError("--model.init_from and --cv.pretrain both say where the fine-tuning starts; give one: "
+                      "--cv.pretrain to pretrain per repeat, or --model.init_from for one fixed checkpoint")
+
+
+def plan_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: str | Path, base_seed: int = 0,
+            label: str | None = None, pretrain: list[str] | None = None,
+            backend: CVBackend | None = None) -> CVPlan:
+    """Check the request, write ``DIR/cv.json`` and list the runs (nothing runs yet).
 
     Args:
         config_args: training arguments (``--config FILE`` and overrides), without ``--cv.*``.
-        folds: fold indices; None = every fold of ``data.scheme`` (asks the DataModule).
-        repeats: complete cross-validations, each with fresh seeds (paper: 10).
+        folds: fold indices; None: every fold of ``data.scheme`` (asks the DataModule).
+        repeats: complete cross-validations with fresh seeds (paper: 10).
         out: the cv folder (layout in the module docstring).
-        base_seed: seeds are derived from it, the fold and the repeat (``derive_seed``).
-        slurm: write a SLURM array + aggregation job (``ser_mtl.runs.slurm``) instead of running.
-        only_task: run only task id ``t`` of ``task_grid(folds, repeats)`` (one SLURM array task);
-            no summary is written (the aggregation job does that).
-        in_process: run fit/test in this process instead of a child process (faster, less isolated).
-        label: the row name for reports (default: derived from the configuration).
-        fail_fast: stop at the first failed run instead of running the others first.
-        slurm_options: ``SlurmOptions`` for ``slurm=True``.
-        backend: how stages run (tests inject one); default ``CLIBackend(in_process)``.
-        jobs: runs at a time, each in its own child processes (``ser_mtl.runs.parallel_runs``);
-            the results do not depend on it. With ``fail_fast`` the runs already going finish first.
-        devices: the GPUs the jobs are spread over, round-robin (``"0,1"``, ``"cpu"``); None: all visible.
-        pretrain: ``ser-mtl fit`` arguments of a pretraining run once per repeat before its folds
-            (module docstring, "Two stages"); None = no pretraining.
-        only_pretrain: run only the pretraining of this repeat (one task of the SLURM pretraining array).
-        pack: fit the runs that need a fit K at a time as one packed network in one child process
-            (``ser_mtl.experiments.cv_pack``); 1 = every run its own ``ser-mtl fit``.
-        only_pack: run only pack ``I`` (``grid[I*pack:(I+1)*pack]``; one task of a packed SLURM array).
-
-    Returns:
-        The summary (``summary.json``'s content); with ``slurm`` the written script paths; with
-        ``only_task`` the run's metrics; with ``only_pack`` ``{run folder name: metrics}``.
-
-    Raises:
-        CVError: conflicting folder or options.
-        RunsFailed: some runs failed (raised after the others ran and the finished ones were summarised).
+        base_seed: the seeds are derived from it, the fold and the repeat.
+        label: the row name in reports (default: derived from the configuration).
+        pretrain: ``ser-mtl fit`` arguments of one pretraining per repeat; None: no pretraining.
+        backend: how configurations are read (tests inject one); default ``CLIBackend()``.
     """
-    check_options(config_args, repeats, jobs, in_process, devices, slurm, pretrain, only_pretrain)
-    check_pack_options(pack, only_pack, only_task, slurm, slurm_options, rank_zero=_is_rank_zero())
-    backend = backend or CLIBackend(in_process=in_process)
-    out_path = Path(out)
-    if folds is None:
-        folds = list(range(backend.num_folds(config_args)))
+    backend = backend or CLIBackend()
+    if repeats < 1:
+        raise CVError(f"--cv.repeats must be >= 1, got {repeats}")
+    check_config_args(config_args)
+    if pretrain is not None:
+        check_pretrain_args(pretrain, config_args)
+    out = Path(out).absolute()
+    folds = list(range(backend.num_folds(config_args))) if folds is None else folds
     if not folds or len(set(folds)) != len(folds) or min(folds) < 0:
         raise CVError(f"--cv.folds must be distinct non-negative integers, got {folds}")
-    grid = task_grid(folds, repeats)
     record = {"config_args": list(config_args), "base_seed": base_seed, "config_files": config_files(config_args),
-              "label": label}
+              "label": label, "resolved": backend.resolve_config(config_args)}
     if pretrain is not None:
-        record.update(pretrain=list(pretrain), pretrain_config_files=config_files(pretrain))
-    only = only_task is not None or only_pretrain is not None or only_pack is not None
-    if not only:
-        record["resolved"] = backend.resolve_config(config_args)
-        if pretrain is not None:
-            record["pretrain_resolved"] = backend.resolve_config(pretrain)
-        out_path.mkdir(parents=True, exist_ok=True)
-    elif only_task is not None and not 0 <= only_task < len(grid):
-        raise CVError(f"--cv.only_task {only_task} is outside 0..{len(grid) - 1} "
-                      f"({len(folds)} folds x {repeats} repeats)")
-    elif only_pack is not None and not 0 <= only_pack < num_packs(len(grid), pack):
-        raise CVError(f"--cv.only_pack {only_pack} is outside 0..{num_packs(len(grid), pack) - 1} "
-                      f"({len(grid)} runs in packs of {pack})")
-    ensure_record(out_path, record, folds, repeats, write=not only)
-    if pretrain is not None and read_record(out_path) is None:  # the folds find their pretraining through it
-        raise CVError(f"{out_path / RECORD_NAME} is missing: --cv.only_task/--cv.only_pretrain with --cv.pretrain "
-                      "run inside a prepared cv folder; run the command once without them (or with --cv.slurm true)")
-    if slurm:
-        from ser_mtl.runs.slurm import SlurmOptions, write_cv_scripts
+        record.update(pretrain=list(pretrain), pretrain_config_files=config_files(pretrain),
+                      pretrain_resolved=backend.resolve_config(pretrain))
+    out.mkdir(parents=True, exist_ok=True)
+    ensure_record(out, record, folds, repeats, write=True)
+    pretrainings = [] if pretrain is None else [
+        Run(out / pretrain_dir_name(r), tuple(pretrain),
+            {"repeat": r, "seed": derive_seed(base_seed, PRETRAIN_FOLD, r), "args": list(pretrain)},
+            f"pretraining of repeat {r}", test=False) for r in range(repeats)]
+    runs = []
+    for repeat in range(repeats):
+        init = pretrainings[repeat].dir if pretrainings else None
+        for fold in folds:
+            record = {"fold": fold, "repeat": repeat, "seed": derive_seed(base_seed, fold, repeat)}
+            if init is not None:
+                record["init_from"] = str(init / "checkpoints" / "best.ckpt")
+            runs.append(Run(out / run_dir_name(fold, repeat), (*config_args, "--data.fold", str(fold)), record,
+                            f"fold {fold} repeat {repeat}", init_from=init))
+    return CVPlan(out, pretrainings, runs)
 
-        return write_cv_scripts(config_args, folds, repeats, str(out_path), base_seed, label,
-                                slurm_options or SlurmOptions(), pretrain=pretrain, pack=pack)
-    runs = [grid[only_task]] if only_task is not None else (
-        pack_slice(grid, pack, only_pack) if only_pack is not None else grid)
-    if pretrain is not None:
-        needed = [only_pretrain] if only_pretrain is not None else sorted({r for _, r in runs})
-        with contextlib.nullcontext() if in_process else signal_guard():
-            try:
-                finished = pretrain_repeats(backend, pretrain, out_path, needed, base_seed, fail_fast, say=_say)
-            except PretrainError as err:
-                raise CVError(str(err)) from err
-        if stop_requested():
-            raise CVError("stopped by SIGTERM; re-run the same command to continue")
-        if only_pretrain is not None:
-            if only_pretrain not in finished:
-                raise RunsFailed(f"the pretraining of repeat {only_pretrain} did not finish; see "
-                                 f"{out_path / f'pretrain_rep{only_pretrain}' / 'fit.log'}")
-            return {"pretrain": str(finished[only_pretrain])}
 
-    tasks = [tuple(runs)] if only_pack is not None else plan_tasks(out_path, runs, pack) if pack > 1 else [
-        (run,) for run in runs]
+def execute(plans: list[CVPlan], backend: CVBackend | None = None, jobs: int = 1, devices: Any = None,
+            in_process: bool = False, fail_fast: bool = False) -> list[RunResult]:
+    """Run the plans' pretrainings, then their runs, ``jobs`` at a time on this machine; the runs' results.
+
+    A failed run is reported and the others still run (``fail_fast``: the first failure is raised once
+    the running ones finished); the runs of a repeat whose pretraining failed fail, naming it.
+    """
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise CVError(f"--cv.jobs must be an integer >= 1, got {jobs!r}")
+    if in_process and (jobs != 1 or devices is not None):
+        raise CVError("--cv.jobs / --cv.devices run each stage in a child process with its own devices and "
+                      "threads; they cannot be combined with --cv.in_process true")
+    backend = backend or CLIBackend(in_process=in_process)
+    pretrainings = [run for plan in plans for run in plan.pretrainings]
+    runs = [run for plan in plans for run in plan.runs]
     try:
-        slots = plan_slots(min(jobs, len(tasks)), devices)
+        slots = plan_slots(max(1, min(jobs, len(runs))), devices)
     except JobsError as err:
         raise CVError(str(err)) from err
     if len(slots) > 1 or slots[0].env:
-        _say(f"{len(slots)} run(s) at a time: " + "; ".join(f"job {s.index} on {s.describe()}" for s in slots))
+        say(f"{len(slots)} run(s) at a time: " + "; ".join(f"job {s.index} on {s.describe()}" for s in slots))
 
-    def failed_run(fold: int, repeat: int, err: Exception) -> RunResult:  # one failed run must not stop the others
-        if isinstance(err, CVError) or fail_fast:
-            raise err
-        detail = str(err) if isinstance(err, RunFailed) else "".join(traceback.format_exception(err))
-        _say(f"fold {fold} repeat {repeat} FAILED: {detail}")
-        return RunResult(fold, repeat, "failed", error=detail)
-
-    def one(task: tuple[tuple[int, int], ...], slot: Slot) -> list[RunResult]:
-        if pack > 1:  # a pack, or one run that needs no fit in a pack (cv_pack.plan_tasks)
-            return run_pack(bind(backend, slot), bind(pack_stage_backend(backend), slot), config_args, out_path,
-                            task, base_seed, failed_run, _say)
-        (fold, repeat), = task
+    def one(run: Run, slot: Slot) -> RunResult:
         try:
-            return [run_one(bind(backend, slot), config_args, out_path, fold, repeat, base_seed)]
-        except Exception as err:  # noqa: BLE001 - handled by failed_run
-            return [failed_run(fold, repeat, err)]
+            return run_folder(run, bind(backend, slot))
+        except Exception as err:
+            if isinstance(err, CVError) or fail_fast:
+                raise
+            detail = str(err) if isinstance(err, RunFailed) else "".join(traceback.format_exception(err))
+            say(f"{run.name} FAILED: {detail}")
+            return RunResult(run, "failed", error=detail)
 
     # in-process stages install Lightning's own handlers, which must find the signals unhandled
     with contextlib.nullcontext() if in_process else signal_guard():
-        done = run_in_slots(tasks, one, slots)  # task order, whichever finished first
-    order = {run: i for i, run in enumerate(runs)}
-    results = sorted((r for rs in done for r in rs), key=lambda r: order[r.fold, r.repeat])
+        run_in_slots(pretrainings, one, slots)
+        results = [] if stop_requested() else run_in_slots(runs, one, slots)
     if stop_requested():
         raise CVError("stopped by SIGTERM; re-run the same command to continue")
-    failed = [r for r in results if r.status == "failed"]
-    if only_task is not None:
-        if failed:
-            raise RunsFailed(f"task {only_task} (fold {failed[0].fold}, repeat {failed[0].repeat}) failed:\n"
-                             f"{failed[0].error}")
-        return results[0].metrics or {}
-    if only_pack is not None:
-        if failed:
-            raise RunsFailed(f"pack {only_pack}: {len(failed)} of {len(results)} runs failed:\n"
-                             + "\n".join(f"fold {r.fold} repeat {r.repeat}: {r.error}" for r in failed))
-        return {run_dir_name(r.fold, r.repeat): r.metrics for r in results}
-    summary = aggregate(str(out_path)) if any(r.metrics for r in results) else {}
-    busy = [run_dir_name(r.fold, r.repeat) for r in results if r.status == "busy"]
+    return results
+
+
+def finish(plan: CVPlan, results: list[RunResult]) -> dict:
+    """``summary.json`` of the plan's folder; ``RunsFailed`` naming its failed runs (after summarising)."""
+    mine = [r for r in results if r.run.dir.parent == plan.out]
+    summary = aggregate(str(plan.out)) if any(r.metrics for r in mine) else {}
+    busy = [r.run.dir.name for r in mine if r.status == "busy"]
     if busy:
-        _say(f"{len(busy)} run(s) are running in another process and are not summarised yet: {', '.join(busy)}; "
-             f"`ser-mtl aggregate {out}` when they finish")
+        say(f"{len(busy)} run(s) are running in another process and are not summarised yet: {', '.join(busy)}; "
+            f"`ser-mtl aggregate {plan.out}` when they finish")
+    failed = [r.run.dir.name for r in mine if r.status == "failed"]
     if failed:
-        names = ", ".join(run_dir_name(r.fold, r.repeat) for r in failed)
-        raise RunsFailed(f"{len(failed)} of {len(results)} runs failed ({names}); see their fit.log/test.log. "
+        raise RunsFailed(f"{len(failed)} of {len(mine)} runs failed ({', '.join(failed)}); see their fit.log/test.log. "
                          "Re-run the same command to retry them (finished runs are skipped).")
     return summary
 
 
-if __name__ == "__main__":  # = `ser-mtl cv`; SLURM scripts call the module, whatever the dispatcher does
-    from ser_mtl.runs.cv_command import cv_main
+def submit(plans: list[CVPlan], options: cluster.ClusterOptions, folder: Path, executor: Any = None) -> dict:
+    """The plans' pretrainings and runs as SLURM job arrays (``ser_mtl.runs.cluster``)."""
+    if options.gpus > 1 and not any(a.split("=", 1)[0] == "--trainer.devices" for a in plans[0].runs[0].args):
+        say(f"warning: --cv.slurm_gpus {options.gpus} starts {options.gpus} ranks per task; set "
+            f"--trainer.devices {options.gpus} so that Lightning uses them")
+    return cluster.submit([r for p in plans for r in p.pretrainings], [r for p in plans for r in p.runs],
+                          [p.out for p in plans], options, folder, executor)
 
-    cv_main(sys.argv[1:])
+
+def run_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: str, base_seed: int = 0, *,
+           label: str | None = None, pretrain: list[str] | None = None, backend: CVBackend | None = None,
+           jobs: int = 1, devices: Any = None, in_process: bool = False, fail_fast: bool = False,
+           slurm: bool = False, cluster_options: cluster.ClusterOptions | None = None, executor: Any = None) -> dict:
+    """Cross-validate one configuration (``plan_cv``'s arguments): locally (``execute``: ``jobs`` at a time
+    on ``devices``, stages ``in_process`` or in child processes), or submitted to SLURM (``slurm``; or
+    to a given submitit ``executor``). Returns the summary, or with ``slurm`` the submitted job ids.
+    Raises ``CVError`` for a conflicting folder or options, ``RunsFailed`` when runs failed."""
+    if slurm and (jobs != 1 or devices is not None):
+        raise CVError("--cv.jobs / --cv.devices apply to runs on this machine; with --cv.slurm true every "
+                      "(fold, repeat) is its own array task and SLURM places it (--cv.slurm_gpus)")
+    plan = plan_cv(config_args, folds, repeats, out, base_seed, label, pretrain, backend)
+    if slurm or executor is not None:
+        return submit([plan], cluster_options or cluster.ClusterOptions(), plan.out / "slurm", executor)
+    return finish(plan, execute([plan], backend, jobs, devices, in_process, fail_fast))

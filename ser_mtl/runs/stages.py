@@ -1,29 +1,18 @@
-"""How the cv runner executes one stage (``ser-mtl fit`` or ``test``) of one run, safely.
+"""How one stage (``ser-mtl fit`` or ``test``) of one run executes, safely.
 
-* ``CLIBackend`` runs ``<cli>.main([stage, *args])`` in a child process (default: a crash, an
-  out-of-memory kill or a hung CUDA context ends that run only) or in this process.
-* ``run_cli_stage`` tells a finished stage from one stopped by SIGTERM: Lightning answers SIGTERM
-  by raising ``SIGTERMException``, a ``SystemExit`` whose code is 0, so the exit status alone
-  would make an interrupted fit look finished. The child entry point (``python -m
-  ser_mtl.runs.stages CLI_MODULE STAGE ARGS...``) exits 143 instead.
-* A stage child dies with its runner (Linux ``PR_SET_PDEATHSIG``, SIGKILL): killing ``ser-mtl cv``
-  by any means leaves no orphan fit behind, and the next run of the same command resumes it. The
-  child arms this itself as its first act (``_die_with_runner``; no ``preexec_fn``, which is unsafe
-  in a runner with threads). Linux sends the signal when the *thread* that started the child ends,
-  not the process, so ``run_stage`` starts and waits for its child in one thread and returns only
-  once the child has ended: with ``--cv.jobs N`` (``ser_mtl.runs.parallel_runs``) each worker
-  thread outlives the children it starts.
-* ``run_lock`` makes one run folder single-writer: an exclusive ``flock`` on ``RUN/.lock`` held by
-  the runner *and inherited by its child*, so a second runner (another terminal, a SLURM task and a
-  local run) skips the run instead of training into the same folder. A lock whose holder is gone is
-  free again (the kernel drops a dead process's ``flock``). File systems without ``flock`` are run unlocked, with a note.
-* Several runs at once (``--cv.jobs``): the lock descriptor is per thread, every running child is
-  registered, and each child may get its own environment (``run_stage(..., env=...)``: devices, threads).
-* Signals while children run: SIGUSR1 (SLURM's ``--signal`` warning, sent to every process of the
-  task) is left to the child, where Lightning checkpoints and requeues; the runner only logs it. A
-  Python handler, unlike SIG_IGN, is reset at exec, so Lightning still installs its own. SIGTERM is
-  passed to every running child, no new stage starts, the runner waits for them to stop and then
-  ends (``stop_requested``).
+* ``CLIBackend`` runs ``<cli>.main([stage, *args])`` in a child process (a crash, an out-of-memory
+  kill or a hung CUDA context ends that run only) or, in a cluster task, in this process.
+* Lightning answers SIGTERM by raising ``SIGTERMException``, a ``SystemExit`` with code 0: the child
+  entry point (``python -m ser_mtl.runs.stages CLI_MODULE STAGE ARGS...``) exits 143 instead, so an
+  interrupted fit never looks finished (``RunInterrupted``).
+* A child dies with its runner (Linux ``PR_SET_PDEATHSIG``, armed by the child itself): killing
+  ``ser-mtl cv`` by any means leaves no orphan fit; the next run of the command resumes it. Linux
+  sends the signal when the *thread* that started the child ends, so ``run_stage`` starts and waits
+  for its child in one thread (``ser_mtl.runs.local``'s workers outlive their children).
+* ``run_lock``: an exclusive ``flock`` on ``RUN/.lock``, held by the runner and inherited by its
+  child, so a second runner skips the run; the kernel drops a dead holder's lock.
+* Signals while children run (``signal_guard``): SIGUSR1 is left to the child; SIGTERM is passed to
+  every running child, no new stage starts, and the runner ends once they stopped (``stop_requested``).
 """
 
 from __future__ import annotations
@@ -44,16 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ser_mtl.runs.errors import RunFailed, RunInterrupted
+
 EXIT_INTERRUPTED = 143  # 128 + SIGTERM, what a shell reports for a process ended by SIGTERM
 RUNNER_PID_VARIABLE = "SER_MTL_CV_RUNNER_PID"  # tells a stage child whose death it must not outlive
-
-
-class RunFailed(RuntimeError):
-    """One stage (fit or test) of one run failed; the message points at its log."""
-
-
-class RunInterrupted(RunFailed):
-    """A stage was stopped by SIGTERM before it finished."""
 
 
 class CVBackend(Protocol):
@@ -72,7 +55,7 @@ class CVBackend(Protocol):
 
 # "children": every running stage child (any thread); "stop": SIGTERM received
 _state: dict[str, Any] = {"children": set(), "stop": False}
-_thread = threading.local()  # lock_fds: the run locks held by this thread (one run, or a pack's K)
+_thread = threading.local()  # lock_fds: the run lock(s) this thread holds
 
 
 def stop_requested() -> bool:
@@ -95,14 +78,17 @@ def request_stop() -> None:
 
 @dataclass
 class CLIBackend:
-    """Runs stages through ``<cli_module>.main`` in a child process (default) or in this process."""
+    """Runs stages through ``<cli_module>.main`` in a child process (default) or in this process;
+    ``extra_args`` are appended to every stage's arguments (a cluster task's Lightning plugins)."""
 
     in_process: bool = False
     cli_module: str = "ser_mtl.cli"
     python: str = sys.executable
     env: dict[str, str] = field(default_factory=dict)
+    extra_args: tuple[str, ...] = ()
 
     def run_stage(self, stage: str, args: list[str], run_dir: Path, env: dict[str, str] | None = None) -> None:
+        args = [*args, *self.extra_args]
         if self.in_process:
             if env:
                 raise ValueError(f"a stage run in this process cannot get its own environment ({env}); "
@@ -113,7 +99,7 @@ class CLIBackend:
             raise RunInterrupted(f"{stage} not started: the runner received SIGTERM")
         log = run_dir / f"{stage}.log"
         cmd = [self.python, "-m", "ser_mtl.runs.stages", self.cli_module, stage, *args]
-        fds = tuple(getattr(_thread, "lock_fds", ()))  # every run lock this thread holds (a pack holds K)
+        fds = tuple(getattr(_thread, "lock_fds", ()))  # the run lock this thread holds: the child inherits it
         extra = {**self.env, **(env or {})}
         with open(log, "a", encoding="utf-8") as handle:
             shown = " ".join(f"{k}={v}" for k, v in sorted((env or {}).items()))
@@ -141,11 +127,10 @@ class CLIBackend:
             raise kind(f"{stage} exited with status {code}; last lines of {log}:\n{_tail(log)}")
 
     def num_folds(self, config_args: list[str]) -> int:
-        cli = importlib.import_module("ser_mtl.cli")
-        if not hasattr(cli, "build_datamodule"):  # it may live next to the LightningCLI subclass
-            cli = importlib.import_module("ser_mtl.lightning_cli")
+        from ser_mtl.lightning_cli import build_datamodule  # torch and Lightning: only when asked
+
         with _plain_argv():
-            return int(cli.build_datamodule(config_args).num_folds)
+            return int(build_datamodule(config_args).num_folds)
 
     def resolve_config(self, config_args: list[str]) -> dict[str, Any] | None:
         """``ser-mtl fit <args> --print_config``, parsed: nothing is instantiated."""
@@ -162,7 +147,7 @@ class CLIBackend:
         return yaml.safe_load(buffer.getvalue())
 
 
-def _die_with_runner() -> None:
+def die_with_runner() -> None:
     """First act of a stage child started by ``run_stage``: on Linux the kernel sends it SIGKILL when the
     runner ends, however the runner ends (SIGKILL included), so no orphan keeps training and holding the
     run's lock; the run resumes from its last checkpoint on the next ``ser-mtl cv``. The runner's pid
@@ -261,7 +246,7 @@ def signal_guard() -> Iterator[None]:
 
 def _stage_main(argv: list[str]) -> int:
     """Child entry: ``python -m ser_mtl.runs.stages CLI_MODULE STAGE ARGS...``."""
-    _die_with_runner()
+    die_with_runner()
     try:
         run_cli_stage(argv[0], argv[1:])
     except RunInterrupted as err:

@@ -11,11 +11,11 @@ Runbook (paper Fig. 5: alpha with beta = 0.5, then beta with alpha = 1)::
         --sweep.values "[[0.1,0.4,0.7],[0.4,0.6]]"
     ser-mtl report runs/alpha --out report/alpha
 
-Each setting is a full ``run_cv`` in ``DIR/<param>=<value>[,<param>=<value>...]/`` with the same
-``--cv.*`` options and the same base seed (common random numbers: two settings differ only in
-the swept value), so all of ``ser-mtl cv``'s resumption applies; ``--cv.slurm true`` writes one
-array per setting and ``DIR/submit_all.sh``. ``DIR/sweep.json`` lists setting -> folder -> summary
-and is rewritten after every setting, so a partial sweep can already be reported.
+Each setting is a cv folder ``DIR/<param>=<value>[,<param>=<value>...]/`` with the same ``--cv.*``
+options and the same base seed (common random numbers: two settings differ only in the swept value),
+so all of ``ser-mtl cv``'s resumption applies. The settings' runs go through one pool (``--cv.jobs``)
+or, with ``--cv.slurm true``, one job array (``ser_mtl.runs.cluster``). ``DIR/sweep.json`` lists
+setting -> folder -> summary.
 The swept override is appended after the other arguments, so it wins over the config file.
 
 Before anything runs, a sweep of ``model.alpha``/``model.beta`` is checked against the resolved
@@ -37,12 +37,15 @@ from typing import Any
 
 import yaml
 
-from ser_mtl.command_line import ForwardingCommand
-from ser_mtl.runs.cv import CVError, RunsFailed, run_cv
-from ser_mtl.runs.cv_command import add_cv_arguments, cv_kwargs
-from ser_mtl.runs.loss_weights import LossWeightError, check_loss_weight_sweep
 from ser_mtl.analysis.summary import SUMMARY_NAME
+from ser_mtl.command_line import ForwardingCommand
 from ser_mtl.io_utils import atomic_write_json
+from ser_mtl.runs.cluster import ClusterOptions
+from ser_mtl.runs.cv import execute, finish, plan_cv, submit
+from ser_mtl.runs.cv_command import add_cv_arguments, cv_kwargs
+from ser_mtl.runs.errors import CVError, RunsFailed
+from ser_mtl.runs.loss_weights import LossWeightError, check_loss_weight_sweep
+from ser_mtl.runs.stages import CLIBackend
 
 SWEEP_NAME = "sweep.json"
 MODES = ("zip", "grid")
@@ -147,8 +150,6 @@ def loss_weight_warnings(config_args: list[str], params: list[str], settings: li
     if not {"model.alpha", "model.beta"} & set(params):
         return []
     if backend is None:
-        from ser_mtl.runs.stages import CLIBackend
-
         backend = CLIBackend()
     others = set(params) - {"model.alpha", "model.beta"}
     arg_lists = [[*config_args, *setting_args(s)] for s in settings] if others else [config_args]
@@ -161,17 +162,17 @@ def loss_weight_warnings(config_args: list[str], params: list[str], settings: li
     return warnings
 
 
-def run_sweep(config_args: list[str], params: list[str], values: list, out: str, mode: str = "zip",
-              **cv_options: Any) -> dict:
-    """One ``run_cv`` per setting into ``out/<setting>/``; writes and returns ``sweep.json``'s content.
+def run_sweep(config_args: list[str], params: list[str], values: list, out: str, mode: str = "zip", *,
+              folds: list[int] | None = None, repeats: int = 1, base_seed: int = 0, label: str | None = None,
+              pretrain: list[str] | None = None, backend: Any = None, slurm: bool = False,
+              cluster_options: ClusterOptions | None = None, executor: Any = None, **local: Any) -> dict:
+    """One cross-validation per setting into ``out/<setting>/``; writes and returns ``sweep.json``'s content.
 
-    ``cv_options`` are ``run_cv``'s keyword arguments (folds, repeats, base_seed, slurm, ...).
-    A failed setting does not stop the others; the sweep raises ``CVError`` at the end naming them.
+    Every setting's runs are planned first (``plan_cv``), then run together: on this machine through
+    one pool (``local``: ``execute``'s jobs, devices, in_process, fail_fast), or on SLURM as one job
+    array over every setting's runs. A failed run does not stop the others; ``RunsFailed`` at the end
+    names the settings that had failures.
     """
-    for option in ("only_task", "only_pretrain", "only_pack"):
-        if cv_options.get(option) is not None:
-            raise CVError(f"--cv.{option} selects a task of one cross-validation; run `ser-mtl cv` in the "
-                          "setting's folder instead (its SLURM script does)")
     params = [p.removeprefix("--") for p in params]
     for param in params:
         if any(a.split("=", 1)[0] == f"--{param}" for a in config_args):
@@ -180,12 +181,11 @@ def run_sweep(config_args: list[str], params: list[str], values: list, out: str,
     names = [setting_dirname(s) for s in settings]
     if len(set(names)) != len(names):
         raise CVError(f"two settings map to the same folder: {names}")
-    warnings = loss_weight_warnings(config_args, params, settings, cv_options.get("backend"))
+    warnings = loss_weight_warnings(config_args, params, settings, backend)
     for warning in warnings:
         print(f"[sweep] warning: {warning}", file=sys.stderr)
     out_path = Path(out)
     out_path.mkdir(parents=True, exist_ok=True)
-    pretrain = cv_options.pop("pretrain", None)
     entries = [{"values": s, "dir": n, "summary": f"{n}/{SUMMARY_NAME}"} for s, n in zip(settings, names)]
     record = {"params": params, "mode": mode, "config_args": list(config_args), "settings": entries}
     if pretrain is not None:
@@ -195,27 +195,23 @@ def run_sweep(config_args: list[str], params: list[str], values: list, out: str,
     if warnings:
         record["warnings"] = warnings
     atomic_write_json(out_path / SWEEP_NAME, record)
-    failed: list[str] = []
-    submits: list[str] = []
-    for setting, name in zip(settings, names):
-        print(f"[sweep] {name}", flush=True)
+    plans = [plan_cv([*config_args, *setting_args(s)], folds, repeats, out_path / n, base_seed, label,
+                     setting_pretrain(pretrain, s), backend) for s, n in zip(settings, names)]
+    if slurm or executor is not None:
+        record["submitted"] = submit(plans, cluster_options or ClusterOptions(), out_path.absolute() / "slurm",
+                                     executor)
+        return record
+    results = execute(plans, backend, **local)
+    failed = []
+    for plan in plans:
         try:
-            result = run_cv([*config_args, *setting_args(setting)], out=str(out_path / name),
-                            pretrain=setting_pretrain(pretrain, setting), **cv_options)
+            finish(plan, results)
         except RunsFailed as err:
-            print(f"[sweep] {name} FAILED: {err}", file=sys.stderr)
-            failed.append(name)
-            continue
-        if cv_options.get("slurm"):
-            submits.append(str(Path(result["submit"]).relative_to(out_path.absolute())))
-    if submits:
-        from ser_mtl.runs.slurm import render_submit_all, write_executable
-
-        write_executable(out_path / "submit_all.sh", render_submit_all(submits))
-        print(f"[sweep] submit every setting with: {out_path / 'submit_all.sh'}")
+            print(f"[sweep] {plan.out.name} FAILED: {err}", file=sys.stderr)
+            failed.append(plan.out.name)
     if failed:
         raise RunsFailed(f"{len(failed)} of {len(settings)} settings had failed runs: {', '.join(failed)}; "
-                      "re-run the same command to retry them")
+                         "re-run the same command to retry them")
     return record
 
 

@@ -1,30 +1,20 @@
-"""Several cross-validation runs at once on one machine (``ser-mtl cv --cv.jobs N --cv.devices LIST``).
+"""Runs on this machine, ``N`` at a time (``ser-mtl cv --cv.jobs N --cv.devices LIST``).
 
-Each (fold, repeat) run is still ``cv.run_one``: its own lock, child processes, logs and resume
-(``ser_mtl.runs.stages``). This module decides *where* each runs and runs ``N`` of them at a
-time:
+Each run is still ``lifecycle.run_folder``, with its own lock, child processes, logs and resume. This
+module decides *where* each runs:
 
-* ``plan_slots`` makes ``N`` slots. Slot ``i`` runs on device ``devices[i % len(devices)]`` (so
-  ``N`` may exceed the number of GPUs: several runs share one), and every stage child of that slot
-  gets ``CUDA_VISIBLE_DEVICES=<that device>`` (or ``""``: CPU only) and ``OMP_NUM_THREADS`` /
-  ``MKL_NUM_THREADS = max(1, cores // N)`` (torch takes its intra-op thread count from
-  ``OMP_NUM_THREADS``), unless the runner's environment sets those thread variables itself.
-  ``--cv.devices`` counts the devices as this process sees them (``0`` = ``cuda:0``, also under a
-  ``CUDA_VISIBLE_DEVICES`` set by SLURM); the child is given the real name (e.g. ``3`` or a
-  ``GPU-...`` UUID). Default: every visible GPU, or the CPU when there is none.
-* ``run_in_slots`` runs the tasks: one worker thread per slot pulls the next task in grid order.
-  With one slot it runs in the calling thread, exactly as the sequential runner always did.
+* ``plan_slots`` makes ``N`` slots. Slot ``i`` runs on device ``devices[i % len(devices)]`` (``N`` may
+  exceed the GPUs: several runs share one); its stage children get ``CUDA_VISIBLE_DEVICES=<device>``
+  (``""``: CPU) and ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS = max(1, cores // N)`` unless the runner's
+  environment sets those. ``--cv.devices`` counts the GPUs as this process sees them; the child is
+  given the real name. Default: every visible GPU, or the CPU.
+* ``run_in_slots`` runs the tasks in a ``concurrent.futures`` thread pool, a free slot per task. A
+  thread only waits for its children (each stage is a child process already), and a pool thread
+  outlives the children it starts, which ``PR_SET_PDEATHSIG`` needs (``ser_mtl.runs.stages``).
 
-Scheduling changes nothing in the results: a run's seed is ``derive_seed(base, fold, repeat)``
-whatever slot runs it, and results come back in task order. An exception escaping a task (the
-runner's ``CVError``, or any failure under ``--cv.fail_fast``) lets no new task start; the tasks
-already running finish, and then the first such exception is raised.
-
-Why threads and not a process pool: each stage is a child process already, so a thread only waits.
-A worker thread starts its children and waits for them (``stages.CLIBackend.run_stage``); it never
-ends while one runs, which matters because Linux sends ``PR_SET_PDEATHSIG`` when the *thread* that
-started a child ends. SIGTERM to the runner reaches every running child through ``stages``; the
-main thread waits in short ``join`` slices so that its signal handler runs promptly.
+Scheduling changes no result: a run's seed does not depend on its slot, and results come back in
+task order. After SIGTERM, or once a task raised, no new task starts; the running ones finish and
+the first exception is raised.
 """
 
 from __future__ import annotations
@@ -33,6 +23,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -160,12 +151,7 @@ def bind(backend: Any, slot: Slot) -> Any:
 
 def run_in_slots(tasks: Sequence[Task], work: Callable[[Task, Slot], Result], slots: list[Slot],
                  poll_s: float = 0.2) -> list[Result]:
-    """``work(task, slot)`` for every task, ``len(slots)`` at a time; results in task order.
-
-    No task starts once ``stages.stop_requested()`` (SIGTERM) or once a task raised; the returned
-    list then holds only the tasks that finished. The first exception a task raised is re-raised
-    after every running task has ended.
-    """
+    """``work(task, slot)`` for every task, ``len(slots)`` at a time; the finished tasks' results in task order."""
     if len(slots) == 1:
         results = []
         for task in tasks:
@@ -173,35 +159,35 @@ def run_in_slots(tasks: Sequence[Task], work: Callable[[Task, Slot], Result], sl
                 break
             results.append(work(task, slots[0]))
         return results
-    pending: queue.SimpleQueue[int] = queue.SimpleQueue()
-    for i in range(len(tasks)):
-        pending.put(i)
-    done: dict[int, Result] = {}
-    errors: list[BaseException] = []
+    free: queue.SimpleQueue[Slot] = queue.SimpleQueue()
+    for slot in slots:
+        free.put(slot)
+    failed = threading.Event()
 
-    def worker(slot: Slot) -> None:
-        while not errors and not stop_requested():
-            try:
-                i = pending.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                done[i] = work(tasks[i], slot)
-            except BaseException as err:  # noqa: BLE001 - handed to the main thread, re-raised there
-                errors.append(err)
+    def one(task: Task) -> Result:
+        slot = free.get()  # as many threads as slots: one is always free here
+        try:
+            return work(task, slot)
+        except BaseException:
+            failed.set()
+            raise
+        finally:
+            free.put(slot)
 
-    threads = [threading.Thread(target=worker, args=(slot,), name=f"cv-job-{slot.index}") for slot in slots]
-    for thread in threads:
-        thread.start()
-    try:
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(poll_s)  # short waits: the main thread's signal handlers run in between
-    except BaseException:  # Ctrl-C in the runner: stop every stage, then wait for the workers
-        request_stop()
-        for thread in threads:
-            thread.join()
-        raise
+    with ThreadPoolExecutor(len(slots), thread_name_prefix="cv-job") as pool:
+        futures = [pool.submit(one, task) for task in tasks]
+        try:
+            while not all(f.done() for f in futures):
+                if failed.is_set() or stop_requested():
+                    for future in futures:
+                        future.cancel()  # not started yet: never starts
+                wait(futures, timeout=poll_s)  # short waits: the main thread's signal handlers run in between
+        except BaseException:  # Ctrl-C in the runner: stop every stage, then wait for the running ones
+            request_stop()
+            for future in futures:
+                future.cancel()
+            raise
+    errors = [f.exception() for f in futures if not f.cancelled() and f.exception() is not None]
     if errors:
         raise errors[0]
-    return [done[i] for i in sorted(done)]
+    return [f.result() for f in futures if not f.cancelled()]

@@ -1,9 +1,8 @@
 """The cv folder's configuration record (``DIR/cv.json``) and the checks on the training arguments.
 
-``ser_mtl.runs.cv`` writes the record before any run starts and refuses a folder whose record
-holds another configuration (``ensure_record``), so that one folder never mixes the runs of two
-configurations; the record keeps the text of every ``--config`` file (``config_files``), including
-the files those include. These names are re-exported by ``ser_mtl.runs.cv``.
+The runner writes the record before any run starts and refuses a folder whose record holds another
+configuration (``ensure_record``), so one folder never mixes two configurations' runs; the record
+keeps the text of every ``--config`` file and of the files those include (``config_files``).
 """
 
 from __future__ import annotations
@@ -13,16 +12,13 @@ from typing import Any
 
 from ser_mtl.analysis.summary import RECORD_NAME, read_record
 from ser_mtl.io_utils import atomic_write_json
+from ser_mtl.runs.errors import CVError
 
 # Arguments the runner sets per run; a user value would be silently overridden, so it is refused.
 RESERVED_ARGS = ("--data.fold", "--seed_everything", "--trainer.default_root_dir", "--ckpt_path")
 
 # The record's keys that must agree between the folder and the command (else: another configuration).
 CONFIG_KEYS = ("config_args", "base_seed", "config_files", "pretrain", "pretrain_config_files")
-
-
-class CVError(RuntimeError):
-    """The cross-validation cannot proceed as asked (conflicting folder, bad option, failed runs)."""
 
 
 def config_files(config_args: list[str]) -> dict[str, str]:
@@ -64,33 +60,6 @@ def check_config_args(config_args: list[str]) -> None:
                           f"--cv.out instead")
         if name.startswith("--cv."):
             raise CVError(f"{arg}: --cv.* options belong to the runner, not to the training arguments")
-
-
-def check_options(config_args: list[str], repeats: int, jobs: Any, in_process: bool, devices: Any, slurm: bool,
-                  pretrain: list[str] | None, only_pretrain: int | None) -> None:
-    """``run_cv``'s options that cannot be combined or are out of range, as ``CVError`` naming the option."""
-    from ser_mtl.runs.pretrain_stage import PretrainError, check_pretrain_args
-
-    if repeats < 1:
-        raise CVError(f"--cv.repeats must be >= 1, got {repeats}")
-    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
-        raise CVError(f"--cv.jobs must be an integer >= 1, got {jobs!r}")
-    check_config_args(config_args)
-    if in_process and (jobs != 1 or devices is not None):
-        raise CVError("--cv.jobs / --cv.devices run each stage in a child process with its own devices and "
-                      "threads; they cannot be combined with --cv.in_process true")
-    if slurm and (jobs != 1 or devices is not None):
-        raise CVError("--cv.jobs / --cv.devices apply to runs on this machine; with --cv.slurm true every "
-                      "(fold, repeat) is its own array task and SLURM places it (--cv.slurm_gpus)")
-    if pretrain is not None:
-        try:
-            check_pretrain_args(pretrain, config_args)
-        except PretrainError as err:
-            raise CVError(str(err)) from err
-    elif only_pretrain is not None:
-        raise CVError("--cv.only_pretrain needs --cv.pretrain (the pretraining's arguments)")
-    if only_pretrain is not None and not 0 <= only_pretrain < repeats:
-        raise CVError(f"--cv.only_pretrain {only_pretrain} is outside 0..{repeats - 1} ({repeats} repeats)")
 
 
 def ensure_record(out: Path, record: dict[str, Any], folds: list[int], repeats: int, write: bool) -> None:

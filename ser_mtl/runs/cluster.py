@@ -1,0 +1,164 @@
+"""Cross-validations and sweeps on a SLURM cluster, submitted through submitit.
+
+``ser-mtl cv ... --cv.slurm true`` (or ``ser-mtl sweep``) submits, into ``DIR/slurm/``:
+
+1. the pretrainings (``--cv.pretrain``), one job array;
+2. every (fold, repeat) run of every setting, one job array, ``--cv.slurm_max_parallel`` tasks at a
+   time, starting once every pretraining succeeded (``afterok``);
+3. one small job that writes each cv folder's ``summary.json`` once the array has ended (``afterany``:
+   a failed task leaves the others summarised; ``ser-mtl aggregate DIR`` does the same by hand).
+
+Each array task is `RunTask`: ``lifecycle.run_folder`` in the task's own process, so a task does
+exactly what a local run does (lock, record, resume, fit, test, ``metrics.json``). Requeueing has
+one owner, submitit: 90 s before the time limit, or on preemption, SLURM sends SIGUSR2; submitit
+calls `RunTask.checkpoint`, which resubmits the same run, and requeues the task (at most
+``--cv.slurm_max_requeues`` timeouts). The requeued task resumes from the run's newest checkpoint
+(``last.ckpt``, written every epoch), so it loses at most the epoch in progress. Lightning's own
+SLURM requeueing (SIGUSR1) is switched off inside these tasks, so the two never both requeue.
+Resubmitting the same command later skips finished runs and resumes the others.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import submitit
+
+from ser_mtl.analysis.summary import aggregate
+from ser_mtl.runs.errors import CVError, RunFailed
+from ser_mtl.runs.lifecycle import Run, run_folder
+from ser_mtl.runs.stages import CLIBackend
+
+# A cluster task's stages run in its own process, without Lightning's SIGUSR1 requeueing (submitit owns it).
+NO_LIGHTNING_REQUEUE = ("--trainer.plugins", ('{"class_path": "pytorch_lightning.plugins.environments.'
+                        'SLURMEnvironment", "init_args": {"auto_requeue": false}}'))
+
+
+@dataclass
+class ClusterOptions:
+    """Resources of each array task (``--cv.slurm_*``); None leaves the cluster's default."""
+
+    partition: str | None = None
+    account: str | None = None
+    gpus: int = 1
+    cpus: int = 8
+    mem: str = "32G"
+    time: str = "24:00:00"
+    job_name: str = "ser-mtl"
+    max_parallel: int | None = None
+    max_requeues: int = 3
+    setup: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    python: str = sys.executable
+
+    def minutes(self) -> int:
+        """``--cv.slurm_time`` (``D-HH:MM:SS``, ``HH:MM:SS``, ``MM`` ...) in minutes, as submitit takes it."""
+        match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", self.time.strip())
+        if not match:
+            raise CVError(f"--cv.slurm_time {self.time!r}: expected D-HH:MM:SS, HH:MM:SS or minutes")
+        days, a, b, c = (int(x) if x else 0 for x in match.groups())
+        hours, mins, secs = (a, b, c) if match.group(4) else (a, b, 0) if match.group(3) else (0, a, 0)
+        return max(1, days * 1440 + hours * 60 + mins + (secs > 0))
+
+    def parameters(self) -> dict[str, Any]:
+        """submitit's ``SlurmExecutor.update_parameters`` arguments of one array task."""
+        extra = dict(self.extra)
+        if self.account:
+            extra["account"] = self.account
+        return {"partition": self.partition, "time": self.minutes(), "nodes": 1,
+                "ntasks_per_node": max(1, self.gpus), "gpus_per_node": self.gpus or None, "cpus_per_task": self.cpus,
+                "mem": self.mem, "job_name": self.job_name, "setup": list(self.setup),
+                "array_parallelism": self.max_parallel or 256, "stderr_to_stdout": True,
+                "additional_parameters": extra}
+
+
+class RunTask(submitit.helpers.Checkpointable):
+    """One array task: one run folder brought to its done state; returns its metrics (None: a pretraining).
+
+    ``checkpoint`` (inherited) resubmits the same call on timeout or preemption: the run's newest
+    checkpoint is what the requeued task resumes from.
+    """
+
+    def __call__(self, run: Run) -> dict[str, Any] | None:
+        backend = CLIBackend(in_process=True, extra_args=NO_LIGHTNING_REQUEUE if _on_slurm() else ())
+        result = run_folder(run, backend)
+        if result.status == "busy":
+            raise RunFailed(f"{run.name} is held by another process ({run.dir / '.lock'}); not run here")
+        return result.metrics
+
+
+def _on_slurm() -> bool:
+    from pytorch_lightning.plugins.environments import SLURMEnvironment
+
+    return SLURMEnvironment.detect()
+
+
+def summarise(cv_dirs: list[str]) -> dict[str, dict]:
+    """The summary job: ``summary.json`` of every cv folder that has finished runs."""
+    summaries = {}
+    for directory in cv_dirs:
+        try:
+            summaries[directory] = aggregate(directory)
+        except Exception as err:  # noqa: BLE001 - one folder without finished runs must not hide the others
+            print(f"[cv] {directory}: no summary ({err})", flush=True)
+    return summaries
+
+
+def slurm_executor(folder: Path, options: ClusterOptions) -> submitit.SlurmExecutor:
+    try:
+        executor = submitit.SlurmExecutor(folder=folder / "%j", max_num_timeout=options.max_requeues,
+                                          python=options.python)
+    except RuntimeError as err:  # no srun on PATH
+        raise CVError(f"--cv.slurm true: {err}") from err
+    executor.update_parameters(**options.parameters())
+    return executor
+
+
+def _array_id(jobs: list[Any]) -> str:
+    return str(jobs[0].job_id).split("_")[0]
+
+
+def _after(executor: Any, jobs: list[Any], condition: str, extra: dict[str, Any]) -> None:
+    """The next submission waits for ``jobs``: a SLURM dependency, or (executors without dependencies:
+    submitit's local and debug ones) waiting here."""
+    if isinstance(executor, submitit.SlurmExecutor):
+        executor.update_parameters(additional_parameters={**extra, "dependency": f"{condition}:{_array_id(jobs)}"})
+    else:
+        for job in jobs:
+            job.exception()  # waits; a failure stays in the job
+
+
+def submit(pretrainings: list[Run], runs: list[Run], cv_dirs: list[Path], options: ClusterOptions,
+           folder: Path, executor: Any = None) -> dict[str, Any]:
+    """Submit the pretraining array, the run array after it and the summary job (module docstring).
+
+    ``executor``: any submitit executor (tests: ``submitit.LocalExecutor``); default SLURM in ``folder``.
+    Returns the job ids, for the record.
+    """
+    executor = executor or slurm_executor(folder, options)
+    extra = dict(executor.parameters.get("additional_parameters") or {}) if hasattr(executor, "parameters") else {}
+    submitted: dict[str, Any] = {}
+    pending = [run for run in runs if not run.done()]
+    todo_pretrain = [run for run in pretrainings if not run.done()]
+    if todo_pretrain:
+        jobs = executor.map_array(RunTask(), todo_pretrain)
+        submitted["pretrain"] = [job.job_id for job in jobs]
+        print(f"[cv] submitted {len(jobs)} pretraining(s): job {_array_id(jobs)}", flush=True)
+        _after(executor, jobs, "afterok", extra)
+    if pending:
+        jobs = executor.map_array(RunTask(), pending)
+        submitted["runs"] = [job.job_id for job in jobs]
+        print(f"[cv] submitted {len(jobs)} run(s) ({len(runs) - len(pending)} already finished): "
+              f"job {_array_id(jobs)}", flush=True)
+        _after(executor, jobs, "afterany", extra)
+    if isinstance(executor, submitit.SlurmExecutor):
+        executor.update_parameters(gpus_per_node=None, ntasks_per_node=1, cpus_per_task=1, mem="4G", time=30,
+                                   job_name=f"{options.job_name}-summary")
+    job = executor.submit(summarise, [str(d) for d in cv_dirs])
+    submitted["summary"] = job.job_id
+    print(f"[cv] submitted the summary job {job.job_id} (runs after the array); logs in {folder}", flush=True)
+    return submitted

@@ -1,0 +1,203 @@
+"""One run folder's life, the only place it is written: seed, lock, record, resume, fit, test, results.
+
+`run_folder` is what every caller runs: the local runner (``ser_mtl.runs.local``), a cluster task
+(``ser_mtl.runs.cluster``), each (fold, repeat) of a cross-validation or sweep and each pretraining
+(``ser_mtl.runs.cv``). Given a `Run` it
+
+1. returns at once when the run is done (``metrics.json``; a fit-only run: ``fit_done.json``);
+2. takes the folder's lock (``RUN/.lock``; another holder: status ``busy``, left to it);
+3. writes ``run.json`` (fold, repeat, seed, what it starts from) or refuses a folder that records another;
+4. fits unless ``fit_done.json`` exists, resuming from the newest checkpoint (``checkpoints/last.ckpt``,
+   or Lightning's ``hpc_ckpt_*.ckpt``), and then writes ``fit_done.json``;
+5. tests ``checkpoints/best.ckpt`` (a stale ``test_metrics.json`` is removed first) and writes
+   ``metrics.json`` last: the run's record plus its scores.
+
+Each stage is ``ser-mtl fit``/``test`` through a backend (``ser_mtl.runs.stages``): a child process
+on a workstation, this process in a cluster task. Every file is written atomically. Under
+``srun`` with several ranks per task, only rank 0 locks and writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ser_mtl.analysis.summary import (
+    METRICS,
+    METRICS_NAME,
+    SummaryError,
+    check_scores,
+    read_json,
+    read_run_metrics,
+)
+from ser_mtl.io_utils import atomic_write_json
+from ser_mtl.runs.errors import CVError, RunFailed
+from ser_mtl.runs.stages import CVBackend, run_lock
+
+PRETRAIN_FOLD = 10**6  # stands in for the fold in a pretraining's seed: never a fold run's seed
+FIT_DONE = "fit_done.json"
+# What metrics.json copies from test_metrics.json besides the scores, and how the log names the scores.
+RUN_COUNTS = ("n_utterances", "n_gender_utterances", "n_speaker_utterances")
+SCORE_LABELS = (("WA", "wa"), ("UA", "ua"), ("gender", "gender_acc"), ("speaker", "speaker_acc"), ("EER", "eer"))
+
+
+def derive_seed(base_seed: int, fold: int, repeat: int) -> int:
+    """A seed for run (fold, repeat): numpy's SeedSequence hash of the three numbers, in [0, 2**31).
+
+    Deterministic across machines, and no two (base, fold, repeat) collide the way
+    ``base + 1000 * repeat + fold`` would (base 0 repeat 1 == base 1000 repeat 0).
+    """
+    if min(base_seed, fold, repeat) < 0:
+        raise ValueError(f"base seed, fold and repeat must be >= 0, got {base_seed}, {fold}, {repeat}")
+    return int(np.random.SeedSequence([base_seed, fold, repeat]).generate_state(1)[0]) & 0x7FFFFFFF
+
+
+def run_dir_name(fold: int, repeat: int) -> str:
+    return f"fold{fold}_rep{repeat}"
+
+
+def pretrain_dir_name(repeat: int) -> str:
+    return f"pretrain_rep{repeat}"
+
+
+def is_rank_zero() -> bool:
+    """Under ``srun --ntasks-per-node=G`` every rank runs the task; only rank 0 writes run files."""
+    return os.environ.get("SLURM_PROCID", "0") == "0"
+
+
+def newest_checkpoint(run_dir: Path) -> Path | None:
+    """The newer of ``checkpoints/last.ckpt`` (every epoch) and Lightning's ``hpc_ckpt_N.ckpt`` (saved on
+    its SLURM signal when a user runs ``ser-mtl fit`` in an sbatch script of their own)."""
+    candidates = [run_dir / "checkpoints" / "last.ckpt", *run_dir.glob("hpc_ckpt_*.ckpt")]
+    existing = [p for p in candidates if p.is_file()]
+    return max(existing, key=lambda p: p.stat().st_mtime) if existing else None
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run folder and what it trains.
+
+    Attributes:
+        dir: the folder (absolute).
+        args: ``ser-mtl fit``/``test`` arguments; the run adds ``--seed_everything``,
+            ``--trainer.default_root_dir``, ``--ckpt_path`` and, with ``init_from``, ``--model.init_from``.
+        record: ``run.json`` (fold/repeat, seed, ...); a folder recording anything else is refused.
+        name: how messages name it (``fold 3 repeat 0``).
+        init_from: a fit-only run's folder whose ``best.ckpt`` this run starts from (a pretraining).
+        test: False for a fit-only run (a pretraining).
+    """
+
+    dir: Path
+    args: tuple[str, ...]
+    record: dict[str, Any] = field(hash=False)
+    name: str
+    init_from: Path | None = None
+    test: bool = True
+
+    @property
+    def seed(self) -> int:
+        return int(self.record["seed"])
+
+    def done(self) -> bool:
+        if self.test:
+            return (self.dir / METRICS_NAME).exists()
+        return (self.dir / FIT_DONE).exists() and (self.dir / "checkpoints" / "best.ckpt").is_file()
+
+
+@dataclass
+class RunResult:
+    run: Run
+    status: str  # "skipped" (done before) | "done" | "busy" (another process holds it) | "failed"
+    metrics: dict[str, Any] | None = None
+    error: str | None = None
+
+
+def run_folder(run: Run, backend: CVBackend) -> RunResult:
+    """Bring ``run`` to its done state (module docstring), resuming whatever is already there."""
+    if run.done():
+        return RunResult(run, "skipped", _finished_metrics(run))
+    run.dir.mkdir(parents=True, exist_ok=True)
+    rank_zero = is_rank_zero()
+    with run_lock(run.dir) if rank_zero else contextlib.nullcontext(True) as acquired:
+        if not acquired:
+            say(f"{run.name}: running in another process ({run.dir / '.lock'}); left to it")
+            return RunResult(run, "busy")
+        if run.done():  # finished by that other process just before we took the lock
+            return RunResult(run, "skipped", _finished_metrics(run))
+        _write_record(run, rank_zero)
+        args = [*run.args, *_init_args(run), "--seed_everything", str(run.seed),
+                "--trainer.default_root_dir", str(run.dir)]
+        best = run.dir / "checkpoints" / "best.ckpt"
+        if not (run.dir / FIT_DONE).exists():
+            resume = newest_checkpoint(run.dir)
+            say(f"{run.name} (seed {run.seed}): fit" + (f", resuming from {resume.name}" if resume else "")
+                + f"  [log {run.dir / 'fit.log'}]")
+            backend.run_stage("fit", args + (["--ckpt_path", str(resume)] if resume else []), run.dir)
+            if not best.is_file():
+                raise RunFailed(f"fit finished but {best} is missing (the CLI must save best.ckpt)")
+            if rank_zero:
+                atomic_write_json(run.dir / FIT_DONE, {"resumed_from": str(resume) if resume else None})
+        if not run.test:
+            return RunResult(run, "done")
+        return _test(run, backend, args + ["--ckpt_path", str(best)], rank_zero)
+
+
+def _finished_metrics(run: Run) -> dict[str, Any] | None:
+    return read_run_metrics(run.dir / METRICS_NAME) if run.test else None
+
+
+def _write_record(run: Run, rank_zero: bool) -> None:
+    path = run.dir / "run.json"
+    if path.exists():
+        previous = read_json(path)
+        if {k: previous.get(k) for k in run.record} != run.record:
+            raise CVError(f"{path} records {previous} but this run is {run.record}; was --cv.base_seed or "
+                          "the pretraining changed? Use another --cv.out")
+    elif rank_zero:
+        atomic_write_json(path, run.record)
+
+
+def _init_args(run: Run) -> list[str]:
+    """``--model.init_from`` the pretraining's best.ckpt; `RunFailed` while that pretraining is unfinished."""
+    if run.init_from is None:
+        return []
+    best = run.init_from / "checkpoints" / "best.ckpt"
+    if not ((run.init_from / FIT_DONE).exists() and best.is_file()):
+        raise RunFailed(f"its pretraining has not finished ({run.init_from}; see its fit.log); re-run the same "
+                        "command to retry it and this run")
+    return ["--model.init_from", str(best)]
+
+
+def _test(run: Run, backend: CVBackend, args: list[str], rank_zero: bool) -> RunResult:
+    test_metrics = run.dir / "test_metrics.json"
+    if rank_zero:
+        test_metrics.unlink(missing_ok=True)  # a stale file from an interrupted test must not pass for this one
+    say(f"{run.name}: test best.ckpt")
+    backend.run_stage("test", args, run.dir)
+    if not rank_zero:
+        return RunResult(run, "done")
+    if not test_metrics.is_file():
+        raise RunFailed(f"test finished but wrote no {test_metrics} (expected by the CLI contract)")
+    try:
+        tested = check_scores(test_metrics, read_json(test_metrics), lenient_eer=True)
+    except SummaryError as err:  # a failed run with its message, not a traceback
+        raise RunFailed(str(err)) from err
+    metrics = dict(run.record)
+    for key in (*METRICS, *RUN_COUNTS, "classes", "confmat"):
+        if tested.get(key) is not None:
+            metrics[key] = tested[key]
+    atomic_write_json(run.dir / METRICS_NAME, metrics)
+    say(f"{run.name}: " + "  ".join(f"{label} {100 * metrics[key]:.1f} %" for label, key in SCORE_LABELS
+                                    if key in metrics))
+    return RunResult(run, "done", metrics)
+
+
+def say(text: str) -> None:
+    sys.stdout.write(f"[cv] {text}\n")  # one write: the lines of parallel jobs do not run together
+    sys.stdout.flush()
