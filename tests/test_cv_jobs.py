@@ -21,10 +21,12 @@ import pytest
 from cli_args import run_args
 from test_cv_runner import FakeBackend, arg
 
-from ser_mtl.runs import parallel_runs
-from ser_mtl.runs.cv import CLIBackend, CVError, RunsFailed, run_cv
+from ser_mtl.runs import local as parallel_runs
+from ser_mtl.runs.cv import run_cv
+from ser_mtl.runs.errors import CVError, RunsFailed
+from ser_mtl.runs.stages import CLIBackend
 from ser_mtl.runs.cv_command import cv_kwargs, cv_main
-from ser_mtl.runs.parallel_runs import JobsError, plan_slots
+from ser_mtl.runs.local import JobsError, plan_slots
 from ser_mtl.runs.stages import RUNNER_PID_VARIABLE
 
 STAGE_S = 0.25
@@ -266,13 +268,13 @@ def test_child_processes_run_side_by_side_each_with_its_device(tmp_path: Path, c
 
 
 def test_pdeathsig_follows_the_thread_that_started_the_child(tmp_path: Path) -> None:
-    """The Linux pitfall the worker threads avoid: a child armed by ``stages._die_with_runner`` is
+    """The Linux pitfall the worker threads avoid: a child armed by ``stages.die_with_runner`` is
     killed when the *thread* that started it ends, although the process lives on."""
     if not sys.platform.startswith("linux"):
         pytest.skip("PR_SET_PDEATHSIG is Linux-only")
     armed = tmp_path / "armed"
-    code = ("import pathlib, sys, time; from ser_mtl.runs.stages import _die_with_runner; "
-            f"_die_with_runner(); pathlib.Path({str(armed)!r}).write_text('1'); time.sleep(20)")
+    code = ("import pathlib, sys, time; from ser_mtl.runs.stages import die_with_runner; "
+            f"die_with_runner(); pathlib.Path({str(armed)!r}).write_text('1'); time.sleep(20)")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), RUNNER_PID_VARIABLE: str(os.getpid())}
     children = []
 

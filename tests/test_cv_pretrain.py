@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from test_cv_runner import CONFIG_TEXT, FakeBackend, arg
 
-from ser_mtl.runs.cv import CVError, RunsFailed, derive_seed, run_cv
-from ser_mtl.runs.cv_command import cv_kwargs, cv_main
-from ser_mtl.runs.pretrain_stage import PRETRAIN_FOLD, parse_pretrain
+from ser_mtl.runs.cv import run_cv
+from ser_mtl.runs.cv_command import cv_kwargs, cv_main, parse_pretrain
+from ser_mtl.runs.errors import CVError, RunsFailed
+from ser_mtl.runs.lifecycle import PRETRAIN_FOLD, derive_seed
 from ser_mtl.runs.sweep import run_sweep
 
 
@@ -71,24 +72,12 @@ def test_a_failed_pretraining_fails_its_repeat_and_resumes_on_rerun(tmp_path, co
     assert [n for s, n, _ in backend.calls if s == "fit"] == [0, 1]  # repeat 0 ran; repeat 1's folds did not
     printed = capsys.readouterr().out
     assert "pretraining of repeat 1 FAILED: " in printed and "simulated crash in the pretraining" in printed
-    assert "fold 0 repeat 1 FAILED: the pretraining of repeat 1 has not finished" in printed
+    assert "fold 0 repeat 1 FAILED: its pretraining (pretrain_rep1) has not finished" in printed
     rerun = FakeBackend(n_folds=2)
     run_cv(config, [0, 1], 2, str(out), backend=rerun, pretrain=pretrain)
     (repeat, args), = pretrain_calls(rerun)
     assert repeat == 1 and arg(args, "--ckpt_path") == str((out / "pretrain_rep1/checkpoints/last.ckpt").absolute())
     assert [n for s, n, _ in rerun.calls if s == "fit"] == [0, 1]  # now repeat 1's folds
-
-
-def test_only_pretrain_runs_one_repeats_pretraining(tmp_path, config, pretrain) -> None:
-    backend = FakeBackend(n_folds=2)
-    with pytest.raises(CVError, match=r"cv.json is missing: --cv.only_task/--cv.only_pretrain with --cv.pretrain"):
-        run_cv(config, [0, 1], 3, str(tmp_path / "cv"), backend=backend, pretrain=pretrain, only_task=0)
-    run_cv(config, [0, 1], 3, str(tmp_path / "cv"), backend=backend, pretrain=pretrain, slurm=True)  # writes cv.json
-    result = run_cv(config, [0, 1], 3, str(tmp_path / "cv"), backend=backend, pretrain=pretrain, only_pretrain=2)
-    assert [r for r, _ in pretrain_calls(backend)] == [2] and len(backend.calls) == 1
-    assert result == {"pretrain": str((tmp_path / "cv/pretrain_rep2/checkpoints/best.ckpt").absolute())}
-    with pytest.raises(CVError, match=r"--cv.only_pretrain 3 is outside 0..2"):
-        run_cv(config, [0, 1], 3, str(tmp_path / "cv"), backend=backend, pretrain=pretrain, only_pretrain=3)
 
 
 def test_pretraining_arguments_are_checked(tmp_path, config, pretrain) -> None:

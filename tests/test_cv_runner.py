@@ -19,16 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ser_mtl.runs.cv import (
-    CLIBackend,
-    CVError,
-    RunsFailed,
-    derive_seed,
-    newest_checkpoint,
-    run_cv,
-    task_grid,
-)
+from ser_mtl.runs.cv import run_cv
 from ser_mtl.runs.cv_command import parse_int_list
+from ser_mtl.runs.errors import CVError, RunsFailed
+from ser_mtl.runs.lifecycle import derive_seed, newest_checkpoint
+from ser_mtl.runs.stages import CLIBackend
 from ser_mtl.runs.sweep import parse_list, run_sweep, setting_dirname, sweep_settings
 
 CONFIG_TEXT = "model:\n  alpha: 0.4\n"
@@ -211,16 +206,6 @@ def test_newest_checkpoint_prefers_lightnings_hpc_checkpoint(tmp_path: Path) -> 
     assert newest_checkpoint(tmp_path) == last
 
 
-def test_only_task_runs_one_grid_cell_and_writes_no_summary(tmp_path: Path, config: list[str]) -> None:
-    backend = FakeBackend()
-    metrics = run_cv(config, [0, 1, 2], 2, str(tmp_path / "cv"), only_task=4, backend=backend)
-    assert task_grid([0, 1, 2], 2)[4] == (1, 1)
-    assert (metrics["fold"], metrics["repeat"]) == (1, 1) and backend.fits() == [1]
-    assert not (tmp_path / "cv" / "summary.json").exists()
-    with pytest.raises(CVError, match=r"--cv.only_task 6 is outside 0..5"):
-        run_cv(config, [0, 1, 2], 2, str(tmp_path / "cv"), only_task=6, backend=backend)
-
-
 def test_refuses_to_mix_configurations_and_reserved_arguments(tmp_path: Path, config: list[str]) -> None:
     out = str(tmp_path / "cv")
     run_cv(config, [0], 1, out, backend=FakeBackend())
@@ -243,10 +228,10 @@ def test_seeds_are_deterministic_and_distinct() -> None:
     assert derive_seed(0, 3, 2) == derive_seed(0, 3, 2) != derive_seed(0, 2, 3)
 
 
-def test_module_entry_is_the_cv_command() -> None:
+def test_the_cv_command_lists_its_options() -> None:
     import subprocess
 
-    result = subprocess.run([sys.executable, "-m", "ser_mtl.runs.cv", "--help"], capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "ser_mtl.cli", "cv", "--help"], capture_output=True,
                             text=True, timeout=120, check=False)
     assert result.returncode == 0 and "--cv.out" in result.stdout and "--cv.slurm_partition" in result.stdout
 

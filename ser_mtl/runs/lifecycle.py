@@ -169,8 +169,8 @@ def _init_args(run: Run) -> list[str]:
         return []
     best = run.init_from / "checkpoints" / "best.ckpt"
     if not ((run.init_from / FIT_DONE).exists() and best.is_file()):
-        raise RunFailed(f"its pretraining has not finished ({run.init_from}; see its fit.log); re-run the same "
-                        "command to retry it and this run")
+        raise RunFailed(f"its pretraining ({run.init_from.name}) has not finished; see {run.init_from / 'fit.log'}; "
+                        "re-run the same command to retry it and this run")
     return ["--model.init_from", str(best)]
 
 

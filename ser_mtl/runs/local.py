@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 from ser_mtl.runs.stages import request_stop, stop_requested
 
+_SKIPPED = object()  # a task not started: SIGTERM, or another task raised
 Task = TypeVar("Task")
 Result = TypeVar("Result")
 
@@ -164,7 +165,9 @@ def run_in_slots(tasks: Sequence[Task], work: Callable[[Task, Slot], Result], sl
         free.put(slot)
     failed = threading.Event()
 
-    def one(task: Task) -> Result:
+    def one(task: Task) -> Result | object:
+        if failed.is_set() or stop_requested():
+            return _SKIPPED
         slot = free.get()  # as many threads as slots: one is always free here
         try:
             return work(task, slot)
@@ -190,4 +193,4 @@ def run_in_slots(tasks: Sequence[Task], work: Callable[[Task, Slot], Result], sl
     errors = [f.exception() for f in futures if not f.cancelled() and f.exception() is not None]
     if errors:
         raise errors[0]
-    return [f.result() for f in futures if not f.cancelled()]
+    return [f.result() for f in futures if not f.cancelled() and f.result() is not _SKIPPED]
