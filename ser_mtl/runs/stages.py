@@ -11,8 +11,8 @@
   for its child in one thread (``ser_mtl.runs.local``'s workers outlive their children).
 * ``run_lock``: an exclusive ``flock`` on ``RUN/.lock``, held by the runner and inherited by its
   child, so a second runner skips the run; the kernel drops a dead holder's lock.
-* Signals while children run (``signal_guard``): SIGUSR1 is left to the child; SIGTERM is passed to
-  every running child, no new stage starts, and the runner ends once they stopped (``stop_requested``).
+* SIGTERM to the runner (``signal_guard``) is passed to every running child, no new stage starts, and
+  the runner ends once they stopped (``stop_requested``); other signals are left to the children.
 """
 
 from __future__ import annotations
@@ -40,17 +40,15 @@ RUNNER_PID_VARIABLE = "SER_MTL_CV_RUNNER_PID"  # tells a stage child whose death
 
 
 class CVBackend(Protocol):
-    """What the cv runner needs from the training CLI; ``CLIBackend`` is the real one."""
+    """What the runner needs from the training CLI (``CLIBackend``; tests use stand-ins): run
+    ``ser-mtl <stage> <args>`` to completion or raise ``RunFailed`` (``env``: the child's devices and
+    threads), the number of folds of ``data.scheme``, and the resolved configuration for the record."""
 
-    def run_stage(self, stage: str, args: list[str], run_dir: Path, env: dict[str, str] | None = None) -> None:
-        """Run ``ser-mtl <stage> <args>`` (stage: fit | test) to completion, or raise ``RunFailed``;
-        ``env``: variables set for that stage's child on top of the runner's (devices, threads)."""
+    def run_stage(self, stage: str, args: list[str], run_dir: Path, env: dict[str, str] | None = None) -> None: ...
 
-    def num_folds(self, config_args: list[str]) -> int:
-        """Number of folds of the configuration's ``data.scheme``."""
+    def num_folds(self, config_args: list[str]) -> int: ...
 
-    def resolve_config(self, config_args: list[str]) -> dict[str, Any] | None:
-        """The fully resolved configuration (defaults filled in), for the record."""
+    def resolve_config(self, config_args: list[str]) -> dict[str, Any] | None: ...
 
 
 # "children": every running stage child (any thread); "stop": SIGTERM received
@@ -64,12 +62,8 @@ def stop_requested() -> bool:
 
 
 def request_stop() -> None:
-    """What SIGTERM does: no new stage starts, and every running stage child gets SIGTERM.
-
-    Lock-free (it runs in a signal handler, which may interrupt a thread inside ``run_stage``): the
-    flag is set before the children are read, and ``run_stage`` registers its child before reading
-    the flag, so a child started concurrently is signalled by one side or the other.
-    """
+    """SIGTERM: no new stage starts, every running child gets SIGTERM. Lock-free (a signal handler): the
+    flag is set before the children are read and ``run_stage`` registers its child before reading it."""
     _state["stop"] = True
     for child in list(_state["children"]):
         with contextlib.suppress(ProcessLookupError):
@@ -148,11 +142,8 @@ class CLIBackend:
 
 
 def die_with_runner() -> None:
-    """First act of a stage child started by ``run_stage``: on Linux the kernel sends it SIGKILL when the
-    runner ends, however the runner ends (SIGKILL included), so no orphan keeps training and holding the
-    run's lock; the run resumes from its last checkpoint on the next ``ser-mtl cv``. The runner's pid
-    comes in ``SER_MTL_CV_RUNNER_PID``; a child whose runner died before this call sees another parent
-    and ends at once. Elsewhere (or started by hand, without the variable): nothing."""
+    """First act of a stage child: the kernel sends it SIGKILL when its runner ends, however it ends (Linux).
+    A child whose runner (``SER_MTL_CV_RUNNER_PID``) died before this call ends at once."""
     runner = os.environ.pop(RUNNER_PID_VARIABLE, None)  # popped: the CLI's own children must not inherit it
     if runner is None or not sys.platform.startswith("linux"):
         return
@@ -219,29 +210,21 @@ def run_lock(run_dir: Path) -> Iterator[bool]:
 
 @contextlib.contextmanager
 def signal_guard() -> Iterator[None]:
-    """While the runner waits on children: log SIGUSR1, forward SIGTERM (see the module docstring)."""
-    if threading.current_thread() is not threading.main_thread():
+    """While the runner waits on children: SIGTERM is forwarded to them (``request_stop``)."""
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or previous not in (signal.SIG_DFL, None):
         yield
         return
 
-    def on_usr1(signum: int, frame: Any) -> None:
-        print("[cv] SIGUSR1: the running stage checkpoints and requeues itself", flush=True)
-
     def on_term(signum: int, frame: Any) -> None:
         request_stop()
-        print("[cv] SIGTERM: waiting for the running stage to stop (every job's); no further runs start", flush=True)
+        print("[cv] SIGTERM: waiting for the running stages to stop; no further runs start", flush=True)
 
-    previous = {signal.SIGUSR1: signal.getsignal(signal.SIGUSR1), signal.SIGTERM: signal.getsignal(signal.SIGTERM)}
-    if previous[signal.SIGUSR1] in (signal.SIG_DFL, None):
-        signal.signal(signal.SIGUSR1, on_usr1)
-    if previous[signal.SIGTERM] in (signal.SIG_DFL, None):
-        signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGTERM, on_term)
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            if handler is not None:
-                signal.signal(signum, handler)
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _stage_main(argv: list[str]) -> int:
