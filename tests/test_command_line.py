@@ -139,7 +139,7 @@ def test_cv_parses_its_group_and_forwards_the_rest(monkeypatch) -> None:
     [(config_args, kwargs)] = calls
     assert config_args == ["--config", "x.yaml", "--model.alpha", "0.3", "--trainer.max_epochs", "2"]
     assert (kwargs["folds"], kwargs["out"], kwargs["repeats"]) == ([0, 1], "d", 1)
-    assert kwargs["slurm_options"].setup == ["module load cuda", "source env/bin/activate"]
+    assert kwargs["cluster_options"].setup == ["module load cuda", "source env/bin/activate"]
 
 
 def test_a_forwarding_command_without_arguments_shows_its_help(capsys) -> None:
