@@ -1,216 +1,280 @@
-"""SLURM scripts: syntax (bash -n), array size, requeue signal, and what submit.sh and a task execute.
+"""Cluster runs through submitit (``ser_mtl.runs.cluster``), without a cluster.
 
-``sbatch``, ``srun`` and the compute-node Python are replaced by small shell stand-ins on PATH
-that record their arguments, so the scripts' real control flow runs here without a cluster.
+``sbatch``, ``srun``, ``squeue``, ``sacct`` and ``scontrol`` are small shell stand-ins on PATH: ``sbatch``
+logs each submitted script and answers ``Submitted batch job N`` (N = 101, 102, ...), so the tests read
+the scripts and the task pickles submitit really wrote. The tasks themselves run through submitit's
+debug and local executors with a stand-in CLI *module* that follows the fit/test contract.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import json
 import os
-import subprocess
+import pickle
+import re
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
+import submitit
+from submitit.core.utils import DelayedSubmission
 
-from ser_mtl.command_line import split_argv
-from ser_mtl.runs.cv import run_cv, task_grid
-from ser_mtl.runs.cv_command import cv_main, parse_int_list
-from ser_mtl.runs.slurm import SlurmOptions, array_spec, write_cv_scripts
+import ser_mtl.runs.cv as cv_module
+from ser_mtl.runs.cluster import ClusterOptions, RunTask
+from ser_mtl.runs.cv import plan_cv, run_cv
+from ser_mtl.runs.cv_command import cv_main
+from ser_mtl.runs.errors import CVError
+from ser_mtl.runs.stages import CLIBackend
+from ser_mtl.runs.sweep import run_sweep
 
-CONFIG = ["--config", "configs/demo.yaml", "--model.alpha", "0.3", "--data.root", "/data/my corpus/IEMOCAP"]
+SLURM_VARIABLES = ("SLURM_NTASKS", "SLURM_JOB_ID", "SLURM_JOB_NAME", "SLURM_PROCID", "SLURM_ARRAY_JOB_ID")
+PLUGIN = {"class_path": "pytorch_lightning.plugins.environments.SLURMEnvironment",
+          "init_args": {"auto_requeue": False}}
 
-
-def write(tmp_path: Path, folds=(0, 1, 2), repeats=2, **options) -> dict:
-    opts = SlurmOptions(python="/opt/venv/bin/python", **options)
-    return write_cv_scripts(CONFIG, list(folds), repeats, str(tmp_path / "cv"), 5, "AAE loso", opts)
-
-
-def sbatch_lines(path: str) -> list[str]:
-    return [line for line in Path(path).read_text().splitlines() if line.startswith("#SBATCH")]
-
-
-def stand_in(bin_dir: Path, name: str, body: str) -> None:
-    bin_dir.mkdir(exist_ok=True)
-    path = bin_dir / name
-    path.write_text("#!/bin/bash\n" + body)
-    path.chmod(0o755)
+STAND_IN_CLI = '''
+import json
+import os
+from pathlib import Path
 
 
-def test_scripts_parse_and_request_the_array(tmp_path: Path) -> None:
-    paths = write(tmp_path, partition="gpu", account="lab", gpus=1, cpus=6, mem="20G", time="02:00:00",
-                  extra=["--qos=high", "#SBATCH --constraint=a100"], setup=["module load cuda/12"])
-    assert paths["n_tasks"] == 6
-    for key in ("array", "aggregate", "submit"):
-        result = subprocess.run(["bash", "-n", paths[key]], capture_output=True, text=True, check=False)
-        assert result.returncode == 0, result.stderr
-    lines = sbatch_lines(paths["array"])
-    for expected in ("#SBATCH --array=0-5", "#SBATCH --signal=SIGUSR1@90", "#SBATCH --requeue",
-                     "#SBATCH --partition=gpu", "#SBATCH --account=lab", "#SBATCH --gres=gpu:1",
-                     "#SBATCH --ntasks-per-node=1", "#SBATCH --cpus-per-task=6", "#SBATCH --mem=20G",
-                     "#SBATCH --time=02:00:00", "#SBATCH --qos=high", "#SBATCH --constraint=a100",
-                     f"#SBATCH --chdir={Path.cwd()}"):
-        assert expected in lines, expected
-    text = Path(paths["array"]).read_text()
-    body = text.splitlines()
-    srun = [i for i, line in enumerate(body) if line.startswith("srun ")]
-    assert len(srun) == 1 and body.index("module load cuda/12") < srun[0]
-    assert max(i for i, line in enumerate(body) if line.startswith("#SBATCH")) < body.index("set -eo pipefail")
-    assert '--cv.only_task "$SLURM_ARRAY_TASK_ID"' in body[srun[0]]
-    assert (tmp_path / "cv" / "slurm" / "logs").is_dir()  # sbatch needs the --output folder to exist
-    aggregate = Path(paths["aggregate"]).read_text()
-    assert f"-m ser_mtl.analysis.summary {tmp_path / 'cv'}" in aggregate and "gres" not in aggregate
-    assert os.access(paths["submit"], os.X_OK)
+def main(argv):
+    if "--print_config" in argv:
+        print("model:\\n  alpha: 0.4")
+        return
+    stage, args = argv[0], argv[1:]
+    get = lambda name: ([args[i + 1] for i, a in enumerate(args[:-1]) if a == name] or [None])[-1]
+    root = Path(get("--trainer.default_root_dir"))
+    with open(root / "stages.jsonl", "a") as log:
+        log.write(json.dumps([stage, args, os.getpid()]) + "\\n")
+    if stage == "fit":
+        (root / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (root / "checkpoints" / "last.ckpt").write_text("epoch 1")
+        if os.environ.get("STAND_IN_PREEMPT") == root.name and get("--ckpt_path") is None:
+            raise RuntimeError("preempted in epoch 2")
+        (root / "checkpoints" / "best.ckpt").write_text("best")
+    else:
+        wa = 0.5 + int(get("--data.fold")) / 10 + int(get("--seed_everything")) % 100 / 10000
+        (root / "test_metrics.json").write_text(json.dumps({"wa": wa, "ua": wa - 0.05, "n_utterances": 10}))
+'''
+
+SBATCH = '''#!/bin/bash
+dir=$(dirname "$0")
+n=$(( $(cat "$dir/last_id" 2>/dev/null || echo 100) + 1 ))
+echo "$n" > "$dir/last_id"
+{ echo "### job $n: sbatch $*"; cat "${@: -1}"; } >> "$dir/sbatch.log"
+echo "Submitted batch job $n"
+'''
 
 
-def test_array_spec_and_cpu_only_tasks(tmp_path: Path) -> None:
-    assert array_spec(40) == "0-39" and array_spec(40, 8) == "0-39%8"
-    with pytest.raises(ValueError):
-        array_spec(0)
-    paths = write(tmp_path, folds=range(10), repeats=10, gpus=0, max_parallel=4)
-    lines = sbatch_lines(paths["array"])
-    assert "#SBATCH --array=0-99%4" in lines and not any("gres" in line for line in lines)
+@pytest.fixture
+def stand_in(tmp_path: Path, monkeypatch) -> CLIBackend:
+    """The stand-in CLI, importable here and in submitit's task processes; no SLURM variables."""
+    (tmp_path / "stand_in_cli.py").write_text(textwrap.dedent(STAND_IN_CLI))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "stand_in_cli", raising=False)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    for name in SLURM_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return CLIBackend(in_process=True, cli_module="stand_in_cli")
 
 
-def test_each_task_runs_its_own_fold_and_repeat(tmp_path: Path) -> None:
-    """Execute the array script for every task id with stand-in srun/python; decode what they ran."""
-    paths = write(tmp_path)
+@pytest.fixture
+def slurm_bin(tmp_path: Path, monkeypatch) -> Path:
     bin_dir = tmp_path / "bin"
-    stand_in(bin_dir, "srun", 'exec "$@"\n')
-    stand_in(bin_dir, "fake_python", 'printf "%s\\n" "$@" > "$RECORD"\n')
-    grid = task_grid([0, 1, 2], 2)
-    seen = []
-    for task in range(6):
-        record = tmp_path / f"task{task}.txt"
-        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_ARRAY_TASK_ID": str(task),
-               "SER_MTL_PYTHON": str(bin_dir / "fake_python"), "RECORD": str(record)}
-        subprocess.run(["bash", paths["array"]], env=env, check=True, capture_output=True, cwd=tmp_path)
-        argv = record.read_text().splitlines()
-        assert argv[:2] == ["-m", "ser_mtl.runs.cv"]  # = `ser-mtl cv`
-        mine, config_args = split_argv(argv[2:], ("--cv.",))
-        assert config_args == CONFIG  # quoting survived the shell, spaces included
-        cv = cv_main.parser().parse_args(mine).cv
-        assert (cv.only_task, parse_int_list(cv.folds), cv.repeats, cv.base_seed, cv.label) == \
-            (task, [0, 1, 2], 2, 5, "AAE loso")
-        assert cv.out == str((tmp_path / "cv").absolute())
-        seen.append(grid[cv.only_task])
-    assert sorted(seen) == sorted((f, r) for f in range(3) for r in range(2))  # each run exactly once
+    bin_dir.mkdir()
+    for name, body in (("sbatch", SBATCH), ("srun", '#!/bin/bash\nexec "$@"\n'), ("squeue", "#!/bin/bash\n"),
+                       ("sacct", "#!/bin/bash\n"), ("scontrol", "#!/bin/bash\n")):
+        (bin_dir / name).write_text(body)
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin")
+    return bin_dir
 
 
-def test_submit_chains_the_aggregation_on_the_array(tmp_path: Path) -> None:
-    paths = write(tmp_path)
-    bin_dir = tmp_path / "bin"
-    log = tmp_path / "sbatch_calls.txt"
-    stand_in(bin_dir, "sbatch", f'echo "$*" >> {log}\n'
-             f'n=$(wc -l < {log}); echo "$((4240 + n));cluster1"\n')
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-    result = subprocess.run([paths["submit"]], env=env, capture_output=True, text=True, check=True)
-    calls = log.read_text().splitlines()
-    assert calls == ["--parsable cv_array.sbatch", "--parsable --dependency=afterok:4241 aggregate.sbatch"]
-    assert "array job 4241" in result.stdout
-    log.unlink()
-    subprocess.run([paths["submit"], "3,5"], env=env, capture_output=True, check=True)
-    assert log.read_text().splitlines() == ["--parsable --array=3,5 cv_array.sbatch",
-                                            "--parsable --dependency=afterok:4241 aggregate.sbatch"]
+@pytest.fixture
+def config(tmp_path: Path) -> list[str]:
+    (tmp_path / "c.yaml").write_text("model:\n  alpha: 0.4\n")
+    return ["--config", str(tmp_path / "c.yaml"), "--trainer.max_epochs", "2"]
 
 
-def test_run_cv_slurm_writes_scripts_and_runs_nothing(tmp_path: Path) -> None:
-    class NoRuns:
-        def num_folds(self, config_args):
-            return 5
+def scripts(bin_dir: Path) -> dict[str, list[str]]:
+    """Each submitted sbatch script's lines, by job id."""
+    log = (bin_dir / "sbatch.log").read_text()
+    parts = re.split(r"^### job (\d+): .*\n", log, flags=re.MULTILINE)[1:]
+    return {parts[i]: parts[i + 1].splitlines() for i in range(0, len(parts), 2)}
 
-        def resolve_config(self, config_args):
-            return {"data": {"scheme": "loso_session"}}
 
-        def run_stage(self, stage, args, run_dir):
-            raise AssertionError("slurm=True must not run anything")
+def task_args(folder: Path, job_id: str) -> list:
+    """The first argument of each task of job ``job_id`` (an array: in task order), from submitit's pickles."""
+    paths = folder.glob(f"{job_id}*/{job_id}*_submitted.pkl")  # {id}/ (one job) or {id}_{task}/ (an array)
+    return [DelayedSubmission.load(p).args[0] for p in sorted(paths, key=lambda p: int(p.parent.name[4:] or 0))]
 
-    config = tmp_path / "c.yaml"
-    config.write_text("data:\n  scheme: loso_session\n")
+
+def run_names(folder: Path, job_id: str) -> list[str]:
+    return [f"{run.dir.parent.name}/{run.dir.name}" for run in task_args(folder, job_id)]
+
+
+def stage_calls(run_dir: Path) -> list[tuple[str, list[str], int]]:
+    """(stage, arguments, process id) of each stage the stand-in CLI ran in ``run_dir``."""
+    return [tuple(json.loads(line)) for line in (run_dir / "stages.jsonl").read_text().splitlines()]
+
+
+def stage_args(run_dir: Path, stage: str) -> list[list[str]]:
+    return [args for name, args, _ in stage_calls(run_dir) if name == stage]
+
+
+def arg(args: list[str], name: str) -> str | None:
+    return ([args[i + 1] for i, a in enumerate(args[:-1]) if a == name] or [None])[-1]
+
+
+def test_the_run_array_and_the_summary_job_ask_for_the_options_resources(tmp_path, config, stand_in,
+                                                                          slurm_bin) -> None:
+    options = ClusterOptions(partition="gpu", account="lab", gpus=1, cpus=6, mem="20G", time="02:00:00",
+                             max_parallel=4, setup=["module load cuda/12"], extra={"qos": "high"})
     out = tmp_path / "cv"
-    paths = run_cv(["--config", str(config)], None, 3, str(out), slurm=True, backend=NoRuns(),
-                   slurm_options=SlurmOptions(partition="p"))
-    assert paths["n_tasks"] == 15 and "#SBATCH --array=0-14" in sbatch_lines(paths["array"])
-    record = json.loads((out / "cv.json").read_text())
-    assert record["grid"] == {"folds": [0, 1, 2, 3, 4], "repeats": [0, 1, 2]}
-    assert record["resolved"] == {"data": {"scheme": "loso_session"}}
-    assert sorted(p.name for p in out.iterdir()) == ["cv.json", "slurm"]
+    ids = run_cv(config, [0, 1, 2], 2, str(out), slurm=True, cluster_options=options, backend=stand_in)
+    assert ids == {"runs": [f"101_{i}" for i in range(6)], "summary": "102"}
+    array, summary = scripts(slurm_bin)["101"], scripts(slurm_bin)["102"]
+    for option in ("array=0-5%4", "partition=gpu", "account=lab", "gpus-per-node=1", "ntasks-per-node=1",
+                   "cpus-per-task=6", "mem=20G", "time=120", "qos=high", "signal=USR2@90", "job-name=ser-mtl"):
+        assert f"#SBATCH --{option}" in array, option
+    assert not any("dependency" in line for line in array)
+    srun = next(i for i, line in enumerate(array) if line.startswith("srun "))
+    assert array.index("module load cuda/12") < srun and "-m submitit.core._submit" in array[srun]
+    assert run_names(out / "slurm", "101") == [f"cv/fold{f}_rep{r}" for r in range(2) for f in range(3)]
+    assert "#SBATCH --dependency=afterany:101" in summary and "#SBATCH --cpus-per-task=1" in summary
+    assert not any("gpus" in line or "--array" in line for line in summary)
+    assert {"#SBATCH --account=lab", "#SBATCH --qos=high", "#SBATCH --job-name=ser-mtl-summary"} <= set(summary)
+    assert task_args(out / "slurm", "102") == [[str(out)]]
+    assert not list(out.glob("fold*"))  # nothing ran here
 
 
-def test_aggregation_script_writes_the_summary(tmp_path: Path) -> None:
-    paths = write(tmp_path, folds=(0, 1), repeats=1)
-    for fold, ua in ((0, 0.4), (1, 0.6)):
-        run = tmp_path / "cv" / f"fold{fold}_rep0"
-        run.mkdir(parents=True)
-        (run / "metrics.json").write_text(json.dumps({"fold": fold, "repeat": 0, "seed": 1, "wa": ua, "ua": ua}))
-    env = {**os.environ, "SER_MTL_PYTHON": sys.executable}
-    subprocess.run(["bash", paths["aggregate"]], env=env, check=True, capture_output=True)
-    summary = json.loads((tmp_path / "cv" / "summary.json").read_text())
-    assert summary["n_runs"] == 2 and summary["ua_mean"] == pytest.approx(0.5)
+def test_pretrainings_come_first_and_the_runs_wait_for_them(tmp_path, config, stand_in, slurm_bin) -> None:
+    out = tmp_path / "cv"
+    ids = run_cv(config, [0, 1], 2, str(out), pretrain=["--config", config[1]], slurm=True,
+                 cluster_options=ClusterOptions(max_parallel=4), backend=stand_in)
+    assert ids == {"pretrain": ["101_0", "101_1"], "runs": [f"102_{i}" for i in range(4)], "summary": "103"}
+    submitted = scripts(slurm_bin)
+    assert "#SBATCH --array=0-1%2" in submitted["101"] and not any("dependency" in x for x in submitted["101"])
+    assert {"#SBATCH --array=0-3%4", "#SBATCH --dependency=afterok:101"} <= set(submitted["102"])
+    assert "#SBATCH --dependency=afterany:102" in submitted["103"]
+    assert run_names(out / "slurm", "101") == ["cv/pretrain_rep0", "cv/pretrain_rep1"]
 
 
-def test_sweep_with_slurm_submits_one_array_per_setting(tmp_path: Path) -> None:
-    from ser_mtl.runs.sweep import run_sweep
+def test_resubmission_skips_finished_runs(tmp_path, config, stand_in, slurm_bin, capsys) -> None:
+    out = tmp_path / "cv"
+    run_cv(config, [0], 1, str(out), in_process=True, backend=stand_in)  # fold 0 of repeat 0, here
+    assert (out / "fold0_rep0" / "metrics.json").is_file()
+    ids = run_cv(config, [0, 1, 2], 2, str(out), slurm=True, backend=stand_in)
+    assert ids["runs"] == [f"101_{i}" for i in range(5)] and "#SBATCH --array=0-4%5" in scripts(slurm_bin)["101"]
+    assert run_names(out / "slurm", "101") == ["cv/fold1_rep0", "cv/fold2_rep0", "cv/fold0_rep1", "cv/fold1_rep1",
+                                               "cv/fold2_rep1"]
+    assert "submitted 5 run(s) (1 already finished)" in capsys.readouterr().out
 
-    class TwoFolds:
-        def num_folds(self, config_args):
-            return 2
 
-        def resolve_config(self, config_args):
-            return None
+def test_several_gpus_per_task_without_trainer_devices_is_warned_about(tmp_path, config, stand_in, slurm_bin,
+                                                                        capsys) -> None:
+    run_cv(config, [0, 1], 1, str(tmp_path / "a"), slurm=True, cluster_options=ClusterOptions(gpus=2),
+           backend=stand_in)
+    assert "warning: --cv.slurm_gpus 2 starts 2 ranks per task" in capsys.readouterr().out
+    assert {"#SBATCH --gpus-per-node=2", "#SBATCH --ntasks-per-node=2"} <= set(scripts(slurm_bin)["101"])
+    run_cv([*config, "--trainer.devices", "2"], [0, 1], 1, str(tmp_path / "b"), slurm=True,
+           cluster_options=ClusterOptions(gpus=2), backend=stand_in)
+    assert "warning" not in capsys.readouterr().out
 
-        def run_stage(self, stage, args, run_dir):
-            raise AssertionError("slurm=True must not run anything")
 
+@pytest.mark.parametrize(("time", "minutes"), [("02:00:00", 120), ("90", 90), ("30:00", 30), ("0:30:01", 31),
+                                               ("1-12", 2160), ("1-00:30", 1470), ("2-0:0:0", 2880)])
+def test_time_limits_in_sbatch_forms(time: str, minutes: int) -> None:
+    assert ClusterOptions(time=time).minutes() == minutes
+
+
+def test_a_malformed_time_limit_is_refused() -> None:
+    with pytest.raises(CVError, match="--cv.slurm_time '2h'"):
+        ClusterOptions(time="2h").minutes()
+
+
+@pytest.mark.parametrize("kind", ["debug", "local"])
+def test_tasks_under_a_local_executor_give_the_local_runners_results(tmp_path, config, stand_in, kind) -> None:
+    """Debug: every task in this process; local: each task in its own process (slower: a few seconds)."""
+    folds, repeats = ([0, 1, 2], 2) if kind == "debug" else ([0, 1], 1)
+    executor = (submitit.DebugExecutor if kind == "debug" else submitit.LocalExecutor)(tmp_path / "jobs" / "%j")
+    ids = run_cv(config, folds, repeats, str(tmp_path / "cluster"), base_seed=3, executor=executor,
+                 cluster_options=ClusterOptions(cli_module="stand_in_cli"), backend=stand_in)
+    assert len(ids["runs"]) == len(folds) * repeats
+    local = run_cv(config, folds, repeats, str(tmp_path / "local"), base_seed=3, in_process=True, backend=stand_in)
+    for name in (f"fold{f}_rep{r}" for f in folds for r in range(repeats)):
+        expected = json.loads((tmp_path / "local" / name / "metrics.json").read_text())
+        assert json.loads((tmp_path / "cluster" / name / "metrics.json").read_text()) == expected
+        pids = {pid for _, _, pid in stage_calls(tmp_path / "cluster" / name)}
+        assert (pids == {os.getpid()}) == (kind == "debug")  # local: fit and test in the task's process
+    summary = json.loads((tmp_path / "cluster" / "summary.json").read_text())  # written by the summary job
+    assert (summary["wa_mean"], summary["ua_mean"]) == (pytest.approx(local["wa_mean"]), pytest.approx(local["ua_mean"]))
+
+
+def test_checkpoint_requeues_the_same_run_which_resumes_from_last_ckpt(tmp_path, config, stand_in,
+                                                                       monkeypatch) -> None:
+    run = plan_cv(config, [1], 1, tmp_path / "cv", backend=stand_in).runs[0]
+    task = RunTask("stand_in_cli")
+    monkeypatch.setenv("STAND_IN_PREEMPT", run.dir.name)
+    with pytest.raises(RuntimeError, match="preempted"):
+        task(run)
+    assert (run.dir / "checkpoints" / "last.ckpt").is_file() and not (run.dir / "fit_done.json").exists()
+    delayed = task.checkpoint(run)  # what submitit calls on SIGUSR2 (time limit, preemption)
+    assert isinstance(delayed, DelayedSubmission) and delayed.function is task
+    assert (delayed.args, delayed.kwargs) == ((run,), {})
+    metrics = pickle.loads(pickle.dumps(delayed)).result()  # the requeued task
+    fits = stage_args(run.dir, "fit")
+    assert [arg(a, "--ckpt_path") for a in fits] == [None, str(run.dir / "checkpoints" / "last.ckpt")]
+    assert metrics == json.loads((run.dir / "metrics.json").read_text()) and metrics["fold"] == 1
+
+
+def test_under_slurm_lightning_does_not_requeue(tmp_path, config, stand_in, monkeypatch) -> None:
+    from pytorch_lightning.plugins.environments import SLURMEnvironment
+
+    plan = plan_cv(config, [0, 1], 1, tmp_path / "cv", backend=stand_in)
+    RunTask("stand_in_cli")(plan.runs[0])
+    assert not any("--trainer.plugins" in args for args in stage_args(plan.runs[0].dir, "fit"))
+    for name, value in zip(SLURM_VARIABLES, ("1", "42", "ser-mtl", "0", "42")):
+        monkeypatch.setenv(name, value)
+    assert SLURMEnvironment.detect()
+    RunTask("stand_in_cli")(plan.runs[1])
+    for stage in ("fit", "test"):
+        (args,) = stage_args(plan.runs[1].dir, stage)
+        assert args[-2] == "--trainer.plugins" and json.loads(args[-1]) == PLUGIN
+    module, name = PLUGIN["class_path"].rsplit(".", 1)
+    assert getattr(importlib.import_module(module), name)(**PLUGIN["init_args"]).auto_requeue is False
+
+
+def test_the_cv_command_submits_and_refuses_conflicts_in_one_line(tmp_path, config, stand_in, slurm_bin,
+                                                                  monkeypatch, capsys) -> None:
+    monkeypatch.setattr(cv_module, "CLIBackend", functools.partial(CLIBackend, cli_module="stand_in_cli"))
+    out = str(tmp_path / "cv")
+    cv_main([*config, "--cv.out", out, "--cv.folds", "0,1", "--cv.slurm", "true", "--cv.slurm_partition", "gpu",
+             "--cv.slurm_time", "90", "--cv.slurm_extra", '["--qos=high"]'])
+    assert {"#SBATCH --array=0-1%2", "#SBATCH --partition=gpu", "#SBATCH --time=90",
+            "#SBATCH --qos=high"} <= set(scripts(slurm_bin)["101"])
+    assert "submitted 2 run(s)" in capsys.readouterr().out
+    for extra, message in ((["--cv.jobs", "2"], "--cv.jobs / --cv.devices apply to runs on this machine"),
+                           ([], 'Could not detect "srun"')):
+        if not extra:
+            monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+        with pytest.raises(SystemExit) as exit_:
+            cv_main([*config, "--cv.out", out, "--cv.folds", "0,1", "--cv.slurm", "true", *extra])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 1 and err.startswith("ser-mtl cv: ") and message in err
+        assert len(err.strip().splitlines()) == 1, err
+
+
+def test_a_sweep_is_one_array_over_every_setting(tmp_path, config, stand_in, slurm_bin) -> None:
     out = tmp_path / "sweep"
-    run_sweep(["--trainer.max_epochs", "3"], ["model.alpha"], [0.3, 0.6], str(out), folds=None, repeats=2,
-              slurm=True, backend=TwoFolds(), slurm_options=SlurmOptions(python="/opt/venv/bin/python"))
-    for alpha in (0.3, 0.6):
-        array = out / f"model.alpha={alpha}" / "slurm" / "cv_array.sbatch"
-        assert "#SBATCH --array=0-3" in sbatch_lines(str(array))
-        assert f"--model.alpha {alpha} --cv.folds '[0,1]'" in array.read_text()
-    submit_all = out / "submit_all.sh"
-    assert subprocess.run(["bash", "-n", str(submit_all)], check=False).returncode == 0
-    bin_dir, log = tmp_path / "bin", tmp_path / "sbatch_calls.txt"
-    stand_in(bin_dir, "sbatch", f'echo "$PWD $*" >> {log}\nn=$(wc -l < {log}); echo "$((100 + n))"\n')
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-    subprocess.run([str(submit_all)], env=env, check=True, capture_output=True)
-    calls = log.read_text().splitlines()
-    assert calls == [f"{out / 'model.alpha=0.3' / 'slurm'} --parsable cv_array.sbatch",
-                     f"{out / 'model.alpha=0.3' / 'slurm'} --parsable --dependency=afterok:101 aggregate.sbatch",
-                     f"{out / 'model.alpha=0.6' / 'slurm'} --parsable cv_array.sbatch",
-                     f"{out / 'model.alpha=0.6' / 'slurm'} --parsable --dependency=afterok:103 aggregate.sbatch"]
-
-
-PRETRAIN = ["--config", "configs/librispeech_pretrain.yaml", "--data.root", "/data/Libri Speech"]
-
-
-def test_pretraining_array_runs_first_and_the_folds_wait_for_it(tmp_path: Path) -> None:
-    """--cv.pretrain: one pretraining task per repeat; the fold array depends on the whole pretraining array."""
-    from ser_mtl.runs.cv_command import cv_kwargs
-
-    opts = SlurmOptions(python="/opt/venv/bin/python")
-    paths = write_cv_scripts(CONFIG, [0, 1, 2], 2, str(tmp_path / "cv"), 5, None, opts, pretrain=PRETRAIN)
-    assert "#SBATCH --array=0-1" in sbatch_lines(paths["pretrain_array"])
-    assert "#SBATCH --job-name=ser-mtl-cv-pretrain" in sbatch_lines(paths["pretrain_array"])
-    assert subprocess.run(["bash", "-n", paths["submit"]], check=False).returncode == 0
-    bin_dir = tmp_path / "bin"
-    stand_in(bin_dir, "srun", 'exec "$@"\n')
-    stand_in(bin_dir, "fake_python", 'printf "%s\\n" "$@" > "$RECORD"\n')
-    for script, option in (("pretrain_array", "only_pretrain"), ("array", "only_task")):
-        record = tmp_path / f"{script}.txt"
-        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_ARRAY_TASK_ID": "1",
-               "SER_MTL_PYTHON": str(bin_dir / "fake_python"), "RECORD": str(record)}
-        subprocess.run(["bash", paths[script]], env=env, check=True, capture_output=True, cwd=tmp_path)
-        mine, config_args = split_argv(record.read_text().splitlines()[2:], ("--cv.",))
-        kwargs = cv_kwargs(cv_main.parser().parse_args(mine))
-        assert config_args == CONFIG and kwargs["pretrain"] == PRETRAIN  # the same record in both arrays
-        assert kwargs[option] == 1 and kwargs["only_task" if option == "only_pretrain" else "only_pretrain"] is None
-    log = tmp_path / "sbatch_calls.txt"
-    stand_in(bin_dir, "sbatch", f'echo "$*" >> {log}\nn=$(wc -l < {log}); echo "$((700 + n));c1"\n')
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-    subprocess.run([paths["submit"]], env=env, capture_output=True, text=True, check=True)
-    assert log.read_text().splitlines() == ["--parsable pretrain_array.sbatch",
-                                            "--parsable --dependency=afterok:701 cv_array.sbatch",
-                                            "--parsable --dependency=afterok:702 aggregate.sbatch"]
+    record = run_sweep(config, ["model.dropout"], [0.1, 0.3], str(out), folds=[0, 1], repeats=1, backend=stand_in,
+                       slurm=True, cluster_options=ClusterOptions(max_parallel=8))
+    assert record["submitted"] == {"runs": [f"101_{i}" for i in range(4)], "summary": "102"}
+    assert list(scripts(slurm_bin)) == ["101", "102"] and "#SBATCH --array=0-3%4" in scripts(slurm_bin)["101"]
+    settings = ["model.dropout=0.1", "model.dropout=0.3"]
+    assert run_names(out / "slurm", "101") == [f"{s}/fold{f}_rep0" for s in settings for f in (0, 1)]
+    assert "#SBATCH --dependency=afterany:101" in scripts(slurm_bin)["102"]
+    assert task_args(out / "slurm", "102") == [[str(out.absolute() / s) for s in settings]]

@@ -54,14 +54,18 @@ class ClusterOptions:
     setup: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     python: str = sys.executable
+    cli_module: str = "ser_mtl.cli"  # what the tasks' stages run (tests: a stand-in)
 
     def minutes(self) -> int:
-        """``--cv.slurm_time`` (``D-HH:MM:SS``, ``HH:MM:SS``, ``MM`` ...) in minutes, as submitit takes it."""
+        """``--cv.slurm_time`` in minutes, as submitit takes it (sbatch's M, M:S, H:M:S, D-H, D-H:M, D-H:M:S)."""
         match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", self.time.strip())
         if not match:
             raise CVError(f"--cv.slurm_time {self.time!r}: expected D-HH:MM:SS, HH:MM:SS or minutes")
-        days, a, b, c = (int(x) if x else 0 for x in match.groups())
-        hours, mins, secs = (a, b, c) if match.group(4) else (a, b, 0) if match.group(3) else (0, a, 0)
+        days, parts = int(match.group(1) or 0), [int(x) for x in match.groups()[1:] if x is not None]
+        if match.group(1) is not None:
+            hours, mins, secs = (*parts, 0, 0)[:3]
+        else:
+            hours, mins, secs = {1: (0, parts[0], 0), 2: (0, *parts), 3: tuple(parts)}[len(parts)]
         return max(1, days * 1440 + hours * 60 + mins + (secs > 0))
 
     def parameters(self) -> dict[str, Any]:
@@ -76,6 +80,7 @@ class ClusterOptions:
                 "additional_parameters": extra}
 
 
+@dataclass
 class RunTask(submitit.helpers.Checkpointable):
     """One array task: one run folder brought to its done state; returns its metrics (None: a pretraining).
 
@@ -83,8 +88,11 @@ class RunTask(submitit.helpers.Checkpointable):
     checkpoint is what the requeued task resumes from.
     """
 
+    cli_module: str = "ser_mtl.cli"
+
     def __call__(self, run: Run) -> dict[str, Any] | None:
-        backend = CLIBackend(in_process=True, extra_args=NO_LIGHTNING_REQUEUE if _on_slurm() else ())
+        backend = CLIBackend(in_process=True, cli_module=self.cli_module,
+                             extra_args=NO_LIGHTNING_REQUEUE if _on_slurm() else ())
         result = run_folder(run, backend)
         if result.status == "busy":
             raise RunFailed(f"{run.name} is held by another process ({run.dir / '.lock'}); not run here")
@@ -129,7 +137,7 @@ def _after(executor: Any, jobs: list[Any], condition: str, extra: dict[str, Any]
         executor.update_parameters(additional_parameters={**extra, "dependency": f"{condition}:{_array_id(jobs)}"})
     else:
         for job in jobs:
-            job.exception()  # waits; a failure stays in the job
+            job.exception()  # waits (a debug executor runs the job only now); a failure stays in the job
 
 
 def submit(pretrainings: list[Run], runs: list[Run], cv_dirs: list[Path], options: ClusterOptions,
@@ -140,25 +148,28 @@ def submit(pretrainings: list[Run], runs: list[Run], cv_dirs: list[Path], option
     Returns the job ids, for the record.
     """
     executor = executor or slurm_executor(folder, options)
+    slurm = isinstance(executor, submitit.SlurmExecutor)
     extra = dict(executor.parameters.get("additional_parameters") or {}) if hasattr(executor, "parameters") else {}
     submitted: dict[str, Any] = {}
     pending = [run for run in runs if not run.done()]
     todo_pretrain = [run for run in pretrainings if not run.done()]
     if todo_pretrain:
-        jobs = executor.map_array(RunTask(), todo_pretrain)
+        jobs = executor.map_array(RunTask(options.cli_module), todo_pretrain)
         submitted["pretrain"] = [job.job_id for job in jobs]
         print(f"[cv] submitted {len(jobs)} pretraining(s): job {_array_id(jobs)}", flush=True)
         _after(executor, jobs, "afterok", extra)
     if pending:
-        jobs = executor.map_array(RunTask(), pending)
+        jobs = executor.map_array(RunTask(options.cli_module), pending)
         submitted["runs"] = [job.job_id for job in jobs]
         print(f"[cv] submitted {len(jobs)} run(s) ({len(runs) - len(pending)} already finished): "
               f"job {_array_id(jobs)}", flush=True)
         _after(executor, jobs, "afterany", extra)
-    if isinstance(executor, submitit.SlurmExecutor):
+    if slurm:
         executor.update_parameters(gpus_per_node=None, ntasks_per_node=1, cpus_per_task=1, mem="4G", time=30,
                                    job_name=f"{options.job_name}-summary")
     job = executor.submit(summarise, [str(d) for d in cv_dirs])
     submitted["summary"] = job.job_id
+    if not slurm:
+        job.exception()  # without SLURM this call returns once summary.json is written
     print(f"[cv] submitted the summary job {job.job_id} (runs after the array); logs in {folder}", flush=True)
     return submitted

@@ -200,6 +200,7 @@ def run_sweep(config_args: list[str], params: list[str], values: list, out: str,
     if slurm or executor is not None:
         record["submitted"] = submit(plans, cluster_options or ClusterOptions(), out_path.absolute() / "slurm",
                                      executor)
+        atomic_write_json(out_path / SWEEP_NAME, record)  # the job ids, for the record
         return record
     results = execute(plans, backend, **local)
     failed = []
