@@ -12,6 +12,8 @@ x 256, channels 16-32-32, 610 speakers, all labels present; ``--demo``: the demo
   ``ser-mtl fit`` runs: reconstruction, discriminator, generator and classification, four optimizer steps.
 - ``bare``: the same modules and optimizers doing the same four steps in a plain loop (each phase
   freezes the parameters outside its optimizer, as ``toggled_optimizer`` does), no logging.
+- ``fit_nolog`` (only with ``--loops``): the fit with ``self.log`` a no-op; ``fit`` minus ``fit_nolog`` is
+  what Lightning's per-step logging costs (``--loops fit,fit_nolog --formats channels_last``).
 
 for memory formats {contiguous, channels_last} and precisions {32-true, bf16-mixed} (autocast; on a
 CPU bf16 runs too, slowly without AVX512-BF16/AMX); on a GPU with ``cudnn.benchmark`` on (what
@@ -58,6 +60,17 @@ def make_batch(batch_size: int, size: tuple[int, int], n_speakers: int) -> dict[
 def synchronize(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
+
+
+class UnloggedAAE(MultiTaskAAE):
+    """The model with ``self.log`` a no-op: the fit's step without Lightning's logging."""
+
+    def log(self, *args: object, **kwargs: object) -> None:
+        pass
+
+
+LOOPS = ("fit", "fit_nolog", "bare")
+FORMATS = ("contiguous", "channels_last")
 
 
 class StepTimer(pl.Callback):
@@ -163,11 +176,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--precisions", default="32-true,bf16-mixed", help="comma-separated trainer precisions")
+    parser.add_argument("--loops", default="fit,bare", help=f"comma-separated loops of {LOOPS}")
+    parser.add_argument("--formats", default=",".join(FORMATS), help=f"comma-separated memory formats of {FORMATS}")
     parser.add_argument("--demo", action="store_true", help="the demo's 64 x 128 input and narrower network")
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny model, 2 timed steps, 1 warm-up")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is visible")
+    loops, formats = args.loops.split(","), args.formats.split(",")
+    if not set(loops) <= set(LOOPS) or not set(formats) <= set(FORMATS):
+        parser.error(f"--loops must name loops of {LOOPS} and --formats formats of {FORMATS}")
     if args.quick:
         args.steps, args.warmup = 2, 1
     # fixed input shapes: cuDNN may pick its fastest algorithms, for both loops alike (`trainer.benchmark`)
@@ -180,11 +198,13 @@ def main(argv: list[str] | None = None) -> None:
     peaks: dict[tuple[str, str, str], float | None] = {}
     for round_ in range(args.rounds):  # every round runs every row once, so drift in the machine hits all rows
         for precision in args.precisions.split(","):
-            for channels_last in (False, True):
-                for mode, run in (("fit", time_fit), ("bare", time_bare)):
-                    key = (precision, "channels_last" if channels_last else "contiguous", mode)
+            for memory_format in formats:
+                for mode in loops:
+                    key = (precision, memory_format, mode)
                     torch.manual_seed(0)
-                    model = MultiTaskAAE(num_speakers=n_speakers, channels_last=channels_last, **config)
+                    model = (UnloggedAAE if mode == "fit_nolog" else MultiTaskAAE)(
+                        num_speakers=n_speakers, channels_last=memory_format == "channels_last", **config)
+                    run = time_bare if mode == "bare" else time_fit
                     if args.device == "cuda":
                         torch.cuda.reset_peak_memory_stats()
                     timed = run(model, batch, n, args.device, precision)[args.warmup:]
@@ -202,11 +222,11 @@ def main(argv: list[str] | None = None) -> None:
     print("| precision | memory format | loop | step (ms) | segments/s | vs bare contiguous | vs bare same format "
           "| peak GPU MiB |")
     print("|---|---|---|---|---|---|---|---|")
+    ratio = lambda s, key: f"{s / speed[key]:.2f}" if key in speed else "-"
     for p, f, m, t, peak in rows:
-        base, same = speed[(p, "contiguous", "bare")], speed[(p, f, "bare")]
         s = speed[(p, f, m)]
-        print(f"| {p} | {f} | {m} | {1000 * t:.1f} | {s:.1f} | {s / base:.2f} | {s / same:.2f} | "
-              f"{'-' if peak is None else f'{peak:.0f}'} |")
+        print(f"| {p} | {f} | {m} | {1000 * t:.1f} | {s:.1f} | {ratio(s, (p, 'contiguous', 'bare'))} | "
+              f"{ratio(s, (p, f, 'bare'))} | {'-' if peak is None else f'{peak:.0f}'} |")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ def _cache(_options: Any, config_args: list[str]) -> None:
     datamodule = build_datamodule(config_args)
     datamodule.prepare_data()
     print(datamodule.describe())
-    for name, store in datamodule._stores().items():
+    for name, store in datamodule.feature_stores().items():
         print(f"{name} store: {store.path} ({len(store)} utterances, complete={store.is_complete()})")
 
 

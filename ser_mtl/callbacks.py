@@ -10,6 +10,10 @@ It acts after each validation of a `fit` (not during the sanity check, not in `t
 Every DDP rank runs it with the same synced metric, so the ranks take the same decisions and stay
 identical. Its state, including the best weights (a CPU copy of the module's `state_dict`), is saved
 in the checkpoint, so a resumed run continues with the same best score, wait count and best weights.
+
+Its ``monitor`` and that of `BestCheckpoint` default to ``"auto"``, the model's own metric (`resolve_monitor`:
+``val/ua`` with the emotion task, else the first task's accuracy), settled in ``setup``. In a fit, a monitor
+that the model's validation will never log is a `MonitorError` there, before the first epoch.
 """
 
 from __future__ import annotations
@@ -18,9 +22,81 @@ import copy
 import math
 from typing import Any, Literal
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
+
+from ser_mtl.models.losses import ACC_NAME, TASKS
+
+AUTO = "auto"
+
+
+class MonitorError(ValueError):
+    """A monitored metric that validation of this model on these data never logs."""
+
+
+def resolve_monitor(monitor: str, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> str:
+    """``monitor``, or for ``"auto"`` the model's own: ``val/ua`` with the emotion task, else the accuracy of
+    its first task (``val/gender_acc``, ``val/speaker_acc``); a module without ``tasks`` counts as emotion.
+
+    In a fit, where the module says what its validation logs (``validation_metrics(labelled_tasks)``, given
+    the tasks that some validation utterance has a label for), `MonitorError` if ``monitor`` is not among them.
+    """
+    tasks = list(getattr(pl_module, "tasks", None) or ["emotion"])
+    if monitor == AUTO:
+        monitor = "val/ua" if "emotion" in tasks else f"val/{ACC_NAME[tasks[0]]}"
+    declared = getattr(pl_module, "validation_metrics", None)
+    if stage != "fit" or not callable(declared):
+        return monitor
+    labelled = _labelled_tasks(trainer.datamodule)
+    logged = declared(labelled)
+    if monitor not in logged:
+        unlabelled = [t for t in tasks if labelled is not None and t not in labelled]
+        why = f"; no validation utterance has a {' or '.join(unlabelled)} label" if unlabelled else ""
+        raise MonitorError(f"monitor {monitor!r} is never logged in validation of this model (tasks {tasks}{why}); "
+                           f"it logs {', '.join(logged) or 'nothing'}: choose one with --checkpoint.monitor "
+                           f"(and --checkpoint.mode min for a loss)")
+    return monitor
+
+
+def _labelled_tasks(datamodule: pl.LightningDataModule | None) -> set[str] | None:
+    """Tasks of which some validation utterance carries a label, where the data module's ``val_set.labels``
+    says (`SERDataModule` after ``setup``: a speaker label only for training speakers); None where unknown."""
+    labels = getattr(getattr(datamodule, "val_set", None), "labels", None)
+    if labels is None:
+        return None
+    return {task for task in TASKS if hasattr(labels, task) and bool(np.any(np.asarray(getattr(labels, task)) >= 0))}
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """`ModelCheckpoint` of the best epoch whose ``monitor`` may be ``"auto"``: the model's own metric, settled
+    with `resolve_monitor` in ``setup`` (which refuses, in a fit, a metric that validation never logs).
+
+    Args:
+        dirpath: folder of the checkpoint files.
+        filename: checkpoint file name without ``.ckpt``.
+        monitor: logged metric to keep the best epoch of; ``"auto"``: ``val/ua`` with the emotion task, else
+            the first task's accuracy (``val/gender_acc``, ``val/speaker_acc``); None: no metric, the latest epoch.
+        mode: "max" if a higher value is better, "min" if lower is better.
+        **kwargs: the other `ModelCheckpoint` arguments.
+    """
+
+    def __init__(self, dirpath: str | None = None, filename: str | None = None, monitor: str | None = AUTO,
+                 mode: Literal["max", "min"] = "max", **kwargs: Any) -> None:
+        super().__init__(dirpath=dirpath, filename=filename, monitor=monitor, mode=mode, **kwargs)
+        self.requested_monitor = monitor
+
+    @property
+    def state_key(self) -> str:
+        # a plain ModelCheckpoint's key, so that a run checkpointed before this class existed resumes its best score
+        return "ModelCheckpoint" + super().state_key[len(type(self).__qualname__):]
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self.requested_monitor is not None:
+            self.monitor = resolve_monitor(self.requested_monitor, trainer, pl_module, stage)
+        super().setup(trainer, pl_module, stage)
 
 
 def _to_cpu(obj: Any) -> Any:
@@ -44,7 +120,7 @@ class RestoreBestHalveLR(pl.Callback):
     learning rate is then below `min_lr`, training stops (with the best weights loaded).
 
     Args:
-        monitor: logged metric to watch (e.g. "val/ua").
+        monitor: logged metric to watch (e.g. "val/ua"); "auto": the model's own (see `resolve_monitor`).
         mode: "max" if a higher value is better, "min" if lower is better.
         patience: validations without improvement before restoring and halving (paper: 5).
         factor: multiplier applied to every learning rate (paper: 0.5).
@@ -56,7 +132,7 @@ class RestoreBestHalveLR(pl.Callback):
             best weights, so that the module tested after `fit` is the best one, as after a normal stop.
     """
 
-    def __init__(self, monitor: str = "val/ua", mode: Literal["max", "min"] = "max", patience: int = 5,
+    def __init__(self, monitor: str = AUTO, mode: Literal["max", "min"] = "max", patience: int = 5,
                  factor: float = 0.5, min_lr: float = 1e-5, min_delta: float = 0.0,
                  restore_optimizer_state: bool = False, restore_best_on_train_end: bool = True) -> None:
         super().__init__()
@@ -69,6 +145,7 @@ class RestoreBestHalveLR(pl.Callback):
         if min_lr <= 0 or min_delta < 0:
             raise ValueError(f"RestoreBestHalveLR: need min_lr > 0 and min_delta >= 0, got {min_lr}, {min_delta}")
         self.monitor, self.mode, self.patience, self.factor = monitor, mode, patience, factor
+        self.requested_monitor = monitor
         self.min_lr, self.min_delta = min_lr, min_delta
         self.restore_optimizer_state = restore_optimizer_state
         self.restore_best_on_train_end = restore_best_on_train_end
@@ -89,6 +166,9 @@ class RestoreBestHalveLR(pl.Callback):
         if self.mode == "max":
             return current > self.best_score + self.min_delta
         return current < self.best_score - self.min_delta
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.monitor = resolve_monitor(self.requested_monitor, trainer, pl_module, stage)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         low = [g["lr"] for opt in trainer.optimizers for g in opt.param_groups if g["lr"] < self.min_lr]

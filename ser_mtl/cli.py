@@ -20,6 +20,7 @@ Multi-GPU: ``--trainer.strategy ddp_find_unused_parameters_true --trainer.device
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 # name -> (module, function, one-line help). Imported only when run, so `ser-mtl --help` is fast and a
@@ -34,7 +35,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "export": ("ser_mtl.export_onnx", "export", "a trained model as an ONNX file"),
     "cv": ("ser_mtl.runs.cv_command", "cv_main", "cross-validation: folds x repeats of fit + test, resumable"),
     "sweep": ("ser_mtl.runs.sweep", "sweep_main", "one cross-validation per value of a parameter"),
-    "baseline": ("ser_mtl.baselines.baseline", "baseline_main",
+    "baseline": ("ser_mtl.baselines.baseline_command", "baseline_main",
                  "utterance statistics + logistic regression on the same split (a reference)"),
     "aggregate": ("ser_mtl.analysis.summary", "aggregate_main", "summarise finished cross-validation runs"),
     "compare": ("ser_mtl.analysis.compare", "compare_main",
@@ -67,28 +68,40 @@ def _load(command: str):
 
 
 def main(args: list[str] | None = None) -> None:
-    """Run one ``ser-mtl`` subcommand; ``args`` defaults to ``sys.argv[1:]`` (tests pass a list)."""
+    """Run one ``ser-mtl`` subcommand; ``args`` defaults to ``sys.argv[1:]`` (tests pass a list).
+
+    A user's mistake (a wrong path or setting, a damaged file, a full disk) ends any subcommand with one line,
+    ``ser-mtl COMMAND: message``, and exit status 1; ``SER_MTL_TRACEBACK=1`` in the environment raises the
+    error itself instead, with its full traceback.
+    """
     args = list(sys.argv[1:] if args is None else args)
     if not args or args[0] in ("-h", "--help"):
         print(_usage())
         return
     command, rest = args[0], args[1:]
-    if command in LIGHTNING_COMMANDS:
-        from ser_mtl.checkpoint_io import CheckpointError
-        from ser_mtl.command_line import exit_on
-        from ser_mtl.data.store import StoreNotBuiltError
-        from ser_mtl.lightning_cli import run_lightning_cli
+    try:
+        if command in LIGHTNING_COMMANDS:
+            from ser_mtl.command_line import exit_on
+            from ser_mtl.lightning_cli import one_line_mistakes, run_lightning_cli
 
-        # a damaged file or a full disk: one line naming the file and the fix, as for every other command
-        with exit_on(f"ser-mtl {command}", (CheckpointError, StoreNotBuiltError)):
-            run_lightning_cli(args)
-    elif command in COMMANDS:
-        from ser_mtl.command_line import run_command
+            prog = f"ser-mtl {command}"
+            # one line for a user's mistake (one_line_mistakes) or a full disk (exit_on), as for every other command
+            with exit_on(prog, ()), one_line_mistakes(prog):
+                run_lightning_cli(args)
+        elif command in COMMANDS:
+            from ser_mtl.command_line import run_command
 
-        run_command(_load(command), rest, f"ser-mtl {command}")
+            run_command(_load(command), rest, f"ser-mtl {command}")
+        else:
+            print(f"ser-mtl: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
+            raise SystemExit(2)
+    except SystemExit as exit_:
+        error = exit_.__cause__ if exit_.code == 1 and os.environ.get("SER_MTL_TRACEBACK") == "1" else None
+        if error is None:
+            raise
     else:
-        print(f"ser-mtl: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
-        raise SystemExit(2)
+        return
+    raise error  # outside the handler, so that the traceback is the error's own, not a SystemExit's
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ Two kinds of command:
 In both, a list option takes the tokens after it up to the next ``--option``
 (``--inputs a.wav b/ c.flac``), a single value (``--inputs my_wavs/``) or a JSON/YAML list
 (``--inputs '[a.wav, b/]'``). A bad option prints one line naming it and exits with status 2, as
-argparse does.
+argparse does. Both kinds parse with a `CommandParser`, which notes which options take lists as they
+are added (jsonargparse has no public way to ask an option's type afterwards).
 """
 
 from __future__ import annotations
@@ -31,8 +32,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from jsonargparse import ArgumentParser
+
 if TYPE_CHECKING:
-    from jsonargparse import ArgumentParser, Namespace
+    from argparse import Action
+
+    from jsonargparse import Namespace
 
 _SPEC_ATTRIBUTE = "__ser_mtl_command__"
 ExceptionTypes = tuple[type[BaseException], ...]
@@ -61,15 +66,51 @@ def _spec(function: Callable) -> _CommandSpec:
     return getattr(function, _SPEC_ATTRIBUTE, _CommandSpec())
 
 
-def new_parser(prog: str, description: str | None = None) -> ArgumentParser:
-    """A jsonargparse parser that raises ``ArgumentError`` instead of exiting (``parse`` reports it)."""
-    from jsonargparse import ArgumentParser
+class CommandParser(ArgumentParser):
+    """A jsonargparse parser that records, as options are added with ``add_argument`` or
+    ``add_function_arguments`` (not through an argument group), the option string of every dest and
+    which options take lists (a ``list``, ``tuple`` or ``Sequence`` type, or one of them ``| None``).
 
-    return ArgumentParser(prog=prog, description=description, exit_on_error=False)
+    Attributes:
+        option_strings: dest -> its option strings (``cv.out`` -> ``["--cv.out"]``; a list option also has
+            jsonargparse's ``--cv.x+``, which appends).
+        list_options: option string -> the option's first option string, for every list option.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.option_strings: dict[str, list[str]] = {}  # set before argparse adds -h/--help in __init__
+        self.list_options: dict[str, str] = {}
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> Action:
+        action = super().add_argument(*args, **kwargs)
+        if action is not None and action.option_strings:
+            self._note(action.dest, list(action.option_strings), kwargs.get("type"))
+        return action
+
+    def add_function_arguments(self, function: Callable, nested_key: str | None = None, *args: Any,
+                               **kwargs: Any) -> list[str]:
+        added = super().add_function_arguments(function, nested_key, *args, **kwargs)
+        hints = typing.get_type_hints(function)
+        # dest ``nested.name`` is parameter ``name``; its option strings were noted if it was added through
+        # `add_argument` above (as_group=False), else it is ``--nested.name``
+        for dest in added:
+            self._note(dest, [f"--{dest}"], hints.get(dest.rpartition(".")[2]))
+        return added
+
+    def _note(self, dest: str, option_strings: list[str], hint: Any) -> None:
+        known = self.option_strings.setdefault(dest, option_strings)
+        if _is_sequence_type(hint):
+            self.list_options.update(dict.fromkeys(known, known[0]))
+
+
+def new_parser(prog: str, description: str | None = None) -> CommandParser:
+    """A `CommandParser` that raises ``ArgumentError`` instead of exiting (``parse`` reports it)."""
+    return CommandParser(prog=prog, description=description, exit_on_error=False)
 
 
 # ------------------------------------------------------------------------------ function commands
-def function_parser(function: Callable, prog: str) -> ArgumentParser:
+def function_parser(function: Callable, prog: str) -> CommandParser:
     """The parser of a function command: one option per parameter, help from the ``Args:`` docstring."""
     import docstring_parser
 
@@ -139,7 +180,8 @@ class ForwardingCommand:
         prefixes: the group options' prefixes (``("--cv.",)``); empty when every argument is forwarded.
         run: ``run(options, forwarded)`` does the work with the parsed group and the other arguments.
         description: first paragraph of ``--help``.
-        add_options: adds the group options to a parser (None: the command has none).
+        add_options: adds the group options to a `CommandParser` with its ``add_argument`` or
+            ``add_function_arguments`` (None: the command has none).
         errors: exception types reported as ``prog: message`` with exit status 1.
     """
 
@@ -147,10 +189,10 @@ class ForwardingCommand:
     prefixes: tuple[str, ...]
     run: Callable[[Namespace, list[str]], Any]
     description: str
-    add_options: Callable[[ArgumentParser], None] | None = None
+    add_options: Callable[[CommandParser], None] | None = None
     errors: ExceptionTypes = ()
 
-    def parser(self) -> ArgumentParser:
+    def parser(self) -> CommandParser:
         """The parser of the group options, with an epilog saying where the other arguments go."""
         parser = new_parser(self.prog, self.description)
         if self.add_options is not None:
@@ -177,7 +219,7 @@ def run_command(target: Callable, argv: list[str], prog: str) -> Any:
 
 
 # ------------------------------------------------------------------------------ shared parsing
-def parse(parser: ArgumentParser, argv: list[str], prog: str) -> Namespace:
+def parse(parser: CommandParser, argv: list[str], prog: str) -> Namespace:
     """``parser.parse_args`` with natural lists; a bad argument prints one line and exits with status 2."""
     from argparse import ArgumentError
 
@@ -219,21 +261,14 @@ def _is_sequence_type(hint: Any) -> bool:
     return typing.get_origin(hint) in (list, tuple, abc.Sequence)
 
 
-def _list_options(parser: ArgumentParser) -> dict[str, Any]:
-    # `_typehint` is where jsonargparse keeps an option's type (no public accessor); options without one
-    # (help, plain argparse types) are not lists
-    return {opt: action for opt, action in parser._option_string_actions.items()
-            if _is_sequence_type(getattr(action, "_typehint", None))}
-
-
-def expand_lists(parser: ArgumentParser, argv: list[str]) -> list[str]:
+def expand_lists(parser: CommandParser, argv: list[str]) -> list[str]:
     """``argv`` with each list option's natural form rewritten into what jsonargparse reads.
 
     ``--x a b`` (and ``--x a``, ``--x=a``) becomes ``--x '["a", "b"]'``: a JSON list of the tokens as
     typed, which jsonargparse converts to the item types (``list[int]``, ``tuple[float, float]``).
     A single ``[...]`` value or ``null`` is kept as it is; every other argument is left alone.
     """
-    lists = _list_options(parser)
+    lists = parser.list_options
     out: list[str] = []
     i = 0
     while i < len(argv):
@@ -256,17 +291,17 @@ def expand_lists(parser: ArgumentParser, argv: list[str]) -> list[str]:
     return out
 
 
-def _add_list_epilog(parser: ArgumentParser) -> None:
-    lists = sorted({action.option_strings[0] for action in _list_options(parser).values()})
+def _add_list_epilog(parser: CommandParser) -> None:
+    lists = sorted(set(parser.list_options.values()))
     if lists:
         example = lists[0]
         parser.epilog = (f"List options ({', '.join(lists)}) take several values ({example} A B), one value "
                          f"({example} A) or a JSON list ({example} '[A, B]').")
 
 
-def _one_line(parser: ArgumentParser, message: str) -> str:
+def _one_line(parser: CommandParser, message: str) -> str:
     """jsonargparse's error message on one line, naming options as they are typed (``--cv.out``)."""
-    by_dest = {a.dest: a.option_strings[0] for a in parser._actions if a.option_strings}
+    by_dest = {dest: strings[0] for dest, strings in parser.option_strings.items()}
     key = re.match(r'Parser key "([^"]+)":\s*', message)
     if key:
         message = f"{by_dest.get(key.group(1), key.group(1))}: {message[key.end():]}"

@@ -6,8 +6,14 @@ Decisions (each one learnt the hard way on Lightning 2.6 / jsonargparse 4.53):
   on instantiation, so label spaces never drift from the data.
 * ``auto_configure_optimizers=False``: the model's three SGD optimizers are never replaced by
   ``--optimizer``.
-* Checkpoints go to ``<trainer.default_root_dir>/checkpoints/`` as ``best.ckpt`` (best
-  ``val/ua``) and ``last.ckpt`` (every epoch) so that runs resume with ``--ckpt_path .../last.ckpt``.
+* Checkpoints go to ``<trainer.default_root_dir>/checkpoints/`` as ``best.ckpt`` (best ``checkpoint.monitor``)
+  and ``last.ckpt`` (every epoch) so that runs resume with ``--ckpt_path .../last.ckpt``. The monitor, which
+  the schedule shares, defaults to ``auto``: ``val/ua`` with the emotion task, else the model's first task's
+  accuracy (``val/gender_acc``); a value given in a config file or on the command line is kept, and one the
+  model's validation never logs stops the fit before its first epoch (`ser_mtl.callbacks.resolve_monitor`).
+* A user's mistake (`USER_ERRORS`: a wrong path or setting, a damaged file) ends ``ser-mtl fit/...`` with one
+  line, ``ser-mtl fit: message``, and exit status 1 (`one_line_mistakes`); a bug keeps its traceback, and
+  ``SER_MTL_TRACEBACK=1`` shows the traceback of a mistake too.
 * ``trainer.use_distributed_sampler=False``: the DataModule shards batches per rank itself.
 * A run is a Trainer with callbacks, each its own config group: ``lr_schedule`` (the paper's
   restore-best-and-halve schedule), ``checkpoint``, ``random_state`` (random-number states in every
@@ -19,15 +25,23 @@ Decisions (each one learnt the hard way on Lightning 2.6 / jsonargparse 4.53):
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 
-from ser_mtl.callbacks import RestoreBestHalveLR
-from ser_mtl.checkpoint_io import read_checkpoint
+from ser_mtl.callbacks import AUTO, BestCheckpoint, MonitorError, RestoreBestHalveLR
+from ser_mtl.checkpoint_io import CheckpointError, read_checkpoint
 from ser_mtl.data.datamodule import SERDataModule
+from ser_mtl.data.folds import FoldError
+from ser_mtl.data.labels import LabelSchemeError
+from ser_mtl.data.manifest import CorpusError
+from ser_mtl.data.sampling import SamplingError
+from ser_mtl.data.store import StoreNotBuiltError
 from ser_mtl.io_utils import atomic_write_text
 from ser_mtl.models.aae import MultiTaskAAE
 from ser_mtl.models.init_from import read_state_dict
@@ -35,15 +49,19 @@ from ser_mtl.random_state import RandomStateCheckpoint
 from ser_mtl.run_outputs import PredictionWriter, ResultWriter
 from ser_mtl.verification import SpeakerVerification
 
+# The package's errors for a user's mistake (a path, a setting, a damaged file): one line, not a traceback.
+USER_ERRORS = (CheckpointError, CorpusError, FoldError, LabelSchemeError, MonitorError, SamplingError,
+               StoreNotBuiltError)
 
-def run_callbacks(run_dir: str | os.PathLike, monitor: str = "val/ua", mode: str = "max",
-                  **schedule) -> list:
+
+def run_callbacks(run_dir: str | os.PathLike, monitor: str = AUTO, mode: str = "max", **schedule) -> list:
     """The callbacks ``ser-mtl fit/test/predict`` add, with their CLI defaults, for a ``Trainer`` built in
-    Python: checkpoints ``run_dir/checkpoints/{best,last}.ckpt`` on ``monitor``, the paper's schedule
-    (``schedule``: `RestoreBestHalveLR` arguments), speaker verification and the test/predict outputs."""
+    Python: checkpoints ``run_dir/checkpoints/{best,last}.ckpt`` on ``monitor`` (``"auto"``: the model's own,
+    see `ser_mtl.callbacks.resolve_monitor`), the paper's schedule (``schedule``: `RestoreBestHalveLR`
+    arguments), speaker verification and the test/predict outputs."""
     checkpoints = os.path.join(run_dir, "checkpoints")
-    return [ModelCheckpoint(dirpath=checkpoints, filename="best", monitor=monitor, mode=mode,
-                            auto_insert_metric_name=False, enable_version_counter=False),
+    return [BestCheckpoint(dirpath=checkpoints, filename="best", monitor=monitor, mode=mode,
+                           auto_insert_metric_name=False, enable_version_counter=False),
             ModelCheckpoint(dirpath=checkpoints, filename="last", save_top_k=1, enable_version_counter=False),
             RestoreBestHalveLR(monitor=monitor, mode=mode, **schedule), RandomStateCheckpoint(), SpeakerVerification(),
             ResultWriter(),
@@ -82,15 +100,14 @@ class SERCLI(LightningCLI):
         # the paper's alpha/beta depend on the label task (paper 5.1), whatever the order of --config files
         parser.link_arguments("data.task", "model.label_task", apply_on="parse")
         parser.add_lightning_class_args(RestoreBestHalveLR, "lr_schedule")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(BestCheckpoint, "checkpoint")
         # Lightning 2.6's save_last writes last.ckpt only when the monitored metric improved, so an
         # epoch without improvement left no checkpoint to resume from: last.ckpt is its own callback,
         # written every epoch. No version counter: a re-run in the same folder overwrites, never
         # leaves best-v1.ckpt beside a stale best.ckpt.
         parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
         parser.set_defaults({
-            "checkpoint.monitor": "val/ua", "checkpoint.mode": "max", "checkpoint.filename": "best",
-            "checkpoint.save_last": False, "checkpoint.auto_insert_metric_name": False,
+            "checkpoint.filename": "best", "checkpoint.save_last": False, "checkpoint.auto_insert_metric_name": False,
             "checkpoint.enable_version_counter": False,
             "last_checkpoint.filename": "last", "last_checkpoint.monitor": None, "last_checkpoint.save_top_k": 1,
             "last_checkpoint.enable_version_counter": False,
@@ -106,14 +123,14 @@ class SERCLI(LightningCLI):
         parser.add_lightning_class_args(ResultWriter, "test_outputs")
         parser.add_lightning_class_args(PredictionWriter, "predict_outputs")
 
-    def _parse_ckpt_path(self) -> None:
-        """LightningCLI reads ``--ckpt_path``'s hyper-parameters here, before anything else: open the file safely
-        first, so that a missing, damaged or foreign checkpoint is one `CheckpointError` naming it."""
+    def parse_arguments(self, parser, args) -> None:
+        """Parse, then open ``--ckpt_path`` safely: LightningCLI reads its hyper-parameters right after this,
+        before any other hook, so a missing, damaged or foreign checkpoint is one `CheckpointError` naming it."""
+        super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         ckpt = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt and ckpt not in ("last", "best", "hpc", "registry"):  # Lightning's own names
             read_checkpoint(ckpt)
-        super()._parse_ckpt_path()
 
     def before_instantiate_classes(self) -> None:
         """``--model.init_from`` is applied when the fit starts: check the file before anything is built."""
@@ -142,6 +159,32 @@ def run_lightning_cli(args: list[str], run: bool = True) -> SERCLI:
         save_config_kwargs={"overwrite": True},
         trainer_defaults={"use_distributed_sampler": False, "log_every_n_steps": 10},
     )
+
+
+def user_mistake(err: BaseException) -> BaseException | None:
+    """The `USER_ERRORS` exception that ``err`` is, or was raised from or while handling (LightningCLI and
+    jsonargparse may wrap what a class raises), along the chain a traceback shows; None for a bug."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, USER_ERRORS):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or (None if err.__suppress_context__ else err.__context__)
+    return None
+
+
+@contextlib.contextmanager
+def one_line_mistakes(prog: str) -> Iterator[None]:
+    """A user's mistake (`user_mistake`) becomes ``prog: message`` on stderr and exit status 1, the error as the
+    ``SystemExit``'s cause; any other exception passes with its traceback."""
+    try:
+        yield
+    except Exception as err:
+        mistake = user_mistake(err)
+        if mistake is None:
+            raise
+        print(f"{prog}: {mistake}", file=sys.stderr)
+        raise SystemExit(1) from err
 
 
 def build_datamodule(config_args: list[str]) -> SERDataModule:

@@ -92,7 +92,7 @@ def primary_verification_set(datamodule) -> tuple[DataLoader, dict[int, str]] | 
     rows = cached_manifest(hp.corpus, hp.root, hp.cache_dir, subset)
     store = FeatureStore(rows, hp.root, datamodule.features, hp.cache_dir).build(num_workers=hp.num_workers)
     offset = len(datamodule.utterances)
-    dataset = datamodule._dataset(store, rows, range(len(rows)), offset, hp.eval_hop or hp.segment_hop)
+    dataset = datamodule.make_dataset(store, rows, range(len(rows)), offset, hp.eval_hop or hp.segment_hop)
     loader = DataLoader(dataset, batch_size=hp.batch_size, shuffle=False, num_workers=hp.num_workers)
     return loader, {offset + i: row.speaker for i, row in enumerate(rows)}
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from ser_mtl.data.datamodule import SERDataModule
-from ser_mtl.runs.cv import run_cv
 from ser_mtl.models.aae import MultiTaskAAE
 from ser_mtl.run_outputs import aux_accuracies
+from ser_mtl.runs.cv import run_cv
 
 
 def utterance_accuracy_by_hand(ckpt: Path, task: str) -> tuple[float, int]:

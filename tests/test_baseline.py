@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from ser_mtl.cli import main
 from ser_mtl.baselines.baseline import utterance_statistics
+from ser_mtl.cli import main
 
 
 def test_utterance_statistics_by_hand():

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from ser_mtl.baselines import opensmile_features as osf
+from ser_mtl.baselines.opensmile_features import BaselineError, SmileCache, functionals, utterance_samples
 from ser_mtl.data.audio import load_audio
 from ser_mtl.data.features import FeatureConfig, speech_only
 from ser_mtl.data.manifest import ManifestRow
-from ser_mtl.baselines import opensmile_features as osf
-from ser_mtl.baselines.opensmile_features import BaselineError, SmileCache, functionals, utterance_samples
 
 pytest.importorskip("opensmile")
 

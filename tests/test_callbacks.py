@@ -155,3 +155,76 @@ def test_missing_metric_and_bad_arguments():
         RestoreBestHalveLR(factor=2.0)
     with pytest.raises(ValueError, match="mode must be"):
         RestoreBestHalveLR(mode="maximum")
+
+
+# ------------------------------------------------------------------------------ the monitor: automatic or checked
+class GenderOnlyModule(ThreeOptimizerModule):
+    """Says what its validation logs, as `MultiTaskAAE` does, for a model whose only task is gender."""
+
+    GENDER_ACC = (0.5, 0.75, 0.6)  # per epoch: the best is epoch 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tasks = ["gender"]
+        self.steps = 0
+
+    def training_step(self, batch, batch_idx):
+        self.steps += 1
+        super().training_step(batch, batch_idx)
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/gender_acc", self.GENDER_ACC[self.current_epoch])
+        self.log("val/loss_gender", 1.0)
+
+    def validation_metrics(self, labelled=None):
+        return ["val/gender_acc", "val/loss_gender"]
+
+
+def test_the_automatic_monitor_of_a_model_without_emotion_is_its_first_task(tmp_path):
+    from ser_mtl.lightning_cli import run_callbacks
+
+    callbacks = run_callbacks(tmp_path)  # monitor "auto"
+    best, schedule = callbacks[0], callbacks[2]
+    _fit(3, callbacks, model=GenderOnlyModule(), root=str(tmp_path))
+    assert (best.monitor, schedule.monitor) == ("val/gender_acc", "val/gender_acc")
+    assert best.best_model_path == str(tmp_path / "checkpoints" / "best.ckpt")
+    assert float(best.best_model_score) == 0.75 and schedule.best_epoch == 1
+    saved = torch.load(best.best_model_path, weights_only=False)
+    assert saved["epoch"] == 1
+    # the key a plain ModelCheckpoint had: runs checkpointed before BestCheckpoint resume their best score
+    assert "ModelCheckpoint{'monitor': 'val/gender_acc', 'mode': 'max'," in " ".join(saved["callbacks"])
+
+
+def test_a_monitor_the_model_never_logs_stops_the_fit_before_the_first_step(tmp_path):
+    from ser_mtl.callbacks import BestCheckpoint, MonitorError
+
+    model = GenderOnlyModule()
+    with pytest.raises(MonitorError, match=r"^monitor 'val/ua' is never logged in validation of this model "
+                                           r"\(tasks \['gender'\]\); it logs val/gender_acc, val/loss_gender: "):
+        _fit(2, [BestCheckpoint(dirpath=tmp_path, monitor="val/ua")], model=model, root=str(tmp_path))
+    assert model.steps == 0 and not list(tmp_path.iterdir())
+
+
+def test_the_monitor_follows_the_tasks_and_the_labels_of_the_validation_data():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from ser_mtl.callbacks import MonitorError, resolve_monitor
+    from ser_mtl.models.aae import MultiTaskAAE
+
+    def trainer(speaker_labels):  # 2 validation utterances, both with an emotion and a gender label
+        labels = SimpleNamespace(emotion=np.array([0, 3]), gender=np.array([1, 0]), speaker=np.array(speaker_labels))
+        return SimpleNamespace(datamodule=SimpleNamespace(val_set=SimpleNamespace(labels=labels)))
+
+    full = MultiTaskAAE(num_speakers=4)
+    assert resolve_monitor("auto", trainer([-1, -1]), full, "fit") == "val/ua"
+    speaker_first = MultiTaskAAE(num_speakers=4, tasks=["speaker", "gender"], use_decoder=False)
+    assert resolve_monitor("auto", trainer([2, -1]), speaker_first, "fit") == "val/speaker_acc"
+    assert resolve_monitor("auto", trainer([-1, -1]), speaker_first, "test") == "val/speaker_acc"  # not checked
+    # speaker-independent validation: no validation speaker is a training speaker, so no val/speaker_acc
+    with pytest.raises(MonitorError, match=r"'val/speaker_acc' is never logged .* \(tasks \['speaker', 'gender'\]; "
+                                           r"no validation utterance has a speaker label\); it logs val/gender_acc, "
+                                           r"val/loss_gender, val/loss_cls: "):
+        resolve_monitor("auto", trainer([-1, -1]), speaker_first, "fit")
+    assert resolve_monitor("val/loss_rec", trainer([-1, -1]), full, "fit") == "val/loss_rec"

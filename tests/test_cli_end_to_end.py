@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
+from ser_mtl.checkpoint_io import read_checkpoint
 from ser_mtl.cli import main
 
 pytestmark = pytest.mark.slow
@@ -66,3 +67,21 @@ def test_fit_test_classify(corpus, tmp_path):
         got = np.array([float(classified[r["utt_id"]][f"p_{c}"]) for c in CLASSES])
         want = np.array([float(r[f"p_{c}"]) for c in CLASSES])
         np.testing.assert_allclose(got, want, atol=2e-6)  # one front-end: only the CSVs' 6 decimals differ
+
+
+def test_a_model_without_emotion_keeps_its_best_gender_accuracy(corpus, tmp_path):
+    """tasks [gender] log no val/ua: the automatic monitor is val/gender_acc, and best.ckpt holds the epoch that
+    reached the highest (demo.yaml names val/ua, so "auto" is given to restore the default)."""
+    run = tmp_path / "run"
+    main(["fit", *_common(corpus, run), "--model.tasks", "[gender]", "--checkpoint.monitor", "auto",
+          "--trainer.max_epochs", "2"])
+    with open(next(run.rglob("metrics.csv"))) as handle:
+        gender = [float(r["val/gender_acc"]) for r in csv.DictReader(handle) if r.get("val/gender_acc")]
+    assert len(gender) == 2  # one validation per epoch
+    best = read_checkpoint(run / "checkpoints" / "best.ckpt")
+    assert best["hyper_parameters"]["tasks"] == ["gender"]
+    assert best["epoch"] == gender.index(max(gender))  # the first epoch with the highest accuracy
+    (state,) = [v for k, v in best["callbacks"].items() if k.startswith("ModelCheckpoint{'monitor': 'val/gender_acc'")]
+    assert float(state["best_model_score"]) == pytest.approx(max(gender))
+    (schedule,) = [v for k, v in best["callbacks"].items() if k.startswith("RestoreBestHalveLR{'monitor': 'val/gender")]
+    assert schedule["best_score"] == pytest.approx(max(gender))

@@ -9,11 +9,11 @@ import inspect
 import pytest
 
 from ser_mtl import cli
+from ser_mtl.analysis.report import report_main
 from ser_mtl.cli import main
 from ser_mtl.command_line import ForwardingCommand, parse_function_args, split_argv
 from ser_mtl.commands import classify
 from ser_mtl.runs import cv_command
-from ser_mtl.analysis.report import report_main
 
 
 def run_main(args: list[str], capsys) -> tuple[int, str, str]:
@@ -83,7 +83,7 @@ def test_help_of_every_registered_command_lists_its_options(capsys, monkeypatch)
         code, out, _ = run_main([name, "--help"], capsys)
         assert code == 0 and out.startswith(f"usage: ser-mtl {name}"), name
         if isinstance(target, ForwardingCommand):
-            options = [o for a in target.parser()._actions for o in a.option_strings if not o.endswith("+")]
+            options = [o for strings in target.parser().option_strings.values() for o in strings if not o.endswith("+")]
             assert all(o.startswith(("-h", "--help", *target.prefixes)) for o in options)
             assert "go to LightningCLI unchanged" in out or "Every argument goes" in out
         else:

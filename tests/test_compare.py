@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ser_mtl.cli import main
 from ser_mtl.analysis.compare import compare_dirs, compare_runs, paired_statistics
+from ser_mtl.cli import main
 
 T_975_5 = 2.5705818366147395  # t quantile 0.975 with 5 degrees of freedom (printed tables: 2.571)
 T_975_1 = 12.706204736174698  # ... with 1 degree of freedom (12.71)

@@ -23,11 +23,10 @@ from test_cv_runner import FakeBackend, arg
 
 from ser_mtl.runs import local as parallel_runs
 from ser_mtl.runs.cv import run_cv
-from ser_mtl.runs.errors import CVError, RunsFailed
-from ser_mtl.runs.stages import CLIBackend
 from ser_mtl.runs.cv_command import cv_kwargs, cv_main
+from ser_mtl.runs.errors import CVError, RunsFailed
 from ser_mtl.runs.local import JobsError, plan_slots
-from ser_mtl.runs.stages import RUNNER_PID_VARIABLE
+from ser_mtl.runs.stages import RUNNER_PID_VARIABLE, CLIBackend
 
 STAGE_S = 0.25
 

@@ -454,8 +454,8 @@ def _real_cli_missing() -> str | None:
 @pytest.mark.slow
 @pytest.mark.skipif(_real_cli_missing() is not None, reason=str(_real_cli_missing()))
 def test_end_to_end_with_the_real_cli(tmp_path: Path) -> None:
-    from ser_mtl.data.synth import synth
     from ser_mtl.analysis.report import report
+    from ser_mtl.data.synth import synth
 
     synth(str(tmp_path / "corpus"), iemocap_sessions=3, iemocap_dialogs=2, iemocap_utterances=16,
           librispeech_train_speakers=4, librispeech_train_utterances=4, librispeech_test_speakers=2,

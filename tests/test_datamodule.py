@@ -104,7 +104,7 @@ def test_unlabelled_utterances_of_training_speakers_can_join(corpora, tmp_path):
     train_speakers = {plain.rows[i].speaker for i in plain.split.train}
     n_unlabelled = sum(1 for r in plain.rows if not r.emotion and r.speaker in train_speakers)
     assert n_unlabelled > 0
-    assert len(extra._train_indices()) == len(plain.split.train) + n_unlabelled
+    assert len(extra.train_indices()) == len(plain.split.train) + n_unlabelled
 
 
 def test_bad_fold_and_missing_corpus_are_clear_errors(corpora, tmp_path):

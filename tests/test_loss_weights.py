@@ -10,8 +10,8 @@ import torch
 from test_aae_phases import TINY, Segments
 from torch.utils.data import DataLoader
 
-from ser_mtl.runs.loss_weights import LossWeightError, check_loss_weight_sweep
 from ser_mtl.models.aae import MultiTaskAAE
+from ser_mtl.runs.loss_weights import LossWeightError, check_loss_weight_sweep
 
 
 class NoEpsAdam(torch.optim.Adam):

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ser_mtl.cli import main
 from ser_mtl.analysis.paper_results import PAPER_RESULTS, Protocol, match, protocol_from_config
 from ser_mtl.analysis.report import load_experiment, report, summed_confusion
 from ser_mtl.analysis.summary import aggregate, summarize
+from ser_mtl.cli import main
 from ser_mtl.runs.sweep import run_sweep
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

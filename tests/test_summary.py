@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ser_mtl.cli import main
 from ser_mtl.analysis.summary import (
     SummaryError,
     aggregate,
@@ -16,6 +15,7 @@ from ser_mtl.analysis.summary import (
     read_run_metrics,
     summarize,
 )
+from ser_mtl.cli import main
 
 # 2 folds x 2 repeats.  repeat 0: WA (0.60 + 0.70) / 2 = 0.65, UA (0.50 + 0.60) / 2 = 0.55
 #                       repeat 1: WA (0.62 + 0.76) / 2 = 0.69, UA (0.58 + 0.66) / 2 = 0.62

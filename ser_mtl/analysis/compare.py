@@ -41,8 +41,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from ser_mtl.command_line import command, run_function
 from ser_mtl.analysis.summary import SummaryError, collect_runs
+from ser_mtl.command_line import command, run_function
 from ser_mtl.io_utils import atomic_write_json
 
 COMPARED_METRICS = ("ua", "wa", "eer", "gender_acc", "speaker_acc")

@@ -33,7 +33,6 @@ from typing import Any
 
 import numpy as np
 
-from ser_mtl.command_line import command, run_function
 from ser_mtl.analysis.confusion import confusion_from_predictions
 from ser_mtl.analysis.paper_results import PaperResult, Protocol, match, protocol_from_config
 from ser_mtl.analysis.summary import (
@@ -45,8 +44,9 @@ from ser_mtl.analysis.summary import (
     read_record,
     summarize,
 )
-from ser_mtl.runs.sweep import SWEEP_NAME, format_value
+from ser_mtl.command_line import command, run_function
 from ser_mtl.io_utils import atomic_write_text
+from ser_mtl.runs.sweep import SWEEP_NAME, format_value
 
 
 @dataclass

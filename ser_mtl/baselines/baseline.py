@@ -1,32 +1,11 @@
-"""A classical reference on the network's own split: utterance features + a linear classifier.
+"""The classical baseline: utterance features + a class-balanced linear classifier on the network's split.
 
-Runbook::
-
-    # the no-dependency default: spectrogram statistics + logistic regression, on the config's fold
-    ser-mtl baseline --config configs/iemocap.yaml --baseline.out runs/baseline.json
-    # the field's reference: eGeMAPSv02 functionals (88 per utterance; `pip install opensmile`)
-    ser-mtl baseline --config configs/iemocap.yaml --baseline.features egemaps --baseline.classifier logreg
-    # ComParE_2016 (6373) + linear SVM, every fold of data.scheme, for `ser-mtl report`
-    ser-mtl baseline --config configs/iemocap.yaml --baseline.features compare \
-        --baseline.classifier linear_svm --baseline.cv_out runs/iemocap_compare_svm
-
-It reads the very utterances, fold split and labels that ``ser-mtl fit`` would use (the
-``SERDataModule`` of the same arguments; utterances the feature store skipped are left out here too)
-and describes every utterance by
-
-* ``stats``: the per-row mean and standard deviation of its log-spectrogram frames and of their
-  first differences (4 x F numbers; ``--baseline.stats std``: only the two standard deviations,
-  2 x F, blind to the recording level and the speaker's average spectrum), or
-* ``egemaps`` / ``compare``: openSMILE's eGeMAPSv02 / ComParE_2016 functionals of the same
-  silence-trimmed samples the network's spectrogram is made from (``--baseline.audio raw``: the
-  whole file), cached per utterance (``ser_mtl.baselines.opensmile_features``).
-
-The features are standardised on the training utterances (``StandardScaler``), a class-balanced
-multinomial logistic regression (``logreg``) or linear SVM (``linear_svm``) is fitted for each C of
-``--baseline.c_grid``, the C with the best validation UA is kept (ties: the smaller C) and WA/UA are
-reported on the test utterances. A network that does not beat this on the same held-out speakers
-has not learnt more than these features carry. ``--baseline.cv_out DIR`` runs every fold
-(``ser_mtl.baselines.baseline_cv``).
+`run_baseline` takes the ``SERDataModule`` that ``ser-mtl fit`` would use with the same arguments (its
+utterances, fold split and labels; utterances the feature store skipped are left out here too), describes
+every utterance by spectrogram statistics (`utterance_statistics`) or openSMILE functionals
+(``ser_mtl.baselines.opensmile_features``), fits `make_classifier` for each C of the grid, keeps the C
+with the best validation UA and reports WA/UA on the test utterances. The ``ser-mtl baseline`` command and
+its runbook: ``ser_mtl.baselines.baseline_command``; every fold: ``ser_mtl.baselines.baseline_cv``.
 """
 
 from __future__ import annotations
@@ -41,14 +20,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
-from ser_mtl.command_line import ForwardingCommand
-from ser_mtl.baselines.opensmile_features import (
-    FEATURE_SETS,
-    Audio,
-    BaselineError,
-    SmileCache,
-    import_opensmile,
-)
+from ser_mtl.baselines.opensmile_features import FEATURE_SETS, Audio, BaselineError, SmileCache
 from ser_mtl.io_utils import atomic_write_json, atomic_write_text
 
 Stats = Literal["mean_std", "std"]
@@ -160,7 +132,7 @@ def run_baseline(datamodule, out: str | None = None, features: Features = "stats
     datamodule.prepare_data()
     datamodule.setup("fit")
     rows, split = datamodule.rows, datamodule.split
-    eval_rows, _ = datamodule._eval_source()
+    eval_rows, _ = datamodule.evaluation_split()
     eval_store = datamodule.stores["target" if datamodule.target_rows else "primary"]
     scheme = datamodule.label_scheme
     train, y_train = _labelled(datamodule.stores["primary"], rows, split.train, scheme)
@@ -208,56 +180,6 @@ def predictions_csv(rows, labels: np.ndarray, preds: np.ndarray, classes: list[s
     return buffer.getvalue()
 
 
-def baseline(config_args: list[str], features: Features = "stats", stats: Stats = "mean_std",
-             classifier: Classifier = "logreg", audio: Audio = "trimmed", c_grid: list[float] | None = None,
-             out: str | None = None, predictions: str | None = None, cv_out: str | None = None,
-             folds: list[int] | None = None, repeats: int = 1, base_seed: int = 0, label: str | None = None) -> dict:
-    """``ser-mtl baseline``: one fold (the config's ``data.fold``) or, with ``cv_out``, every fold.
-
-    Args:
-        config_args: the ``ser-mtl fit`` arguments whose data the baseline uses (``--config F --data.*``).
-        features: ``stats`` (spectrogram statistics, no extra dependency), ``egemaps`` (openSMILE
-            eGeMAPSv02 functionals, 88) or ``compare`` (openSMILE ComParE_2016, 6373); openSMILE needs
-            ``pip install opensmile``.
-        stats: with ``features=stats``: ``mean_std`` (4 x F numbers) or ``std`` (2 x F).
-        classifier: ``logreg`` or ``linear_svm`` (class-balanced, standardised features).
-        audio: what openSMILE reads: the silence-``trimmed`` samples of the network's features, or the ``raw`` file.
-        c_grid: inverse regularisation strengths tried; the best validation UA wins (default 1e-4 ... 10).
-        out: write the one-fold result to this JSON file (the keys of a run's test_metrics.json, plus C ...).
-        predictions: write the one-fold test predictions to this CSV file.
-        cv_out: run every fold of ``data.scheme`` into this folder (``fold{k}_rep{r}/metrics.json``,
-            ``summary.json``), which ``ser-mtl report`` shows beside the network's rows.
-        folds: with ``cv_out``: only these folds (default: all).
-        repeats: with ``cv_out``: repeats per fold; only ``linear_svm`` has randomness, ``logreg`` takes 1.
-        base_seed: with ``cv_out``: run seeds are derived from it as in ``ser-mtl cv``.
-        label: with ``cv_out``: the row name in reports (default e.g. ``eGeMAPS + LogReg``).
-    """
-    options = {"features": features, "stats": stats, "classifier": classifier, "audio": audio, "c_grid": c_grid}
-    if features in FEATURE_SETS:
-        import_opensmile()  # the one-line hint before any corpus is read
-    if cv_out:
-        from ser_mtl.baselines.baseline_cv import run_baseline_cv
-
-        return run_baseline_cv(config_args, cv_out, options, folds, repeats, base_seed, label)
-    from ser_mtl.lightning_cli import build_datamodule
-
-    datamodule = build_datamodule(config_args)
-    print(datamodule.describe())
-    result = run_baseline(datamodule, out, predictions=predictions, **options)
-    print(format_result(result))
-    return result
-
-
 def format_result(result: dict) -> str:
     return (f"baseline {result['label']} ({result['feature_description']}, C={result['C']:g}): "
             f"WA {100 * result['wa']:.2f} %  UA {100 * result['ua']:.2f} %  on {result['n_utterances']} test utterances")
-
-
-def _baseline(options, config_args: list[str]) -> None:
-    baseline(config_args, **options.baseline.as_dict())
-
-
-baseline_main = ForwardingCommand(
-    "ser-mtl baseline", ("--baseline.",), _baseline, __doc__, errors=(BaselineError,),
-    add_options=lambda parser: parser.add_function_arguments(baseline, "baseline", as_group=False,
-                                                             skip={"config_args"}))

@@ -27,9 +27,9 @@ def skip_summary(stores: dict[str, FeatureStore]) -> list[str]:
 def describe(dm: SERDataModule) -> str:
     """Utterances and speakers per split, the speaker label space, what was drawn (``primary: N of M speakers
     drawn (data.seed s)``, ``aux: ...``) and whether the auxiliary corpus is used."""
-    eval_rows, _ = dm._eval_source()
+    eval_rows, _ = dm.evaluation_split()
     spk = lambda rows, idx: len({rows[i].speaker for i in idx})
-    train = dm._train_indices()
+    train = dm.train_indices()
     lines = [
         (f"data: {dm.hparams.corpus} {dm.hparams.scheme} fold {dm.hparams.fold}/{dm.num_folds} "
          f"task {dm.hparams.task} classes {dm.class_names}"),

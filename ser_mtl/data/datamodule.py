@@ -37,11 +37,11 @@ from torch.utils.data import ConcatDataset, DataLoader
 from ser_mtl.data.data_summary import describe, skip_summary
 from ser_mtl.data.datasets import SegmentDataset, UtteranceLabels
 from ser_mtl.data.features import FeatureConfig
-from ser_mtl.data.folds import Split, make_split, num_folds
+from ser_mtl.data.folds import FoldError, Split, make_split, num_folds
 from ser_mtl.data.labels import make_label_scheme, restored_scheme
 from ser_mtl.data.manifest import ManifestRow
 from ser_mtl.data.manifest_cache import cached_manifest
-from ser_mtl.data.sampling import MixedBatchSampler, ShardedEvalSampler
+from ser_mtl.data.sampling import MixedBatchSampler, SamplingError, ShardedEvalSampler
 from ser_mtl.data.speaker_draw import SpeakerDraw, draw_rows, draw_source
 from ser_mtl.data.store import FeatureStore, running_stats
 from ser_mtl.frontend import FrontEnd
@@ -61,13 +61,11 @@ class SERDataModule(pl.LightningDataModule):
         root: root of the primary corpus as it unpacks (e.g. ``.../IEMOCAP_full_release``).
         subset: subset of the primary corpus (LibriSpeech only, e.g. ``train-clean-360`` when
             pretraining on LibriSpeech alone).
-        speakers: number of primary-corpus speakers drawn with ``seed`` before the split (rows of the
-            others are dropped); ``None`` keeps all. The draw is the one ``aux_speakers`` makes
-            (`ser_mtl.data.speaker_draw.draw_speakers`: a prefix of one seeded permutation, so sizes are
-            nested), hence a LibriSpeech pretraining (``corpus: librispeech``, ``subset:
-            train-clean-360``, ``speakers: N``, ``seed: s``) trains on exactly the speakers that a
-            fine-tuning's auxiliary corpus (``aux_subset: train-clean-360``, ``aux_speakers: N``,
-            ``seed: s``) uses (paper 4.1.3: 600).
+        speakers: number of primary-corpus speakers drawn with ``seed`` before the split (the others' rows
+            are dropped); ``None`` keeps all. The draw is ``aux_speakers``'s (`speaker_draw.draw_speakers`: a
+            prefix of one seeded permutation, so sizes are nested), hence a LibriSpeech pretraining with
+            ``subset: train-clean-360, speakers: N, seed: s`` trains on exactly the speakers of a fine-tuning's
+            auxiliary corpus with ``aux_subset: train-clean-360, aux_speakers: N, seed: s`` (paper 4.1.3: 600).
         aux_corpus: reader of the auxiliary corpus (speaker and gender labels, no emotion).
         aux_root: root of the auxiliary corpus; ``None`` trains without auxiliary data.
         aux_subset: auxiliary subset (paper: ``train-clean-360``).
@@ -138,6 +136,8 @@ class SERDataModule(pl.LightningDataModule):
         self.save_hyperparameters()
         # a checkpoint's hyper-parameters hold the settings as a dict (SERDataModule.load_from_checkpoint)
         self.features = FeatureConfig(**features) if isinstance(features, dict) else features
+        if batch_size < 1:
+            raise SamplingError(f"data.batch_size={batch_size}: expected a number of segments per batch >= 1")
         if speakers is not None and speakers < 1:
             raise ValueError(f"data.speakers={speakers}: expected a number of primary-corpus speakers >= 1, or null "
                              "for all of them")
@@ -154,7 +154,7 @@ class SERDataModule(pl.LightningDataModule):
         self.target_rows: list[ManifestRow] = []
         if scheme == "cross_corpus":
             if not (target_corpus and target_root):
-                raise ValueError("scheme 'cross_corpus' needs data.target_corpus and data.target_root")
+                raise FoldError("scheme 'cross_corpus' needs data.target_corpus and data.target_root")
             self.target_rows = cached_manifest(target_corpus, target_root, cache_dir)
         self.verification_rows: list[ManifestRow] = []
         if verification_subset and aux_root and scheme != "10fold":
@@ -169,11 +169,11 @@ class SERDataModule(pl.LightningDataModule):
         labelled = [bool(r.emotion) or not self._has_emotion for r in self.rows]
         self.num_folds = num_folds(self.rows, scheme) if scheme != "cross_corpus" else 1
         if not 0 <= fold < self.num_folds:
-            raise ValueError(f"data.fold={fold} is out of range: scheme {scheme!r} on {corpus} has "
-                             f"{self.num_folds} folds (0..{self.num_folds - 1})")
+            raise FoldError(f"data.fold={fold} is out of range: scheme {scheme!r} on {corpus} has "
+                            f"{self.num_folds} folds (0..{self.num_folds - 1})")
         self.split: Split = make_split(self.rows, scheme, fold, seed, target_rows=self.target_rows or None,
                                        labelled=labelled)
-        train_rows = [self.rows[i] for i in self._train_indices()]
+        train_rows = [self.rows[i] for i in self.train_indices()]
         self.speakers = sorted({r.speaker for r in train_rows} | {r.speaker for r in self.aux_rows})
         self._speaker_index = {s: i for i, s in enumerate(self.speakers)}
         self.mean: np.ndarray | None = None  # (F,) normalisation, from the training split
@@ -205,23 +205,24 @@ class SERDataModule(pl.LightningDataModule):
         """Every utterance by its global index ``utt``: primary, then auxiliary, then target rows."""
         return self.rows + self.aux_rows + self.target_rows + self.verification_rows
 
-    # ----------------------------------------------------------------- split helpers
-    def _train_indices(self) -> list[int]:
-        """Primary-corpus training rows, plus unlabelled rows of training speakers if enabled."""
+    # ----------------------------------------------------------------- splits, stores, datasets
+    def train_indices(self) -> list[int]:
+        """Indices into ``rows`` of the training utterances: ``split.train``, plus with ``use_unlabelled`` the
+        rows of its speakers outside the task's classes."""
         train = list(self.split.train)
         if self.hparams.use_unlabelled and self._has_emotion:
             speakers = {self.rows[i].speaker for i in train}
             train += [i for i, r in enumerate(self.rows) if not r.emotion and r.speaker in speakers]
         return train
 
-    def _eval_source(self) -> tuple[list[ManifestRow], int]:
-        """Rows that val/test indices point into, and the global ``utt`` offset of those rows."""
+    def evaluation_split(self) -> tuple[list[ManifestRow], int]:
+        """The rows ``split.val``/``split.test`` index (cross_corpus: ``target_rows``) and the first one's ``utt``."""
         if self.hparams.scheme == "cross_corpus":
             return self.target_rows, len(self.rows) + len(self.aux_rows)
         return self.rows, 0
 
-    # ----------------------------------------------------------------- Lightning hooks
-    def _stores(self) -> dict[str, FeatureStore]:
+    def feature_stores(self) -> dict[str, FeatureStore]:
+        """Unbuilt feature stores: ``primary``, and ``aux``, ``target``, ``verification`` where those rows exist."""
         hp = self.hparams
         stores = {"primary": FeatureStore(self.rows, hp.root, self.features, hp.cache_dir)}
         if self.aux_rows:
@@ -232,44 +233,10 @@ class SERDataModule(pl.LightningDataModule):
             stores["verification"] = FeatureStore(self.verification_rows, hp.aux_root, self.features, hp.cache_dir)
         return stores
 
-    def prepare_data(self) -> None:
-        for store in self._stores().values():
-            store.build(num_workers=self.hparams.num_workers)
-
-    def setup(self, stage: str | None = None) -> None:
-        hp = self.hparams
-        self.stores = {name: store.build(num_workers=hp.num_workers) for name, store in self._stores().items()}
-        for line in skip_summary(self.stores):
-            rank_zero_info(line)
-        train = self._train_indices()
-        if not self._scheme_restored:  # a checkpoint's scheme (its training split's centroids) is kept as is
-            self.label_scheme.fit([self.rows[i] for i in self.split.train])
-        if self.mean is None:  # restored from a checkpoint otherwise
-            rng = np.random.default_rng(hp.seed)
-            sample = np.asarray(train)
-            if len(sample) > hp.max_stats_utterances:
-                sample = rng.choice(sample, size=hp.max_stats_utterances, replace=False)
-            self.mean, self.std = running_stats(self.stores["primary"], sorted(sample.tolist()))
-        self.frontend = self._make_frontend()
-        eval_rows, offset = self._eval_source()
-        eval_store = self.stores["target" if self.target_rows else "primary"]
-        eval_hop = hp.eval_hop or hp.segment_hop
-        self.train_set = self._dataset(self.stores["primary"], self.rows, train, 0, hp.segment_hop)
-        self.val_set = self._dataset(eval_store, eval_rows, self.split.val, offset, eval_hop)
-        self.test_set = self._dataset(eval_store, eval_rows, self.split.test, offset, eval_hop)
-        self.aux_set = None
-        if self.aux_rows:
-            self.aux_set = self._dataset(self.stores["aux"], self.aux_rows, range(len(self.aux_rows)),
-                                         len(self.rows), hp.segment_hop)
-
-    def _make_frontend(self) -> FrontEnd:
-        hp = self.hparams
-        return FrontEnd(self.features, self.mean, self.std, hp.segment_frames, hp.eval_hop or hp.segment_hop,
-                        self.class_names, label_scheme=self.label_scheme)
-
-    def _dataset(self, store: FeatureStore, rows: list[ManifestRow], indices, utt_offset: int,
-                 hop: int) -> SegmentDataset:
-        """Segments of ``rows[indices]`` every ``hop`` frames, cut and normalised by the front-end."""
+    def make_dataset(self, store: FeatureStore, rows: list[ManifestRow], indices, utt_offset: int,
+                     hop: int) -> SegmentDataset:
+        """Segments of ``rows[indices]`` (features in ``store``) every ``hop`` frames, cut and normalised by the
+        front-end (after ``setup``) and labelled as in training; ``utt`` is ``utt_offset`` + the index."""
         indices = np.asarray(list(indices), dtype=np.int64)
         labels = UtteranceLabels(
             store_index=indices,
@@ -280,6 +247,42 @@ class SERDataModule(pl.LightningDataModule):
         )
         return SegmentDataset(store, labels, self.frontend, hop)
 
+    # ----------------------------------------------------------------- Lightning hooks
+    def prepare_data(self) -> None:
+        for store in self.feature_stores().values():
+            store.build(num_workers=self.hparams.num_workers)
+
+    def setup(self, stage: str | None = None) -> None:
+        hp = self.hparams
+        self.stores = {name: store.build(num_workers=hp.num_workers) for name, store in self.feature_stores().items()}
+        for line in skip_summary(self.stores):
+            rank_zero_info(line)
+        train = self.train_indices()
+        if not self._scheme_restored:  # a checkpoint's scheme (its training split's centroids) is kept as is
+            self.label_scheme.fit([self.rows[i] for i in self.split.train])
+        if self.mean is None:  # restored from a checkpoint otherwise
+            rng = np.random.default_rng(hp.seed)
+            sample = np.asarray(train)
+            if len(sample) > hp.max_stats_utterances:
+                sample = rng.choice(sample, size=hp.max_stats_utterances, replace=False)
+            self.mean, self.std = running_stats(self.stores["primary"], sorted(sample.tolist()))
+        self.frontend = self._make_frontend()
+        eval_rows, offset = self.evaluation_split()
+        eval_store = self.stores["target" if self.target_rows else "primary"]
+        eval_hop = hp.eval_hop or hp.segment_hop
+        self.train_set = self.make_dataset(self.stores["primary"], self.rows, train, 0, hp.segment_hop)
+        self.val_set = self.make_dataset(eval_store, eval_rows, self.split.val, offset, eval_hop)
+        self.test_set = self.make_dataset(eval_store, eval_rows, self.split.test, offset, eval_hop)
+        self.aux_set = None
+        if self.aux_rows:
+            self.aux_set = self.make_dataset(self.stores["aux"], self.aux_rows, range(len(self.aux_rows)),
+                                             len(self.rows), hp.segment_hop)
+
+    def _make_frontend(self) -> FrontEnd:
+        hp = self.hparams
+        return FrontEnd(self.features, self.mean, self.std, hp.segment_frames, hp.eval_hop or hp.segment_hop,
+                        self.class_names, label_scheme=self.label_scheme)
+
     def _rank(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
@@ -288,9 +291,8 @@ class SERDataModule(pl.LightningDataModule):
         hp = self.hparams
         rank, world = self._rank()
         parts = [self.train_set] + ([self.aux_set] if self.aux_set is not None else [])
-        # Batch order follows both data.seed and the run's global seed (seed_everything), so the
-        # repeats of a cross-validation differ in batch order as well as in initialisation, while
-        # data.seed alone fixes the fold assignment. Every DDP rank has the same global seed.
+        # Batch order follows data.seed and the run's global seed (seed_everything): the repeats of a cross-validation
+        # differ in batch order as well as initialisation; data.seed alone fixes the folds. Ranks share the seed.
         shuffle_seed = hp.seed * 1_000_003 + torch.initial_seed() % 1_000_003
         sampler = MixedBatchSampler(len(self.train_set), len(self.aux_set) if self.aux_set else 0,
                                     hp.batch_size, hp.aux_fraction, seed=shuffle_seed, rank=rank, world_size=world,
@@ -347,8 +349,8 @@ class SERDataModule(pl.LightningDataModule):
             return None
         offset = len(self.rows) + len(self.aux_rows) + len(self.target_rows)
         hop = self.hparams.eval_hop or self.hparams.segment_hop
-        sets = [self._dataset(self.stores["verification"], self.verification_rows,
-                              range(len(self.verification_rows)), offset, hop), self.test_set]
+        sets = [self.make_dataset(self.stores["verification"], self.verification_rows,
+                                   range(len(self.verification_rows)), offset, hop), self.test_set]
         return DataLoader(ConcatDataset(sets), batch_size=self.hparams.batch_size, shuffle=False,
                           num_workers=self.hparams.num_workers, generator=self._loader_generator(self.hparams.seed))
 
@@ -385,7 +387,7 @@ class SERDataModule(pl.LightningDataModule):
 
     def _relabel_emotions(self) -> None:
         """Emotion labels of the datasets ``setup`` built, again with the current label scheme."""
-        eval_rows, _ = self._eval_source()
+        eval_rows, _ = self.evaluation_split()
         for name, rows in (("train_set", self.rows), ("val_set", eval_rows), ("test_set", eval_rows)):
             dataset = getattr(self, name, None)
             if dataset is not None:  # store_index points into `rows` for these three

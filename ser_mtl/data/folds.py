@@ -25,7 +25,8 @@ Schemes (the paper, section 5, offers 10-fold and "leave-one-speaker-out with fi
   speakers are the shortest prefix of that order whose utterance share is closest to 30 %.
 
 Every split is checked when built: no index twice, and for the speaker-independent schemes no speaker
-in two of train/val/test (a ValueError names them).
+in two of train/val/test (a ValueError names them). Settings the rows cannot split (an unknown scheme, a
+fold out of range, too few speakers or sessions) raise `FoldError`, a ValueError.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ from ser_mtl.io_utils import atomic_open
 SCHEMES = ("10fold", "loso", "loso_session", "cross_corpus")
 N_TENFOLD = 10
 CROSS_CORPUS_VAL_FRACTION = 0.3
+
+
+class FoldError(ValueError):
+    """A scheme or fold that these rows cannot split: unknown scheme, fold out of range, too few speakers,
+    sessions or labelled rows, or a speaker/session missing where the scheme needs it."""
 
 
 @dataclass
@@ -76,7 +82,7 @@ def _labelled_indices(rows: Sequence[ManifestRow], labelled: Sequence[bool] | No
 def _require(rows: Sequence[ManifestRow], idx: list[int], field: str, scheme: str) -> None:
     missing = [rows[i].utt_id for i in idx if not getattr(rows[i], field)]
     if missing:
-        raise ValueError(f"scheme {scheme!r} needs a {field} for every labelled utterance; "
+        raise FoldError(f"scheme {scheme!r} needs a {field} for every labelled utterance; "
                          f"{len(missing)} have none, e.g. {missing[:3]}")
 
 
@@ -95,7 +101,7 @@ def _session_order(rows: Sequence[ManifestRow], idx: list[int]) -> list[tuple[st
 def num_folds(rows: Sequence[ManifestRow], scheme: str, labelled: Sequence[bool] | None = None) -> int:
     """Number of folds of `scheme` on the labelled `rows` (10; speakers; sessions; 1 for cross_corpus)."""
     if scheme not in SCHEMES:
-        raise ValueError(f"unknown fold scheme {scheme!r}; expected one of {SCHEMES}")
+        raise FoldError(f"unknown fold scheme {scheme!r}; expected one of {SCHEMES}")
     idx = _labelled_indices(rows, labelled)
     if scheme == "10fold":
         return N_TENFOLD
@@ -130,7 +136,7 @@ def _tenfold(rows: Sequence[ManifestRow], idx: list[int], fold: int, seed: int) 
 def _loso(rows: Sequence[ManifestRow], idx: list[int], fold: int) -> Split:
     order = _speaker_order(rows, idx)
     if len(order) < 3:
-        raise ValueError(f"loso needs at least 3 speakers with labelled utterances, got {len(order)}")
+        raise FoldError(f"loso needs at least 3 speakers with labelled utterances, got {len(order)}")
     test_spk = order[fold]
     session = rows[next(i for i in idx if _speaker(rows[i]) == test_spk)].session
     mates = sorted({_speaker(rows[i]) for i in idx
@@ -145,7 +151,7 @@ def _loso_session(rows: Sequence[ManifestRow], idx: list[int], fold: int) -> Spl
     _require(rows, idx, "session", "loso_session")
     order = _session_order(rows, idx)
     if len(order) < 3:
-        raise ValueError(f"loso_session needs at least 3 sessions with labelled utterances, got {len(order)}")
+        raise FoldError(f"loso_session needs at least 3 sessions with labelled utterances, got {len(order)}")
     test_ses, val_ses = order[fold], order[(fold + 1) % len(order)]
     ses = {i: (rows[i].corpus, rows[i].session) for i in idx}
     return Split(train=[i for i in idx if ses[i] not in (test_ses, val_ses)],
@@ -160,7 +166,7 @@ def _cross_corpus(target_rows: Sequence[ManifestRow], target_idx: list[int], see
         by_speaker[_speaker(target_rows[i])].append(i)
     speakers = sorted(by_speaker, key=lambda s: (s[0], _natural_key(s[1])))
     if len(speakers) < 2:
-        raise ValueError(f"cross_corpus needs at least 2 target speakers to split, got {len(speakers)}")
+        raise FoldError(f"cross_corpus needs at least 2 target speakers to split, got {len(speakers)}")
     order = [speakers[j] for j in np.random.default_rng(seed).permutation(len(speakers))]
     total, share, best_n, best_gap = len(target_idx), 0, 1, float("inf")
     for n, spk in enumerate(order[:-1], start=1):  # at least one speaker each side
@@ -212,12 +218,12 @@ def make_split(rows: Sequence[ManifestRow], scheme: str, fold: int, seed: int,
     """
     n = num_folds(rows, scheme, labelled)
     if not 0 <= fold < n:
-        raise ValueError(f"fold {fold} out of range for scheme {scheme!r}: {n} folds")
+        raise FoldError(f"fold {fold} out of range for scheme {scheme!r}: {n} folds")
     if (target_rows is not None) != (scheme == "cross_corpus"):
-        raise ValueError("target_rows is required for scheme 'cross_corpus' and only for it")
+        raise FoldError("target_rows is required for scheme 'cross_corpus' and only for it")
     idx = _labelled_indices(rows, labelled)
     if not idx:
-        raise ValueError(f"scheme {scheme!r}: no labelled rows among {len(rows)}")
+        raise FoldError(f"scheme {scheme!r}: no labelled rows among {len(rows)}")
     if scheme != "10fold":
         _require(rows, idx, "speaker", scheme)
     if scheme == "10fold":

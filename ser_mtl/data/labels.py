@@ -38,6 +38,11 @@ LEVELS = {"activation": ["low", "mid", "high"], "valence": ["negative", "neutral
 TABLE2_THRESHOLDS = {"iemocap": (2.0, 3.5), "msp_improv": (2.5, 3.5)}
 
 
+class LabelSchemeError(ValueError):
+    """A label task these settings or rows cannot make: unknown task, no thresholds for the corpus, too few
+    distinct points for K-means, or a checkpoint's scheme that does not match ``data.task``."""
+
+
 def _corpus_key(corpus: str) -> str:
     return corpus.strip().lower().replace("-", "_")
 
@@ -61,7 +66,7 @@ class LabelScheme:
     def __init__(self, task: str, corpus: str, thresholds: tuple[float, float] | None = None,
                  restrict_to_categorical: bool = True, seed: int = 0) -> None:
         if task not in TASKS:
-            raise ValueError(f"unknown label task {task!r}; expected one of {TASKS}")
+            raise LabelSchemeError(f"unknown label task {task!r}; expected one of {TASKS}")
         self.task, self.corpus, self.seed = task, corpus, seed
         self.restrict_to_categorical = restrict_to_categorical
         self.thresholds: tuple[float, float] | None = None
@@ -71,12 +76,12 @@ class LabelScheme:
         elif task in LEVELS:
             if thresholds is None:
                 if _corpus_key(corpus) not in TABLE2_THRESHOLDS:
-                    raise ValueError(f"no Table 2 thresholds for corpus {corpus!r} (known: "
+                    raise LabelSchemeError(f"no Table 2 thresholds for corpus {corpus!r} (known: "
                                      f"{sorted(TABLE2_THRESHOLDS)}); pass thresholds=(low_max, mid_max)")
                 thresholds = TABLE2_THRESHOLDS[_corpus_key(corpus)]
             low, mid = float(thresholds[0]), float(thresholds[1])
             if not low < mid:
-                raise ValueError(f"thresholds must satisfy low_max < mid_max, got {thresholds}")
+                raise LabelSchemeError(f"thresholds must satisfy low_max < mid_max, got {thresholds}")
             self.thresholds = (low, mid)
             self.classes = list(LEVELS[task])
         else:
@@ -106,7 +111,7 @@ class LabelScheme:
         points = np.array([d for d in (self._dims(r) for r in rows) if d is not None], dtype=np.float64)
         k = self.num_classes
         if len(points) == 0 or len(np.unique(points, axis=0)) < k:
-            raise ValueError(f"{self.task}: K-means needs at least {k} distinct (valence, activation) points "
+            raise LabelSchemeError(f"{self.task}: K-means needs at least {k} distinct (valence, activation) points "
                              f"among the training rows, got {len(np.unique(points, axis=0)) if len(points) else 0}"
                              f" distinct in {len(points)} labelled of {len(rows)} rows")
         # imported here: rebuilding a fitted scheme (classify) needs no sklearn import
@@ -153,7 +158,7 @@ class LabelScheme:
         if state["centroids"] is not None:
             scheme.centroids = np.asarray(state["centroids"], dtype=np.float64)
         if list(state["classes"]) != scheme.classes:
-            raise ValueError(f"label scheme state has classes {state['classes']}, expected {scheme.classes}")
+            raise LabelSchemeError(f"label scheme state has classes {state['classes']}, expected {scheme.classes}")
         return scheme
 
     def __repr__(self) -> str:
@@ -170,11 +175,11 @@ def make_label_scheme(task: str, corpus: str, thresholds: tuple[float, float] | 
 def restored_scheme(state: dict[str, Any] | None, task: str) -> LabelScheme | None:
     """The fitted scheme a checkpoint's ``label_scheme`` entry describes, to be used as is (never refitted);
     None when there is nothing fitted to keep (no entry, or av3/av5 saved before their centroids existed).
-    ValueError when it was made for another task than ``task`` (``data.task``)."""
+    `LabelSchemeError` when it was made for another task than ``task`` (``data.task``)."""
     if not state:
         return None
     scheme = LabelScheme.from_state(state)
     if scheme.task != task:
-        raise ValueError(f"the checkpoint's label scheme is task {scheme.task!r} but data.task is {task!r}; "
+        raise LabelSchemeError(f"the checkpoint's label scheme is task {scheme.task!r} but data.task is {task!r}; "
                          f"set --data.task {scheme.task}")
     return None if scheme.needs_fit and scheme.centroids is None else scheme

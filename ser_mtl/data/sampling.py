@@ -16,6 +16,11 @@ import numpy as np
 from torch.utils.data import Sampler
 
 
+class SamplingError(ValueError):
+    """Batch settings the training data cannot satisfy: ``batch_size`` < 1, ``aux_fraction`` outside [0, 1],
+    or no training segment at all."""
+
+
 class MixedBatchSampler(Sampler[list[int]]):
     """Batches of ``batch_size`` indices, ``n_aux_per_batch`` of them from the auxiliary pool.
 
@@ -33,11 +38,11 @@ class MixedBatchSampler(Sampler[list[int]]):
                  seed: int = 0, rank: int = 0, world_size: int = 1,
                  epoch_fn: Callable[[], int] | None = None, skip_fn: Callable[[], int] | None = None) -> None:
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise SamplingError(f"batch_size must be >= 1, got {batch_size}")
         if not 0.0 <= aux_fraction <= 1.0:
-            raise ValueError(f"aux_fraction must be in [0, 1], got {aux_fraction}")
+            raise SamplingError(f"aux_fraction must be in [0, 1], got {aux_fraction}")
         if n_primary + n_aux == 0:
-            raise ValueError("no training segments: the training split is empty")
+            raise SamplingError("no training segments: the training split is empty")
         self.n_primary, self.n_aux = n_primary, n_aux
         self.batch_size, self.seed = batch_size, seed
         self.rank, self.world_size = rank, world_size

@@ -21,13 +21,12 @@ Speed (issue 9): the convolutional stack runs in ``torch.channels_last`` (``chan
 ``training_step``, ``validation_step`` and ``test_step``, manual optimisation included) with fp32
 master weights, losses and metrics. A training step reads nothing back from the device but one
 finiteness flag per batch: label ranges and presence are found on the host batch before it moves
-(``on_before_batch_transfer``), and per-step logs reach Lightning only when something reads them
-(the hooks live in ``ser_mtl/models/step_hooks.py``).
+(``on_before_batch_transfer``; the hooks live in ``ser_mtl/models/step_hooks.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Literal
 
 import pytorch_lightning as pl
@@ -40,7 +39,14 @@ from ser_mtl.metrics import UtteranceAccuracy
 from ser_mtl.models.components import ClassifierHead, Decoder, Discriminator, Encoder, full_precision
 from ser_mtl.models.evaluation import EvaluationSteps
 from ser_mtl.models.init_from import InitReport, load_matching_weights
-from ser_mtl.models.losses import LABELLED, TASKS, check_label_tensor, classification_loss, labelled_index
+from ser_mtl.models.losses import (
+    ACC_NAME,
+    LABELLED,
+    TASKS,
+    check_label_tensor,
+    classification_loss,
+    labelled_index,
+)
 from ser_mtl.models.paper_weights import paper_weights
 from ser_mtl.models.step_hooks import StepHooks
 
@@ -228,6 +234,15 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
                                f"{self.tasks}")
         return self.heads["emotion"](self.encode(x)).softmax(dim=-1)
 
+    def validation_metrics(self, labelled: Collection[str] | None = None) -> list[str]:
+        """The keys validation logs every epoch: ``val/wa``, ``val/ua`` (emotion), each task's accuracy and
+        ``val/loss_<task>``, ``val/loss_cls``, and ``val/loss_rec`` with a decoder. A task's keys need validation
+        segments with its label: ``labelled`` names the tasks some have (None: every task)."""
+        tasks = [task for task in self.tasks if labelled is None or task in labelled]
+        keys = ["val/wa", "val/ua"] if "emotion" in tasks else []
+        keys += [f"val/{key}" for task in tasks for key in (ACC_NAME[task], f"loss_{task}")]
+        return keys + (["val/loss_cls"] if tasks else []) + (["val/loss_rec"] if self.decoder is not None else [])
+
     def predict_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int = 0,
                      dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
         """Segment-level emotion posteriors {"utt": (B,), "probs": (B, C)}; the caller averages per utterance."""
@@ -371,7 +386,7 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
         if not path or self._init_done:
             return
         self._init_done = True
-        resuming = self._trainer is not None and self.trainer.ckpt_path is not None
+        resuming = self.trainer.ckpt_path is not None  # a Trainer hook: the trainer is attached
         if resuming:
             rank_zero_info(f"init_from {path} not applied: resuming from {self.trainer.ckpt_path}")
             return
