@@ -1,8 +1,4 @@
-"""``ser-mtl cache --config FILE [--data.* overrides]``: every feature store of a configuration, ahead of training.
-
-Several training jobs (DDP ranks, SLURM array tasks) then start from a complete cache instead of
-racing to build it.
-"""
+"""``ser-mtl cache --config FILE [--data.* overrides]``: a config's feature stores, ahead of training."""
 
 from __future__ import annotations
 

@@ -2,18 +2,11 @@
 
 Latif et al., section 4.3: "If the accuracy of the model did not improve on the validation set after
 5 epochs, we restored the model to best epoch and learning rate was halved. This process continued
-until the learning rate reached below 0.00001." The model trains with manual optimisation and three
-optimizers, so Lightning's scheduler machinery is never involved: this callback changes the learning
-rate of every parameter group of every optimizer itself, and stops the run.
-
-It acts after each validation of a `fit` (not during the sanity check, not in `trainer.validate`).
-Every DDP rank runs it with the same synced metric, so the ranks take the same decisions and stay
-identical. Its state, including the best weights (a CPU copy of the module's `state_dict`), is saved
-in the checkpoint, so a resumed run continues with the same best score, wait count and best weights.
-
-Its ``monitor`` and that of `BestCheckpoint` default to ``"auto"``, the model's own metric (`resolve_monitor`:
-``val/ua`` with the emotion task, else the first task's accuracy), settled in ``setup``. In a fit, a monitor
-that the model's validation will never log is a `MonitorError` there, before the first epoch.
+until the learning rate reached below 0.00001." With manual optimisation and three optimizers,
+Lightning's schedulers are never involved: the callback sets every optimizer's learning rates itself.
+It acts after each validation of a `fit` only; every DDP rank takes the same decision on the synced
+metric. Its state (best weights included, as a CPU copy) travels in the checkpoint, so a resumed run
+continues with the same best score, wait count and weights.
 """
 
 from __future__ import annotations
@@ -39,10 +32,8 @@ class MonitorError(ValueError):
 
 def resolve_monitor(monitor: str, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> str:
     """``monitor``, or for ``"auto"`` the model's own: ``val/ua`` with the emotion task, else the accuracy of
-    its first task (``val/gender_acc``, ``val/speaker_acc``); a module without ``tasks`` counts as emotion.
-
-    In a fit, where the module says what its validation logs (``validation_metrics(labelled_tasks)``, given
-    the tasks that some validation utterance has a label for), `MonitorError` if ``monitor`` is not among them.
+    its first task; a module without ``tasks`` counts as emotion. In a fit, `MonitorError` if the module's
+    ``validation_metrics`` (given the tasks some validation utterance is labelled for) never logs it.
     """
     tasks = list(getattr(pl_module, "tasks", None) or ["emotion"])
     if monitor == AUTO:
@@ -62,8 +53,7 @@ def resolve_monitor(monitor: str, trainer: pl.Trainer, pl_module: pl.LightningMo
 
 
 def _labelled_tasks(datamodule: pl.LightningDataModule | None) -> set[str] | None:
-    """Tasks of which some validation utterance carries a label, where the data module's ``val_set.labels``
-    says (`SERDataModule` after ``setup``: a speaker label only for training speakers); None where unknown."""
+    """Tasks some validation utterance carries a label for (from ``val_set.labels``); None where unknown."""
     labels = getattr(getattr(datamodule, "val_set", None), "labels", None)
     if labels is None:
         return None
@@ -71,8 +61,7 @@ def _labelled_tasks(datamodule: pl.LightningDataModule | None) -> set[str] | Non
 
 
 class BestCheckpoint(ModelCheckpoint):
-    """`ModelCheckpoint` of the best epoch whose ``monitor`` may be ``"auto"``: the model's own metric, settled
-    with `resolve_monitor` in ``setup`` (which refuses, in a fit, a metric that validation never logs).
+    """`ModelCheckpoint` of the best epoch whose ``monitor`` may be ``"auto"`` (settled by `resolve_monitor`).
 
     Args:
         dirpath: folder of the checkpoint files.
@@ -113,11 +102,8 @@ def _to_cpu(obj: Any) -> Any:
 class RestoreBestHalveLR(pl.Callback):
     """After `patience` validations without improvement, reload the best weights and multiply every lr by `factor`.
 
-    After each validation: if `monitor` improved (strictly, by more than `min_delta`), the module's
-    weights are kept as the best and the wait count is reset; otherwise the wait count grows. When it
-    reaches `patience`, the best weights are loaded back, the learning rate of every parameter group of
-    every optimizer in `trainer.optimizers` is multiplied by `factor`, and the wait count is reset. If any
-    learning rate is then below `min_lr`, training stops (with the best weights loaded).
+    Every parameter group of every optimizer in `trainer.optimizers` is scaled; once any learning rate
+    is below `min_lr`, training stops (with the best weights loaded).
 
     Args:
         monitor: logged metric to watch (e.g. "val/ua"); "auto": the model's own (see `resolve_monitor`).
@@ -150,9 +136,7 @@ class RestoreBestHalveLR(pl.Callback):
         self.restore_optimizer_state = restore_optimizer_state
         self.restore_best_on_train_end = restore_best_on_train_end
         self.best_score = -math.inf if mode == "max" else math.inf
-        self.best_epoch = -1
-        self.wait = 0
-        self.num_restores = 0
+        self.best_epoch, self.wait, self.num_restores = -1, 0, 0
         self.best_state: dict[str, torch.Tensor] | None = None  # CPU copy of the module's state_dict
         self.best_optimizer_states: list[dict[str, Any]] | None = None
 

@@ -1,8 +1,7 @@
 """Reading a checkpoint file safely: tensors and plain containers only, one clear error for anything else.
 
-Every place that opens a checkpoint goes through `read_checkpoint`: `ser_mtl.inference.load_checkpoint`
-(``classify``, ``export``, the Python API), ``model.init_from`` and the ``--ckpt_path`` of ``ser-mtl
-fit/test/predict`` (checked before Lightning opens it, so a bad file is one line, not torch's traceback).
+Every place that opens a checkpoint goes through `read_checkpoint`, ``--ckpt_path`` included (checked
+before Lightning opens it, so a bad file is one line, not torch's traceback).
 """
 
 from __future__ import annotations
@@ -21,12 +20,9 @@ class CheckpointError(ValueError):
 
 
 def read_checkpoint(path: str | os.PathLike, require_lightning: bool = True) -> dict[str, Any]:
-    """The checkpoint's dict, loaded on the CPU with ``weights_only=True`` (pickled code is refused, not run).
-
-    With ``require_lightning`` the dict must hold ``state_dict`` and ``hyper_parameters`` (what ``ser-mtl
-    fit`` writes). Raises `CheckpointError` naming the file: missing, truncated or damaged, carrying
-    pickled objects, or foreign.
-    """
+    """The checkpoint's dict, loaded on the CPU with ``weights_only=True`` (pickled code is refused, not
+    run); with ``require_lightning`` it must hold ``state_dict`` and ``hyper_parameters``. Raises
+    `CheckpointError` naming the file otherwise."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")

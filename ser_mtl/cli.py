@@ -23,9 +23,8 @@ import importlib
 import os
 import sys
 
-# name -> (module, function, one-line help). Imported only when run, so `ser-mtl --help` is fast and a
-# command whose module is missing leaves the others working. Each is run by ser_mtl.command_line: a
-# function by its signature, a ForwardingCommand with its own option group + LightningCLI arguments.
+# name -> (module, function, one-line help), run by ser_mtl.command_line. Imported only when run, so
+# `ser-mtl --help` is fast and a command whose module is missing leaves the others working.
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "synth": ("ser_mtl.data.synth", "synth", "write the synthetic demo corpus (IEMOCAP + LibriSpeech layouts)"),
     "manifest": ("ser_mtl.data.manifest_command", "manifest", "read a corpus into a manifest CSV"),
@@ -48,8 +47,8 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 def _usage() -> str:
     lines = ["usage: ser-mtl COMMAND [options]   (ser-mtl COMMAND --help for the options)", "",
              "training and evaluation (LightningCLI):",
-             "  fit / validate / test / predict   train, validate, test (WA/UA, predictions.csv), predict", ""]
-    lines.append("tools:")
+             "  fit / validate / test / predict   train, validate, test (WA/UA, predictions.csv), predict",
+             "", "tools:"]
     for name, (_, _, text) in COMMANDS.items():
         lines.append(f"  {name:<10} {text}")
     return "\n".join(lines)
@@ -68,12 +67,8 @@ def _load(command: str):
 
 
 def main(args: list[str] | None = None) -> None:
-    """Run one ``ser-mtl`` subcommand; ``args`` defaults to ``sys.argv[1:]`` (tests pass a list).
-
-    A user's mistake (a wrong path or setting, a damaged file, a full disk) ends any subcommand with one line,
-    ``ser-mtl COMMAND: message``, and exit status 1; ``SER_MTL_TRACEBACK=1`` in the environment raises the
-    error itself instead, with its full traceback.
-    """
+    """Run one ``ser-mtl`` subcommand; ``args`` defaults to ``sys.argv[1:]``. A user's mistake ends it with
+    one line and exit status 1; ``SER_MTL_TRACEBACK=1`` raises the error itself, with its traceback."""
     args = list(sys.argv[1:] if args is None else args)
     if not args or args[0] in ("-h", "--help"):
         print(_usage())

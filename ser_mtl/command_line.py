@@ -1,21 +1,14 @@
 """One argument-parsing style for every ``ser-mtl`` subcommand that is not LightningCLI's, on jsonargparse.
 
-Two kinds of command:
+* a **function command**: a plain function whose parser comes from its signature and its docstring's
+  ``Args:``; ``@command(positional=..., errors=...)`` names a list parameter that takes the bare
+  arguments and the exceptions that end the command with one line and status 1.
+* a **forwarding command** (`ForwardingCommand`): its own option group (``--cv.*``) is parsed here and
+  every other argument is handed on unchanged to LightningCLI.
 
-* a **function command**: a plain function; its parser is built from its signature and docstring
-  (``--name`` per parameter, the ``Args:`` text as help, type and default shown by ``--help``).
-  ``@command(positional="dirs")`` lets one list parameter take the bare arguments
-  (``ser-mtl report DIR1 DIR2 --out OUT``); ``@command(errors=(CorpusError,))`` names the exceptions
-  that end the command with one line on stderr and status 1 instead of a traceback.
-* a **forwarding command** (``ForwardingCommand``): its own option group (``--cv.*``, ``--sweep.*``,
-  ``--baseline.*``) is parsed here and every other argument is handed on unchanged as LightningCLI
-  arguments (``--config F --model.alpha 0.3``); ``split_argv`` does the split.
-
-In both, a list option takes the tokens after it up to the next ``--option``
-(``--inputs a.wav b/ c.flac``), a single value (``--inputs my_wavs/``) or a JSON/YAML list
-(``--inputs '[a.wav, b/]'``). A bad option prints one line naming it and exits with status 2, as
-argparse does. Both kinds parse with a `CommandParser`, which notes which options take lists as they
-are added (jsonargparse has no public way to ask an option's type afterwards).
+A list option takes the tokens after it up to the next ``--option``, a single value or a JSON/YAML list.
+A bad option prints one line naming it and exits with status 2, as argparse does. `CommandParser` notes
+which options take lists as they are added (jsonargparse has no public way to ask afterwards).
 """
 
 from __future__ import annotations
@@ -68,13 +61,8 @@ def _spec(function: Callable) -> _CommandSpec:
 
 class CommandParser(ArgumentParser):
     """A jsonargparse parser that records, as options are added with ``add_argument`` or
-    ``add_function_arguments`` (not through an argument group), the option string of every dest and
-    which options take lists (a ``list``, ``tuple`` or ``Sequence`` type, or one of them ``| None``).
-
-    Attributes:
-        option_strings: dest -> its option strings (``cv.out`` -> ``["--cv.out"]``; a list option also has
-            jsonargparse's ``--cv.x+``, which appends).
-        list_options: option string -> the option's first option string, for every list option.
+    ``add_function_arguments`` (not through a group), each dest's option strings (``option_strings``,
+    ``cv.out`` -> ``["--cv.out"]``) and which take lists (``list_options``: option string -> first one).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -144,12 +132,8 @@ def run_function(function: Callable, argv: list[str], prog: str) -> Any:
 
 # ---------------------------------------------------------------------------- forwarding commands
 def split_argv(argv: list[str], prefixes: tuple[str, ...]) -> tuple[list[str], list[str]]:
-    """Split ``argv`` into the options starting with one of ``prefixes`` (with their values) plus
-    ``-h``/``--help``, and every other argument; both keep their order.
-
-    An option's values are the tokens up to the next ``--option`` (a list option may take several),
-    or what follows ``=``.
-    """
+    """Split ``argv`` into the options starting with one of ``prefixes`` (with their values: the tokens up
+    to the next ``--option``, or what follows ``=``) plus ``-h``/``--help``, and every other argument."""
     mine: list[str] = []
     rest: list[str] = []
     i = 0
@@ -170,10 +154,8 @@ def split_argv(argv: list[str], prefixes: tuple[str, ...]) -> tuple[list[str], l
 
 @dataclass(frozen=True)
 class ForwardingCommand:
-    """A command with its own ``--<group>.*`` options whose other arguments go to LightningCLI unchanged.
-
-    Calling it with ``argv`` splits off the group options (``split_argv``), parses them with the parser
-    that ``add_options`` fills and runs ``run(options, forwarded)``; no arguments at all show the help.
+    """A command with its own ``--<group>.*`` options whose other arguments go to LightningCLI unchanged;
+    called without arguments it shows the help.
 
     Attributes:
         prog: the command line shown in help and errors (``ser-mtl cv``).
@@ -262,12 +244,8 @@ def _is_sequence_type(hint: Any) -> bool:
 
 
 def expand_lists(parser: CommandParser, argv: list[str]) -> list[str]:
-    """``argv`` with each list option's natural form rewritten into what jsonargparse reads.
-
-    ``--x a b`` (and ``--x a``, ``--x=a``) becomes ``--x '["a", "b"]'``: a JSON list of the tokens as
-    typed, which jsonargparse converts to the item types (``list[int]``, ``tuple[float, float]``).
-    A single ``[...]`` value or ``null`` is kept as it is; every other argument is left alone.
-    """
+    """``argv`` with each list option's natural form rewritten into what jsonargparse reads: ``--x a b``
+    (``--x a``, ``--x=a``) becomes ``--x '["a", "b"]'``; a single ``[...]`` or ``null`` value is kept."""
     lists = parser.list_options
     out: list[str] = []
     i = 0

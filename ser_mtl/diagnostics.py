@@ -1,11 +1,8 @@
 """Diagnostics for distributed runs: are the ranks' parameters still identical?
 
-Add ``--trainer.callbacks+=ser_mtl.diagnostics.ParameterDigest`` to a multi-GPU run: at the end of
-fit every rank writes ``param_digest_rank<R>.json`` (a SHA-256 over all parameters, one over the
-buffers, and the parameter count) into ``trainer.default_root_dir``; equal parameter digests mean
-DDP kept the replicas in sync through the manual optimizer steps. BatchNorm running statistics
-are buffers computed from each rank's own batches, so they differ unless
-``--trainer.sync_batchnorm true``.
+With ``--trainer.callbacks+=ser_mtl.diagnostics.ParameterDigest`` every rank writes, at the end of fit,
+``param_digest_rank<R>.json`` (SHA-256 of the parameters and of the buffers) into the run folder: equal
+parameter digests mean DDP kept the replicas in sync. BatchNorm statistics differ without ``sync_batchnorm``.
 """
 
 from __future__ import annotations

@@ -1,14 +1,8 @@
 """``ser-mtl export``: a trained model's emotion network as ONNX, with its front-end settings beside it.
 
-    ser-mtl export --ckpt runs/f0/checkpoints/best.ckpt --out model.onnx
-    # -> model.onnx            input "segments" (B, 1, F, W) float32, output "posteriors" (B, C)
-    #    model.frontend.json   feature settings, normalisation mean/std, segment width/hop, class names
-
-The graph is encoder + emotion head + softmax (`MultiTaskAAE.emotion_posteriors`), in eval mode, with
-a dynamic batch axis. Segments must be prepared as `ser_mtl.frontend.FrontEnd` does (log-mel frames,
-``(x - mean) / max(std, 1e-5)``, windows of ``segment_frames`` every ``segment_hop``, zero padding),
-from the settings in the JSON file; a recording's posterior is the mean over its segments.
-The export is checked on onnxruntime against PyTorch on random segments before it is reported.
+The graph is encoder + emotion head + softmax (`MultiTaskAAE.emotion_posteriors`), input ``segments``
+(B, 1, F, W) float32, output ``posteriors`` (B, C), with a dynamic batch axis; ``<stem>.frontend.json``
+holds what `FrontEnd` needs to prepare the segments. Checked on onnxruntime against PyTorch before reporting.
 """
 
 from __future__ import annotations
@@ -29,7 +23,7 @@ OPSET = 18
 
 
 class _Posteriors(nn.Module):
-    """(B, 1, F, W) segments -> (B, C) emotion posteriors; the part of the model that is exported."""
+    """(B, 1, F, W) segments -> (B, C) emotion posteriors: what is exported."""
 
     def __init__(self, model) -> None:
         super().__init__()

@@ -1,19 +1,10 @@
 """`FrontEnd`: audio -> normalised fixed-width segments, the one preprocessing path of the package.
 
-Training, validation and test (`ser_mtl.data.datasets.SegmentDataset`), `ser-mtl classify`, the
-Python API (`ser_mtl.inference`) and the ONNX export all go through one `FrontEnd`, so a trained
-model sees the same numbers on new audio as it saw in training. In order:
-
-1. ``frames(wave)``: silence removal and the 128-row log spectrogram (`FeatureConfig`), rounded to
-   float16 as the feature store keeps them, (F, L).
-2. ``segment(frames, offset)``: one (F, W) window, standardised per row with the training split's
-   statistics, ``(x - mean) / max(std, 1e-5)``; frames past the end of the utterance are 0 (the
-   normalised mean).
-3. ``offsets(length)``: where the windows of an L-frame utterance start (`segment_index`, evaluation hop).
-
-A checkpoint carries the front-end in its ``SERDataModule`` entry (``state_dict``), next to the label
-scheme and the speaker list; `FrontEnd.from_state_dict` rebuilds it without the corpus, label scheme
-included (``label_scheme``: what the class names mean, for av3/av5 the training split's K-means centroids).
+Training, `ser-mtl classify`, the Python API and the ONNX export all go through one `FrontEnd`, so a
+trained model sees the same numbers on new audio as in training: ``frames`` (silence removal, 128-row
+log spectrogram rounded to float16 as the feature store keeps it), ``segment`` (one (F, W) window
+standardised with the training split's statistics, 0 past the end) and ``offsets`` (window starts).
+A checkpoint carries it in its ``SERDataModule`` entry; `FrontEnd.from_state_dict` rebuilds it.
 """
 
 from __future__ import annotations
@@ -88,11 +79,8 @@ class FrontEnd:
         return segment_index(np.array([length], dtype=np.int64), self.segment_frames, self.segment_hop)[:, 1]
 
     def batches(self, frames: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """All segments of one utterance, ``batch_size`` at a time: (offsets (b,), x (b, 1, F, W) float32).
-
-        Only one batch of segments exists at a time, so a long recording costs its frames, not its
-        (overlapping) segments.
-        """
+        """All segments of one utterance, ``batch_size`` at a time: (offsets (b,), x (b, 1, F, W) float32);
+        a long recording costs its frames, not all its (overlapping) segments."""
         offsets = self.offsets(frames.shape[1])
         for start in range(0, len(offsets), batch_size):
             chunk = offsets[start:start + batch_size]
@@ -112,8 +100,8 @@ class FrontEnd:
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any], source: str = "checkpoint") -> FrontEnd:
-        """Inverse of `state_dict`; ``source`` names the file in the error when a key is missing or the label
-        scheme does not fit the classes. A state without ``label_scheme`` (older checkpoints) gives None there."""
+        """Inverse of `state_dict`; ``source`` names the file in errors. No ``label_scheme`` (older
+        checkpoints) gives None there."""
         missing = [k for k in ("features", "mean", "std", "segment_frames", "segment_hop", "classes")
                    if state.get(k) is None]
         if missing:

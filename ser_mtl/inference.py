@@ -1,22 +1,11 @@
-"""Using a trained model from Python: emotion posteriors for audio files, folders and arrays.
+"""Using a trained model from Python: emotion posteriors for audio files, folders and arrays (README).
 
-    from ser_mtl.inference import EmotionRecognizer
+The audio goes through the checkpoint's `FrontEnd`, as in training; a file's posterior is the mean of
+its segments' (paper 4.2). ``ser-mtl classify`` is `EmotionRecognizer` writing CSV or JSON.
 
-    recognizer = EmotionRecognizer.from_checkpoint("runs/f0/checkpoints/best.ckpt")
-    p = recognizer.classify_file("my_wavs/call.wav")           # Prediction: label, probs {class: p}
-    for p in recognizer.classify(["my_wavs/", "other.flac"]):  # folders are searched recursively
-        print(p.source, p.label, p.probs)
-    p = recognizer.classify_array(samples, sample_rate=44100, segments=True)  # + per-segment posteriors
-
-The audio goes through the checkpoint's `FrontEnd` (``ser_mtl/frontend.py``): the feature settings,
-normalisation statistics and segmenting of training; a file's posterior is the mean of its segments'
-(paper 4.2), as at test time. ``ser-mtl classify`` is this class writing CSV or JSON.
-
-Memory: a recording longer than ``chunk_seconds`` (default 10 minutes) is read and featurised one
-chunk at a time and its segments are scored ``batch_size`` at a time, so a long file costs one
-chunk's audio and features. Silence is then removed per chunk (relative to the chunk's loudest
-frame) and the file's posterior is the mean over the segments of all chunks; a file shorter than
-the chunk is processed exactly as in training.
+Memory: a recording longer than ``chunk_seconds`` is read, featurised and silence-trimmed one chunk at
+a time (relative to the chunk's loudest frame) and scored ``batch_size`` segments at a time; a file
+shorter than the chunk is processed exactly as in training.
 """
 
 from __future__ import annotations
@@ -65,11 +54,8 @@ class Prediction:
 
 
 def load_checkpoint(ckpt: str | os.PathLike, device: str | torch.device = "cpu"):
-    """(`MultiTaskAAE` in eval mode on ``device``, its `FrontEnd`) from a ``ser-mtl fit`` checkpoint.
-
-    Loaded with ``weights_only=True``: a checkpoint carrying pickled code is refused, not run.
-    Raises `CheckpointError` naming the file for a missing, damaged or foreign file.
-    """
+    """(`MultiTaskAAE` in eval mode on ``device``, its `FrontEnd`) from a ``ser-mtl fit`` checkpoint;
+    `CheckpointError` naming the file for a missing, damaged, foreign or code-carrying file."""
     from ser_mtl.models.aae import MultiTaskAAE
 
     path = Path(ckpt)
@@ -140,8 +126,7 @@ class EmotionRecognizer:
 
     @property
     def label_scheme(self) -> LabelScheme | None:
-        """The checkpoint's fitted `LabelScheme` (task, classes; for av3/av5 the training
-        split's ``centroids`` (k, 2) valence, activation, that define class ``c<i>``), None if it carries none."""
+        """The checkpoint's fitted `LabelScheme` (for av3/av5 with its ``centroids``), None if it has none."""
         return self.frontend.label_scheme
 
     # ----------------------------------------------------------------- public entry points

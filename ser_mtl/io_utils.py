@@ -1,10 +1,8 @@
 """Atomic file writes: a reader never sees a half-written result, cache, manifest or figure.
 
-Everything is written to a unique temporary file beside the target, flushed to disk, then renamed
-over it with ``os.replace`` (atomic on POSIX); on any error the temporary file is removed and the
-old target, if any, is left as it was. The temporary file is created with ``open()``, not
-``tempfile.mkstemp``, so the final file gets the usual umask permissions instead of mkstemp's 0600,
-which would hide results from the rest of a cluster group.
+A unique temporary file beside the target is flushed, then renamed over it (``os.replace``); on error
+it is removed and the old target stays. It is created with ``open()``, not ``tempfile.mkstemp``, so the
+final file gets umask permissions, not mkstemp's 0600 (which would hide results from a cluster group).
 """
 
 from __future__ import annotations
@@ -22,13 +20,8 @@ DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 
 
 def is_disk_full(err: BaseException) -> bool:
-    """Whether ``err`` (or what it was raised from) is a write refused for space: no space left, over a
-    quota, or over the process's file-size limit."""
-    while err is not None:
-        if isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS:
-            return True
-        err = err.__cause__ or err.__context__
-    return False
+    """Whether ``err`` (or what it was raised from) is a write refused for space, quota or file-size limit."""
+    return any(isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS for e in _chain(err))
 
 
 def disk_full_message(err: BaseException, what: str = "") -> str:

@@ -2,25 +2,17 @@
 
 Decisions (each one learnt the hard way on Lightning 2.6 / jsonargparse 4.53):
 
-* ``data.num_classes`` / ``data.num_speakers`` / ``data.class_names`` are linked into the model
-  on instantiation, so label spaces never drift from the data.
-* ``auto_configure_optimizers=False``: the model's three SGD optimizers are never replaced by
-  ``--optimizer``.
-* Checkpoints go to ``<trainer.default_root_dir>/checkpoints/`` as ``best.ckpt`` (best ``checkpoint.monitor``)
-  and ``last.ckpt`` (every epoch) so that runs resume with ``--ckpt_path .../last.ckpt``. The monitor, which
-  the schedule shares, defaults to ``auto``: ``val/ua`` with the emotion task, else the model's first task's
-  accuracy (``val/gender_acc``); a value given in a config file or on the command line is kept, and one the
-  model's validation never logs stops the fit before its first epoch (`ser_mtl.callbacks.resolve_monitor`).
-* A user's mistake (`USER_ERRORS`: a wrong path or setting, a damaged file) ends ``ser-mtl fit/...`` with one
-  line, ``ser-mtl fit: message``, and exit status 1 (`one_line_mistakes`); a bug keeps its traceback, and
-  ``SER_MTL_TRACEBACK=1`` shows the traceback of a mistake too.
+* ``data.num_classes`` / ``num_speakers`` / ``class_names`` / ``input_size`` are linked into the model on
+  instantiation, so label spaces never drift from the data.
+* ``auto_configure_optimizers=False``: the model's three SGD optimizers are never replaced by ``--optimizer``.
+* Checkpoints go to ``<trainer.default_root_dir>/checkpoints/`` as ``best.ckpt`` and ``last.ckpt`` (every
+  epoch), so runs resume with ``--ckpt_path .../last.ckpt``; the monitor, shared with the schedule,
+  defaults to ``auto`` (`ser_mtl.callbacks.resolve_monitor`).
+* A user's mistake (`USER_ERRORS`) ends ``ser-mtl fit/...`` with one line and exit status 1
+  (`one_line_mistakes`); a bug keeps its traceback (``SER_MTL_TRACEBACK=1`` shows a mistake's too).
 * ``trainer.use_distributed_sampler=False``: the DataModule shards batches per rank itself.
-* A run is a Trainer with callbacks, each its own config group: ``lr_schedule`` (the paper's
-  restore-best-and-halve schedule), ``checkpoint``, ``random_state`` (random-number states in every
-  checkpoint, so a resumed fit continues exactly), ``verification`` (EER logged as ``test/eer``),
-  ``test_outputs`` (the WA/UA table, ``test_metrics.json`` and ``predictions.csv`` in
-  ``trainer.default_root_dir``) and ``predict_outputs`` (``predict.csv``). A Python caller gets the
-  same run with ``Trainer(callbacks=run_callbacks(run_dir))``; nothing is written by the CLI itself.
+* Every callback is its own config group; a Python caller gets the same run with
+  ``Trainer(callbacks=run_callbacks(run_dir))``. Nothing is written by the CLI itself.
 """
 
 from __future__ import annotations
@@ -56,22 +48,18 @@ USER_ERRORS = (CheckpointError, CorpusError, FoldError, LabelSchemeError, Monito
 
 def run_callbacks(run_dir: str | os.PathLike, monitor: str = AUTO, mode: str = "max", **schedule) -> list:
     """The callbacks ``ser-mtl fit/test/predict`` add, with their CLI defaults, for a ``Trainer`` built in
-    Python: checkpoints ``run_dir/checkpoints/{best,last}.ckpt`` on ``monitor`` (``"auto"``: the model's own,
-    see `ser_mtl.callbacks.resolve_monitor`), the paper's schedule (``schedule``: `RestoreBestHalveLR`
-    arguments), speaker verification and the test/predict outputs."""
+    Python (``schedule``: `RestoreBestHalveLR` arguments)."""
     checkpoints = os.path.join(run_dir, "checkpoints")
     return [BestCheckpoint(dirpath=checkpoints, filename="best", monitor=monitor, mode=mode,
                            auto_insert_metric_name=False, enable_version_counter=False),
             ModelCheckpoint(dirpath=checkpoints, filename="last", save_top_k=1, enable_version_counter=False),
             RestoreBestHalveLR(monitor=monitor, mode=mode, **schedule), RandomStateCheckpoint(), SpeakerVerification(),
-            ResultWriter(),
-            PredictionWriter()]
+            ResultWriter(), PredictionWriter()]
 
 
 class AtomicSaveConfig(SaveConfigCallback):
-    """LightningCLI's config record, written atomically (a full disk leaves the old file, never half a file),
-    only when its content changed, and per stage: ``fit`` writes ``config.yaml``, ``test``/``validate``/``predict`` write
-    ``config_<stage>.yaml``, so testing in a run folder does not overwrite the record of its training."""
+    """LightningCLI's config record, written atomically, only when changed, and per stage (``config.yaml``
+    for fit, ``config_<stage>.yaml`` else), so testing in a run folder keeps the record of its training."""
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if self.already_saved:
@@ -175,8 +163,8 @@ def user_mistake(err: BaseException) -> BaseException | None:
 
 @contextlib.contextmanager
 def one_line_mistakes(prog: str) -> Iterator[None]:
-    """A user's mistake (`user_mistake`) becomes ``prog: message`` on stderr and exit status 1, the error as the
-    ``SystemExit``'s cause; any other exception passes with its traceback."""
+    """A user's mistake (`user_mistake`) becomes ``prog: message`` on stderr and exit status 1 (the error is
+    the ``SystemExit``'s cause); any other exception passes."""
     try:
         yield
     except Exception as err:

@@ -1,13 +1,9 @@
 """Utterance-level emotion accuracy (WA, UA) from segment posteriors, and the speaker-verification EER.
 
-The model sees fixed-width segments, but the paper scores utterances: "posterior probabilities of
-segments of spectrograms for given utterances were averaged" (section 4.2). `UtteranceAccuracy`
-therefore keeps every labelled segment's posterior with its utterance index and label, and only at
-`compute()` averages them per utterance. Its states are lists reduced with ``cat`` across DDP ranks,
-so an utterance whose segments were scored on different ranks is still averaged over all of them.
-
-`equal_error_rate` is the verification measure of section 5: the operating point of the ROC where
-false acceptance equals false rejection, linearly interpolated between ROC points.
+The paper scores utterances: "posterior probabilities of segments of spectrograms for given utterances
+were averaged" (section 4.2). `UtteranceAccuracy` keeps every labelled segment's posterior and averages
+per utterance only in `compute()`; its list states are ``cat``-reduced across DDP ranks, so an utterance
+scored on several ranks is still averaged over all its segments.
 """
 
 from __future__ import annotations
@@ -51,9 +47,8 @@ class UtteranceAccuracy(Metric):
              with K the classes that occur in the labels   (macro recall, = balanced accuracy)
         confmat[i, j] = |{u: y_u = i, yhat_u = j}|          (rows true, columns predicted)
 
-    Segments with label -1 (no label for this task) are ignored. Every segment of an utterance must
-    carry the same label. The same definitions as scikit-learn's `accuracy_score`,
-    `balanced_accuracy_score` and `confusion_matrix` applied to (y_u, yhat_u).
+    Segments with label -1 are ignored; an utterance's segments must share a label. The same as
+    scikit-learn's `accuracy_score`, `balanced_accuracy_score` and `confusion_matrix` on (y_u, yhat_u).
 
     Args:
         num_classes: C, the width of the posteriors and the range of the labels.
@@ -102,10 +97,8 @@ class UtteranceAccuracy(Metric):
         labels = dim_zero_cat(self.labels)  # (N,)
         uniq, mean_probs, inverse = mean_per_utterance(probs, utt)  # (U,), (U, C), (N,)
         n_utt = uniq.numel()
-        lo = torch.full((n_utt,), self.num_classes, dtype=labels.dtype, device=labels.device)
-        hi = torch.full((n_utt,), -1, dtype=labels.dtype, device=labels.device)
-        lo = lo.scatter_reduce(0, inverse, labels, reduce="amin")
-        hi = hi.scatter_reduce(0, inverse, labels, reduce="amax")
+        lo = labels.new_full((n_utt,), self.num_classes).scatter_reduce(0, inverse, labels, reduce="amin")
+        hi = labels.new_full((n_utt,), -1).scatter_reduce(0, inverse, labels, reduce="amax")
         mixed = lo != hi
         if mixed.any():
             first = int(mixed.nonzero()[0, 0])
@@ -142,10 +135,8 @@ def equal_error_rate(scores: np.ndarray | torch.Tensor | Sequence[float],
                      labels: np.ndarray | torch.Tensor | Sequence[int]) -> float:
     """EER in [0, 1] of verification trials: `scores` (N,) higher = more target-like, `labels` (N,) 1 = target.
 
-    With FAR(t) = P(score >= t | non-target) = fpr and FRR(t) = P(score < t | target) = 1 - tpr along
-    scikit-learn's ROC, the EER is the value where FAR = FRR, found by linear interpolation between the
-    two ROC points where FRR - FAR changes sign (the same as solving fpr = 1 - tpr on the piecewise-
-    linear ROC). Perfect separation gives 0, identical score distributions about 0.5.
+    With FAR = fpr and FRR = 1 - tpr along scikit-learn's ROC, the EER is where FAR = FRR, interpolated
+    linearly between the two ROC points where FRR - FAR changes sign. Perfect separation gives 0.
     """
     score = _as_numpy(scores, "scores")
     label = _as_numpy(labels, "labels")

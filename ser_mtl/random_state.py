@@ -1,17 +1,10 @@
 """`RandomStateCheckpoint`: the random-number streams travel in the checkpoint, so a resumed fit is exact.
 
-A fit draws random numbers during training only from the global generators: dropout masks and the
-discriminator's prior samples (torch, CPU and CUDA). Lightning does not save their state, so a fit
-resumed from ``last.ckpt`` after a kill replays epoch k+1 with the streams ``seed_everything`` left at
-start-up, not with those the uninterrupted fit had reached: different dropout masks, different prior
-samples, different weights (measured: 60 of 68 tensors after 3 epochs).
-
-This callback saves the torch (CPU and every CUDA device), numpy and Python states with every
-checkpoint and puts them back just before the first training batch after the restore, i.e. after
-the sanity check and the dataloader set-up, which draw nothing from the global generators
-(`SERDataModule` gives its loaders their own ``torch.Generator``). Between a checkpoint written at a
-batch boundary (the end of an epoch, or before a batch) and the next batch nothing draws, so the
-resumed fit continues from the very states the uninterrupted one had.
+Dropout masks and the discriminator's prior samples come from the global generators, which Lightning
+does not save: a fit resumed from ``last.ckpt`` replayed the streams ``seed_everything`` left at start-up
+(measured: 60 of 68 tensors differed after 3 epochs). The torch (CPU and CUDA), numpy and Python states
+are saved with every checkpoint and restored just before the first training batch, after the sanity
+check and loader set-up, which draw nothing from them (the loaders have their own ``torch.Generator``).
 """
 
 from __future__ import annotations
@@ -50,10 +43,7 @@ def restore_random_state(state: dict[str, Any]) -> None:
 
 class RandomStateCheckpoint(pl.Callback):
     """Save the global random states with each checkpoint; restore them at the first batch of a resumed fit.
-
-    Under DDP each rank saves only rank 0's states into the (single) checkpoint; on resume every rank
-    takes them, which is what the ranks had at start-up too (``seed_everything`` gives them one seed).
-    """
+    Under DDP rank 0's states are saved and every rank takes them, as ``seed_everything`` did at start-up."""
 
     def __init__(self) -> None:
         self._pending: dict[str, Any] | None = None

@@ -1,21 +1,11 @@
 """What a test or predict run leaves in its directory, written by Lightning callbacks.
 
-`ResultWriter` (added by ``ser-mtl test``, and by anyone who builds a ``Trainer`` with it) prints the
-WA/UA table and writes ``test_metrics.json`` and ``predictions.csv`` into ``trainer.default_root_dir``;
-`PredictionWriter` writes ``predict.csv`` after ``predict``. ``Trainer.test(model, datamodule)`` from
-Python with these callbacks leaves exactly what ``ser-mtl test`` leaves (`ser_mtl.lightning_cli`
-adds the same objects).
-
-``predictions.csv`` has one row per test utterance, ``utt_id,speaker,label,pred`` and one
-``p_<class>`` column per class: the segment posteriors averaged over the utterance, the same
-numbers WA/UA are computed from, so the file reproduces the printed table exactly.
-
-``test_metrics.json`` also carries ``gender_acc`` and ``speaker_acc`` (fractions) with
-``n_gender_utterances`` / ``n_speaker_utterances``: utterance-level accuracy of the auxiliary heads,
-each utterance's segment posteriors averaged as for emotion, over the test utterances with a label
-for that task (`aux_accuracies`). A test speaker unseen in training has no speaker label, so a
-speaker-independent scheme has no ``speaker_acc`` (absent, not 0). A model without the emotion task
-writes the file without ``wa``/``ua`` (and no ``predictions.csv``).
+`ResultWriter` prints the WA/UA table and writes ``test_metrics.json`` and ``predictions.csv`` into
+``trainer.default_root_dir``; `PredictionWriter` writes ``predict.csv``. ``predictions.csv`` holds, per
+test utterance, its segment posteriors averaged, the numbers WA/UA are computed from, so it reproduces
+the table exactly. ``test_metrics.json`` also has the auxiliary heads' utterance-level ``gender_acc``
+and ``speaker_acc`` over the test utterances labelled for them: a speaker-independent scheme (unseen
+test speakers) has no ``speaker_acc`` (absent, not 0), a model without emotion no ``wa``/``ua``.
 """
 
 from __future__ import annotations
@@ -30,7 +20,7 @@ import pytorch_lightning as pl
 import torch
 
 from ser_mtl.io_utils import atomic_write_json, atomic_write_text
-from ser_mtl.metrics import mean_per_utterance, wa_ua
+from ser_mtl.metrics import UtteranceAccuracy, mean_per_utterance, wa_ua
 
 
 def format_table(wa: float, ua: float, n_utts: int, classes: list[str], confmat: np.ndarray) -> str:
@@ -66,17 +56,11 @@ def aux_accuracies(tables: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]])
 
 
 def aux_tables(pl_module: pl.LightningModule) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """The utterance tables of the model's auxiliary test metrics (`EvaluationSteps.aux_test_metrics`);
-    a task none of whose test segments had a label is left out. Every DDP rank must call this."""
-    tables = {}
-    for task, metric in sorted(getattr(pl_module, "aux_test_metrics", {}).items()):
-        if not metric.update_called:
-            continue
-        try:
-            tables[task] = tuple(t.cpu().numpy() for t in metric.utterance_table())
-        except RuntimeError:  # no labelled segment (e.g. unseen test speakers): no accuracy, not 0
-            continue
-    return tables
+    """The utterance tables of the model's ``aux_test_metrics``, but for tasks without a labelled test
+    segment. Every DDP rank must call this."""
+    metrics = sorted(getattr(pl_module, "aux_test_metrics", {}).items())
+    tables = {task: _table(metric) for task, metric in metrics}
+    return {task: table for task, table in tables.items() if table is not None}
 
 
 def test_metrics(utt: np.ndarray, probs: np.ndarray, labels: np.ndarray, classes: list[str],
@@ -96,10 +80,8 @@ def test_metrics(utt: np.ndarray, probs: np.ndarray, labels: np.ndarray, classes
 class ResultWriter(pl.Callback):
     """After ``trainer.test``: print the WA/UA table and write ``test_metrics.json`` and ``predictions.csv``.
 
-    Reads the model's test metrics (`MultiTaskAAE.test_metric` and ``aux_test_metrics``, whose segments
-    stay until the next test) and the verification EER that `ser_mtl.verification.SpeakerVerification`
-    logged as ``test/eer``. Under DDP every rank takes part in gathering the tables; rank 0 writes. The
-    last result stays in ``self.metrics`` (None before a test, or when the test produced no score).
+    Under DDP every rank gathers the tables and rank 0 writes. The last result stays in ``self.metrics``
+    (None before a test, or when the test produced no score).
 
     Args:
         print_table: print the table and the confusion matrix after the test.
@@ -113,7 +95,7 @@ class ResultWriter(pl.Callback):
         self.metrics = None
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        emotion = _emotion_table(pl_module)
+        emotion = _table(getattr(pl_module, "test_metric", None))
         aux = aux_accuracies(aux_tables(pl_module))
         eer = _verification_eer(trainer)
         if emotion is None and not aux and eer is None:
@@ -143,14 +125,13 @@ class ResultWriter(pl.Callback):
                           f"{aux[f'n_{task}_utterances']} test utterances")
 
 
-def _emotion_table(pl_module: pl.LightningModule) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(utt (U,), averaged posteriors (U, C), labels (U,)) of the emotion test metric, or None."""
-    metric = getattr(pl_module, "test_metric", None)
+def _table(metric: UtteranceAccuracy | None) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(utt (U,), averaged posteriors (U, C), labels (U,)) of a test metric, or None."""
     if metric is None or not metric.update_called:
         return None
     try:
         return tuple(t.cpu().numpy() for t in metric.utterance_table())
-    except RuntimeError:  # no labelled test segment; the model already warned
+    except RuntimeError:  # no labelled test segment (e.g. unseen test speakers): no accuracy, not 0
         return None
 
 
@@ -166,12 +147,8 @@ def _verification_eer(trainer: pl.Trainer) -> float | None:
 
 
 class PredictionWriter(pl.Callback):
-    """After ``trainer.predict`` over the datamodule's test split: average each utterance's segment
-    posteriors and write ``predict.csv`` (the columns of ``predictions.csv``, which belongs to test).
-
-    Each process holds only its own shard, so under DDP each rank writes ``predict_rank{r}.csv``.
-    For audio files outside a corpus use ``ser-mtl classify`` or `ser_mtl.inference.EmotionRecognizer`.
-    """
+    """After ``trainer.predict`` over the test split: write ``predict.csv`` (``predictions.csv``'s columns);
+    under DDP each rank writes its own shard's ``predict_rank{r}.csv``."""
 
     def __init__(self) -> None:
         self._utt: list[torch.Tensor] = []

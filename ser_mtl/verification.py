@@ -1,14 +1,11 @@
 """Speaker verification with d-vectors (paper section 5), scored as an equal error rate.
 
-The speaker classifier's last hidden layer is the d-vector (Variani et al.). An utterance's
-d-vector is the mean over its segments; each speaker is enrolled with the mean d-vector of
-``n_enrol`` of its utterances (paper: 20), drawn with a seed; every other utterance is scored by
-cosine similarity against every enrolled speaker. Target trials (same speaker) have label 1.
-Speakers are those of LibriSpeech test-clean plus the emotion corpus's test speakers, none of
-whom the speaker classifier was trained on. When LibriSpeech itself is the primary corpus (a
-pretraining-style run, paper Figure 4d: EER against the number of training speakers), its test split
-holds utterances of training speakers, so the trials are those of ``data.root``'s
-``data.verification_subset`` (test-clean) alone (`primary_verification_set`).
+The speaker head's last hidden layer is the d-vector (Variani et al.); an utterance's is the mean over
+its segments. Each speaker is enrolled with the mean d-vector of ``n_enrol`` utterances (paper: 20),
+drawn with a seed, and every other utterance is scored by cosine against every enrolled speaker. The
+speakers are LibriSpeech test-clean's plus the emotion corpus's test speakers, none seen in training;
+with LibriSpeech as the primary corpus (paper Figure 4d) its test split holds training speakers, so
+``data.verification_subset`` alone is used (`primary_verification_set`).
 """
 
 from __future__ import annotations
@@ -33,11 +30,8 @@ def utterance_embeddings(segment_vectors: torch.Tensor, utt: torch.Tensor) -> tu
 
 def verification_trials(vectors: np.ndarray, speakers: list[str], n_enrol: int = 20,
                         seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Cosine scores (N,) and labels (N,) of every test utterance against every enrolled speaker.
-
-    A speaker with fewer than ``n_enrol + 1`` utterances cannot be both enrolled and tested; it is
-    left out with a warning naming it. Returns the enrolled speakers as well.
-    """
+    """Cosine scores (N,), labels (N,) of every test utterance against every enrolled speaker, and the
+    enrolled speakers; one with at most ``n_enrol`` utterances is left out with a warning."""
     vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)  # (U, H)
     speakers = np.asarray(speakers)
     rng = np.random.default_rng(seed)
@@ -73,12 +67,8 @@ def speaker_verification_eer(segment_vectors: torch.Tensor, utt: torch.Tensor, s
 
 
 def primary_verification_set(datamodule) -> tuple[DataLoader, dict[int, str]] | None:
-    """A LibriSpeech-primary datamodule's verification utterances: ``data.root``/``data.verification_subset``.
-
-    Returns the loader of their segments (utterance ids numbered after ``datamodule.utterances``) and
-    the utterance id -> speaker map, or None when the primary corpus is not LibriSpeech, verification
-    is off, the run trains on that subset itself, or the folder is missing (said once).
-    """
+    """(loader of the segments, utterance id -> speaker) of ``data.root``/``data.verification_subset`` for a
+    LibriSpeech-primary datamodule (ids after ``datamodule.utterances``); None where that does not apply."""
     from ser_mtl.data.manifest_cache import cached_manifest
     from ser_mtl.data.store import FeatureStore
 
@@ -98,12 +88,8 @@ def primary_verification_set(datamodule) -> tuple[DataLoader, dict[int, str]] | 
 
 
 def run_speaker_verification(model, datamodule) -> dict | None:
-    """Embed the datamodule's verification utterances with ``model`` and score them.
-
-    Returns ``None`` (and says why) when verification does not apply: no speaker task, a
-    speaker-dependent scheme (unless LibriSpeech is the primary corpus, `primary_verification_set`),
-    no auxiliary test subset, or too few speakers to enrol.
-    """
+    """Embed the datamodule's verification utterances with ``model`` and score them; None (said where not
+    obvious) without a speaker task, verification utterances, or enough speakers to enrol."""
     if "speaker" not in getattr(model, "tasks", []):
         return None
     loader = datamodule.verification_dataloader()
@@ -132,12 +118,8 @@ def run_speaker_verification(model, datamodule) -> dict | None:
 class SpeakerVerification(pl.Callback):
     """At the end of each test epoch: speaker verification with the model's d-vectors, logged as ``test/eer``.
 
-    Applies when the model has a speaker task and the datamodule offers verification utterances
-    (``SERDataModule.verification_dataloader``: a speaker-independent scheme with an auxiliary test
-    subset; or LibriSpeech as the primary corpus with ``data.root``/test-clean); otherwise it says why
-    not and logs nothing. Every DDP rank scores the same (unsharded)
-    trials, so the logged EER is the same on every rank. The last result (``eer``, ``n_trials``,
-    ``n_target``, ``n_speakers``) stays in ``self.result``.
+    Every DDP rank scores the same (unsharded) trials, so the EER is the same on every rank. The last
+    result (``eer``, ``n_trials``, ``n_target``, ``n_speakers``) stays in ``self.result``.
     """
 
     def __init__(self) -> None:

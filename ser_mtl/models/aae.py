@@ -9,19 +9,9 @@ Per training batch, in the paper's order (section 3, "these three phases run in 
 3. classification  L_c = beta * L_E + (1 - beta) * (L_G + L_S)                 -> encoder + heads
 
 Each phase encodes x afresh, so it sees the encoder as the previous phase left it. The paper's
-comparison models are the same class with parts switched off: single-task AAE ``tasks=["emotion"]``;
+comparison models are this class with parts switched off: single-task AAE ``tasks=["emotion"]``;
 supervised CNN ``tasks=["emotion"], use_decoder=False, use_discriminator=False`` with a two-block
 encoder; semi-supervised AE ``use_discriminator=False``; multi-task CNN / AE likewise with all tasks.
-
-Validation and test score utterances: the emotion posteriors of an utterance's segments are averaged
-by `ser_mtl.metrics.UtteranceAccuracy` (paper 4.2), logged as ``val/wa``, ``val/ua`` (fractions).
-
-Speed (issue 9): the convolutional stack runs in ``torch.channels_last`` (``channels_last=True``);
-``--trainer.precision bf16-mixed`` runs the forward passes under Lightning's autocast (which wraps
-``training_step``, ``validation_step`` and ``test_step``, manual optimisation included) with fp32
-master weights, losses and metrics. A training step reads nothing back from the device but one
-finiteness flag per batch: label ranges and presence are found on the host batch before it moves
-(``on_before_batch_transfer``; the hooks live in ``ser_mtl/models/step_hooks.py``).
 """
 
 from __future__ import annotations
@@ -54,37 +44,16 @@ from ser_mtl.models.step_hooks import StepHooks
 class MultiTaskAAE(StepHooks, EvaluationSteps):
     """Encoder, decoder, discriminator and one classifier head per task, trained in three phases.
 
-    Optimizers (``configure_optimizers``, SGD as in the paper, one per part that exists, in this order):
-
-    - ``autoencoder``: encoder + decoder. Stepped by the reconstruction phase and by the generator
-      step of the regularisation phase. The generator loss does not reach the decoder, whose grads
-      are None after ``zero_grad(set_to_none=True)``; SGD skips such parameters (no momentum or
-      weight-decay update), so the generator step moves only the encoder. Built when the decoder or
-      the discriminator exists (without a decoder it holds the encoder alone, for the generator).
-    - ``discriminator``: the discriminator; built when ``use_discriminator``.
-    - ``classification``: encoder + heads; always built.
-
-    Three optimizers as in the paper's three phases, rather than one: each keeps its own momentum,
-    so a phase's update is not pushed along by another phase's gradients on the parts only it owns.
-    The encoder is in two optimizers on purpose (the paper updates it in all three phases); with
-    ``weight_decay`` it is decayed by both. While a phase runs, ``toggled_optimizer`` freezes every
-    parameter outside that phase's optimizer, so the generator's backward through the discriminator
-    leaves the discriminator's parameters and gradients untouched. Only the optimizers of existing
-    parts are built, so a checkpoint of the full model holds 3 optimizer states, of the supervised
-    CNN 1; the learning-rate callback walks ``trainer.optimizers``, whatever their number.
-
-    Manual optimisation: Lightning's ``global_step`` counts optimizer steps, up to 4 per batch
-    (reconstruction, discriminator, generator, classification); count training in epochs.
-    Under DDP (``ddp_find_unused_parameters_true``) every rank runs the same collectives: a rank
-    whose batch has no label joins the classification backward with a zero loss, and evaluation
-    logs every synced key on every rank (weight 0 where it had no label).
-
-    Logged (training, per step): ``train/loss_rec`` (unweighted MSE), ``train/loss_disc``,
-    ``train/loss_gen``, ``train/disc_acc``, ``train/loss_cls`` (the weighted L_c that is optimised),
-    ``train/loss_<task>`` (unweighted cross-entropy over the labelled samples) and
-    ``train/seg_acc`` (emotion), ``train/gender_acc``, ``train/speaker_acc``. Validation and test,
-    per epoch: the same task keys under ``val/`` and ``test/``, ``val/loss_rec``, and ``val/wa``,
-    ``val/ua`` (``test/...``) at utterance level.
+    One optimizer (SGD in the paper) per existing part, in order: ``autoencoder`` (encoder + decoder;
+    stepped by reconstruction and by the generator step, whose loss leaves the decoder's grads None so
+    SGD skips it), ``discriminator``, ``classification`` (encoder + heads). Each keeps its own momentum,
+    so one phase's update is not pushed along by another's gradients; the encoder is in two on purpose
+    (the paper updates it in all three phases). ``toggled_optimizer`` freezes every parameter outside
+    the running phase's optimizer. ``global_step`` counts optimizer steps (up to 4 per batch): count in
+    epochs. Under DDP (``ddp_find_unused_parameters_true``) every rank runs the same collectives: a rank
+    without labels joins the classification backward with a zero loss, and evaluation logs every synced
+    key (weight 0 where it had no label).
+    ``trainer.precision`` must be in `ser_mtl.models.step_hooks.PRECISIONS` (fp16 would need loss scaling).
 
     Args:
         num_emotions: emotion classes (linked from the DataModule).
@@ -98,8 +67,7 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
         beta: weight of the emotion loss in L_c; the auxiliary tasks get 1 - beta (paper eq. 2); None as alpha.
         label_task: the emotion label scheme (``data.task``, linked by the CLI): picks the paper's alpha/beta.
         lr: learning rate of all three optimizers (paper: SGD with 1e-4).
-        optimizer: ``sgd`` as in the paper (section 4.3), or ``adam`` (same three optimizers, Adam
-            updates): far fewer epochs on small data, used by the CPU demo.
+        optimizer: ``sgd`` as in the paper (4.3), or ``adam``: far fewer epochs on small data (the CPU demo).
         momentum: SGD momentum (not given in the paper).
         weight_decay: SGD weight decay.
         input_size: (F, T) of an input segment; must be divisible by the products of ``encoder_pools``.
@@ -114,14 +82,8 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
         init_from: checkpoint whose tensors matching in name and shape initialise the model when
             training starts (not when resuming from ``ckpt_path``); see `load_matching_weights`.
         grad_clip: clip each phase's gradient norm to this value (None = no clipping).
-        channels_last: keep the convolution weights and inputs in ``torch.channels_last`` memory
-            format (faster convolutions on CPU; the same numbers within float rounding). Checkpoints
-            load either way; ONNX export traces the contiguous layout.
-
-    Precision: ``trainer.precision`` must be one of `ser_mtl.models.step_hooks.PRECISIONS`; ``16-mixed``
-    is refused: fp16 needs a loss scaler, whose skipped steps and unscaling the per-phase finiteness
-    check and gradient clipping of the manual three-phase optimisation do not follow; ``bf16-mixed``
-    has fp32's range and needs none.
+        channels_last: keep convolution weights and inputs in ``torch.channels_last`` memory format
+            (faster on CPU, the same numbers within rounding); checkpoints load either way.
     """
 
     def __init__(
@@ -227,17 +189,15 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
         return hidden
 
     def emotion_posteriors(self, x: torch.Tensor) -> torch.Tensor:
-        """Emotion posteriors (B, C) of segments x (B, 1, F, T) (call in eval mode); what predict, the
-        Python API and the ONNX export compute."""
+        """Emotion posteriors (B, C) of segments x (B, 1, F, T) (eval mode; predict, API, ONNX export)."""
         if "emotion" not in self.heads:
             raise RuntimeError(f"MultiTaskAAE: emotion posteriors need the emotion head; this model has tasks "
                                f"{self.tasks}")
         return self.heads["emotion"](self.encode(x)).softmax(dim=-1)
 
     def validation_metrics(self, labelled: Collection[str] | None = None) -> list[str]:
-        """The keys validation logs every epoch: ``val/wa``, ``val/ua`` (emotion), each task's accuracy and
-        ``val/loss_<task>``, ``val/loss_cls``, and ``val/loss_rec`` with a decoder. A task's keys need validation
-        segments with its label: ``labelled`` names the tasks some have (None: every task)."""
+        """The keys validation logs every epoch, given the tasks some validation segment is labelled for
+        (``labelled``; None: every task)."""
         tasks = [task for task in self.tasks if labelled is None or task in labelled]
         keys = ["val/wa", "val/ua"] if "emotion" in tasks else []
         keys += [f"val/{key}" for task in tasks for key in (ACC_NAME[task], f"loss_{task}")]
@@ -332,9 +292,8 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
     def _classification_phase(self, batch: Mapping[str, torch.Tensor]) -> None:
         """L_c over the tasks whose labels some sample of the batch carries -> encoder + those heads.
 
-        A head without labelled samples is not run, so its grads stay None and SGD leaves it (and its
-        momentum) untouched (under DDP it gets the other ranks' averaged gradient); when no rank's
-        batch has a label the phase is skipped (not even the encoder runs).
+        A head without labelled samples is not run, so SGD leaves it and its momentum untouched (under
+        DDP it gets the other ranks' averaged gradient); when no rank has a label the phase is skipped.
         """
         labelled = {task: self._labelled(batch, task) for task in self.heads}  # task -> (labels (B,), index (n,))
         present = {task: (labels, index) for task, (labels, index) in labelled.items() if len(index) > 0}
@@ -352,9 +311,8 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
             # A rank without labels still joins the backward (DDP all-reduces inside it), with zero gradient.
             loss = classification_loss(losses, self.hparams.beta) if losses else 0.0 * z.sum()
             self._optimise(opt, loss)
-        if not losses:
-            return
-        self.log("train/loss_cls", loss, batch_size=batch["x"].shape[0], prog_bar=True)
+        if losses:
+            self.log("train/loss_cls", loss, batch_size=batch["x"].shape[0], prog_bar=True)
 
     def _any_rank(self, flag: bool) -> bool:
         """Whether ``flag`` holds on any DDP rank (one all-reduce; no communication on a single device)."""
@@ -386,8 +344,7 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
         if not path or self._init_done:
             return
         self._init_done = True
-        resuming = self.trainer.ckpt_path is not None  # a Trainer hook: the trainer is attached
-        if resuming:
+        if self.trainer.ckpt_path is not None:  # resuming
             rank_zero_info(f"init_from {path} not applied: resuming from {self.trainer.ckpt_path}")
             return
         self.init_report = load_matching_weights(self, path)

@@ -1,28 +1,12 @@
 """The four networks of the paper's Figure 1, as plain ``nn.Module`` s (section 4.3).
 
-- `Encoder` (E_theta, also the adversarial generator): ``len(channels)`` blocks of
-  conv 3x3 -> BatchNorm -> ReLU -> MaxPool, mapping a spectrogram segment (B, 1, F, T) to the latent
-  code z (B, channels[-1], F / prod(pool_h), T / prod(pool_w)). The paper's defaults give
-  (B, 1, 128, 256) -> (B, 32, 16, 16) with pools (2, 2), (2, 2), (2, 4). The LAST block is
-  conv -> MaxPool -> BN, with no ReLU: z is compared with samples of the prior N(0, I) by the
-  discriminator, and a code that cannot be negative could never look like them. BN comes after the
-  pool there because the maximum of 8 standardised values is positive almost always (its mean is
-  about 1.4); normalising after the pool makes each channel of z start with mean 0 and variance 1,
-  where the prior is, and BN's affine parameters remain free to move it.
-- `Decoder` (D_delta): the mirror image, one ConvTranspose2d per encoder block that upsamples by that
-  block's pool factor, BN + ReLU in between, and a linear last layer (inputs are normalised
-  log-spectrograms with zero mean and unit variance, so no sigmoid).
-- `ClassifierHead` (C_phi, one per task): conv -> BN -> ReLU -> MaxPool(2) -> dense -> ReLU ->
-  dropout -> dense (or, with ``pool="stats"``, mean + std over time in place of the flattening), returning logits (the softmax lives in the loss and in the posteriors). Its last
-  hidden layer is the d-vector used for speaker verification.
-- `Discriminator` (D_omega): conv -> ReLU -> MaxPool(2) -> dense -> ReLU -> dense(1), returning one
-  logit per sample (real = drawn from the prior).
-
-Convolutions that feed a BatchNorm have no bias: BN subtracts the batch mean, so such a bias would
-receive a zero gradient and never learn anything.
-
-What the decoder, the heads and the discriminator return is fp32 also under autocast (``bf16-mixed``):
-the losses, posteriors and metrics computed from it are then fp32 wherever they are computed.
+The encoder's LAST block is conv -> MaxPool -> BN, with no ReLU: z is compared with samples of the
+prior N(0, I) by the discriminator, and a code that cannot be negative could never look like them.
+BN comes after the pool there because the maximum of 8 standardised values is almost always positive
+(mean about 1.4); normalising after the pool starts each channel of z at mean 0 and variance 1, where
+the prior is. Convolutions that feed a BatchNorm have no bias: BN subtracts the batch mean, so such a
+bias would never learn. The decoder, heads and discriminator return fp32 also under autocast
+(``bf16-mixed``), so the losses, posteriors and metrics computed from them are fp32.
 """
 
 from __future__ import annotations
@@ -38,8 +22,7 @@ Pool = tuple[int, int]
 
 
 def full_precision(t: torch.Tensor) -> torch.Tensor:
-    """fp16/bf16 (autocast) outputs as fp32, so losses and metrics are computed in fp32; fp32 and fp64 unchanged
-    (``64-true`` runs stay float64)."""
+    """fp16/bf16 (autocast) outputs as fp32; fp32 and fp64 unchanged (``64-true`` runs stay float64)."""
     return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
@@ -58,7 +41,9 @@ def _check_pools(channels: Sequence[int], pools: Sequence[Sequence[int]], who: s
 
 
 class Encoder(nn.Module):
-    """Spectrogram segment (B, in_channels, F, T) -> latent code z (B, channels[-1], F', T').
+    """E_theta (also the generator): (B, in_channels, F, T) -> code z (B, channels[-1], F', T').
+
+    Blocks of conv 3x3 -> BN -> ReLU -> MaxPool; the paper's (B, 1, 128, 256) -> (B, 32, 16, 16).
 
     Args:
         channels: output channels of each conv block; the last one is the latent depth (paper: 32).
@@ -103,13 +88,12 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Latent code (B, channels[-1], F', T') -> reconstruction (B, out_channels, F, T), mirroring `Encoder`.
+    """D_delta: code (B, channels[-1], F', T') -> reconstruction (B, out_channels, F, T), mirroring `Encoder`.
 
-    Block i (taken in reverse) is a ConvTranspose2d from channels[i] to channels[i-1] (or to
-    ``out_channels`` for i = 0) with stride = pools[i] and kernel = stride + 2 * pad, pad = ceil(stride / 2),
-    which upsamples exactly by the pool factor while letting neighbouring code cells overlap (a kernel
-    equal to the stride would paint each cell as an isolated tile). BN + ReLU follow every block but the
-    last, which is linear.
+    One ConvTranspose2d per encoder block, stride = pool, kernel = stride + 2 * ceil(stride / 2): it
+    upsamples exactly by the pool factor while neighbouring code cells overlap (a kernel equal to the
+    stride would paint isolated tiles). BN + ReLU in between; the last layer is linear (the inputs are
+    standardised log-spectrograms, so no sigmoid).
 
     Args:
         channels: the encoder's channels (same order as for `Encoder`).
@@ -156,7 +140,7 @@ class _TimeStatistics(nn.Module):
 
 
 class ClassifierHead(nn.Module):
-    """Latent code (B, in_channels, H, W) -> class logits (B, n_classes) [and hidden (B, hidden)].
+    """C_phi: code (B, in_channels, H, W) -> logits (B, n_classes) [and hidden (B, hidden), the d-vector].
 
     Args:
         in_channels: depth of the code.
@@ -165,12 +149,10 @@ class ClassifierHead(nn.Module):
         conv_channels: channels of the head's conv layer.
         hidden: width of the first dense layer (the d-vector of the speaker head).
         dropout: dropout rate between the two dense layers (paper: 0.3).
-        pool: "flatten" (the paper): 2x2 max-pool, then every position is its own input of the dense
-            layer, (C, H/2, W/2) -> C*H/2*W/2. "stats": 2x1 max-pool over frequency, then the mean and
-            standard deviation of each (channel, frequency) row over time, (C, H/2, W) -> 2*C*H/2, as in
-            x-vector statistics pooling. Its dense layer cannot key on where in the segment something
-            happened, only on how the learnt features are distributed over it, which is what an
-            utterance-level attribute like emotion is; it also has W/4 times fewer weights.
+        pool: "flatten" (the paper): 2x2 max-pool, (C, H/2, W/2) -> C*H/2*W/2. "stats": 2x1 max-pool,
+            then mean and std of each row over time, (C, H/2, W) -> 2*C*H/2 (x-vector statistics
+            pooling): the dense layer sees how features are distributed over the segment, not where
+            (emotion is an utterance-level attribute), with W/4 times fewer weights.
     """
 
     def __init__(self, in_channels: int, in_hw: Sequence[int], n_classes: int, conv_channels: int = 32,
@@ -208,10 +190,10 @@ class ClassifierHead(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """Code or prior sample (B, in_channels, H, W) -> logit (B, 1) that it came from the prior N(0, I).
+    """D_omega: code or prior sample (B, in_channels, H, W) -> logit (B, 1) that it came from N(0, I).
 
-    Unlike the classifier heads it has no BatchNorm: real and fake batches are scored separately, and
-    batch statistics would let it tell them apart from the batch as a whole instead of per sample.
+    No BatchNorm: real and fake batches are scored separately, and batch statistics would let it tell
+    them apart by the batch as a whole instead of per sample.
 
     Args:
         in_channels: depth of the code.

@@ -1,12 +1,9 @@
 """Validation and test of `MultiTaskAAE`: per-task losses and accuracies, utterance-level WA/UA.
 
-Kept apart from the training phases (``ser_mtl/models/aae.py``) so that each file reads as one
-thing. The emotion posteriors of an utterance's segments are averaged by
-`ser_mtl.metrics.UtteranceAccuracy` (paper 4.2) and logged as ``{stage}/wa``, ``{stage}/ua``.
-At test the gender and speaker posteriors are averaged per utterance in the same way
-(``aux_test_metrics``, one `UtteranceAccuracy` per auxiliary task), so that
-`ser_mtl.run_outputs.ResultWriter` reports utterance-level gender and speaker-identification accuracy
-(paper Figure 4b-c) next to WA/UA; segments whose label is -1 (an unseen test speaker) are ignored.
+The emotion posteriors of an utterance's segments are averaged by `UtteranceAccuracy` (paper 4.2) and
+logged as ``{stage}/wa``, ``{stage}/ua``. At test the gender and speaker posteriors are averaged per
+utterance in the same way (``aux_test_metrics``, kept until the next test starts) for `ResultWriter`
+(paper Figure 4b-c); segments whose label is -1 (an unseen test speaker) are ignored.
 """
 
 from __future__ import annotations
@@ -25,10 +22,8 @@ AUX_TASKS = ("gender", "speaker")
 
 
 class EvaluationSteps(pl.LightningModule):
-    """Validation/test steps and epoch hooks; the subclass provides ``encoder``-based ``encode``, ``heads``,
-    ``decoder``, ``val_metric``, ``test_metric``, ``n_classes``, ``_labelled_segments``, ``_labels`` and
-    ``hparams.beta``. ``aux_test_metrics`` (task -> `UtteranceAccuracy`) holds the last test's gender and
-    speaker segments until the next test starts."""
+    """Validation/test steps and epoch hooks, mixed into `MultiTaskAAE` (which provides ``encode``, ``heads``,
+    ``decoder``, the metrics, ``n_classes`` and ``_labelled``)."""
 
     def _log_task(self, stage: str, task: str, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor,
                   n: int) -> None:
@@ -100,8 +95,7 @@ class EvaluationSteps(pl.LightningModule):
         self._log_utterance_metrics("test", self.test_metric)
 
     def _log_utterance_metrics(self, stage: str, metric: UtteranceAccuracy | None) -> None:
-        """Log {stage}/wa and {stage}/ua over utterances. The test metric keeps its segments until the next
-        test starts, so that callbacks (`ser_mtl.run_outputs.ResultWriter`) read the utterance table."""
+        """Log {stage}/wa and {stage}/ua; the test metric keeps its segments for `ResultWriter` to read."""
         if metric is None:
             return
         # Every rank takes the same branch: the count is summed over ranks before deciding.

@@ -1,11 +1,9 @@
 """Initialise a model from another run's checkpoint, tensor by tensor (paper 4.3, step-by-step training).
 
-The paper pretrains on LibriSpeech (speaker and gender tasks only) and uses those weights to start
-the emotion model. The two models differ: the emotion head is new, and the speaker head's output
-layer changes size with the number of speakers. `load_matching_weights` therefore copies every
-tensor (parameters and buffers such as BatchNorm statistics) whose name AND shape match, and returns
-a report of what it loaded, what it skipped because the shape differs, and what the checkpoint did
-not have. The file is read with ``weights_only=True``: a checkpoint can never run code on load.
+The paper pretrains on LibriSpeech (speaker and gender tasks only) and starts the emotion model from
+those weights; the emotion head is new and the speaker head's output layer changes size, so
+`load_matching_weights` copies every tensor (buffers included) whose name AND shape match and reports
+the rest. The file is read with ``weights_only=True``: a checkpoint can never run code on load.
 """
 
 from __future__ import annotations
@@ -21,15 +19,8 @@ from ser_mtl.checkpoint_io import CheckpointError, read_checkpoint
 
 @dataclass
 class InitReport:
-    """Outcome of `load_matching_weights`; ``str(report)`` is a short human-readable summary.
-
-    Attributes:
-        path: the checkpoint file.
-        loaded: names copied from the checkpoint.
-        skipped_shape: (name, checkpoint shape, model shape) of names present in both with different shapes.
-        missing: model names absent from the checkpoint (left as initialised).
-        unexpected: checkpoint names the model does not have (ignored).
-    """
+    """Outcome of `load_matching_weights`: names loaded, skipped for a different shape (name, checkpoint
+    shape, model shape), missing from the checkpoint, unexpected (not in the model); ``str()`` summarises."""
 
     path: str
     loaded: list[str] = field(default_factory=list)
@@ -72,11 +63,8 @@ def load_matching_weights(module: nn.Module, ckpt_path: str | Path,
                           exclude_prefixes: tuple[str, ...] = ()) -> InitReport:
     """Copy into ``module`` every tensor of ``ckpt_path`` whose name and shape match; return the report.
 
-    Names starting with one of ``exclude_prefixes`` are neither loaded nor reported, on either side
-    (the model's weight averages, which are rebuilt from the loaded weights).
-
-    Raises ValueError when nothing matches: an initialisation that silently loads nothing (a checkpoint
-    of another architecture, or with another key prefix) would otherwise go unnoticed.
+    Names starting with one of ``exclude_prefixes`` are ignored on both sides. ValueError when nothing
+    matches: an initialisation that silently loads nothing would otherwise go unnoticed.
     """
     source = {k: v for k, v in read_state_dict(ckpt_path).items() if not k.startswith(exclude_prefixes)}
     target = {k: v for k, v in module.state_dict().items() if not k.startswith(exclude_prefixes)}

@@ -14,11 +14,8 @@ LABELLED = "labelled"
 
 
 def classification_loss(losses: Mapping[str, torch.Tensor], beta: float) -> torch.Tensor:
-    """L_c = beta * L_E + (1 - beta) * (L_G + L_S) over the terms present in ``losses`` (paper eq. 2).
-
-    A task absent from ``losses`` (not trained, or no sample of the batch carries its label)
-    contributes nothing; with only the emotion task L_c = beta * L_E (paper 5.1).
-    """
+    """L_c = beta * L_E + (1 - beta) * (L_G + L_S) over the terms present in ``losses`` (paper eq. 2);
+    with only the emotion task L_c = beta * L_E (paper 5.1)."""
     if not losses:
         raise ValueError("classification_loss: no task loss to combine")
     return torch.stack([(beta if task == "emotion" else 1.0 - beta) * loss for task, loss in losses.items()]).sum()
@@ -34,10 +31,7 @@ def check_label_tensor(labels: object, task: str) -> torch.Tensor:
 
 def labelled_index(labels: torch.Tensor, task: str, n_classes: int) -> torch.Tensor:
     """Indices (n,) of the labelled samples of ``labels`` (B,); ValueError on a value outside [-1, n_classes).
-
-    Reads the values on the host: free for the CPU batch that ``on_before_batch_transfer`` sees, one
-    device synchronisation if ``labels`` lives on a GPU.
-    """
+    Reads the values on the host (one device synchronisation if ``labels`` lives on a GPU)."""
     check_label_tensor(labels, task)
     if labels.numel():
         lo, hi = torch.stack([labels.min(), labels.max()]).tolist()

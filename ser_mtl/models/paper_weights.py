@@ -9,13 +9,9 @@ AE  (decoder, no discriminator)   alpha 0.3, beta 0.7   alpha 0.6, beta 0.4
 AAE (discriminator)               alpha 0.4, beta 0.6   alpha 0.3, beta 0.7
 =============  ===========  ==========================================
 
-The CNN models (no decoder, no discriminator) have no reconstruction loss; the paper gives no beta for
-them, so they take the AAE's (the multi-task CNN weighs its tasks as the proposed model does).
-
-`MultiTaskAAE` looks its weights up here when ``alpha``/``beta`` are left at None, from its parts and
-``label_task`` (linked from ``data.task`` by the CLI). The weights then follow the model and the task
-whatever the order in which model and task configs are stacked; an explicit ``--model.alpha`` or
-``--model.beta`` still wins.
+The CNN models have no reconstruction loss and the paper gives them no beta: they take the AAE's.
+Looked up from the model's parts and ``label_task`` (linked from ``data.task``), the weights follow
+whatever order the configs are stacked in; an explicit ``--model.alpha``/``--model.beta`` still wins.
 """
 
 from __future__ import annotations

@@ -1,14 +1,11 @@
 """Lightning hooks that keep a `MultiTaskAAE` training step free of device reads (issue 9).
 
-- ``setup``: refuses trainer precisions other than `PRECISIONS` (fp16 would need loss scaling).
-- ``on_before_batch_transfer``: checks the labels of the host batch and adds ``batch[LABELLED]``,
-  task -> indices (n,) of its labelled samples, so that the steps on the device neither validate nor
-  count (on a GPU each would wait for the device).
-- the finiteness check of the phase losses: immediate on a CPU, once per batch on an accelerator
-  (``_defers_checks``, ``on_train_batch_end``).
+- ``setup`` refuses trainer precisions other than `PRECISIONS` (fp16 would need loss scaling).
+- ``on_before_batch_transfer`` checks the labels of the host batch and adds ``batch[LABELLED]``
+  (task -> indices (n,) of its labelled samples), so the steps on the device neither validate nor count.
+- the phase losses' finiteness check is immediate on a CPU, once per batch on an accelerator.
 
-Per-step values go through the plain ``self.log``: on a CPU it costs under 1 % of a paper-size step
-(bench/RESULTS.md, "Per-step logging").
+Per-step values go through the plain ``self.log``: under 1 % of a paper-size CPU step (bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -25,14 +22,12 @@ PRECISIONS = ("32-true", "64-true", "bf16-mixed")
 
 
 class StepHooks(pl.LightningModule):
-    """Mixed into `MultiTaskAAE`, which provides ``heads``, ``n_classes`` and calls ``_defers_checks`` /
-    ``_diverged`` from its ``_optimise``."""
+    """Mixed into `MultiTaskAAE`, which provides ``heads``, ``n_classes`` and calls these in ``_optimise``."""
 
     _nonfinite: torch.Tensor | None = None  # () bool on the device: a loss of this batch was not finite
 
     def _defers_checks(self, t: torch.Tensor) -> bool:
-        """Whether checks on ``t``'s values wait for the end of the batch: on an accelerator an
-        immediate check would make the host wait for the device in every phase."""
+        """Whether checks on ``t`` wait for the end of the batch (on an accelerator: no sync per phase)."""
         return t.device.type != "cpu"
 
     def _diverged(self, what: str) -> FloatingPointError:
@@ -54,8 +49,7 @@ class StepHooks(pl.LightningModule):
                              f"loss scaling, which the manual three-phase optimisation does not do)")
 
     def on_before_batch_transfer(self, batch: object, dataloader_idx: int) -> object:
-        """Check the labels of the host batch and add ``batch[LABELLED]`` (task -> indices (n,) of the
-        labelled samples), so that the steps on the device neither validate nor count on it."""
+        """Check the labels of the host batch and add ``batch[LABELLED]`` (task -> indices (n,))."""
         if not isinstance(batch, Mapping) or LABELLED in batch:
             return batch
         index = {task: labelled_index(batch[task], task, self.n_classes[task]) for task in self.heads if task in batch}
