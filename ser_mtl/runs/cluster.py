@@ -1,21 +1,12 @@
-"""Cross-validations and sweeps on a SLURM cluster, submitted through submitit.
+"""Cross-validations and sweeps on SLURM through submitit (``--cv.slurm true``; logs in ``DIR/slurm/``).
 
-``ser-mtl cv ... --cv.slurm true`` (or ``ser-mtl sweep``) submits, into ``DIR/slurm/``:
-
-1. the pretrainings (``--cv.pretrain``), one job array;
-2. every (fold, repeat) run of every setting, one job array, ``--cv.slurm_max_parallel`` tasks at a
-   time, starting once every pretraining succeeded (``afterok``);
-3. one small job that writes each cv folder's ``summary.json`` once the array has ended (``afterany``:
-   a failed task leaves the others summarised; ``ser-mtl aggregate DIR`` does the same by hand).
-
-Each array task is `RunTask`: ``lifecycle.run_folder`` in the task's own process, so a task does
-exactly what a local run does (lock, record, resume, fit, test, ``metrics.json``). Requeueing has
-one owner, submitit: 90 s before the time limit, or on preemption, SLURM sends SIGUSR2; submitit
-calls `RunTask.checkpoint`, which resubmits the same run, and requeues the task (at most
-``--cv.slurm_max_requeues`` timeouts). The requeued task resumes from the run's newest checkpoint
-(``last.ckpt``, written every epoch), so it loses at most the epoch in progress. Lightning's own
-SLURM requeueing (SIGUSR1) is switched off inside these tasks, so the two never both requeue.
-Resubmitting the same command later skips finished runs and resumes the others.
+``submit`` sends the pretrainings as one job array, every run as one array (``--cv.slurm_max_parallel``
+at a time) that waits for them (``afterok``), and a small job that writes each ``summary.json`` when
+the runs have ended (``afterany``). A task is `RunTask`: ``lifecycle.run_folder`` in its own process,
+exactly what a local run does. Requeueing has one owner, submitit: on SIGUSR2 (time limit near, or
+preemption) it calls `RunTask.checkpoint`, which resubmits the same run, and requeues the task (at most
+``--cv.slurm_max_requeues`` timeouts); the task resumes from the run's ``last.ckpt`` (every epoch).
+Lightning's own SLURM requeueing (SIGUSR1) is switched off in the tasks.
 """
 
 from __future__ import annotations
@@ -131,8 +122,7 @@ def _array_id(jobs: list[Any]) -> str:
 
 
 def _after(executor: Any, jobs: list[Any], condition: str, extra: dict[str, Any]) -> None:
-    """The next submission waits for ``jobs``: a SLURM dependency, or (executors without dependencies:
-    submitit's local and debug ones) waiting here."""
+    """The next submission waits for ``jobs``: a SLURM dependency, or (local and debug executors) here."""
     if isinstance(executor, submitit.SlurmExecutor):
         executor.update_parameters(additional_parameters={**extra, "dependency": f"{condition}:{_array_id(jobs)}"})
     else:
@@ -142,11 +132,8 @@ def _after(executor: Any, jobs: list[Any], condition: str, extra: dict[str, Any]
 
 def submit(pretrainings: list[Run], runs: list[Run], cv_dirs: list[Path], options: ClusterOptions,
            folder: Path, executor: Any = None) -> dict[str, Any]:
-    """Submit the pretraining array, the run array after it and the summary job (module docstring).
-
-    ``executor``: any submitit executor (tests: ``submitit.LocalExecutor``); default SLURM in ``folder``.
-    Returns the job ids, for the record.
-    """
+    """The pretraining array, the run array after it and the summary job (unfinished runs only); their job
+    ids. ``executor``: any submitit executor (tests: local or debug; they wait instead of depending)."""
     executor = executor or slurm_executor(folder, options)
     slurm = isinstance(executor, submitit.SlurmExecutor)
     extra = dict(executor.parameters.get("additional_parameters") or {}) if hasattr(executor, "parameters") else {}

@@ -1,32 +1,12 @@
 """Cross-validation: folds x repeats of fit + test, each run resumable, one summary per folder.
 
-Runbook::
-
-    # every fold of data.scheme, 10 repeats (the paper's protocol), locally
-    ser-mtl cv --config configs/iemocap.yaml --cv.repeats 10 --cv.out runs/iemocap_10fold
-    # two folds, one repeat, quick; re-running the same command skips what is done
-    ser-mtl cv --config configs/demo.yaml --trainer.max_epochs 2 --cv.folds 0,1 --cv.out runs/demo
-    # on SLURM: one job array over the runs (ser_mtl.runs.cluster)
-    ser-mtl cv --config configs/iemocap.yaml --cv.repeats 10 --cv.out runs/iemocap --cv.slurm true \
-        --cv.slurm_partition gpu --cv.slurm_time 12:00:00 --cv.slurm_max_parallel 20
-    # two stages (paper 4.3): one pretraining per repeat, every fold of that repeat starts from it
-    ser-mtl cv --config configs/iemocap.yaml --data.aux_root /data/LibriSpeech --cv.out runs/proposed \
-        --cv.pretrain "--config configs/librispeech_pretrain.yaml --data.root /data/LibriSpeech"
-
-Arguments not starting with ``--cv.`` go to ``ser-mtl fit``/``test`` unchanged; each run adds
-``--data.fold``, ``--seed_everything``, ``--trainer.default_root_dir``, ``--ckpt_path`` (and
-``--model.init_from`` after a pretraining). Layout of ``--cv.out DIR``::
-
-    DIR/cv.json              configuration record (ser_mtl.runs.record)
-    DIR/pretrain_rep{r}/     with --cv.pretrain: repeat r's pretraining (a fit-only run)
-    DIR/fold{k}_rep{r}/      one run (ser_mtl.runs.lifecycle): run.json, fit.log, test.log,
-                             checkpoints/{best,last}.ckpt, fit_done.json, test_metrics.json,
-                             predictions.csv, metrics.json (written last: the run is finished)
-    DIR/summary.json         ser_mtl.analysis.summary
-
-Seeds: run (fold, repeat) gets ``derive_seed(base_seed, fold, repeat)``, pretraining r
-``derive_seed(base_seed, PRETRAIN_FOLD, r)``. ``data.seed`` is left alone: it fixes the fold split,
-so "fold 3" is the same test set in every repeat.
+``ser-mtl cv --config C [overrides] --cv.out DIR [--cv.folds 0-4 --cv.repeats 10 --cv.jobs N |
+--cv.slurm true] [--cv.pretrain "ARGS"]``: ``plan_cv`` lists the runs, ``execute`` runs them here (or
+``submit`` sends them to SLURM), ``finish`` writes ``DIR/summary.json``. Each run is
+``lifecycle.run_folder``, adding ``--data.fold`` (and ``--model.init_from`` after a pretraining) to the
+training arguments. ``DIR`` holds ``cv.json`` (``ser_mtl.runs.record``), ``pretrain_rep{r}/``,
+``fold{k}_rep{r}/`` and ``summary.json``. Run (fold, repeat) is seeded ``derive_seed(base, fold,
+repeat)``; ``data.seed`` is left alone: it fixes the split, so "fold 3" is the same test set in every repeat.
 """
 
 from __future__ import annotations
@@ -84,18 +64,8 @@ def check_pretrain_args(pretrain: list[str], config_args: list[str]) -> None:
 def plan_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: str | Path, base_seed: int = 0,
             label: str | None = None, pretrain: list[str] | None = None,
             backend: CVBackend | None = None) -> CVPlan:
-    """Check the request, write ``DIR/cv.json`` and list the runs (nothing runs yet).
-
-    Args:
-        config_args: training arguments (``--config FILE`` and overrides), without ``--cv.*``.
-        folds: fold indices; None: every fold of ``data.scheme`` (asks the DataModule).
-        repeats: complete cross-validations with fresh seeds (paper: 10).
-        out: the cv folder (layout in the module docstring).
-        base_seed: the seeds are derived from it, the fold and the repeat.
-        label: the row name in reports (default: derived from the configuration).
-        pretrain: ``ser-mtl fit`` arguments of one pretraining per repeat; None: no pretraining.
-        backend: how configurations are read (tests inject one); default ``CLIBackend()``.
-    """
+    """Check the request, write ``out/cv.json`` and list the runs (nothing runs yet). ``folds`` None: every
+    fold of ``data.scheme``; ``pretrain``: ``ser-mtl fit`` arguments of one pretraining per repeat."""
     backend = backend or CLIBackend()
     if repeats < 1:
         raise CVError(f"--cv.repeats must be >= 1, got {repeats}")
@@ -112,7 +82,7 @@ def plan_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: 
         record.update(pretrain=list(pretrain), pretrain_config_files=config_files(pretrain),
                       pretrain_resolved=backend.resolve_config(pretrain))
     out.mkdir(parents=True, exist_ok=True)
-    ensure_record(out, record, folds, repeats, write=True)
+    ensure_record(out, record, folds, repeats)
     pretrainings = [] if pretrain is None else [
         Run(out / pretrain_dir_name(r), tuple(pretrain),
             {"repeat": r, "seed": derive_seed(base_seed, PRETRAIN_FOLD, r), "args": list(pretrain)},
@@ -136,8 +106,6 @@ def execute(plans: list[CVPlan], backend: CVBackend | None = None, jobs: int = 1
     A failed run is reported and the others still run (``fail_fast``: the first failure is raised once
     the running ones finished); the runs of a repeat whose pretraining failed fail, naming it.
     """
-    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
-        raise CVError(f"--cv.jobs must be an integer >= 1, got {jobs!r}")
     if in_process and (jobs != 1 or devices is not None):
         raise CVError("--cv.jobs / --cv.devices run each stage in a child process with its own devices and "
                       "threads; they cannot be combined with --cv.in_process true")
@@ -145,7 +113,7 @@ def execute(plans: list[CVPlan], backend: CVBackend | None = None, jobs: int = 1
     pretrainings = [run for plan in plans for run in plan.pretrainings]
     runs = [run for plan in plans for run in plan.runs]
     try:
-        slots = plan_slots(max(1, min(jobs, len(runs))), devices)
+        slots = plan_slots(min(jobs, max(1, len(runs))), devices)
     except JobsError as err:
         raise CVError(str(err)) from err
     if len(slots) > 1 or slots[0].env:
@@ -198,10 +166,8 @@ def run_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: s
            label: str | None = None, pretrain: list[str] | None = None, backend: CVBackend | None = None,
            jobs: int = 1, devices: Any = None, in_process: bool = False, fail_fast: bool = False,
            slurm: bool = False, cluster_options: cluster.ClusterOptions | None = None, executor: Any = None) -> dict:
-    """Cross-validate one configuration (``plan_cv``'s arguments): locally (``execute``: ``jobs`` at a time
-    on ``devices``, stages ``in_process`` or in child processes), or submitted to SLURM (``slurm``; or
-    to a given submitit ``executor``). Returns the summary, or with ``slurm`` the submitted job ids.
-    Raises ``CVError`` for a conflicting folder or options, ``RunsFailed`` when runs failed."""
+    """``plan_cv`` + ``execute`` (or ``submit`` with ``slurm``, or to a given submitit ``executor``) + ``finish``:
+    the summary, or the submitted job ids. ``CVError``: conflicting folder or options; ``RunsFailed``."""
     if slurm and (jobs != 1 or devices is not None):
         raise CVError("--cv.jobs / --cv.devices apply to runs on this machine; with --cv.slurm true every "
                       "(fold, repeat) is its own array task and SLURM places it (--cv.slurm_gpus)")

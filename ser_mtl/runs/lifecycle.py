@@ -1,20 +1,11 @@
-"""One run folder's life, the only place it is written: seed, lock, record, resume, fit, test, results.
+"""One run folder's life, and the only code that writes it: seed, lock, record, resume, fit, test, results.
 
-`run_folder` is what every caller runs: the local runner (``ser_mtl.runs.local``), a cluster task
-(``ser_mtl.runs.cluster``), each (fold, repeat) of a cross-validation or sweep and each pretraining
-(``ser_mtl.runs.cv``). Given a `Run` it
-
-1. returns at once when the run is done (``metrics.json``; a fit-only run: ``fit_done.json``);
-2. takes the folder's lock (``RUN/.lock``; another holder: status ``busy``, left to it);
-3. writes ``run.json`` (fold, repeat, seed, what it starts from) or refuses a folder that records another;
-4. fits unless ``fit_done.json`` exists, resuming from the newest checkpoint (``checkpoints/last.ckpt``,
-   or Lightning's ``hpc_ckpt_*.ckpt``), and then writes ``fit_done.json``;
-5. tests ``checkpoints/best.ckpt`` (a stale ``test_metrics.json`` is removed first) and writes
-   ``metrics.json`` last: the run's record plus its scores.
-
-Each stage is ``ser-mtl fit``/``test`` through a backend (``ser_mtl.runs.stages``): a child process
-on a workstation, this process in a cluster task. Every file is written atomically. Under
-``srun`` with several ranks per task, only rank 0 locks and writes.
+Every run goes through `run_folder`: each (fold, repeat) and each pretraining of a cross-validation or
+sweep, on this machine (``ser_mtl.runs.local``) or as a cluster task (``ser_mtl.runs.cluster``). It
+returns at once when the run is done; takes ``RUN/.lock`` (another holder: ``busy``, left to it);
+writes ``run.json`` or refuses a folder that records another run; fits unless ``fit_done.json`` says
+it did, from the newest checkpoint; tests ``best.ckpt`` and writes ``metrics.json`` last. Files are
+written atomically; under ``srun`` with several ranks only rank 0 locks and writes.
 """
 
 from __future__ import annotations
@@ -48,11 +39,8 @@ SCORE_LABELS = (("WA", "wa"), ("UA", "ua"), ("gender", "gender_acc"), ("speaker"
 
 
 def derive_seed(base_seed: int, fold: int, repeat: int) -> int:
-    """A seed for run (fold, repeat): numpy's SeedSequence hash of the three numbers, in [0, 2**31).
-
-    Deterministic across machines, and no two (base, fold, repeat) collide the way
-    ``base + 1000 * repeat + fold`` would (base 0 repeat 1 == base 1000 repeat 0).
-    """
+    """numpy's SeedSequence hash of the three numbers, in [0, 2**31): the same on every machine, and no
+    collisions as with ``base + 1000 * repeat + fold`` (base 0 repeat 1 == base 1000 repeat 0)."""
     if min(base_seed, fold, repeat) < 0:
         raise ValueError(f"base seed, fold and repeat must be >= 0, got {base_seed}, {fold}, {repeat}")
     return int(np.random.SeedSequence([base_seed, fold, repeat]).generate_state(1)[0]) & 0x7FFFFFFF
@@ -72,8 +60,8 @@ def is_rank_zero() -> bool:
 
 
 def newest_checkpoint(run_dir: Path) -> Path | None:
-    """The newer of ``checkpoints/last.ckpt`` (every epoch) and Lightning's ``hpc_ckpt_N.ckpt`` (saved on
-    its SLURM signal when a user runs ``ser-mtl fit`` in an sbatch script of their own)."""
+    """The newer of ``checkpoints/last.ckpt`` (every epoch) and Lightning's ``hpc_ckpt_N.ckpt`` (its SLURM
+    requeue, when a user runs ``ser-mtl fit`` in an sbatch script of their own)."""
     candidates = [run_dir / "checkpoints" / "last.ckpt", *run_dir.glob("hpc_ckpt_*.ckpt")]
     existing = [p for p in candidates if p.is_file()]
     return max(existing, key=lambda p: p.stat().st_mtime) if existing else None
@@ -81,17 +69,9 @@ def newest_checkpoint(run_dir: Path) -> Path | None:
 
 @dataclass(frozen=True)
 class Run:
-    """One run folder and what it trains.
-
-    Attributes:
-        dir: the folder (absolute).
-        args: ``ser-mtl fit``/``test`` arguments; the run adds ``--seed_everything``,
-            ``--trainer.default_root_dir``, ``--ckpt_path`` and, with ``init_from``, ``--model.init_from``.
-        record: ``run.json`` (fold/repeat, seed, ...); a folder recording anything else is refused.
-        name: how messages name it (``fold 3 repeat 0``).
-        init_from: a fit-only run's folder whose ``best.ckpt`` this run starts from (a pretraining).
-        test: False for a fit-only run (a pretraining).
-    """
+    """One run folder (``dir``, absolute) and what it trains: ``args`` for ``ser-mtl fit``/``test`` (the run
+    adds the seed, folder, checkpoint and ``init_from``); ``record``, its ``run.json``; ``name`` in messages;
+    ``init_from``, a pretraining's folder whose ``best.ckpt`` it starts from; ``test`` False: fit only."""
 
     dir: Path
     args: tuple[str, ...]
@@ -121,7 +101,7 @@ class RunResult:
 def run_folder(run: Run, backend: CVBackend) -> RunResult:
     """Bring ``run`` to its done state (module docstring), resuming whatever is already there."""
     if run.done():
-        return RunResult(run, "skipped", _finished_metrics(run))
+        return _skipped(run)
     run.dir.mkdir(parents=True, exist_ok=True)
     rank_zero = is_rank_zero()
     with run_lock(run.dir) if rank_zero else contextlib.nullcontext(True) as acquired:
@@ -129,7 +109,7 @@ def run_folder(run: Run, backend: CVBackend) -> RunResult:
             say(f"{run.name}: running in another process ({run.dir / '.lock'}); left to it")
             return RunResult(run, "busy")
         if run.done():  # finished by that other process just before we took the lock
-            return RunResult(run, "skipped", _finished_metrics(run))
+            return _skipped(run)
         _write_record(run, rank_zero)
         args = [*run.args, *_init_args(run), "--seed_everything", str(run.seed),
                 "--trainer.default_root_dir", str(run.dir)]
@@ -148,8 +128,8 @@ def run_folder(run: Run, backend: CVBackend) -> RunResult:
         return _test(run, backend, args + ["--ckpt_path", str(best)], rank_zero)
 
 
-def _finished_metrics(run: Run) -> dict[str, Any] | None:
-    return read_run_metrics(run.dir / METRICS_NAME) if run.test else None
+def _skipped(run: Run) -> RunResult:
+    return RunResult(run, "skipped", read_run_metrics(run.dir / METRICS_NAME) if run.test else None)
 
 
 def _write_record(run: Run, rank_zero: bool) -> None:

@@ -1,20 +1,11 @@
-"""Runs on this machine, ``N`` at a time (``ser-mtl cv --cv.jobs N --cv.devices LIST``).
+"""Runs on this machine, ``N`` at a time (``--cv.jobs N --cv.devices LIST``), each ``lifecycle.run_folder``.
 
-Each run is still ``lifecycle.run_folder``, with its own lock, child processes, logs and resume. This
-module decides *where* each runs:
-
-* ``plan_slots`` makes ``N`` slots. Slot ``i`` runs on device ``devices[i % len(devices)]`` (``N`` may
-  exceed the GPUs: several runs share one); its stage children get ``CUDA_VISIBLE_DEVICES=<device>``
-  (``""``: CPU) and ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS = max(1, cores // N)`` unless the runner's
-  environment sets those. ``--cv.devices`` counts the GPUs as this process sees them; the child is
-  given the real name. Default: every visible GPU, or the CPU.
-* ``run_in_slots`` runs the tasks in a ``concurrent.futures`` thread pool, a free slot per task. A
-  thread only waits for its children (each stage is a child process already), and a pool thread
-  outlives the children it starts, which ``PR_SET_PDEATHSIG`` needs (``ser_mtl.runs.stages``).
-
-Scheduling changes no result: a run's seed does not depend on its slot, and results come back in
-task order. After SIGTERM, or once a task raised, no new task starts; the running ones finish and
-the first exception is raised.
+Slot ``i`` of ``plan_slots`` runs on device ``devices[i % len(devices)]`` (several slots may share a
+GPU): its stage children get ``CUDA_VISIBLE_DEVICES`` (``""``: CPU) and ``OMP_NUM_THREADS`` /
+``MKL_NUM_THREADS = max(1, cores // N)`` unless the runner's environment sets those. ``run_in_slots``
+runs the tasks in a thread pool, a free slot per task; a pool thread only waits for its children and
+outlives them (``PR_SET_PDEATHSIG``). No result depends on the slot. After SIGTERM, or once a task
+raised, no new task starts; the running ones finish and the first exception is raised.
 """
 
 from __future__ import annotations
@@ -56,11 +47,8 @@ class Slot:
 
 
 def visible_devices(environ: dict[str, str] | None = None) -> list[str]:
-    """The GPUs this process sees, by the names a child's ``CUDA_VISIBLE_DEVICES`` takes.
-
-    ``CUDA_VISIBLE_DEVICES`` when it is set (``""`` or ``-1``: none), else ``0 .. count-1`` from
-    ``torch.cuda.device_count()`` (which counts through NVML without creating a CUDA context).
-    """
+    """The GPUs this process sees, named as a child's ``CUDA_VISIBLE_DEVICES`` takes them: that variable
+    when set (``""`` or ``-1``: none), else ``0 .. torch.cuda.device_count() - 1``."""
     environ = os.environ if environ is None else environ
     listed = environ.get("CUDA_VISIBLE_DEVICES")
     if listed is not None:
@@ -85,16 +73,8 @@ def parse_devices(text: str | Sequence[Any] | None) -> list[str] | None:
 
 def plan_slots(jobs: int, devices: str | Sequence[Any] | None = None, *, visible: list[str] | None = None,
                cores: int | None = None, environ: dict[str, str] | None = None) -> list[Slot]:
-    """``jobs`` slots over ``devices`` round-robin, each with its children's environment.
-
-    Args:
-        jobs: runs at a time (``--cv.jobs``), >= 1.
-        devices: ``--cv.devices`` (indices into the visible GPUs, or ``cpu``); None: every visible GPU,
-            or the CPU. With ``jobs == 1`` and no ``devices`` the children inherit the runner's
-            environment unchanged (what ``ser-mtl cv`` has always done).
-        visible: the visible GPUs (default ``visible_devices()``); cores: usable CPU cores (default
-            this process's affinity mask); environ: the runner's environment (default ``os.environ``).
-    """
+    """``jobs`` slots over ``devices`` (indices into the ``visible`` GPUs, or ``cpu``; None: every visible GPU,
+    or the CPU) round-robin. One job and no devices: the children inherit the runner's environment."""
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
         raise JobsError(f"--cv.jobs must be an integer >= 1, got {jobs!r}")
     names = parse_devices(devices)
@@ -132,17 +112,15 @@ def _device_name(name: str, visible: list[str], given: Any) -> str:
     return visible[int(name)]
 
 
+@dataclass
 class SlotBackend:
-    """A cv backend as one slot sees it: every stage child gets the slot's environment."""
+    """A backend as one slot sees it: every stage child gets the slot's environment."""
 
-    def __init__(self, backend: Any, env: dict[str, str]) -> None:
-        self.backend, self.env = backend, dict(env)
+    backend: Any
+    env: dict[str, str]
 
     def run_stage(self, stage: str, args: list[str], run_dir: Any, env: dict[str, str] | None = None) -> None:
         self.backend.run_stage(stage, args, run_dir, env={**self.env, **(env or {})})
-
-    def __getattr__(self, name: str) -> Any:  # num_folds, resolve_config, ...
-        return getattr(self.backend, name)
 
 
 def bind(backend: Any, slot: Slot) -> Any:

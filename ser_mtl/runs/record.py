@@ -62,8 +62,8 @@ def check_config_args(config_args: list[str]) -> None:
             raise CVError(f"{arg}: --cv.* options belong to the runner, not to the training arguments")
 
 
-def ensure_record(out: Path, record: dict[str, Any], folds: list[int], repeats: int, write: bool) -> None:
-    """Refuse to mix two configurations in one folder; keep the union of requested grids."""
+def ensure_record(out: Path, record: dict[str, Any], folds: list[int], repeats: int) -> None:
+    """Write ``out/cv.json``, refusing a folder that holds another configuration; the grid is the union."""
     path = out / RECORD_NAME
     previous = read_record(out)
     if previous is not None:
@@ -72,8 +72,6 @@ def ensure_record(out: Path, record: dict[str, Any], folds: list[int], repeats: 
                 raise CVError(f"{path}: this folder holds runs of a different {key} "
                               f"({previous.get(key)!r} != {record.get(key)!r}); use another --cv.out, or "
                               f"delete {path} if the change is deliberate")
-    if not write:
-        return
     old_grid = (previous or {}).get("grid", {})
     grid = {"folds": sorted(set(old_grid.get("folds", [])) | set(folds)),
             "repeats": sorted(set(old_grid.get("repeats", [])) | set(range(repeats)))}

@@ -1,18 +1,13 @@
 """How one stage (``ser-mtl fit`` or ``test``) of one run executes, safely.
 
-* ``CLIBackend`` runs ``<cli>.main([stage, *args])`` in a child process (a crash, an out-of-memory
-  kill or a hung CUDA context ends that run only) or, in a cluster task, in this process.
-* Lightning answers SIGTERM by raising ``SIGTERMException``, a ``SystemExit`` with code 0: the child
-  entry point (``python -m ser_mtl.runs.stages CLI_MODULE STAGE ARGS...``) exits 143 instead, so an
-  interrupted fit never looks finished (``RunInterrupted``).
-* A child dies with its runner (Linux ``PR_SET_PDEATHSIG``, armed by the child itself): killing
-  ``ser-mtl cv`` by any means leaves no orphan fit; the next run of the command resumes it. Linux
-  sends the signal when the *thread* that started the child ends, so ``run_stage`` starts and waits
-  for its child in one thread (``ser_mtl.runs.local``'s workers outlive their children).
-* ``run_lock``: an exclusive ``flock`` on ``RUN/.lock``, held by the runner and inherited by its
-  child, so a second runner skips the run; the kernel drops a dead holder's lock.
-* SIGTERM to the runner (``signal_guard``) is passed to every running child, no new stage starts, and
-  the runner ends once they stopped (``stop_requested``); other signals are left to the children.
+* ``CLIBackend`` runs it in a child process (a crash or a hung CUDA context ends that run only), or
+  in this process (a cluster task). The child exits 143 when Lightning stopped it on SIGTERM
+  (``SIGTERMException`` is a ``SystemExit`` with code 0), so an interrupted fit never looks finished.
+* A child dies with its runner (Linux ``PR_SET_PDEATHSIG``, armed by the child): no orphan fit
+  survives a killed ``ser-mtl cv``. Linux sends it when the *thread* that started the child ends, so
+  the thread that starts a child waits for it.
+* ``run_lock``: an exclusive ``flock`` on ``RUN/.lock``, inherited by the child; the kernel drops a
+  dead holder's lock. SIGTERM to the runner (``signal_guard``) reaches every child; nothing new starts.
 """
 
 from __future__ import annotations
@@ -118,20 +113,20 @@ class CLIBackend:
                 _state["children"].discard(child)
         if code != 0:
             kind = RunInterrupted if code in (EXIT_INTERRUPTED, -signal.SIGTERM) else RunFailed
-            raise kind(f"{stage} exited with status {code}; last lines of {log}:\n{_tail(log)}")
+            tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-25:])
+            raise kind(f"{stage} exited with status {code}; last lines of {log}:\n{tail}")
 
     def num_folds(self, config_args: list[str]) -> int:
         from ser_mtl.lightning_cli import build_datamodule  # torch and Lightning: only when asked
 
-        with _plain_argv():
-            return int(build_datamodule(config_args).num_folds)
+        return int(build_datamodule(config_args).num_folds)
 
     def resolve_config(self, config_args: list[str]) -> dict[str, Any] | None:
         """``ser-mtl fit <args> --print_config``, parsed: nothing is instantiated."""
         import yaml
 
         buffer = io.StringIO()
-        with contextlib.redirect_stdout(buffer), _plain_argv():
+        with contextlib.redirect_stdout(buffer):
             try:
                 importlib.import_module(self.cli_module).main(["fit", *config_args, "--print_config"])
             except SystemExit as exit_:
@@ -155,24 +150,6 @@ def die_with_runner() -> None:
               "a killed runner", file=sys.stderr)
     if os.getppid() != int(runner):  # the runner died before the call above
         os._exit(EXIT_INTERRUPTED)
-
-
-@contextlib.contextmanager
-def _plain_argv() -> Iterator[None]:
-    """LightningCLI warns when given ``args`` while ``sys.argv`` has arguments too (``ser-mtl cv ...``)."""
-    saved = sys.argv
-    sys.argv = saved[:1]
-    try:
-        yield
-    finally:
-        sys.argv = saved
-
-
-def _tail(path: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 def run_cli_stage(cli_module: str, argv: list[str]) -> None:
