@@ -12,8 +12,7 @@ if TYPE_CHECKING:
 
 
 def skip_summary(stores: dict[str, FeatureStore]) -> list[str]:
-    """One line per store with utterances that have no features: how many, and how many for each reason
-    (the files and full reasons are in the store's ``COMPLETE.json`` and were logged when it was built)."""
+    """One line per store with utterances that have no features: how many, and how many for each reason."""
     lines = []
     for name, store in stores.items():
         if store.skipped:
@@ -25,8 +24,7 @@ def skip_summary(stores: dict[str, FeatureStore]) -> list[str]:
 
 
 def describe(dm: SERDataModule) -> str:
-    """Utterances and speakers per split, the speaker label space, what was drawn (``primary: N of M speakers
-    drawn (data.seed s)``, ``aux: ...``) and whether the auxiliary corpus is used."""
+    """Utterances and speakers per split, the speaker label space, the draws and whether aux data is used."""
     eval_rows, _ = dm.evaluation_split()
     spk = lambda rows, idx: len({rows[i].speaker for i in idx})
     train = dm.train_indices()

@@ -1,25 +1,14 @@
 """SERDataModule: corpus -> fold split -> labels -> normalised segments -> mixed batches.
 
-Runbook (the same knobs as ``data.*`` in every config)::
-
     ser-mtl fit --config configs/iemocap.yaml --data.root /corpora/IEMOCAP_full_release \
         --data.aux_root /corpora/LibriSpeech --data.fold 3
 
-What happens, in order:
-
-* ``__init__``: the manifests (cached, see ``manifest_cache``), the speaker draws (``speakers`` of the
-  primary corpus, ``aux_speakers`` of the auxiliary one, both with ``seed``; ``speaker_draw``), the
-  fold split and the speaker label space (training speakers of both corpora). ``num_classes`` and
-  ``num_speakers`` are therefore known right after ``__init__``, which is what LightningCLI's
-  argument links need.
-* ``prepare_data`` (one process per node): builds the feature stores (lock-guarded, resumable).
-* ``setup``: opens the stores, fits the label scheme (K-means for av3/av5) and the per-row
-  normalisation statistics on the *training* split only (unless a checkpoint's were restored by
-  ``load_state_dict``, which are then used as they are), and cuts segments.
-
-Batches are dicts (docs/interfaces.md): ``x`` (B, 1, F, T), ``emotion``/``gender``/``speaker``
-(B,) with -1 where a label is missing, and ``utt`` (B,), the global utterance index used to
-average segment posteriors per utterance.
+``__init__`` reads the (cached) manifests, draws the speakers and makes the fold split and the speaker
+label space, so ``num_classes`` and ``num_speakers`` exist for LightningCLI's argument links.
+``prepare_data`` builds the feature stores; ``setup`` fits the label scheme (K-means for av3/av5) and
+the normalisation statistics on the training split only, unless ``load_state_dict`` restored a
+checkpoint's. Batches (docs/interfaces.md): ``x`` (B, 1, F, T); ``emotion``, ``gender``, ``speaker``,
+``utt`` (B,), -1 where a label is missing.
 """
 
 from __future__ import annotations
@@ -59,13 +48,10 @@ class SERDataModule(pl.LightningDataModule):
     Args:
         corpus: the labelled (primary) corpus reader.
         root: root of the primary corpus as it unpacks (e.g. ``.../IEMOCAP_full_release``).
-        subset: subset of the primary corpus (LibriSpeech only, e.g. ``train-clean-360`` when
-            pretraining on LibriSpeech alone).
-        speakers: number of primary-corpus speakers drawn with ``seed`` before the split (the others' rows
-            are dropped); ``None`` keeps all. The draw is ``aux_speakers``'s (`speaker_draw.draw_speakers`: a
-            prefix of one seeded permutation, so sizes are nested), hence a LibriSpeech pretraining with
-            ``subset: train-clean-360, speakers: N, seed: s`` trains on exactly the speakers of a fine-tuning's
-            auxiliary corpus with ``aux_subset: train-clean-360, aux_speakers: N, seed: s`` (paper 4.1.3: 600).
+        subset: LibriSpeech only: the primary corpus's subset (e.g. ``train-clean-360`` to pretrain on it).
+        speakers: number of primary-corpus speakers drawn with ``seed`` before the split; ``None`` keeps
+            all. Drawn as ``aux_speakers`` is, so a LibriSpeech pretraining with ``speakers: N`` trains on
+            the speakers of a fine-tuning's ``aux_speakers: N`` with the same seed (paper 4.1.3: 600).
         aux_corpus: reader of the auxiliary corpus (speaker and gender labels, no emotion).
         aux_root: root of the auxiliary corpus; ``None`` trains without auxiliary data.
         aux_subset: auxiliary subset (paper: ``train-clean-360``).
@@ -74,11 +60,10 @@ class SERDataModule(pl.LightningDataModule):
         aux_fraction: share of every training batch drawn from the auxiliary corpus.
         target_corpus: the test corpus of the ``cross_corpus`` scheme (paper: MSP-IMPROV).
         target_root: root of ``target_corpus``.
-        task: label scheme: ``categorical`` (angry, happy, neutral, sad), ``activation`` or
-            ``valence`` (3 levels, paper Table 2), ``av3``/``av5`` (K-means clusters in the
-            valence-activation plane, fitted on the training split).
-        scheme: cross-validation scheme: ``10fold`` (speaker-stratified), ``loso``
-            (leave one speaker out), ``loso_session`` (leave one session out), ``cross_corpus``.
+        task: label scheme: ``categorical`` (angry, happy, neutral, sad), ``activation`` or ``valence``
+            (3 levels, paper Table 2), ``av3``/``av5`` (K-means on valence-activation, fitted on training).
+        scheme: ``10fold`` (speaker-stratified), ``loso`` (leave one speaker out), ``loso_session``
+            (leave one session out) or ``cross_corpus``.
         fold: which fold of ``scheme`` this run trains/validates/tests.
         seed: seed of the fold assignment, both speaker draws and batch shuffling.
         use_unlabelled: let training-speaker utterances outside the task's classes join training
@@ -92,14 +77,13 @@ class SERDataModule(pl.LightningDataModule):
         num_workers: DataLoader worker processes (also used to build feature stores).
         max_stats_utterances: cap on the training utterances read for normalisation statistics
             (a seeded random sample beyond it; keeps LibriSpeech pretraining start-up short).
-        verification_subset: auxiliary-corpus subset whose speakers, with the emotion corpus's
-            test speakers, are enrolled for speaker verification at test time (paper:
-            ``test-clean``); only for speaker-independent schemes; ``None`` disables it.
+        verification_subset: auxiliary subset whose speakers, with the emotion test speakers, are enrolled
+            for speaker verification at test time (paper: ``test-clean``); speaker-independent schemes
+            only; ``None`` disables it.
         verification_enrol: utterances per speaker for enrolment (paper: 20).
-        model_tasks: the model's tasks (linked from ``model.tasks`` by the CLI). Auxiliary speech carries
-            only speaker and gender labels, so without a gender or speaker task the auxiliary corpus is not
-            used at all, whatever ``aux_root`` says (the supervised CNN and single-task baselines get no
-            batches of speech no part of them can learn from); ``describe`` says so. None: all tasks.
+        model_tasks: the model's tasks (linked from ``model.tasks``). Without a gender or speaker task the
+            auxiliary corpus (speaker and gender labels only) is not used, whatever ``aux_root`` says;
+            ``describe`` says so. None: all tasks.
     """
 
     def __init__(
@@ -148,9 +132,9 @@ class SERDataModule(pl.LightningDataModule):
         self.aux_rows: list[ManifestRow] = []
         self.aux_draw: SpeakerDraw | None = None
         if aux_root:
-            self.aux_rows, self.aux_draw = draw_rows(cached_manifest(aux_corpus, aux_root, cache_dir, aux_subset),
-                                                     aux_speakers, seed,
-                                                     draw_source("data.aux_speakers", aux_speakers, aux_root, aux_subset))
+            self.aux_rows, self.aux_draw = draw_rows(
+                cached_manifest(aux_corpus, aux_root, cache_dir, aux_subset), aux_speakers, seed,
+                draw_source("data.aux_speakers", aux_speakers, aux_root, aux_subset))
         self.target_rows: list[ManifestRow] = []
         if scheme == "cross_corpus":
             if not (target_corpus and target_root):
@@ -207,8 +191,7 @@ class SERDataModule(pl.LightningDataModule):
 
     # ----------------------------------------------------------------- splits, stores, datasets
     def train_indices(self) -> list[int]:
-        """Indices into ``rows`` of the training utterances: ``split.train``, plus with ``use_unlabelled`` the
-        rows of its speakers outside the task's classes."""
+        """``split.train`` (into ``rows``) plus, with ``use_unlabelled``, its speakers' unlabelled rows."""
         train = list(self.split.train)
         if self.hparams.use_unlabelled and self._has_emotion:
             speakers = {self.rows[i].speaker for i in train}
@@ -301,20 +284,17 @@ class SERDataModule(pl.LightningDataModule):
                           persistent_workers=hp.num_workers > 0, generator=self._loader_generator(shuffle_seed))
 
     def _current_epoch(self) -> int:
-        """The epoch the loader's next iterator serves: the count Lightning gives a sampler's ``set_epoch``
-        (``trainer.current_epoch`` still shows the last completed epoch while a restored fit sets up)."""
+        """The epoch the loader's next iterator serves (``trainer.current_epoch`` lags in a restored fit)."""
         trainer = getattr(self, "trainer", None)
         return int(trainer.fit_loop.epoch_progress.current.processed) if trainer is not None else 0
 
     def _batches_done_this_epoch(self) -> int:
         """Training batches of the current epoch done before the checkpoint a fit restarts from mid-epoch
-        (e.g. SLURM's hpc_ckpt); 0 otherwise. Lightning resumes counting at that batch index but restarts a
-        plain loader from its first batch, which would repeat batches and skip as many others."""
+        (e.g. SLURM's hpc_ckpt), else 0: Lightning resumes counting there but a plain loader would not."""
         trainer = getattr(self, "trainer", None)
         if trainer is None or not trainer.fit_loop.restarting:
             return 0
-        # Lightning's own test for "restarted mid-epoch" (FitLoop.update_restart_stage), which it runs only
-        # after the loader's iterator exists: an epoch started but not processed
+        # FitLoop.update_restart_stage's mid-epoch test, which Lightning runs only after the iterator exists
         total = trainer.fit_loop.epoch_progress.total
         if not (total.started == total.ready and total.processed == total.started - 1
                 and total.completed == total.processed):
@@ -323,8 +303,8 @@ class SERDataModule(pl.LightningDataModule):
 
     @staticmethod
     def _loader_generator(seed: int) -> torch.Generator:
-        """A loader's own generator: creating its iterator draws the workers' base seed from here, not from
-        the global stream that dropout and the prior samples use (`ser_mtl.random_state`)."""
+        """A loader's own generator: the workers' base seed is not drawn from the global stream that dropout
+        and the prior samples use (`ser_mtl.random_state`)."""
         return torch.Generator().manual_seed(seed)
 
     def _eval_loader(self, dataset: SegmentDataset) -> DataLoader:
@@ -343,8 +323,8 @@ class SERDataModule(pl.LightningDataModule):
         return self._eval_loader(self.test_set)
 
     def verification_dataloader(self) -> DataLoader | None:
-        """Segments of the speaker-verification utterances (auxiliary test subset + emotion test
-        speakers), unsharded; ``None`` when verification does not apply (10fold, no auxiliary root)."""
+        """Unsharded segments of the verification utterances (auxiliary test subset + emotion test
+        speakers); ``None`` without them (10fold, no auxiliary root)."""
         if not self.verification_rows:
             return None
         offset = len(self.rows) + len(self.aux_rows) + len(self.target_rows)
@@ -356,16 +336,14 @@ class SERDataModule(pl.LightningDataModule):
 
     # ----------------------------------------------------------------- checkpointed preprocessing
     def state_dict(self) -> dict:
-        """What a checkpoint needs to preprocess new audio exactly like training did: the front-end's
-        keys (``features``, ``mean``, ``std``, ``segment_frames``, ``segment_hop``, ``classes``; see
-        `FrontEnd.state_dict`), the label scheme and the speaker list."""
+        """What a checkpoint needs to preprocess new audio like training did: `FrontEnd.state_dict`'s keys,
+        the label scheme and the speaker list."""
         front = self.frontend.state_dict() if self.frontend is not None else {"mean": None}  # before setup()
         return {**front, "label_scheme": self.label_scheme.state_dict(), "speakers": self.speakers}
 
     def load_state_dict(self, state: dict) -> None:
-        """Put a checkpoint's preprocessing in place: its label scheme (for av3/av5 the training split's
-        centroids, never refitted by ``setup``), its normalisation statistics and its speaker list (a warning
-        if this data's differs). Lightning calls this after ``setup``, so datasets built there are relabelled."""
+        """Put a checkpoint's label scheme (never refitted by ``setup``), normalisation statistics and speaker
+        list (a warning if this data's differs) in place; datasets ``setup`` built are relabelled."""
         scheme = restored_scheme(state.get("label_scheme"), self.hparams.task)
         if scheme is not None:
             self.label_scheme, self._scheme_restored = scheme, True
@@ -379,7 +357,6 @@ class SERDataModule(pl.LightningDataModule):
             self.std = np.asarray(state["std"], dtype=np.float64)
         if self.mean is not None and (state.get("mean") is not None or self._scheme_restored):
             self.frontend = self._make_frontend()
-            # Lightning restores this after setup(): datasets built there must use the checkpoint's numbers
             for name in ("train_set", "val_set", "test_set", "aux_set"):
                 dataset = getattr(self, name, None)
                 if dataset is not None:

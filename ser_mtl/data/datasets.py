@@ -1,9 +1,7 @@
-"""Map-style dataset of fixed-width, normalised spectrogram segments over feature stores.
+"""Map-style dataset of fixed-width, normalised spectrogram segments of one feature store.
 
-One ``SegmentDataset`` covers a list of utterances of one feature store (one corpus). Items are
-the batch dicts of docs/interfaces.md: ``x`` (1, F, T_seg), the three labels (-1 = missing)
-and the global utterance index ``utt`` used to average segment posteriors per utterance. Cutting
-and normalising are the `FrontEnd`'s (``ser_mtl/frontend.py``), the same code ``ser-mtl classify`` runs.
+Items are the batch dicts of docs/interfaces.md; cutting and normalising are the `FrontEnd`'s
+(``ser_mtl/frontend.py``), the same code ``ser-mtl classify`` runs.
 """
 
 from __future__ import annotations

@@ -1,29 +1,18 @@
 """Log spectrograms with 128 rows over 0-8 kHz, as in the paper's section 4.2.
 
-The paper: silence removed, STFT with a 25 ms Hamming window and a 10 ms shift, 128 rows for
-0-8 kHz. At 16 kHz a 25 ms window is 400 samples, whose FFT has only 201 bins, and 128 mel bands
-over 201 bins leave some filters with no bin at all (torchaudio warns "At least one mel
-filterbank has all zero values"). Decisions, all fields of `FeatureConfig`:
+The paper: silence removed, STFT with a 25 ms Hamming window and a 10 ms shift, 128 rows for 0-8 kHz.
+At 16 kHz a 25 ms window has a 201-bin FFT, and 128 mel bands over 201 bins leave some filters empty.
+Decisions (fields of `FeatureConfig`):
 
-- **Window**: a 400-sample Hamming window (periodic, as in scipy/librosa), zero-padded to
-  `n_fft = 1024` (513 bins, 15.6 Hz apart). Zero-padding does not change the 25 ms time
-  resolution; it only samples the spectrum more finely, so every one of the 128 bands gets bins.
-- **Rows**: `scale="mel"` (default) gives 128 HTK-mel triangular bands from 0 to 8 kHz, unit peak,
-  no area normalisation (so the low, narrow bands are not inflated). `scale="linear"` instead
-  averages the linear-frequency power bins into 128 equal 62.5 Hz rows, for a spectrogram that is
-  linear in frequency as in the paper's figures.
-- **Log**: natural log of (band power + `log_eps`), `log_eps = 1e-6`; power is |STFT|^2 of a
-  waveform in [-1, 1]. Digital silence thus sits at log(1e-6) = -13.8 instead of -inf.
-- **Frames**: `center=True` with zero padding of n_fft/2 at both ends, so frame t is centred on
-  sample t * hop and a wave of T samples gives exactly 1 + T // hop frames (100 per second).
-  Zero (not reflect) padding also works for waves shorter than n_fft/2.
-- **Silence removal** (on by default): energy-based like `librosa.effects.split`: the RMS of
-  64 ms frames every 16 ms, in dB relative to the loudest frame; frames more than `silence_db`
-  (40 dB) below it are silent, and all non-silent stretches are concatenated, so pauses inside an
-  utterance go as well as leading/trailing silence. It runs in torch on the wave's device.
-
-Features are returned as float32; the feature store keeps them as float16. They are NOT
-normalised here: mean/std come from the training split (`store.running_stats`).
+- **Window**: 400-sample periodic Hamming, zero-padded to `n_fft = 1024` (513 bins): same 25 ms time
+  resolution, finer spectrum sampling, so every one of the 128 bands gets bins.
+- **Rows**: `scale="mel"` gives HTK-mel triangles with unit peak and no area normalisation (low, narrow
+  bands are not inflated); `scale="linear"` averages the power bins into 128 equal 62.5 Hz rows.
+- **Log**: natural log of (band power + 1e-6): digital silence sits at -13.8 instead of -inf.
+- **Frames**: `center=True`, zero-padded (works for waves shorter than n_fft/2): 1 + T // hop frames.
+- **Silence removal** (default): as `librosa.effects.split`, 64 ms RMS frames every 16 ms more than
+  40 dB below the loudest are dropped, pauses inside the utterance included. Runs in torch.
+Features are float32 (float16 in the store) and NOT normalised here (`store.running_stats`).
 """
 
 import dataclasses
@@ -54,12 +43,10 @@ class FeatureConfig:
         n_bins: number of frequency rows of the output.
         fmin: lowest frequency (Hz) covered by the rows.
         fmax: highest frequency (Hz) covered by the rows, at most sample_rate / 2.
-        scale: "mel" for HTK-mel triangular bands, "linear" for power averaged over equal-width
-            linear-frequency rows.
+        scale: "mel" for HTK-mel triangular bands, "linear" for power averaged over equal-width rows.
         log_eps: added to the band power before the natural log.
         trim_silence: remove silent frames (paper 4.2) before the STFT.
-        silence_db: a frame is silent when its RMS is more than this many dB below the loudest
-            frame's (librosa's `top_db`).
+        silence_db: a frame is silent when its RMS is more than this many dB below the loudest's (`top_db`).
         silence_frame_ms: frame length (ms) of the RMS used for silence detection.
         silence_hop_ms: hop (ms) of the RMS used for silence detection; the resolution of trimming.
     """
@@ -170,20 +157,14 @@ def _frame_power(wave: torch.Tensor, frame_length: int, hop_length: int) -> torc
 
 
 def _nonsilent_samples(power: torch.Tensor, top_db: float, hop_length: int, n_samples: int) -> torch.Tensor:
-    """(T,) bool from the frame powers: frames within ``top_db`` of the loudest, frame f covering samples
-    [f * hop, (f + 1) * hop)."""
+    """(T,) bool: frames within ``top_db`` of the loudest, frame f covering [f * hop, (f + 1) * hop)."""
     power = power.clamp_min(_AMIN)
     keep = 10.0 * torch.log10(power / power.max()) > -top_db  # (n_frames,)
     return keep[torch.arange(n_samples, device=power.device) // hop_length]  # (T,)
 
 
 def nonsilent_mask(wave: torch.Tensor, top_db: float, frame_length: int, hop_length: int) -> torch.Tensor:
-    """(T,) bool: True for samples inside the non-silent intervals of `librosa.effects.split`.
-
-    Same rule as librosa: RMS of centred, zero-padded frames of `frame_length` every `hop_length`;
-    a frame is non-silent when its dB relative to the loudest frame exceeds -top_db; frame f
-    covers samples [f * hop, (f + 1) * hop).
-    """
+    """(T,) bool: True for samples inside the non-silent intervals of `librosa.effects.split`."""
     if wave.ndim != 1:
         raise ValueError(f"expected a (T,) waveform, got shape {tuple(wave.shape)}")
     return _nonsilent_samples(_frame_power(wave, frame_length, hop_length), top_db, hop_length, wave.shape[0])
@@ -191,8 +172,7 @@ def nonsilent_mask(wave: torch.Tensor, top_db: float, frame_length: int, hop_len
 
 def trim_silence(wave: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
     """The (T',) samples of `wave` outside silent stretches, concatenated (T' <= T, T' > 0)."""
-    keep = nonsilent_mask(wave, cfg.silence_db, cfg.silence_frame_samples, cfg.silence_hop_samples)
-    return wave[keep]
+    return wave[nonsilent_mask(wave, cfg.silence_db, cfg.silence_frame_samples, cfg.silence_hop_samples)]
 
 
 def _checked_wave(wave: torch.Tensor) -> torch.Tensor:
@@ -212,10 +192,8 @@ def _log_rows(wave: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
 
 
 def compute_features(wave: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
-    """(T,) waveform at cfg.sample_rate -> (n_bins, frames) float32 log spectrogram, same device.
-
-    frames = 1 + T' // hop_length, where T' is the length after silence removal (T without it).
-    """
+    """(T,) waveform at cfg.sample_rate -> (n_bins, 1 + T' // hop_length) float32 log spectrogram, same
+    device; T' is the length after silence removal."""
     wave = _checked_wave(wave)
     if cfg.trim_silence:
         wave = trim_silence(wave, cfg)  # (T',)
@@ -232,9 +210,8 @@ class NoSpeechError(ValueError):
 def speech_only(wave: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
     """``wave`` after silence removal (``cfg.trim_silence``), from one pass over its frame powers.
 
-    NoSpeechError when the loudest silence-detection frame is below `SILENCE_FLOOR_DBFS` (the relative
-    ``silence_db`` rule alone keeps every frame of an all-zero file, since each frame is as loud as the
-    loudest), or when less than one ``win_ms`` window is left.
+    NoSpeechError when the loudest frame is below `SILENCE_FLOOR_DBFS` (the relative ``silence_db`` rule
+    alone keeps all of an all-zero file) or less than one ``win_ms`` window is left.
     """
     wave = _checked_wave(wave)
     frame, hop = cfg.silence_frame_samples, cfg.silence_hop_samples
@@ -252,8 +229,6 @@ def speech_only(wave: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
 
 
 def stored_frames(wave: torch.Tensor, cfg: FeatureConfig) -> np.ndarray:
-    """`compute_features` rounded to float16 on the CPU: the numbers the feature store keeps and every
-    later step (training, evaluation, classification) reads. (T,) -> (n_bins, frames) float16.
-
-    NoSpeechError (see `speech_only`) instead of frames of silence; the silence is detected once."""
+    """(T,) -> (n_bins, frames) float16 on the CPU: `compute_features` as the feature store keeps it, with
+    NoSpeechError (see `speech_only`) instead of frames of silence."""
     return _log_rows(speech_only(wave, cfg), cfg).cpu().numpy().astype(np.float16)

@@ -1,32 +1,24 @@
 """Cross-validation splits: which utterances train, validate and test in each fold.
 
-Only LABELLED rows are assigned (by default those with an emotion; pass ``labelled`` for another
-task); the others stay out of every split. Splits are lists of indices into ``rows``, deterministic
-for a seed. Speaker identity is (corpus, speaker), so two corpora never share a speaker by name.
+Only LABELLED rows are assigned (by default those with an emotion; ``labelled`` for another task).
+Splits are index lists into ``rows``, deterministic for a seed; a speaker is (corpus, speaker), so two
+corpora never share one. Schemes (the paper, section 5, offers 10-fold and leave-one-speaker-out):
 
-Schemes (the paper, section 5, offers 10-fold and "leave-one-speaker-out with five-fold"):
+- ``10fold`` (speaker-DEPENDENT, as in the paper's ref. [88]): each speaker's utterances are shuffled
+  and dealt round-robin into 10 folds, the deal continuing across speakers, so fold sizes differ by at
+  most one and every fold holds every speaker with >= 10 utterances. Fold k tests, (k+1) % 10 validates.
+- ``loso`` (one fold per speaker): fold k tests the k-th speaker in (session, speaker) order and its
+  session partner validates, so training holds no speaker of the test speaker's dialogs; without
+  exactly one partner, the next speaker in that order validates.
+- ``loso_session`` (one fold per session): session k tests, session (k+1) % n validates, so validation
+  shares no speaker or dialog with training either (the cost: 3 of 5 IEMOCAP sessions train).
+- ``cross_corpus`` (one fold): all labelled ``rows`` train; ``target_rows`` is split BY SPEAKER into
+  ~30 % validation and ~70 % test (paper: "30% of the MSP-IMPROV data for parameter selection"), the
+  validation speakers being the prefix of a seeded shuffle whose utterance share is closest to 30 %.
+  ``val``/``test`` then index into ``target_rows``.
 
-- ``10fold`` (speaker-DEPENDENT, as in the paper's ref. [88]): within each speaker (sorted), that
-  speaker's utterances are shuffled with the seed and dealt round-robin into 10 folds, the deal
-  continuing from one speaker to the next so fold sizes differ by at most one. Every fold therefore
-  holds every speaker that has >= 10 utterances. Fold k tests, fold (k+1) % 10 validates, the other
-  eight train.
-- ``loso`` (speaker-independent, one fold per speaker: IEMOCAP 10, MSP-IMPROV 12): fold k tests the
-  k-th speaker in (session, speaker) order; the session partner (the other speaker of the same
-  session) validates, so training holds no speaker of the test speaker's dialogs. If the session does
-  not have exactly two speakers, the next speaker in that order validates instead.
-- ``loso_session`` (one fold per session: IEMOCAP 5, MSP-IMPROV 6): session k tests, the next session
-  ((k+1) % n) validates, the rest trains. Validation is a whole session so that it, too, shares no
-  speaker or dialog with training (the cost: 3 of 5 IEMOCAP sessions train).
-- ``cross_corpus`` (one fold): every labelled row of ``rows`` (IEMOCAP) trains; ``target_rows``
-  (MSP-IMPROV) is split BY SPEAKER into ~30 % validation and ~70 % test (paper: "30% of the MSP-IMPROV
-  data for parameter selection and 70% as testing data"). Here ``val`` and ``test`` index into
-  ``target_rows``, ``train`` into ``rows``. The seed shuffles the target speakers; the validation
-  speakers are the shortest prefix of that order whose utterance share is closest to 30 %.
-
-Every split is checked when built: no index twice, and for the speaker-independent schemes no speaker
-in two of train/val/test (a ValueError names them). Settings the rows cannot split (an unknown scheme, a
-fold out of range, too few speakers or sessions) raise `FoldError`, a ValueError.
+Every split is checked: no index twice and, for the speaker-independent schemes, no speaker in two
+parts (ValueError). Settings the rows cannot split raise `FoldError`, a ValueError.
 """
 
 from __future__ import annotations
@@ -50,8 +42,7 @@ CROSS_CORPUS_VAL_FRACTION = 0.3
 
 
 class FoldError(ValueError):
-    """A scheme or fold that these rows cannot split: unknown scheme, fold out of range, too few speakers,
-    sessions or labelled rows, or a speaker/session missing where the scheme needs it."""
+    """A scheme or fold that these rows cannot split (unknown, out of range, too few speakers/sessions)."""
 
 
 @dataclass
@@ -243,10 +234,8 @@ def make_split(rows: Sequence[ManifestRow], scheme: str, fold: int, seed: int,
 
 def write_folds(rows: Sequence[ManifestRow], scheme: str, seed: int, out: str | os.PathLike,
                 labelled: Sequence[bool] | None = None) -> list[dict[str, int]]:
-    """Write `fold,split,utt_id,speaker` for every fold and labelled utterance, atomically.
-
-    Returns per fold {"fold", "train", "val", "test", "train_speakers", "val_speakers", "test_speakers"}.
-    """
+    """Write `fold,split,utt_id,speaker` for every fold and labelled utterance, atomically; per fold
+    {"fold", "train", "val", "test", "train_speakers", "val_speakers", "test_speakers"}."""
     if scheme == "cross_corpus":
         raise ValueError("write_folds: cross_corpus splits two manifests; use make_split(..., target_rows=...)")
     counts = []

@@ -1,9 +1,5 @@
-"""`ser-mtl folds`: write the cross-validation folds of a manifest, to inspect or share them.
-
-Training builds the same splits itself from (scheme, fold, seed); this command makes them visible.
-Example:
-    ser-mtl folds --manifest manifests/iemocap.csv --scheme loso --out folds/iemocap_loso.csv
-"""
+"""`ser-mtl folds`: write the cross-validation folds of a manifest, to inspect or share them (training
+builds the same splits itself from scheme, fold and seed)."""
 
 from __future__ import annotations
 

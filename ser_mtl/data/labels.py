@@ -2,24 +2,14 @@
 
 Tasks (paper section 5):
 - ``categorical``: the four emotions, ``EMOTIONS`` order (angry, happy, neutral, sad).
-- ``activation`` / ``valence``: three levels by the thresholds of the paper's Table 2,
-  IEMOCAP [1, 2], (2, 3.5], (3.5, 5]; MSP-IMPROV [1, 2.5], (2.5, 3.5], (3.5, 5]. Classes "low", "mid",
-  "high" (activation) and "negative", "neutral", "positive" (valence). Other corpora need explicit
-  ``thresholds``.
-- ``av3`` / ``av5``: K-means with k = 3 / 5 on (valence, activation), fitted on the TRAINING rows of the
-  fold only (so test annotations never shape the classes); a row's class is its nearest centroid
-  (Euclidean). Centroids are sorted by (activation, valence) and named "c0".."c{k-1}", so class order
-  does not depend on K-means' arbitrary cluster numbering.
+- ``activation`` / ``valence``: three levels by the thresholds of the paper's Table 2 (``TABLE2_THRESHOLDS``;
+  other corpora need explicit ``thresholds``).
+- ``av3`` / ``av5``: K-means with k = 3 / 5 on (valence, activation), fitted on the fold's TRAINING rows
+  only; a row's class is its nearest centroid. Centroids are sorted by (activation, valence) and named
+  "c0".."c{k-1}", so class order does not depend on K-means' arbitrary numbering.
 
-Which utterances get a dimensional label: the paper reports its dimensional results on the same
-corpora as the categorical ones without saying whether utterances outside the four emotions are
-used. With ``restrict_to_categorical=True`` (default) only rows with an emotion in the 4-class set get
-a dimensional label (and only they shape the K-means clusters), so categorical and dimensional
-experiments see the same utterances, and results compare across tasks. ``False`` uses every row that
-has the dimension.
-
-A fitted scheme travels in a checkpoint: ``state_dict()`` is plain JSON-able data, ``from_state``
-rebuilds it.
+The paper does not say whether utterances outside the four emotions get dimensional labels; with
+``restrict_to_categorical=True`` (default) only 4-class rows do, so the tasks see the same utterances.
 """
 
 from __future__ import annotations
@@ -39,8 +29,8 @@ TABLE2_THRESHOLDS = {"iemocap": (2.0, 3.5), "msp_improv": (2.5, 3.5)}
 
 
 class LabelSchemeError(ValueError):
-    """A label task these settings or rows cannot make: unknown task, no thresholds for the corpus, too few
-    distinct points for K-means, or a checkpoint's scheme that does not match ``data.task``."""
+    """A label task these settings cannot make: unknown task, no thresholds, too few K-means points, or a
+    checkpoint's scheme for another ``data.task``."""
 
 
 def _corpus_key(corpus: str) -> str:
@@ -100,9 +90,7 @@ class LabelScheme:
         if self.restrict_to_categorical and row.emotion not in EMOTIONS:
             return None
         valence, activation = _value(row.valence), _value(row.activation)
-        if valence is None or activation is None:
-            return None
-        return valence, activation
+        return None if valence is None or activation is None else (valence, activation)
 
     def fit(self, rows: Sequence[ManifestRow]) -> LabelScheme:
         """Fit the K-means centroids (av3/av5) on `rows`, which must be the training rows only; else a no-op."""
@@ -173,9 +161,8 @@ def make_label_scheme(task: str, corpus: str, thresholds: tuple[float, float] | 
 
 
 def restored_scheme(state: dict[str, Any] | None, task: str) -> LabelScheme | None:
-    """The fitted scheme a checkpoint's ``label_scheme`` entry describes, to be used as is (never refitted);
-    None when there is nothing fitted to keep (no entry, or av3/av5 saved before their centroids existed).
-    `LabelSchemeError` when it was made for another task than ``task`` (``data.task``)."""
+    """The scheme a checkpoint's ``label_scheme`` entry describes, to be used as is; None when there is
+    nothing fitted to keep; `LabelSchemeError` when it was made for another task than ``data.task``."""
     if not state:
         return None
     scheme = LabelScheme.from_state(state)

@@ -1,12 +1,8 @@
 """The manifest: one CSV row per utterance, the only thing training knows about a corpus.
 
-Every reader in `ser_mtl.data.corpora` turns one corpus layout into `ManifestRow`s; everything
-downstream (features, folds, labels) reads only these rows, so corpus quirks stop at the reader.
-Paths are relative to the corpus root, so a manifest survives moving the corpus.
-
-The CSV has exactly the columns of `COLUMNS`, in that order; empty cells mean "absent"
-(no emotion label, unknown gender, no valence/activation/dominance). Floats are written with
-`repr`, which round-trips exactly, so `read_manifest(write_manifest(rows))` gives equal rows.
+Readers (`ser_mtl.data.corpora`) turn a corpus layout into `ManifestRow`s, so corpus quirks stop there.
+Paths are relative to the corpus root, so a manifest survives moving the corpus. Empty cells mean
+"absent"; floats are written with `repr`, so `read_manifest(write_manifest(rows))` gives equal rows.
 """
 
 from __future__ import annotations
@@ -72,11 +68,7 @@ class ReadResult:
 
 
 def _cell(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
+    return "" if value is None else repr(value) if isinstance(value, float) else str(value)
 
 
 def write_manifest(rows: Iterable[ManifestRow], path: str | os.PathLike) -> None:

@@ -1,10 +1,6 @@
-"""Build a corpus manifest once and reuse it while the corpus's label files are unchanged.
-
-Reading LibriSpeech's train-clean-360 headers takes minutes, and every DDP rank, SLURM array
-task and ``ser-mtl`` call needs the manifest. The cached file is keyed by the corpus, the
-resolved root, the subset and a signature of the label files (path, size, mtime), so editing
-or regenerating a corpus gives a new manifest instead of a stale one.
-"""
+"""Build a corpus manifest once and reuse it while the corpus's label files are unchanged: reading
+LibriSpeech's train-clean-360 headers takes minutes, and every DDP rank, SLURM task and ``ser-mtl`` call
+needs it. The key includes the label files' path, size and mtime, so an edited corpus is re-read."""
 
 from __future__ import annotations
 
@@ -36,10 +32,8 @@ def _signature(corpus: str, root: Path, subset: str | None) -> str:
 
 def cached_manifest(corpus: str, root: str, cache_dir: str, subset: str | None = None,
                     verbose: bool = True) -> list[ManifestRow]:
-    """Rows of ``corpus`` at ``root``, from ``cache_dir/manifests`` or freshly read (and cached).
-
-    Skipped files are printed with their reasons when the manifest is built.
-    """
+    """Rows of ``corpus`` at ``root``, from ``cache_dir/manifests`` or freshly read (and cached, printing
+    the skipped files)."""
     root_path = Path(root).expanduser().resolve()
     if not root_path.is_dir():
         raise CorpusError(f"{root}: corpus root does not exist or is not a directory ({corpus})")

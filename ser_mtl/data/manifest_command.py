@@ -1,11 +1,4 @@
-"""`ser-mtl manifest`: read a corpus on disk and write its manifest CSV.
-
-Data preparation is a separate, idempotent step: run it once per corpus, then point training at
-the CSV. Example:
-    ser-mtl manifest --corpus iemocap --root /data/IEMOCAP_full_release --out manifests/iemocap.csv
-    ser-mtl manifest --corpus librispeech --root /data/LibriSpeech --subset train-clean-360 \
-        --out manifests/libri360.csv
-"""
+"""`ser-mtl manifest`: read a corpus on disk and write its manifest CSV (once per corpus; idempotent)."""
 
 from __future__ import annotations
 
@@ -21,8 +14,7 @@ def manifest(corpus: Literal["iemocap", "msp_improv", "librispeech", "csv"], roo
              subset: str | None = None, csv: str | None = None) -> None:
     """Build the manifest of a corpus on disk and write it as CSV.
 
-    Prints a summary (utterances, hours, counts per emotion, gender and session, number of speakers)
-    and every input that was left out, as `path:line: reason` with paths relative to the root.
+    Prints a summary and every input that was left out, as `path:line: reason` relative to the root.
 
     Args:
         corpus: Which reader to use: iemocap (IEMOCAP_full_release/), msp_improv (MSP-IMPROV/),

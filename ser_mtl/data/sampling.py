@@ -1,10 +1,8 @@
 """Batch samplers: the paper's mixed labelled/auxiliary training batches, and DDP sharding.
 
-Lightning's automatic ``DistributedSampler`` cannot be used here: training batches are
-*composed* (a fixed share from the auxiliary corpus in every batch), and evaluation must not
-duplicate segments (``DistributedSampler`` pads ranks with repeated samples, which would
-bias the per-utterance posterior averages). Both samplers therefore shard by rank
-themselves, and the CLI sets ``trainer.use_distributed_sampler=False``.
+Lightning's ``DistributedSampler`` cannot be used: training batches are *composed* (a fixed auxiliary
+share in each), and it pads ranks with repeated samples, which would bias the per-utterance posterior
+averages. Both samplers shard by rank themselves (the CLI sets ``use_distributed_sampler=False``).
 """
 
 from __future__ import annotations
@@ -17,21 +15,17 @@ from torch.utils.data import Sampler
 
 
 class SamplingError(ValueError):
-    """Batch settings the training data cannot satisfy: ``batch_size`` < 1, ``aux_fraction`` outside [0, 1],
-    or no training segment at all."""
+    """Batch settings the training data cannot satisfy (bad ``batch_size``/``aux_fraction``, no segment)."""
 
 
 class MixedBatchSampler(Sampler[list[int]]):
     """Batches of ``batch_size`` indices, ``n_aux_per_batch`` of them from the auxiliary pool.
 
-    Indices ``[0, n_primary)`` are primary (emotion corpus) segments and
-    ``[n_primary, n_primary + n_aux)`` auxiliary ones, as in a ``ConcatDataset``. An epoch is
-    one pass over the primary segments; auxiliary segments are drawn without replacement and
-    the pool is reshuffled when exhausted, so over many epochs every auxiliary segment is seen.
-    With ``n_primary == 0`` (pretraining on the auxiliary corpus alone) an epoch is one pass
-    over the auxiliary pool. Under DDP, rank ``r`` of ``w`` takes batches ``r, r + w, ...`` of
-    one shared permutation, truncated so that every rank runs the same number of steps (the
-    three manual optimizer steps synchronise gradients, so unequal counts would hang).
+    Indices ``[0, n_primary)`` are primary segments, the next ``n_aux`` auxiliary ones (a ``ConcatDataset``).
+    An epoch is one pass over the primary segments (over the auxiliary ones when ``n_primary == 0``);
+    the auxiliary pool is drawn without replacement and reshuffled when exhausted. Under DDP, rank ``r``
+    of ``w`` takes batches ``r, r + w, ...`` of one shared permutation, truncated so every rank runs the
+    same number of steps (the manual optimizer steps synchronise gradients: unequal counts would hang).
     """
 
     def __init__(self, n_primary: int, n_aux: int, batch_size: int, aux_fraction: float,
@@ -47,18 +41,11 @@ class MixedBatchSampler(Sampler[list[int]]):
         self.batch_size, self.seed = batch_size, seed
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
-        # Lightning calls set_epoch only on a DataLoader's sampler or on its batch sampler's `.sampler`,
-        # never on a batch sampler itself: the datamodule passes the trainer's epoch counter instead.
+        # Lightning never calls set_epoch on a batch sampler: the datamodule passes the trainer's epoch.
         self.epoch_fn = epoch_fn
-        # Batches of this epoch already trained before a mid-epoch checkpoint: a resumed fit starts after
-        # them instead of replaying the epoch's first batches under later batch indices.
-        self.skip_fn = skip_fn
-        if n_primary == 0:
-            self.n_aux_per_batch = batch_size
-        elif n_aux == 0:
-            self.n_aux_per_batch = 0
-        else:
-            self.n_aux_per_batch = min(batch_size - 1, round(batch_size * aux_fraction))
+        self.skip_fn = skip_fn  # batches of this epoch trained before a mid-epoch checkpoint
+        self.n_aux_per_batch = (batch_size if n_primary == 0 else 0 if n_aux == 0
+                                else min(batch_size - 1, round(batch_size * aux_fraction)))
         self.n_primary_per_batch = batch_size - self.n_aux_per_batch
 
     def set_epoch(self, epoch: int) -> None:
@@ -96,12 +83,8 @@ class MixedBatchSampler(Sampler[list[int]]):
 
 
 class ShardedEvalSampler(Sampler[int]):
-    """Contiguous, non-overlapping, unpadded shard of ``range(n)`` for rank ``rank``.
-
-    Every segment is evaluated exactly once across ranks; the utterance-level metric gathers
-    (utterance, posterior) pairs from all ranks before averaging, so WA/UA equal a
-    single-process run.
-    """
+    """Contiguous, non-overlapping, unpadded shard of ``range(n)`` for rank ``rank``: every segment is
+    evaluated once, so the gathered utterance-level WA/UA equal a single-process run."""
 
     def __init__(self, n: int, rank: int = 0, world_size: int = 1) -> None:
         bounds = np.linspace(0, n, world_size + 1).round().astype(int)

@@ -1,15 +1,9 @@
 """Fixed-width segments over variable-length utterances (paper 4.2: a 256-frame context window).
 
-A segment is an (utterance, frame offset) pair; keeping the utterance lets test-time segment
-posteriors be averaged per utterance. For an utterance of L frames, segment width W and hop H:
-
-- L == 0 (audio that could not be featurized): no segment.
-- L <= W: one segment at offset 0, zero-padded on the right by `cut_segment`.
-- L > W: offsets 0, H, 2H, ... while the window fits, plus one last window aligned to the end
-  (offset L - W) when the regular ones leave a tail uncovered, so every frame is in a segment.
-  That last window overlaps its predecessor by more than W - H frames.
-
-Example, W = 256, H = 128: L = 300 -> offsets [0, 44]; L = 600 -> [0, 128, 256, 344].
+A segment is an (utterance, frame offset) pair, so test-time posteriors can be averaged per utterance.
+For L frames, width W and hop H: L == 0 gives no segment; L <= W one at offset 0, zero-padded by
+`cut_segment`; L > W offsets 0, H, 2H, ... while the window fits, plus one aligned to the end (offset
+L - W) when a tail is left uncovered. W = 256, H = 128: L = 300 -> [0, 44]; L = 600 -> [0, 128, 256, 344].
 """
 
 from __future__ import annotations
@@ -39,10 +33,8 @@ def segment_index(lengths: np.ndarray, segment_frames: int, hop: int) -> np.ndar
 
 
 def cut_segment(frames: np.ndarray, offset: int, segment_frames: int) -> np.ndarray:
-    """(F, segment_frames) copy of frames[:, offset:offset + segment_frames], zero-padded on the right.
-
-    Always a new array (never a view of a read-only memory map), same dtype as `frames`.
-    """
+    """(F, segment_frames) copy (never a view of a read-only memory map) of
+    frames[:, offset:offset + segment_frames], zero-padded on the right, same dtype."""
     if frames.ndim != 2:
         raise ValueError(f"frames: expected (F, L), got shape {frames.shape}")
     length = frames.shape[1]

@@ -1,16 +1,9 @@
 """Seeded, nested speaker draws: which speakers of a corpus a run uses (``data.speakers``, ``data.aux_speakers``).
 
-The paper trains on "600 speakers randomly selected" from LibriSpeech train-clean-360 (4.1.3), both
-when pretraining on LibriSpeech alone and as the auxiliary corpus of fine-tuning, and Figure 4a
-varies that number. A draw of ``n`` speakers is the first ``n`` of ONE seeded permutation of the
-corpus's sorted unique speaker ids (``numpy.random.default_rng(seed).permutation``), so:
-
-* draws of different sizes with the same seed are nested (the 100-speaker draw is a subset of the
-  600-speaker draw), and a sweep over the number of speakers adds speakers instead of swapping them;
-* the same corpus, size and seed give the same speakers whichever option draws them, so a
-  LibriSpeech pretraining (``data.corpus: librispeech``, ``data.speakers: 600``) and a fine-tuning's
-  auxiliary corpus (``data.aux_speakers: 600``) with the same ``data.seed`` use exactly the same
-  speakers, and (rows kept in manifest order) the same feature store.
+The paper trains on "600 speakers randomly selected" from LibriSpeech train-clean-360 (4.1.3); Figure 4a
+varies that number. A draw of ``n`` is the first ``n`` of ONE seeded permutation of the sorted unique ids,
+so draws with one seed are nested (a sweep adds speakers instead of swapping them), and a pretraining with
+``data.speakers: 600`` uses the same speakers (and feature store) as a fine-tuning's ``aux_speakers: 600``.
 """
 
 from __future__ import annotations
@@ -25,11 +18,7 @@ from ser_mtl.data.manifest import ManifestRow
 
 def draw_speakers(speakers: Iterable[str], n: int | None, seed: int, source: str = "the corpus") -> list[str]:
     """The ``n`` speakers drawn from ``speakers`` with ``seed``, sorted; ``n`` None = all of them.
-
-    The draw is the first ``n`` entries of ``default_rng(seed).permutation`` over the sorted unique ids,
-    hence nested in ``n`` for a fixed seed. ``source`` names the corpus/subset (and the option) in the error
-    raised when ``n`` is negative or larger than the number of speakers available.
-    """
+    ``source`` names the corpus/subset (and the option) in the error for a bad ``n``."""
     pool = sorted(set(speakers))
     if n is None:
         return pool
@@ -67,6 +56,5 @@ def draw_rows(rows: Sequence[ManifestRow], n: int | None, seed: int,
 
 
 def draw_source(option: str, n: int | None, root: str, subset: str | None) -> str:
-    """How a draw's error names the option and the corpus, e.g. ``data.speakers=700: /data/LibriSpeech
-    (train-clean-360)``."""
+    """How a draw's error names option and corpus (``data.speakers=700: /data/LibriSpeech (test-clean)``)."""
     return f"{option}={n}: {root}" + (f" ({subset})" if subset else "")

@@ -1,28 +1,19 @@
 """On-disk feature store: every utterance featurized once per configuration, read as a memory map.
 
-LibriSpeech train-clean-360 is ~33 GB of float16 frames, so features are never held in RAM: they
-live in one raw float16 file that is opened with ``np.memmap(mode="r")``; an utterance is one
-contiguous C-order (n_bins, length) block, so reading it touches one region of the file.
-
-Layout of ``cache_dir/<key>/`` (``key`` hashes every manifest row's content, in order, and
-``FeatureConfig.key()``, so a changed manifest or setting gets a new folder, never stale frames;
-the corpus root is not hashed, so moving a corpus keeps its store):
+LibriSpeech train-clean-360 is ~33 GB of float16 frames, so features never sit in RAM: utterance i is
+one contiguous (n_bins, length) block of ``features.f16``, read through ``np.memmap``. The folder
+``cache_dir/<key>/`` is keyed by every row's content and ``FeatureConfig.key()`` but not the corpus
+root, so a changed manifest or setting never reads stale frames and a moved corpus keeps its store:
 
 - ``features.f16``  raw float16, utterance i at frames [offsets[i], offsets[i] + lengths[i])
 - ``index.npz``     ``offsets``, ``lengths``: (U,) int64 frames, in the order of ``rows``
-- ``COMPLETE.json`` written last, atomically: config, sizes, skipped utterances. A folder without
-  it is never read as a store.
-- ``build.lock``    fcntl lock: the first process (DDP rank, SLURM array task) builds, the others
-  wait and then open the finished store.
+- ``COMPLETE.json`` written last, atomically; a folder without it is never read as a store
+- ``build.lock``    fcntl lock: one process (DDP rank, SLURM task) builds, the others wait
 
-Build (resumable): rows are cut into chunks of ``chunk_size`` utterances; each chunk is featurized
-(in the process, or in ``num_workers`` spawned processes) into ``parts/<k>.f16`` + ``parts/<k>.json``
-(each written to a temporary name and renamed; the json last, so it marks the chunk as done). A
-killed build keeps its finished chunks. Assembly appends the parts to ``features.f16.partial``,
-recording progress after each part and deleting the part, so peak disk use is one store plus
-one chunk, and a kill during assembly resumes too. Utterances whose audio cannot be read are
-logged, listed in ``skipped`` and get length 0. Spawned workers need the usual
-``if __name__ == "__main__":`` guard in the calling script.
+Resumable build: chunks of rows become ``parts/<k>.f16`` + ``.json`` (written last: chunk done), then
+are appended to ``features.f16.partial`` one by one (progress recorded, part deleted): peak disk use is
+one store plus one chunk. Unreadable audio is logged, listed in ``skipped`` and gets length 0.
+Spawned workers need the ``if __name__ == "__main__":`` guard in the calling script.
 """
 
 from __future__ import annotations
@@ -108,8 +99,7 @@ class _ChunkJob:
 
 
 def _featurize(path: Path, cfg: FeatureConfig) -> np.ndarray:
-    """(n_bins, frames) float16 features of one audio file; CorpusError if the audio is unusable
-    (unreadable, empty, non-finite samples, digital silence, less than one analysis window of speech)."""
+    """(n_bins, frames) float16 features of one audio file; CorpusError if the audio is unusable."""
     wave = load_audio(path, cfg.sample_rate)  # (T,)
     try:
         return stored_frames(wave, cfg)
@@ -355,11 +345,8 @@ class FeatureStore:
 
 
 def running_stats(store: FeatureStore, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row mean and std (ddof=0), each (F,) float64, over all frames of utterances `indices`.
-
-    Streams one utterance at a time and merges per-utterance moments (Chan et al.'s parallel
-    update), which stays exact in float64 without ever concatenating the frames.
-    """
+    """Per-row mean and std (ddof=0), each (F,) float64, over all frames of utterances `indices`, merging
+    per-utterance moments (Chan et al.'s parallel update) instead of concatenating the frames."""
     n_bins = store.cfg.n_bins
     count, mean, m2 = 0, np.zeros(n_bins), np.zeros(n_bins)
     for i in indices:

@@ -1,23 +1,12 @@
 """Synthetic demo corpora in the real IEMOCAP and LibriSpeech layouts (`ser-mtl synth --out DIR`).
 
-Why: the real corpora are licensed and large; this lets every command be tried in minutes on a CPU,
-through the real readers *unchanged*. So the files follow the layouts of docs/corpora.md, quirks included:
-the speaker is the last field of the utterance id (`Ses01F_impro01_M000` is the session-1 male),
-dialog names can carry a letter suffix (`Ses03M_impro05a`), `EmoEvaluation/` has per-evaluator
-sub-folders that are not dialog files, SPEAKERS.TXT lists absent speakers and a name containing '|'.
-
-    DIR/IEMOCAP_full_release/Session{n}/sentences/wav/<dialog>/<utt_id>.wav        16 kHz mono PCM_16
-    DIR/IEMOCAP_full_release/Session{n}/dialog/EmoEvaluation/<dialog>.txt          consensus + evaluators
-    DIR/IEMOCAP_full_release/Session{n}/dialog/EmoEvaluation/{Categorical,Attribute,Self-evaluation}/
-    DIR/IEMOCAP_full_release/Session{n}/dialog/transcriptions/<dialog>.txt
-    DIR/LibriSpeech/{train-clean-360,test-clean}/<spk>/<chapter>/<spk>-<chapter>-<NNNN>.flac + .trans.txt
-    DIR/LibriSpeech/SPEAKERS.TXT
-    DIR/ser_mtl_synth.json                                                           stamp, written last
-
-Labels are drawn first (code, a latent valence/activation/dominance, integer evaluator ratings whose
-mean is the consensus) and the audio is then generated from the latent values (`synth_voice`), so the
-categorical and the dimensional tasks are learnable but noisy. Every utterance has its own random
-stream keyed by (seed, corpus, speaker, index): the output is byte-identical for a given seed.
+The real corpora are licensed and large; these let every command run in minutes on a CPU through the
+real readers *unchanged*, so the files follow docs/corpora.md quirks included (speaker in the last
+field of the utterance id, letter-suffixed dialogs, per-evaluator sub-folders of `EmoEvaluation/`,
+absent speakers and a '|' in SPEAKERS.TXT). `DIR/ser_mtl_synth.json` is the stamp, written last.
+Labels are drawn first (code, latent valence/activation/dominance, evaluator ratings averaging to the
+consensus), then the audio from the latent values (`synth_voice`): both tasks learnable but noisy.
+Each utterance has its own random stream keyed by (seed, corpus, speaker, index): byte-identical output.
 """
 
 from __future__ import annotations
@@ -55,6 +44,8 @@ _CATEGORY = {"ang": "Anger", "hap": "Happiness", "exc": "Excited", "neu": "Neutr
 _DIALOG_BASES = ["impro01", "script01_1", "impro02", "script01_2", "impro03", "script02_1", "impro04",
                  "script02_2", "impro06", "script03_1", "impro07", "script03_2", "impro08", "script01_3"]
 _SUFFIXED = {3: {1: "M_impro05a", 3: "M_impro05b"}, 5: {1: "M_script01_1b"}}  # real letter-suffix dialogs
+
+
 @dataclass
 class _Utt:
     """One planned utterance: where it goes, its labels and its audio."""
@@ -82,10 +73,9 @@ def synth(
 ) -> None:
     """Write the synthetic IEMOCAP and LibriSpeech demo corpora under `out`, in the real layouts.
 
-    Idempotent: if `out` already holds a complete corpus made with the same arguments (the stamp file
-    `out/ser_mtl_synth.json` is written last), it says so and returns. A half-written or differently
-    parameterised synthetic corpus is deleted and rewritten; a corpus not written by this function is
-    never touched (raises FileExistsError). The defaults (~0.9 h of audio) take well under a minute.
+    Idempotent: a complete corpus made with the same arguments is left as is; a half-written or
+    differently parameterised one is rewritten; one not written by this function is never touched
+    (FileExistsError). The defaults (~0.9 h of audio) take well under a minute.
 
     Args:
         out: Output folder; receives `IEMOCAP_full_release/`, `LibriSpeech/` and the stamp.

@@ -1,9 +1,5 @@
 """The LibriSpeech part of the synthetic demo corpus (`ser_mtl.data.synth`): FLAC files, transcripts and a
-SPEAKERS.TXT with the real file's quirks (a name containing '|', rows for subsets that are absent).
-
-    DIR/LibriSpeech/{train-clean-360,test-clean}/<spk>/<chapter>/<spk>-<chapter>-<NNNN>.flac + .trans.txt
-    DIR/LibriSpeech/SPEAKERS.TXT
-"""
+SPEAKERS.TXT with the real file's quirks (a name containing '|', rows for subsets that are absent)."""
 
 from __future__ import annotations
 

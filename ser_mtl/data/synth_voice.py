@@ -1,21 +1,11 @@
 """Speech-like signals for the synthetic demo corpora (see `ser_mtl.data.synth`).
 
-The demo corpora must exercise everything the real ones do -- silence trimming, 128-bin spectrograms,
-speaker, gender and emotion heads -- without licensed audio. So each utterance is built like speech
-rather than like a test tone:
-
-- a band-limited glottal source: harmonics of a moving f0 whose amplitudes fall as exp(-f / tilt),
-  in closed form (a geometric series of complex exponentials), so no per-harmonic loop is needed;
-- pulse-synchronous aspiration noise (breathiness) and short fricative bursts at some onsets;
-- a cascade of 3-5 formant resonators per syllable, from a vowel table scaled by the speaker's
-  vocal-tract length, so speakers differ in timbre and not only in pitch;
-- syllables with raised-sine envelopes grouped into words separated by pauses, and silence at both
-  ends, so that trimming and the syllable rate matter.
-
-Emotion is carried only by prosody and voice quality (`prosody_for`): activation raises pitch, pitch
-range, syllable rate, loudness and spectral brightness; valence raises pitch a little, slightly raises
-the formants (the "smile" effect) and lowers tension. Every cue has per-utterance jitter, and a random
-overall gain is applied on top, so no single cue separates the classes.
+The demo must exercise silence trimming, 128-bin spectrograms and the speaker, gender and emotion heads,
+so an utterance is built like speech, not like a test tone: a band-limited glottal source (harmonics
+falling as exp(-f / tilt), in closed form) with aspiration noise and fricative bursts; 3-5 formant
+resonators per syllable from a vowel table scaled by the speaker's vocal-tract length (speakers differ
+in timbre, not only pitch); words of syllables separated by pauses, silence at both ends. Emotion lives
+only in prosody and voice quality (`prosody_for`), every cue jittered, a random overall gain on top.
 """
 
 from __future__ import annotations
@@ -90,10 +80,6 @@ class Utterance:
     speech_seconds: float  # from the first syllable onset to the last syllable offset
     f0_median: float  # Hz, median of the generated f0 contour over the syllables
 
-    @property
-    def n_syllables(self) -> int:
-        return sum(self.syllables_per_word)
-
 
 def make_voice(rng: np.random.Generator, gender: str) -> Voice:
     """Draw a speaker: female f0 170-260 Hz and shorter vocal tract, male f0 85-150 Hz."""
@@ -120,9 +106,8 @@ def prosody_for(
 ) -> Prosody:
     """Prosody of one utterance from its (latent) activation and valence on the 1-5 scale.
 
-    Angry (low valence, high activation) comes out high, wide, fast, loud and tense; sad (low, low)
-    low, narrow, slow, quiet and breathy; happy/excited high and wide with raised formants; neutral in
-    between. Each cue has its own jitter, and `random_gain_db` adds a uniform overall gain in
+    Activation raises pitch, range, rate, loudness and brightness; valence raises pitch a little and the
+    formants (smiling) and lowers tension. `random_gain_db` adds a uniform overall gain in
     [-random_gain_db, +random_gain_db] so raw energy is not a clean cue.
     """
     a, v = activation - 3.0, valence - 3.0

@@ -1,7 +1,4 @@
-"""Corpus readers: one file per on-disk layout, each returning a `ReadResult` of manifest rows.
-
-Nothing downstream of a reader knows corpus quirks; adding a corpus means adding one reader here.
-"""
+"""Corpus readers: one file per on-disk layout, each returning a `ReadResult`; corpus quirks stop here."""
 
 from __future__ import annotations
 

@@ -34,11 +34,8 @@ class Collector:
         self.result.skipped.append(Skip(path, line, reason))
 
     def add(self, where: str, line: int | None, **fields: object) -> None:
-        """Keep ManifestRow(**fields, duration=<from the audio header>) unless fields["utt_id"] is
-        a duplicate or the audio at fields["path"] (relative to the root) is unusable.
-
-        `where`/`line` locate the label that named the utterance; a problem becomes a Skip there.
-        """
+        """Keep ManifestRow(**fields, duration=<from the audio header>), or record a Skip at `where`:`line`
+        (the label naming the utterance) when the utt_id is a duplicate or the audio is unusable."""
         utt_id, audio = str(fields["utt_id"]), str(fields["path"])
         here = where if line is None else f"{where}:{line}"
         if utt_id in self.seen:

@@ -1,12 +1,9 @@
 """Generic reader: any corpus described by a CSV -> manifest rows.
 
-For a corpus without a dedicated reader (or audio of one's own). The CSV (default
-`<root>/manifest.csv`) has a header naming its columns: `path` (relative to the root) is required,
-any other manifest column is optional (utt_id, corpus, speaker, gender, session, emotion,
-raw_emotion, valence, activation, dominance). Missing columns give empty cells, except utt_id
-(the file stem of `path`) and corpus ("csv"). `duration` always comes from the audio header; a
-`duration` column is accepted and ignored. An unknown column is an error rather than silently
-dropped, so that a typo (`emotions`) cannot lose the labels.
+The CSV (default `<root>/manifest.csv`) names its columns in a header: `path` (relative to the root)
+is required, any other manifest column optional (empty if missing; utt_id defaults to the stem of
+`path`, corpus to "csv"). `duration` always comes from the audio header. An unknown column is an
+error, so that a typo (`emotions`) cannot silently lose the labels.
 """
 
 from __future__ import annotations
@@ -60,11 +57,8 @@ def _parse_row(values: dict[str, str]) -> dict[str, object] | str:
 
 
 def read_csv_corpus(root: str | Path, csv_path: str | Path | None = None) -> ReadResult:
-    """Rows for every CSV line whose audio (`root`/path) is readable.
-
-    Raises CorpusError when the CSV is missing, has no `path` column or an unknown column; a bad
-    line (unknown emotion, bad number, missing or unreadable audio, duplicate id) is a Skip.
-    """
+    """Rows for every CSV line whose audio (`root`/path) is readable. CorpusError when the CSV is missing or
+    its header lacks `path` or has an unknown column; a bad line is a Skip."""
     root = require_dir(root, "corpus")
     csv_path = Path(csv_path) if csv_path is not None else root / DEFAULT_CSV
     if not csv_path.is_file():

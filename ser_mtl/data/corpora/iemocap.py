@@ -1,22 +1,11 @@
-"""IEMOCAP reader: `IEMOCAP_full_release/` -> manifest rows (one per labelled utterance).
+"""IEMOCAP reader: `IEMOCAP_full_release/` -> manifest rows (one per labelled utterance; docs/corpora.md).
 
-Layout (docs/corpora.md; the paper, Latif et al., describes the corpus in its section 4.1.1):
-  Session{n}/dialog/EmoEvaluation/<dialog>.txt        one label file per dialog
-  Session{n}/dialog/EmoEvaluation/{Categorical,Attribute,Self-evaluation}/   per-evaluator files:
-                                                       NOT dialog files, never read
-  Session{n}/sentences/wav/<dialog>/<utt_id>.wav      dialog = utt_id.rsplit("_", 1)[0]
-
-A dialog file is a header line (`% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]`), then one
-block per utterance separated by blank lines. A block's first line is
-`[start - end]<TAB>utt_id<TAB>code<TAB>[valence, activation, dominance]`; the evaluator lines after
-it (`C-E1:`, `A-F1:` ...) are ignored. A block head is a line starting with "[" or the first line
-after a blank one, so a malformed head is reported rather than mistaken for an evaluator line.
-
+Only `Session{n}/dialog/EmoEvaluation/*.txt` are dialog files. A block head is a line starting with "["
+or the first line after a blank one, so a malformed head is reported, not taken for an evaluator line.
 Speaker and gender come from the LAST field of the utterance id: `Ses01F_impro01_M000` is spoken by
 the male actor of session 1 (speaker "Ses01_M"); the letter after `Ses01` only says who wore the
-motion-capture markers. Emotion: ang/hap/exc/neu/sad -> angry/happy/happy/neutral/sad (excited is
-merged into happy, the usual 4-class set); every other code gives emotion "" but is kept with its
-raw code and valence/activation/dominance, which the dimensional tasks use.
+motion-capture markers. exc is merged into happy; other codes outside the 4-class set give emotion ""
+but keep their raw code and valence/activation/dominance for the dimensional tasks.
 """
 
 from __future__ import annotations
@@ -65,9 +54,8 @@ def _parse_head(line: str) -> tuple[str, str, list[float], int, str] | str:
 def _read_dialog(out: Collector, label_file: Path, session: int) -> None:
     where = rel(out.root, label_file)
     previous_blank = True
-    # splitlines + strip: real files may carry Windows line endings and trailing spaces.
     for number, raw in enumerate(label_file.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-        line = raw.strip()
+        line = raw.strip()  # real files may carry Windows line endings and trailing spaces
         is_head = line.startswith("[") or (previous_blank and line and not line.startswith("%"))
         previous_blank = not line
         if not is_head:
@@ -90,19 +78,15 @@ def _read_dialog(out: Collector, label_file: Path, session: int) -> None:
 
 
 def read_iemocap(root: str | Path) -> ReadResult:
-    """Every utterance of every dialog file under `root` (IEMOCAP_full_release/), in file order.
-
-    Raises CorpusError when `root` has no Session{n}/ folders or a session lacks its
-    dialog/EmoEvaluation/ folder; bad lines and unusable audio become Skips.
-    """
+    """Every utterance of every dialog file under `root` (IEMOCAP_full_release/), in file order. CorpusError
+    without Session{n}/dialog/EmoEvaluation/ folders; bad lines and unusable audio become Skips."""
     root = require_dir(root, "IEMOCAP_full_release")
     out = Collector(root)
     for session, session_dir in _session_dirs(root):
         label_dir = session_dir / "dialog" / "EmoEvaluation"
         if not label_dir.is_dir():
             raise CorpusError(f"{label_dir}: missing; every IEMOCAP session has dialog/EmoEvaluation/")
-        # Only the files directly in EmoEvaluation/ are dialog files; its sub-folders hold
-        # per-evaluator files. `._*` are macOS resource forks, not text.
+        # `._*` are macOS resource forks, not text
         for label_file in sorted(label_dir.glob("*.txt")):
             if label_file.is_file() and not label_file.name.startswith("._"):
                 _read_dialog(out, label_file, session)

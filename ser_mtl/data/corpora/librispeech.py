@@ -1,17 +1,9 @@
-"""LibriSpeech reader: one subset of `LibriSpeech/` -> manifest rows for the auxiliary tasks.
+"""LibriSpeech reader: one subset of `LibriSpeech/` -> rows for the auxiliary tasks (docs/corpora.md).
 
-Layout (docs/corpora.md; the paper, Latif et al., describes the corpus in its section 4.1.3):
-  SPEAKERS.TXT                                        `;` comments, then ID | SEX | SUBSET | MINUTES | NAME
-  <subset>/<speaker>/<chapter>/<speaker>-<chapter>-<NNNN>.flac
-  <subset>/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt   "<utt_id> TRANSCRIPT" per line
-
-Rows carry speaker and gender only (no emotion, no valence/activation/dominance): LibriSpeech feeds
-the speaker and gender tasks. The speaker id is prefixed ("libri_60") so it can never collide with
-an emotion corpus's ids; session is the subset name; utt_id the file stem. Gender comes from
-SPEAKERS.TXT, whose NAME may itself contain '|' (speaker 60 is `|CBW|Simon`), hence at most four
-splits. A speaker missing from SPEAKERS.TXT keeps its rows with gender "" (unknown, never guessed).
-Rows come from the audio files; the transcripts are only checked, so that a transcript line whose
-audio is missing is reported.
+Rows carry speaker and gender only. The speaker id is prefixed ("libri_60") so it never collides with
+an emotion corpus's; session is the subset name; utt_id the file stem. Gender comes from SPEAKERS.TXT,
+whose NAME may contain '|' (speaker 60 is `|CBW|Simon`), hence at most four splits; an unlisted speaker
+gets gender "" (never guessed). Transcripts are only checked, so a line whose audio is missing is reported.
 """
 
 from __future__ import annotations
@@ -63,11 +55,8 @@ def _check_transcripts(root: Path, subset_dir: Path, out: Collector) -> None:
 
 
 def read_librispeech(root: str | Path, subset: str = DEFAULT_SUBSET) -> ReadResult:
-    """Every readable utterance of `root`/`subset` (e.g. train-clean-360, test-clean).
-
-    Raises CorpusError when `root` lacks SPEAKERS.TXT or the subset folder; unreadable or empty
-    audio, misnamed files and bad transcript/SPEAKERS.TXT lines become Skips.
-    """
+    """Every readable utterance of `root`/`subset` (e.g. train-clean-360). CorpusError without SPEAKERS.TXT
+    or the subset folder; unusable audio, misnamed files and bad text lines become Skips."""
     root = require_dir(root, "LibriSpeech")
     if not (root / "SPEAKERS.TXT").is_file():
         raise CorpusError(f"{root}: no SPEAKERS.TXT; this is not the LibriSpeech root "

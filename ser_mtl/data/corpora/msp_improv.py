@@ -1,26 +1,14 @@
-"""MSP-IMPROV reader: `MSP-IMPROV/` -> manifest rows (one per clip with a consensus label).
+"""MSP-IMPROV reader: `MSP-IMPROV/` -> manifest rows, one per clip with a consensus label (docs/corpora.md).
 
-Layout (docs/corpora.md; the paper, Latif et al., describes the corpus in its section 4.1.2):
-  Evaluation.txt (some copies: Evalution.txt)        the labels, one block per clip
-  Audio/session{n}/S01A/P/MSP-IMPROV-S01A-F01-P-FM01.wav   or the same without Audio/ (merged
-                                                      copies); macOS `._*` files are never opened
-A block starts with the consensus line of one clip, named after its video:
-  `UTD-IMPROV-S01A-F01-P-FM01.avi; N; A:2.666667; V:3.000000; D:2.333333 ; N:3.500000;`
-followed by one line per rater (ignored). The consensus line is parsed by splitting on ';' and then
-on `key:value` (A activation, V valence, D dominance, N naturalness), never by column position, and
-`NaN` becomes an empty cell. `UTD-IMPROV-X.avi` is the clip whose audio is `MSP-IMPROV-X.wav`.
-Consensus letters A/H/S/N map to angry/happy/sad/neutral; O (other) and X (no agreement) keep
-their letter in raw_emotion and get emotion "".
+A block of `Evaluation.txt` (or `Evalution.txt`) starts with the consensus line of one clip, named after
+its video (`UTD-IMPROV-X.avi` is the clip of `MSP-IMPROV-X.wav`), then one line per rater (ignored).
+The consensus line is split on ';' and then on `key:value`, never by position; `NaN` gives an empty cell.
+O (other) and X (no agreement) keep their letter in raw_emotion and get emotion "".
 
-Who speaks. Name fields: `S01` sentence, `A` the scenario's intended emotion (not the label),
-`F01` the actor holding the target role, whose digits are the session (each session pairs one
-female and one male actor), `P|R|S|T` the condition, and the turn `FM01`. Both actors of a dyad
-speak in the clips filed under one target-role actor (the improvisation is a dialogue), so the
-actor field alone cannot give the speaker; the turn field's first letter is the gender of the
-person speaking. Since a session has exactly one actor of each gender, (session, gender of the
-speaker) identifies the actor: speaker = f"MSP_{gender}{session:02d}", gender = that letter.
-This is the issue's rule; public parsers differ (several take the actor field as the speaker), so
-it lives in one function, `_speaker`.
+Who speaks: both actors of a dyad speak in the clips filed under one target-role actor (`F01`), so the
+turn field's first letter (`FM01`) is taken as the speaker's gender and, a session having one actor of
+each gender, speaker = f"MSP_{gender}{session:02d}". Public parsers differ (several take the actor
+field), so this rule lives in one function, `_speaker`.
 """
 
 from __future__ import annotations
@@ -101,11 +89,8 @@ def _is_consensus(line: str) -> bool:
 
 
 def read_msp_improv(root: str | Path) -> ReadResult:
-    """Every clip of the label file under `root` (MSP-IMPROV/) whose audio is readable.
-
-    Raises CorpusError when `root` has no Evaluation.txt/Evalution.txt or no audio folders;
-    malformed consensus lines and unusable audio become Skips naming the label file and line.
-    """
+    """Every clip of the label file under `root` (MSP-IMPROV/) whose audio is readable. CorpusError without
+    a label file or audio folders; bad consensus lines and unusable audio become Skips."""
     root = require_dir(root, "MSP-IMPROV")
     label_file = _label_file(root)
     prefixes = _audio_prefixes(root)
