@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from ser_mtl.analysis.compare import compare_dirs, compare_runs, paired_statistics
+from ser_mtl.analysis.compare import (
+    CompareError,
+    compare_dirs,
+    compare_runs,
+    paired_statistics,
+    table_significance,
+)
 from ser_mtl.cli import main
 
 T_975_5 = 2.5705818366147395  # t quantile 0.975 with 5 degrees of freedom (printed tables: 2.571)
@@ -142,3 +148,84 @@ def test_missing_metrics_and_too_few_pairs_are_clear_errors(tmp_path: Path, caps
     with pytest.raises(SystemExit):
         main(["compare", str(a)])
     assert "at least two cv folders" in capsys.readouterr().err
+
+
+def write_record(root: Path, base_seed: int = 0, **data) -> None:
+    """``root/cv.json`` as ``ser-mtl cv`` writes it; ``data`` overrides the resolved ``data.*`` settings."""
+    resolved = {"data": {"corpus": "iemocap", "task": "categorical", "scheme": "loso", "target_corpus": None,
+                         "seed": 0, **data}, "model": {"tasks": ["emotion"]}}
+    (root / "cv.json").write_text(json.dumps({"config_args": [], "base_seed": base_seed, "config_files": {},
+                                              "label": None, "resolved": resolved}))
+
+
+def test_folders_of_different_experiments_are_refused_naming_the_setting(tmp_path: Path, capsys) -> None:
+    a, b = two_folders(tmp_path)
+    write_record(a)
+    write_record(b, scheme="loso_session")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", str(a), str(b)])
+    assert exit_info.value.code == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert (f"{b}: data.scheme is loso_session, {a} has loso: their (fold, repeat) runs are different "
+            "experiments; pass --allow_mismatch data.scheme to compare them anyway") in captured.err
+    # the deliberate case: the same numbers as without the check, and a note saying what differed
+    main(["compare", str(a), str(b), "--allow_mismatch", "data.scheme"])
+    assert f"mtl vs stl: data.scheme is loso_session, {a} has loso: compared all the same" in capsys.readouterr().out
+    [comp] = compare_dirs([str(a), str(b)], allow_mismatch=["data.scheme"])["comparisons"]
+    assert comp["metrics"]["ua"]["per_run"]["mean_diff"] == pytest.approx(0.035)
+    for setting, other in (("data.seed", {"seed": 1}), ("base_seed", {"base_seed": 7}),
+                           ("data.corpus", {"corpus": "msp_improv"}), ("data.task", {"task": "dimensional"})):
+        write_record(b, **other)
+        with pytest.raises(CompareError, match=rf"^{b}: {setting} is \S+, {a} has \S+: .* --allow_mismatch {setting} "):
+            compare_dirs([str(a), str(b)])
+        assert compare_dirs([str(a), str(b)], allow_mismatch=[setting])["comparisons"][0]["settings"]
+    write_record(b, scheme="loso_session", seed=3)  # two differences: both must be allowed
+    with pytest.raises(CompareError, match="data.seed is 3"):
+        compare_dirs([str(a), str(b)], allow_mismatch=["data.scheme"])
+    assert len(compare_dirs([str(a), str(b)], allow_mismatch=["data.scheme", "data.seed"])
+               ["comparisons"][0]["settings"]) == 2
+    write_record(b)  # the same settings: nothing to note
+    assert compare_dirs([str(a), str(b)])["comparisons"][0]["settings"] == []
+
+
+def test_folders_without_cv_json_or_a_setting_compare_unchecked_with_a_note(tmp_path: Path, capsys) -> None:
+    a, b = two_folders(tmp_path)  # made by hand: no cv.json
+    write_record(b, scheme="loso_session")
+    main(["compare", str(a), str(b)])
+    printed = capsys.readouterr().out
+    assert f"mtl vs stl: {a}: no cv.json, so its data and seed settings are not checked" in printed
+    assert "+3.50" in printed  # per-run mean difference, as without cv.json
+    write_record(a)
+    (b / "cv.json").write_text(json.dumps({"base_seed": 0, "resolved": None}))  # an older record: no data.*
+    [comp] = compare_dirs([str(a), str(b)])["comparisons"]
+    unchecked = "data.corpus, data.task, data.scheme, data.target_corpus, data.seed"
+    assert comp["settings"] == [f"{unchecked} not in both cv.json files: not checked"]
+    # LightningCLI's class_path/init_args form is read through
+    (b / "cv.json").write_text(json.dumps({"base_seed": 0, "resolved": {"data": {
+        "class_path": "ser_mtl.data.SERDataModule", "init_args": {"corpus": "iemocap", "task": "categorical",
+                                                                  "scheme": "loso_session", "target_corpus": None,
+                                                                  "seed": 0}}}}))
+    with pytest.raises(CompareError, match="data.scheme is loso_session"):
+        compare_dirs([str(a), str(b)])
+
+
+def test_the_footnote_says_exact_only_when_the_sign_flip_test_was_exact() -> None:
+    ref = [{"fold": 0, "repeat": r, "ua": 0.6} for r in range(20)]
+    few = [{"fold": 0, "repeat": r, "ua": 0.61} for r in range(6)]  # 6 repeats: all 2^6 sign flips
+    many = [{"fold": 0, "repeat": r, "ua": 0.6 + 0.001 * (r + 1)} for r in range(20)]  # 20: random flips
+    _, lines = table_significance([("ref", ref), ("few", few)], 0)
+    assert "two-sided exact sign-flip test of the mean paired difference" in lines[0]
+    flags, lines = table_significance([("ref", ref), ("few", few), ("many", many)], 0)
+    assert "exact sign-flip" not in lines[0] and "exact up to 16 repeats, else 100,000 seeded random flips" in lines[0]
+    assert flags == [False, True, True] and "over 20 repeats \\*" in lines[-1]
+
+
+def test_the_printed_table_says_when_sign_flip_p_values_are_not_exact(tmp_path: Path, capsys) -> None:
+    a = write_cv(tmp_path / "a", {(f, 0): {"ua": 0.5, "wa": 0.5} for f in range(17)})
+    b = write_cv(tmp_path / "b", {(f, 0): {"ua": 0.5 + 0.001 * (f + 1), "wa": 0.5} for f in range(17)})
+    main(["compare", str(a), str(b)])
+    assert "sign-flip p of over 16 pairs: 100,000 seeded random flips, not exact" in capsys.readouterr().out
+    c = write_cv(tmp_path / "c", {(f, 0): {"ua": 0.5 + 0.001 * (f + 1), "wa": 0.5} for f in range(16)})
+    main(["compare", str(a), str(c)])
+    assert "not exact" not in capsys.readouterr().out

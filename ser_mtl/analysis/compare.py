@@ -28,7 +28,9 @@ flips). The verdict uses the sign-flip test (it tests the same mean the interval
 zeros need no special rule); both are two-sided. With fewer than 6 pairs no exact two-sided test
 can reach p < 0.05 (the smallest p is 2 / 2^n), which the output says.
 
-Runs found in only one folder are listed under ``unmatched``, never dropped silently.
+Runs found in only one folder are listed under ``unmatched``, never dropped silently. A later folder whose
+``cv.json`` differs from the first's in a ``PAIRING_SETTINGS`` entry is refused unless ``--allow_mismatch``
+names it; a folder without ``cv.json`` (or the setting) is compared unchecked, with a note.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from ser_mtl.analysis.summary import SummaryError, collect_runs
+from ser_mtl.analysis.summary import SummaryError, collect_runs, read_record
 from ser_mtl.command_line import command, run_function
 from ser_mtl.io_utils import atomic_write_json
 
@@ -54,6 +56,9 @@ ALPHA = 0.05
 EXACT_FLIPS_UP_TO = 16
 RANDOM_FLIPS = 100_000
 UNIT_TEXT = {"per_repeat": "per repeat (fold-averaged)", "per_run": "per run (fold, repeat)"}
+# cv.json settings that make one (fold, repeat) the same experiment: data.* of the resolved configuration
+PAIRING_SETTINGS = ("data.corpus", "data.task", "data.scheme", "data.target_corpus", "data.seed", "base_seed")
+_ABSENT = object()
 
 
 class CompareError(SummaryError):
@@ -212,9 +217,7 @@ def table_significance(rows: list[tuple[str, list[dict]]], reference: int,
     has = [any(_value(r, metric) is not None for r in runs) for _, runs in rows]
     if not has[reference] or sum(has) < 2:  # e.g. a sweep of a model without the emotion task
         return flags, []
-    lines = [(f"\\* {metric.upper()} differs from the reference row **{ref_name}** with p < {ALPHA}: two-sided "
-             f"exact sign-flip test of the mean paired difference, pairing {UNIT_TEXT[DECISION_UNIT]} "
-             "scores by repeat over the folds both have (`ser-mtl compare`). Per row, row minus reference:"), ""]
+    lines, exact = [], []
     for i, (name, runs) in enumerate(rows):
         if i == reference:
             continue
@@ -228,10 +231,15 @@ def table_significance(rows: list[tuple[str, list[dict]]], reference: int,
             lines.append(f"- {name}: not testable ({s['error']})")
             continue
         flags[i] = result["verdict"]["significant"]
+        exact.append(s[DECISION_TEST]["exact"])
         lines.append(f"- {name}: {_pp(s['mean_diff'])} pp, 95 % CI [{_pp(s['ci95'][0])}, {_pp(s['ci95'][1])}], "
                      f"p = {s[DECISION_TEST]['p']:.3g} over {s['n']} repeats" + (" \\*" if flags[i] else "")
                      + (" (fewer than 6: p < 0.05 is out of reach)" if s["n"] < 6 else ""))
-    return flags, lines
+    test = ("exact sign-flip test" if all(exact) else f"sign-flip test (exact up to {EXACT_FLIPS_UP_TO} repeats, "
+            f"else {RANDOM_FLIPS:,} seeded random flips)")
+    return flags, [(f"\\* {metric.upper()} differs from the reference row **{ref_name}** with p < {ALPHA}: two-sided "
+                    f"{test} of the mean paired difference, pairing {UNIT_TEXT[DECISION_UNIT]} scores by repeat "
+                    "over the folds both have (`ser-mtl compare`). Per row, row minus reference:"), "", *lines]
 
 
 def reference_row(protocols: list[Any]) -> int:
@@ -253,8 +261,36 @@ def group_significance(rows: list[tuple[str, list[dict], Any]],
     return flags, notes
 
 
-def compare_dirs(dirs: list[str], metric: str = "ua") -> dict[str, Any]:
-    """Each later cv folder against the first; the JSON-ready result (see the module docstring)."""
+def _setting(record: dict[str, Any], name: str) -> Any:
+    """``base_seed`` or ``data.KEY`` of the resolved configuration in a ``cv.json`` record, else ``_ABSENT``."""
+    section, _, key = name.rpartition(".")
+    values = (record.get("resolved") or {}).get(section) if section else record
+    values = values.get("init_args", values) if isinstance(values, dict) else None  # class_path form
+    return values.get(key, _ABSENT) if isinstance(values, dict) else _ABSENT
+
+
+def check_settings(reference: str, other: str, allow: frozenset[str] = frozenset()) -> list[str]:
+    """``CompareError`` at the first ``PAIRING_SETTINGS`` entry (not in ``allow``) in which the two folders'
+    ``cv.json`` differ; notes on what could not be checked and on allowed differences."""
+    records = {d: read_record(d) for d in (reference, other)}
+    if None in records.values():
+        return [f"{d}: no cv.json, so its data and seed settings are not checked" for d, r in records.items()
+                if r is None]
+    notes, unknown = [], []
+    for name in PAIRING_SETTINGS:
+        ref, oth = _setting(records[reference], name), _setting(records[other], name)
+        if ref is _ABSENT or oth is _ABSENT:
+            unknown.append(name)
+        elif ref != oth and name not in allow:
+            raise CompareError(f"{other}: {name} is {oth}, {reference} has {ref}: their (fold, repeat) runs are "
+                               f"different experiments; pass --allow_mismatch {name} to compare them anyway")
+        elif ref != oth:
+            notes.append(f"{name} is {oth}, {reference} has {ref}: compared all the same (--allow_mismatch)")
+    return notes + ([f"{', '.join(unknown)} not in both cv.json files: not checked"] if unknown else [])
+
+
+def compare_dirs(dirs: list[str], metric: str = "ua", allow_mismatch: list[str] | None = None) -> dict[str, Any]:
+    """Each later cv folder against the first, after ``check_settings``; the JSON-ready result."""
     if len(dirs) < 2:
         raise CompareError(f"compare needs at least two cv folders (the reference first), got {len(dirs)}")
     if metric not in COMPARED_METRICS:
@@ -266,11 +302,12 @@ def compare_dirs(dirs: list[str], metric: str = "ua") -> dict[str, Any]:
     reference = dirs[0]
     comparisons = []
     for other in dirs[1:]:
+        settings = check_settings(reference, other, frozenset(allow_mismatch or ()))
         try:
             result = compare_runs(runs[reference], runs[other], primary=metric)
         except CompareError as err:
             raise CompareError(f"{other} against {reference}: {err}") from err
-        comparisons.append({"reference": reference, "other": other, **result})
+        comparisons.append({"reference": reference, "other": other, "settings": settings, **result})
     return {"difference": "other - reference (fractions; positive = other higher)", "metric": metric,
             "units": {u: UNIT_TEXT[u] for u in UNITS}, "comparisons": comparisons}
 
@@ -284,7 +321,7 @@ def format_comparison(result: dict[str, Any]) -> str:
     head = (f"{'other vs reference':<36} {'metric':<11} {'unit':<27} {'n':>4} {'diff (pp)':>9} "
             f"{'95% CI (pp)':>17} {'Wilcoxon p':>10} {'sign-flip p':>11}")
     lines = [head, "-" * len(head)]
-    notes = []
+    notes, random_flips = [], False
     for comp in result["comparisons"]:
         name = f"{Path(comp['other']).name} vs {Path(comp['reference']).name}"
         for metric, entry in comp["metrics"].items():
@@ -297,6 +334,7 @@ def format_comparison(result: dict[str, Any]) -> str:
                 lines.append(f"{name:<36} {metric:<11} {UNIT_TEXT[unit]:<27} {s['n']:>4} {_pp(s['mean_diff']):>9} "
                              f"{ci:>17} {s['wilcoxon']['p']:>10.4g} {s['sign_flip']['p']:>11.4g}")
                 notes += [f"{name}, {metric} {UNIT_TEXT[unit]}: {n}" for n in s["notes"]]
+                random_flips |= not s["sign_flip"]["exact"]
         only_a, only_b = comp["unmatched"]["only_a"], comp["unmatched"]["only_b"]
         for label, keys, folder in (("only in", only_a, comp["reference"]), ("only in", only_b, comp["other"])):
             if keys:
@@ -305,29 +343,34 @@ def format_comparison(result: dict[str, Any]) -> str:
         if left:
             notes.append(f"{name}: repeat(s) {', '.join(map(str, left))} lack some fold in one folder; "
                          "left out of the per-repeat pairs")
-        notes += [f"{name}: {s}" for s in comp["skipped"]]
+        notes += [f"{name}: {s}" for s in [*comp["settings"], *comp["skipped"]]]
     lines += ["", (f"difference = other - reference, percentage points; verdict: two-sided sign-flip test on "
               f"{UNIT_TEXT[DECISION_UNIT]} {result['metric']}, p < {ALPHA}")]
     lines += [f"  {Path(c['other']).name} vs {Path(c['reference']).name}: {c['verdict']['text']}"
               for c in result["comparisons"]]
+    if random_flips:
+        notes.append(f"sign-flip p of over {EXACT_FLIPS_UP_TO} pairs: {RANDOM_FLIPS:,} seeded random flips, not exact")
     if notes:
         lines += ["", "notes:", *(f"  - {n}" for n in notes)]
     return "\n".join(lines)
 
 
 @command(positional="dirs", errors=(SummaryError,))
-def compare_main(dirs: list[str], out: str | None = None, metric: str = "ua") -> dict[str, Any]:
+def compare_main(dirs: list[str], out: str | None = None, metric: str = "ua",
+                 allow_mismatch: list[str] | None = None) -> dict[str, Any]:
     """Paired comparison of cross-validations: each later folder minus the first, over matching (fold, repeat) runs.
 
-    Prints mean differences with 95 % t intervals, Wilcoxon signed-rank and exact sign-flip p-values,
-    per repeat (fold-averaged, the verdict's unit) and per run.
+    Prints mean differences with 95 % t intervals, Wilcoxon signed-rank and sign-flip p-values (exact
+    up to 16 pairs), per repeat (fold-averaged, the verdict's unit) and per run.
 
     Args:
         dirs: cv folders (DIR/*/metrics.json); the first is the reference.
         out: also write the full result (pairs, intervals, p-values) to this JSON file.
         metric: the metric the verdict is about: ua, wa, eer, gender_acc or speaker_acc.
+        allow_mismatch: cv.json settings that may differ from the first folder's (else refused): data.corpus,
+            data.task, data.scheme, data.target_corpus, data.seed, base_seed.
     """
-    result = compare_dirs(list(dirs), metric)
+    result = compare_dirs(list(dirs), metric, allow_mismatch)
     print(format_comparison(result))
     if out:
         atomic_write_json(out, result)

@@ -1,29 +1,15 @@
-"""Parameter sweeps: one cross-validation per setting, no hand-written loops (``ser-mtl sweep``).
-
-Runbook (paper Fig. 5: alpha with beta = 0.5, then beta with alpha = 1)::
+"""Parameter sweeps: one cross-validation per setting (``ser-mtl sweep``).
 
     ser-mtl sweep --config configs/iemocap.yaml --model.beta 0.5 --sweep.param model.alpha \
-        --sweep.values 0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0 --cv.repeats 10 --cv.out runs/alpha
-    # several parameters, zipped (setting i takes the i-th value of each) ...
-    ser-mtl sweep ... --sweep.param "[model.alpha,model.beta]" --sweep.values "[[0.3,0.7],[0.4,0.6]]"
-    # ... or as a grid (every combination; one value list per parameter)
-    ser-mtl sweep ... --sweep.param "[model.alpha,model.beta]" --sweep.mode grid \
-        --sweep.values "[[0.1,0.4,0.7],[0.4,0.6]]"
-    ser-mtl report runs/alpha --out report/alpha
+        --sweep.values 0.1,0.2,0.3 --cv.repeats 10 --cv.out runs/alpha     # several: --sweep.mode zip | grid
 
-Each setting is a cv folder ``DIR/<param>=<value>[,<param>=<value>...]/`` with the same ``--cv.*``
-options and the same base seed (common random numbers: two settings differ only in the swept value),
-so all of ``ser-mtl cv``'s resumption applies. The settings' runs go through one pool (``--cv.jobs``)
-or, with ``--cv.slurm true``, one job array (``ser_mtl.runs.cluster``). ``DIR/sweep.json`` lists
-setting -> folder -> summary.
-The swept override is appended after the other arguments, so it wins over the config file.
-
-Before anything runs, a sweep of ``model.alpha``/``model.beta`` is checked against the resolved
-configuration (``ser_mtl.runs.loss_weights``): one that cannot change the training under Adam
-is refused, a weak one is warned about (printed and kept in sweep.json under ``warnings``).
-With ``--cv.pretrain`` each setting pretrains in its own folder; a sweep over ``data.aux_speakers``
-appends ``--data.speakers N`` to that setting's pretraining, so that pretraining and fine-tuning use the
-same N speakers (Figure 4a); the N = 0 setting is not pretrained (no speaker to pretrain on).
+Each setting is a cv folder ``DIR/<param>=<value>[,...]/`` with the same ``--cv.*`` options and base
+seed (common random numbers: settings differ only in the swept value, appended last so it wins).
+Their runs go through one pool (``--cv.jobs``) or one SLURM job array. ``DIR/sweep.json`` lists
+setting -> folder -> summary. A sweep of ``model.alpha``/``model.beta`` that cannot change the
+training under Adam is refused, a weak one warned about (``ser_mtl.runs.loss_weights``). With
+``--cv.pretrain``, a sweep over ``data.aux_speakers`` pretrains each setting on the same N speakers
+(``--data.speakers N``; N = 0: no pretraining), as Figure 4a does.
 """
 
 from __future__ import annotations
@@ -85,12 +71,8 @@ def format_value(value: Any) -> str:
 
 
 def sweep_settings(params: list[str], values: list, mode: str = "zip") -> list[dict[str, Any]]:
-    """The settings of a sweep, each ``{param: value}``.
-
-    One parameter: ``values`` is the list of its values. Several, ``zip``: ``values`` lists settings,
-    each a list with one value per parameter. Several, ``grid``: ``values`` holds one value list per
-    parameter and the settings are their Cartesian product (first parameter varies slowest).
-    """
+    """The settings, each ``{param: value}``. Several parameters, ``zip``: ``values`` lists settings, one value
+    per parameter each; ``grid``: one value list per parameter, their Cartesian product (first slowest)."""
     if mode not in MODES:
         raise CVError(f"--sweep.mode {mode!r}: expected one of {MODES}")
     if not params:
@@ -118,10 +100,8 @@ def _dir_value(value: Any) -> str:
 
 
 def setting_dirname(setting: dict[str, Any]) -> str:
-    """``model.alpha=0.4``, ``model.alpha=0.4,model.beta=0.6``, ``model.tasks=emotion+gender``.
-
-    Characters other than letters, digits and ``._=+,-`` (path separators, quotes, spaces) become ``_``.
-    """
+    """``model.alpha=0.4,model.beta=0.6``, ``model.tasks=emotion+gender``; other characters than letters,
+    digits and ``._=+,-`` become ``_``."""
     name = ",".join(f"{k}={_dir_value(v)}" for k, v in setting.items())
     return re.sub(r"[^A-Za-z0-9._=+,-]", "_", name)
 
@@ -210,6 +190,8 @@ def run_sweep(config_args: list[str], params: list[str], values: list, out: str,
         except RunsFailed as err:
             print(f"[sweep] {plan.out.name} FAILED: {err}", file=sys.stderr)
             failed.append(plan.out.name)
+    from ser_mtl.analysis.selection import select_on_validation  # not at the top: it imports this module
+    select_on_validation(out_path)
     if failed:
         raise RunsFailed(f"{len(failed)} of {len(settings)} settings had failed runs: {', '.join(failed)}; "
                          "re-run the same command to retry them")
