@@ -21,16 +21,14 @@ def confusion_from_predictions(root: Path, run_dirs: list[str]) -> tuple[np.ndar
         with open(path, newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
             names = [c[2:] for c in reader.fieldnames or [] if c.startswith("p_")]
-            if not classes:
-                classes = names
+            classes = classes or names
             if names != classes or not {"label", "pred"} <= set(reader.fieldnames or []):
                 continue
             pairs += [(row["label"], row["pred"]) for row in reader if row["label"]]
     if not classes or not pairs:
         return None
-    index = {c: i for i, c in enumerate(classes)}
     total = np.zeros((len(classes), len(classes)), dtype=np.int64)  # (C, C)
     for label, pred in pairs:
-        if label in index and pred in index:
-            total[index[label], index[pred]] += 1
+        if label in classes and pred in classes:
+            total[classes.index(label), classes.index(pred)] += 1
     return total, classes

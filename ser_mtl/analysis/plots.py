@@ -1,8 +1,6 @@
 """PNG figures for reports: confusion matrices, a metric against a swept parameter, EER bars, panels.
 
-Figures are drawn on ``matplotlib.figure.Figure`` with the Agg canvas directly (no pyplot), so
-nothing depends on a display or on global backend state, and every PNG is written to a temporary
-file and renamed (a reader never sees half a PNG).
+Drawn on ``Figure`` with the Agg canvas, not pyplot (no display, no global state); PNGs written atomically.
 """
 
 from __future__ import annotations
@@ -37,12 +35,10 @@ def plot_confusion(confmat: np.ndarray, classes: list[str], title: str, path: st
     ticks = np.arange(len(classes))
     ax.set_xticks(ticks, classes, rotation=45, ha="right")
     ax.set_yticks(ticks, classes)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    for i in range(len(classes)):
-        for j in range(len(classes)):
-            ax.text(j, i, f"{100 * rates[i, j]:.0f}%\n({counts[i, j]})", ha="center", va="center",
-                    fontsize=8, color="white" if rates[i, j] > 0.6 else "black")
+    ax.set(xlabel="predicted", ylabel="true")
+    for i, j in np.ndindex(len(classes), len(classes)):
+        ax.text(j, i, f"{100 * rates[i, j]:.0f}%\n({counts[i, j]})", ha="center", va="center", fontsize=8,
+                color="white" if rates[i, j] > 0.6 else "black")
     ax.set_title(title, fontsize=9)
     return save_figure(fig, path)
 
@@ -58,8 +54,7 @@ def plot_sweep(x: list[float] | list[str], series: dict[str, tuple[list[float], 
         ax.errorbar(positions, means, yerr=stds, marker="o", capsize=3, label=name)
     if not numeric:
         ax.set_xticks(positions, [str(v) for v in x], rotation=30, ha="right")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
+    ax.set(xlabel=xlabel, ylabel=ylabel)
     ax.grid(alpha=0.3)
     if len(series) > 1 or next(iter(series), ""):
         ax.legend(fontsize=8)
@@ -91,8 +86,7 @@ def panels_figure(panels: list[tuple[str, str, Series]], xlabel: str, title: str
         ax = fig.add_subplot(1, len(panels), i + 1)
         for name, (x, means, stds) in series.items():
             ax.errorbar(x, means, yerr=stds, marker="o", capsize=3, label=name)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
+        ax.set(xlabel=xlabel, ylabel=ylabel)
         ax.set_title(panel_title, fontsize=9)
         ax.grid(alpha=0.3)
         if len(series) > 1:

@@ -1,11 +1,6 @@
 """The classical baseline: utterance features + a class-balanced linear classifier on the network's split.
 
-`run_baseline` takes the ``SERDataModule`` that ``ser-mtl fit`` would use with the same arguments (its
-utterances, fold split and labels; utterances the feature store skipped are left out here too), describes
-every utterance by spectrogram statistics (`utterance_statistics`) or openSMILE functionals
-(``ser_mtl.baselines.opensmile_features``), fits `make_classifier` for each C of the grid, keeps the C
-with the best validation UA and reports WA/UA on the test utterances. The ``ser-mtl baseline`` command and
-its runbook: ``ser_mtl.baselines.baseline_command``; every fold: ``ser_mtl.baselines.baseline_cv``.
+Why and how to run it: ``baseline_command`` (``ser-mtl baseline``); every fold: ``baseline_cv``.
 """
 
 from __future__ import annotations
@@ -64,8 +59,7 @@ def make_classifier(classifier: str, c: float, seed: int = 0):
 
 
 def scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict:
-    """WA, UA (mean recall over the classes present) and the (C, C) confusion matrix, rows true, as in
-    ``ser_mtl.run_outputs.test_metrics``."""
+    """WA, UA (mean recall over present classes), (C, C) confmat (rows true), as ``test_metrics``."""
     confmat = np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
     support = confmat.sum(axis=1)  # (C,)
     present = support > 0
@@ -97,8 +91,8 @@ class _Describer:
         if self.smile is not None:
             name, dim, _ = FEATURE_SETS[self.features]
             return f"openSMILE {name} functionals ({dim}) of the {self.smile.audio} audio"
-        return (("per-row mean/std" if self.stats == "mean_std" else "per-row std")
-                + " of log-spectrogram frames and deltas")
+        kind = "mean/std" if self.stats == "mean_std" else "std"
+        return f"per-row {kind} of log-spectrogram frames and deltas"
 
 
 def _labelled(store, rows, indices, label_scheme) -> tuple[list[int], np.ndarray]:
@@ -112,18 +106,8 @@ def run_baseline(datamodule, out: str | None = None, features: Features = "stats
                  predictions: str | None = None, seed: int = 0) -> dict:
     """Fit on the training split, pick C on validation, report WA/UA on test (fractions).
 
-    Args:
-        datamodule: the ``SERDataModule`` of the configuration (its features, split and labels).
-        out: also write the result (WA, UA, confmat, C, classes ...) to this JSON file.
-        features: ``stats`` (spectrogram statistics, no extra dependency), ``egemaps``
-            (openSMILE eGeMAPSv02, 88) or ``compare`` (openSMILE ComParE_2016, 6373).
-        stats: with ``features=stats``: ``mean_std`` of the frames and their deltas (4 x F numbers) or only
-            their ``std`` (2 x F, blind to the recording level and the speaker's average spectrum).
-        classifier: ``logreg`` (multinomial logistic regression) or ``linear_svm``; both class-balanced.
-        audio: openSMILE reads the ``trimmed`` samples the network's features come from, or the ``raw`` file.
-        c_grid: the inverse regularisation strengths tried on the validation split (default 1e-4 ... 10).
-        predictions: also write ``utt_id,speaker,label,pred`` per test utterance to this CSV file.
-        seed: the linear SVM's ``random_state`` (logistic regression has no randomness).
+    ``datamodule``: the ``SERDataModule`` of the configuration; ``seed``: the linear SVM's ``random_state``;
+    the other arguments are ``ser-mtl baseline``'s (``ser_mtl.baselines.baseline_command.baseline``).
     """
     grid = tuple(c_grid or C_GRID)
     if not grid or min(grid) <= 0:
@@ -145,23 +129,16 @@ def run_baseline(datamodule, out: str | None = None, features: Features = "stats
     x_train = describe(datamodule.stores["primary"], train)  # (U_train, D)
     x_val, x_test = describe(eval_store, val), describe(eval_store, test)  # (U_val, D), (U_test, D)
     n_classes = len(datamodule.class_names)
-    best = None
-    for c in grid:
-        model = make_classifier(classifier, c, seed).fit(x_train, y_train)
-        val_ua = scores(y_val, model.predict(x_val), n_classes)["ua"]
-        if best is None or val_ua > best[0]:
-            best = (val_ua, c, model)
-    val_ua, c, model = best
+    fitted = [(c, make_classifier(classifier, c, seed).fit(x_train, y_train)) for c in grid]
+    val_ua, c, model = max(((scores(y_val, m.predict(x_val), n_classes)["ua"], c, m) for c, m in fitted),
+                           key=lambda t: t[0])  # the first C of equal validation UAs
     pred = model.predict(x_test).astype(np.int64)  # (U_test,)
     result = {**scores(y_test, pred, n_classes), "n_utterances": len(test), "classes": datamodule.class_names,
               "C": c, "val_ua": val_ua, "c_grid": list(grid), "features": features,
               "feature_description": describe.description(), "n_features": int(x_train.shape[1]),
               "classifier": classifier, "label": baseline_label(features, classifier, stats),
               "n_extracted": describe.n_extracted}
-    if features == "stats":
-        result["stats"] = stats
-    else:
-        result["audio"] = audio
+    result.update({"stats": stats} if features == "stats" else {"audio": audio})
     if predictions:
         atomic_write_text(predictions, predictions_csv([eval_rows[i] for i in test], y_test, pred,
                                                        datamodule.class_names))
@@ -175,8 +152,7 @@ def predictions_csv(rows, labels: np.ndarray, preds: np.ndarray, classes: list[s
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["utt_id", "speaker", "label", "pred"])
-    for row, label, pred in zip(rows, labels, preds):
-        writer.writerow([row.utt_id, row.speaker, classes[int(label)], classes[int(pred)]])
+    writer.writerows([r.utt_id, r.speaker, classes[y], classes[p]] for r, y, p in zip(rows, labels, preds))
     return buffer.getvalue()
 
 

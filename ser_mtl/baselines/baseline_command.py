@@ -10,23 +10,9 @@ Runbook::
     ser-mtl baseline --config configs/iemocap.yaml --baseline.features compare \
         --baseline.classifier linear_svm --baseline.cv_out runs/iemocap_compare_svm
 
-It reads the very utterances, fold split and labels that ``ser-mtl fit`` would use (the
-``SERDataModule`` of the same arguments; utterances the feature store skipped are left out here too)
-and describes every utterance by
-
-* ``stats``: the per-row mean and standard deviation of its log-spectrogram frames and of their
-  first differences (4 x F numbers; ``--baseline.stats std``: only the two standard deviations,
-  2 x F, blind to the recording level and the speaker's average spectrum), or
-* ``egemaps`` / ``compare``: openSMILE's eGeMAPSv02 / ComParE_2016 functionals of the same
-  silence-trimmed samples the network's spectrogram is made from (``--baseline.audio raw``: the
-  whole file), cached per utterance (``ser_mtl.baselines.opensmile_features``).
-
-The features are standardised on the training utterances (``StandardScaler``), a class-balanced
-multinomial logistic regression (``logreg``) or linear SVM (``linear_svm``) is fitted for each C of
-``--baseline.c_grid``, the C with the best validation UA is kept (ties: the smaller C) and WA/UA are
-reported on the test utterances. A network that does not beat this on the same held-out speakers
-has not learnt more than these features carry. ``--baseline.cv_out DIR`` runs every fold
-(``ser_mtl.baselines.baseline_cv``).
+It reads the utterances, fold split and labels ``ser-mtl fit`` would use with the same arguments and
+keeps the C with the best validation UA (ties: the smaller C). A network that does not beat this on
+the same held-out speakers has not learnt more than these features carry.
 """
 
 from __future__ import annotations
@@ -46,17 +32,15 @@ def baseline(config_args: list[str], features: Features = "stats", stats: Stats 
 
     Args:
         config_args: the ``ser-mtl fit`` arguments whose data the baseline uses (``--config F --data.*``).
-        features: ``stats`` (spectrogram statistics, no extra dependency), ``egemaps`` (openSMILE
-            eGeMAPSv02 functionals, 88) or ``compare`` (openSMILE ComParE_2016, 6373); openSMILE needs
-            ``pip install opensmile``.
-        stats: with ``features=stats``: ``mean_std`` (4 x F numbers) or ``std`` (2 x F).
+        features: ``stats`` (per-row mean/std of log-spectrogram frames and deltas), ``egemaps`` (openSMILE
+            eGeMAPSv02, 88) or ``compare`` (ComParE_2016, 6373); openSMILE: ``pip install opensmile``.
+        stats: for ``stats``: ``mean_std`` (4 x F) or ``std`` (2 x F, blind to level and mean spectrum).
         classifier: ``logreg`` or ``linear_svm`` (class-balanced, standardised features).
         audio: what openSMILE reads: the silence-``trimmed`` samples of the network's features, or the ``raw`` file.
         c_grid: inverse regularisation strengths tried; the best validation UA wins (default 1e-4 ... 10).
         out: write the one-fold result to this JSON file (the keys of a run's test_metrics.json, plus C ...).
         predictions: write the one-fold test predictions to this CSV file.
-        cv_out: run every fold of ``data.scheme`` into this folder (``fold{k}_rep{r}/metrics.json``,
-            ``summary.json``), which ``ser-mtl report`` shows beside the network's rows.
+        cv_out: run every fold of ``data.scheme`` into this folder, which ``ser-mtl report`` shows too.
         folds: with ``cv_out``: only these folds (default: all).
         repeats: with ``cv_out``: repeats per fold; only ``linear_svm`` has randomness, ``logreg`` takes 1.
         base_seed: with ``cv_out``: run seeds are derived from it as in ``ser-mtl cv``.

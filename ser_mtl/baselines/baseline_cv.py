@@ -1,26 +1,9 @@
 """Every fold of ``data.scheme`` for the classical baseline, in the cv folder format ``ser-mtl report`` reads.
 
-Runbook::
-
-    ser-mtl baseline --config configs/iemocap.yaml --data.scheme loso_session \
-        --baseline.features egemaps --baseline.cv_out runs/iemocap_loso_egemaps
-    ser-mtl report runs/iemocap_loso runs/iemocap_loso_egemaps --out report/   # baseline beside the network
-
-Layout of ``--baseline.cv_out DIR`` (as ``ser-mtl cv``'s, ``ser_mtl.runs.cv``)::
-
-    DIR/cv.json                  the record: config_args (the fit arguments plus the --baseline.*
-                                 settings), base_seed, config_files, label, resolved (data.*), grid,
-                                 and ``baseline`` (features, classifier, ...): what marks the folder
-                                 as a baseline for ``ser-mtl report``
-    DIR/fold{k}_rep{r}/predictions.csv   utt_id,speaker,label,pred per test utterance
-    DIR/fold{k}_rep{r}/metrics.json      fold, repeat, seed, wa, ua, n_utterances, classes, confmat, C,
-                                         val_ua, features, classifier (written last: the run is done)
-    DIR/summary.json             ``ser_mtl.analysis.summary.aggregate``
-
-A re-run skips the folds with ``metrics.json``; the openSMILE features are cached per utterance
-(``ser_mtl.baselines.opensmile_features``), so only the first fold extracts. Logistic regression
-(lbfgs) has no randomness: one repeat. The linear SVM's liblinear solver takes ``random_state`` (the
-run's seed, ``derive_seed(base_seed, fold, repeat)``), so ``--baseline.repeats`` is allowed there.
+``--baseline.cv_out DIR`` is laid out as ``ser-mtl cv``'s (``ser_mtl.runs.cv``), with a ``baseline`` entry
+in ``cv.json`` that makes ``ser-mtl report`` show it beside the network. Each run's ``metrics.json`` is
+written last; a re-run skips the folds that have it. Repeats are for the linear SVM only: liblinear
+takes the run's seed as ``random_state``; logistic regression (lbfgs) has no randomness.
 """
 
 from __future__ import annotations
@@ -71,14 +54,9 @@ def run_baseline_cv(config_args: list[str], out: str, options: dict[str, Any], f
                     repeats: int = 1, base_seed: int = 0, label: str | None = None) -> dict:
     """Run the baseline on every (fold, repeat) into ``out`` and write ``out/summary.json``; returns the summary.
 
-    Args:
-        config_args: the ``ser-mtl fit`` arguments (without ``--data.fold``: the folds come from ``folds``).
-        out: the cv folder (layout in the module docstring).
-        options: ``run_baseline``'s ``features``, ``stats``, ``classifier``, ``audio``, ``c_grid``.
-        folds: fold indices; None = every fold of ``data.scheme``.
-        repeats: runs per fold (only ``linear_svm`` has randomness; ``logreg`` takes 1).
-        base_seed: run seeds are ``derive_seed(base_seed, fold, repeat)``.
-        label: the row name in reports (default ``baseline_label``, e.g. ``eGeMAPS + LogReg``).
+    ``config_args`` are the ``ser-mtl fit`` arguments (without ``--data.fold``), ``options`` are
+    ``run_baseline``'s ``features``, ``stats``, ``classifier``, ``audio``, ``c_grid``; ``out`` (its
+    ``cv_out``), ``folds``, ``repeats``, ``base_seed`` and ``label`` are ``ser-mtl baseline``'s.
     """
     from ser_mtl.lightning_cli import build_datamodule
 
@@ -103,8 +81,7 @@ def run_baseline_cv(config_args: list[str], out: str, options: dict[str, Any], f
               "baseline": {**settings, "label": name}, "resolved": {"data": data_record(first)}}
     out_path = Path(out)
     _check_record(out_path, record)
-    previous = read_record(out_path) or {}
-    old_grid = previous.get("grid", {})
+    old_grid = (read_record(out_path) or {}).get("grid", {})
     record["grid"] = {"folds": sorted(set(old_grid.get("folds", [])) | set(folds)),
                       "repeats": sorted(set(old_grid.get("repeats", [])) | set(range(repeats)))}
     out_path.mkdir(parents=True, exist_ok=True)

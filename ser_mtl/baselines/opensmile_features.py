@@ -1,34 +1,19 @@
 """openSMILE functionals per utterance (eGeMAPSv02: 88, ComParE_2016: 6373), cached one file per utterance.
 
-audEERING's ``opensmile`` package (its wheel ships the SMILExtract library) computes the standard
-acoustic parameter sets of the field. ``ser-mtl baseline --baseline.features egemaps|compare`` uses
-them as the classical reference beside the network (``ser_mtl.baselines.baseline``).
-
-Which samples openSMILE reads (``audio``):
-
-* ``trimmed`` (default): exactly the samples the feature store turns into the network's spectrogram:
-  the file read by ``ser_mtl.data.audio.load_audio`` (mono, at ``data.features.sample_rate``) after
-  ``ser_mtl.data.features.speech_only`` (silence removed per ``data.features.trim_silence`` /
-  ``silence_db``), passed to ``Smile.process_signal``. Network and baseline then see the same speech;
-  pause-related eGeMAPS parameters (e.g. ``MeanUnvoicedSegmentLength``) describe the trimmed signal.
-* ``raw``: the whole file (mono, at the same sample rate), silences included, as most published
-  eGeMAPS baselines do.
-
-Cache layout, under ``data.cache_dir``::
+``audio="trimmed"`` reads exactly the samples the feature store turns into the network's spectrogram
+(so pause-related eGeMAPS parameters describe the trimmed signal); ``raw`` the whole file, silences
+included, as most published eGeMAPS baselines do. The cache, under ``data.cache_dir``::
 
     opensmile/<corpus>/<set>_<audio>_<key>/feature_names.json   the set's names, in column order
     opensmile/<corpus>/<set>_<audio>_<key>/<utt>.npy            (D,) float32 of one utterance
 
-``<key>`` hashes the opensmile version, the feature set and the settings that decide the samples
-(sample rate, silence removal); ``<utt>`` hashes the utterance's id, path and duration, so another
-tree of the same corpus in the same cache gets other files. Every file is written atomically
-(``ser_mtl.io_utils``): a run killed mid-extraction keeps every finished utterance and a re-run
-computes only the missing ones. With ``num_workers > 0`` (``data.num_workers``) the missing
-utterances are extracted by that many spawned processes.
+``<utt>`` hashes the utterance's id, path and duration, so another tree of the same corpus gets other
+files. Files are written atomically: a killed run keeps what it finished, a re-run computes the rest.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -153,18 +138,15 @@ class SmileCache:
 
     def _read(self, path: Path) -> np.ndarray | None:
         """A cached (D,) vector, or None when the file is missing or not a finite (D,) vector."""
-        if not path.is_file():
-            return None
         try:
             values = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError):
+        except (OSError, ValueError, EOFError):  # missing, a folder, or damaged
             return None
         return values if values.shape == (self.dim,) and np.isfinite(values).all() else None
 
     def features(self, rows: list[ManifestRow], root: str | os.PathLike, indices, num_workers: int = 0,
                  ) -> tuple[np.ndarray, int]:
-        """(len(indices), D) float32 functionals of ``rows[indices]`` (audio under ``root``), and how many
-        of them had to be extracted now (the rest came from the cache)."""
+        """(U, D) float32 functionals of ``rows[indices]`` (audio in ``root``); how many were not cached."""
         indices = [int(i) for i in indices]
         paths = {i: self.folder(rows[i].corpus) / utterance_file_name(rows[i]) for i in indices}
         for folder in {p.parent for p in paths.values()}:
@@ -186,11 +168,9 @@ class SmileCache:
         folder.mkdir(parents=True, exist_ok=True)
         now = time.time()
         for stale in folder.glob(".*.tmp"):
-            try:
+            with contextlib.suppress(FileNotFoundError):  # its writer renamed it meanwhile
                 if now - stale.stat().st_mtime > _STALE_TMP_SECONDS:
                     stale.unlink()
-            except FileNotFoundError:
-                pass  # its writer renamed it meanwhile
         names = folder / "feature_names.json"
         if not names.is_file():
             atomic_write_json(names, list(_smile(self.feature_set).feature_names))
@@ -203,8 +183,7 @@ class SmileCache:
         jobs = [_Job(self.feature_set, self.audio, self.cfg, items[k::n_jobs]) for k in range(n_jobs)]
         ctx = multiprocessing.get_context("spawn")  # as the feature store: fork + torch threads can deadlock
         with ProcessPoolExecutor(max_workers=num_workers, mp_context=ctx) as pool:
-            for _ in pool.map(_extract, jobs):  # re-raises a worker's error here
-                pass
+            list(pool.map(_extract, jobs))  # re-raises a worker's error here
 
     def feature_names(self, corpus: str) -> list[str]:
         return json.loads((self.folder(corpus) / "feature_names.json").read_text(encoding="utf-8"))
