@@ -23,9 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from ser_mtl.analysis.summary import run_dir_name
 from ser_mtl.runs.cv import run_cv
 from ser_mtl.runs.cv_command import parse_int_list
-from ser_mtl.runs.lifecycle import run_dir_name
 from ser_mtl.runs.local import plan_slots
 
 TINY = {"iemocap_sessions": 3, "iemocap_dialogs": 2, "iemocap_utterances": 16, "iemocap_seconds": (1.0, 2.0),

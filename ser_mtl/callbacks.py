@@ -6,13 +6,16 @@ until the learning rate reached below 0.00001." With manual optimisation and thr
 Lightning's schedulers are never involved: the callback sets every optimizer's learning rates itself.
 It acts after each validation of a `fit` only; every DDP rank takes the same decision on the synced
 metric. Its state (best weights included, as a CPU copy) travels in the checkpoint, so a resumed run
-continues with the same best score, wait count and weights.
+continues with the same best score, wait count and weights. `FitRecord` keeps a fit's selection and cost.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import os
+import sys
+import time
 from typing import Any, Literal
 
 import numpy as np
@@ -21,6 +24,7 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 
+from ser_mtl.io_utils import atomic_write_json
 from ser_mtl.models.losses import ACC_NAME, TASKS
 
 AUTO = "auto"
@@ -223,3 +227,91 @@ class RestoreBestHalveLR(pl.Callback):
         self.num_restores = int(state_dict["num_restores"])
         self.best_state = state_dict["best_state"]
         self.best_optimizer_states = state_dict["best_optimizer_states"]
+
+
+class FitRecord(pl.Callback):
+    """What a fit selected and cost, summed over its resumed pieces (the totals travel in checkpoints).
+
+    Totals are settled at the end of each training epoch (after its validation, before its checkpoints). At
+    the end of the fit rank 0 writes ``<default_root_dir>/fit_record.json``: ``selection`` (``monitor``,
+    ``mode``, ``score`` of the best checkpoint, its ``epoch``; null without one) and ``cost`` (``epochs``,
+    ``restores`` = ``halvings`` (each restore scales the learning rates once), ``fit_seconds`` (training
+    epochs with their validation), ``train_segments`` (all processes), ``segments_per_second``, ``device``,
+    ``precision``, ``processes``).
+
+    Args:
+        log_epochs: print one line per epoch (seconds, last-step training losses, monitored score, learning
+            rates, restores); None: only when stdout is not a terminal (cv children, SLURM logs).
+    """
+
+    def __init__(self, log_epochs: bool | None = None) -> None:
+        self.log_epochs = log_epochs
+        self.fit_seconds, self.train_segments, self.epochs, self.best_epoch = 0.0, 0, 0, -1
+        self._start, self._segments, self._restores = time.perf_counter(), 0, 0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start, self._segments = time.perf_counter(), 0
+        self._restores = getattr(_schedule(trainer), "num_restores", 0)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        self._segments += len(batch["x"] if isinstance(batch, dict) else batch[0])  # x: (B, 1, F, T)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        ckpt = _best_checkpoint(trainer)  # checkpoint callbacks run last: its best is still the previous one
+        current = None if trainer.sanity_checking or ckpt is None else trainer.callback_metrics.get(ckpt.monitor)
+        if trainer.state.fn == "fit" and current is not None and (ckpt.best_model_score is None or (
+                current > ckpt.best_model_score if ckpt.mode == "max" else current < ckpt.best_model_score)):
+            self.best_epoch = trainer.current_epoch
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        seconds = time.perf_counter() - self._start
+        local = torch.tensor(float(self._segments), device=pl_module.device)
+        self.train_segments += round(float(trainer.strategy.reduce(local, reduce_op="sum")))  # every process's
+        self.fit_seconds, self.epochs = self.fit_seconds + seconds, trainer.current_epoch + 1
+        if trainer.is_global_zero and (self.log_epochs if self.log_epochs is not None else not sys.stdout.isatty()):
+            print(self.epoch_line(trainer, seconds), flush=True)
+
+    def epoch_line(self, trainer: pl.Trainer, seconds: float) -> str:
+        """``epoch 3  41.2 s  train loss_rec 0.812 ...  val/ua 0.512 (best 0.530 @ 2)  lr 0.01/0.01/0.01``."""
+        metrics, ckpt, schedule = trainer.callback_metrics, _best_checkpoint(trainer), _schedule(trainer)
+        parts = [f"epoch {trainer.current_epoch}", f"{seconds:.1f} s", "train " + " ".join(
+            f"{k[6:]} {float(v):.3f}" for k, v in sorted(metrics.items()) if k.startswith("train/loss"))]
+        if ckpt and ckpt.monitor in metrics:
+            best = metrics[ckpt.monitor] if self.best_epoch == trainer.current_epoch else ckpt.best_model_score
+            parts.append(f"{ckpt.monitor} {float(metrics[ckpt.monitor]):.3f} (best {float(best):.3f} @ "
+                         f"{self.best_epoch})")
+        parts.append("lr " + "/".join(f"{g['lr']:.3g}" for opt in trainer.optimizers for g in opt.param_groups))
+        if schedule and schedule.num_restores > self._restores:
+            parts.append(f"restored epoch {schedule.best_epoch}, lr x{schedule.factor:g}")
+        return "  ".join(parts)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        ckpt, device = _best_checkpoint(trainer), pl_module.device
+        restores, seconds = getattr(_schedule(trainer), "num_restores", 0), self.fit_seconds
+        selection = None if ckpt is None or ckpt.best_model_score is None else {
+            "monitor": ckpt.monitor, "mode": ckpt.mode, "score": float(ckpt.best_model_score), "epoch": self.best_epoch}
+        atomic_write_json(os.path.join(trainer.default_root_dir, "fit_record.json"), {"selection": selection, "cost": {
+            "epochs": self.epochs, "restores": restores, "halvings": restores, "fit_seconds": seconds,
+            "train_segments": self.train_segments, "segments_per_second": self.train_segments / (seconds or 1.0),
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
+            "precision": str(trainer.precision), "processes": trainer.world_size}})
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"fit_seconds": self.fit_seconds, "train_segments": self.train_segments, "epochs": self.epochs,
+                "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.fit_seconds, self.train_segments = float(state_dict["fit_seconds"]), int(state_dict["train_segments"])
+        self.epochs, self.best_epoch = int(state_dict["epochs"]), int(state_dict["best_epoch"])
+
+
+def _best_checkpoint(trainer: pl.Trainer) -> ModelCheckpoint | None:
+    """The first checkpoint callback with a monitor: the one whose file is tested."""
+    return next((cb for cb in trainer.checkpoint_callbacks if cb.monitor), None)
+
+
+def _schedule(trainer: pl.Trainer) -> RestoreBestHalveLR | None:
+    return next((cb for cb in trainer.callbacks if isinstance(cb, RestoreBestHalveLR)), None)

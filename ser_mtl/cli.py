@@ -36,7 +36,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "sweep": ("ser_mtl.runs.sweep", "sweep_main", "one cross-validation per value of a parameter"),
     "baseline": ("ser_mtl.baselines.baseline_command", "baseline_main",
                  "utterance statistics + logistic regression on the same split (a reference)"),
-    "aggregate": ("ser_mtl.analysis.summary", "aggregate_main", "summarise finished cross-validation runs"),
+    "aggregate": ("ser_mtl.analysis.aggregate_command", "aggregate_main", "summarise finished cross-validation runs"),
     "compare": ("ser_mtl.analysis.compare", "compare_main",
                 "paired differences and tests (UA, WA) between cv folders over matching runs"),
     "report": ("ser_mtl.analysis.report", "report_main", "Markdown tables and plots from cv summaries"),
@@ -49,8 +49,7 @@ def _usage() -> str:
              "training and evaluation (LightningCLI):",
              "  fit / validate / test / predict   train, validate, test (WA/UA, predictions.csv), predict",
              "", "tools:"]
-    for name, (_, _, text) in COMMANDS.items():
-        lines.append(f"  {name:<10} {text}")
+    lines += [f"  {name:<10} {text}" for name, (_, _, text) in COMMANDS.items()]
     return "\n".join(lines)
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 
-from ser_mtl.callbacks import AUTO, BestCheckpoint, MonitorError, RestoreBestHalveLR
+from ser_mtl.callbacks import AUTO, BestCheckpoint, FitRecord, MonitorError, RestoreBestHalveLR
 from ser_mtl.checkpoint_io import CheckpointError, read_checkpoint
 from ser_mtl.data.datamodule import SERDataModule
 from ser_mtl.data.folds import FoldError
@@ -54,7 +54,7 @@ def run_callbacks(run_dir: str | os.PathLike, monitor: str = AUTO, mode: str = "
                            auto_insert_metric_name=False, enable_version_counter=False),
             ModelCheckpoint(dirpath=checkpoints, filename="last", save_top_k=1, enable_version_counter=False),
             RestoreBestHalveLR(monitor=monitor, mode=mode, **schedule), RandomStateCheckpoint(), SpeakerVerification(),
-            ResultWriter(), PredictionWriter()]
+            ResultWriter(), PredictionWriter(), FitRecord()]
 
 
 class AtomicSaveConfig(SaveConfigCallback):
@@ -110,6 +110,7 @@ class SERCLI(LightningCLI):
         parser.add_lightning_class_args(SpeakerVerification, "verification")
         parser.add_lightning_class_args(ResultWriter, "test_outputs")
         parser.add_lightning_class_args(PredictionWriter, "predict_outputs")
+        parser.add_lightning_class_args(FitRecord, "fit_record")
 
     def parse_arguments(self, parser, args) -> None:
         """Parse, then open ``--ckpt_path`` safely: LightningCLI reads its hyper-parameters right after this,

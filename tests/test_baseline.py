@@ -24,11 +24,11 @@ def test_utterance_statistics_by_hand():
 @pytest.mark.slow
 @pytest.mark.parametrize("stats", ["mean_std", "std"])
 def test_baseline_command_scores_the_test_session(corpus, tmp_path, stats, capsys):
-    out = tmp_path / "baseline.json"
+    out, predictions = tmp_path / "baseline.json", tmp_path / "predictions.csv"
     main(["baseline", "--config", "configs/demo.yaml",
           "--data.root", str(corpus / "IEMOCAP_full_release"), "--data.aux_root", str(corpus / "LibriSpeech"),
           "--data.cache_dir", str(tmp_path / "cache"), "--trainer.logger", "false",
-          "--baseline.out", str(out), "--baseline.stats", stats])
+          "--baseline.out", str(out), "--baseline.stats", stats, "--baseline.predictions", str(predictions)])
     result = json.loads(out.read_text())
     printed = capsys.readouterr().out
     assert f"UA {100 * result['ua']:.2f} %" in printed
@@ -41,7 +41,12 @@ def test_baseline_command_scores_the_test_session(corpus, tmp_path, stats, capsy
     assert {r.session for r in test_rows} == {"1"}
     assert result["n_utterances"] == sum(dm.label_scheme.encode(r) >= 0 for r in test_rows) > 0
     assert result["stats"] == stats and result["classes"] == ["angry", "happy", "neutral", "sad"]
-    assert 0.0 <= result["ua"] <= 1.0 and 0.0 <= result["wa"] <= 1.0 and result["C"] in (0.0001, 0.001, 0.01, 0.1, 1.0, 10.0)
+    assert result["C"] in (0.0001, 0.001, 0.01, 0.1, 1.0, 10.0) == tuple(result["c_grid"])
+    # 64 mel rows (configs/demo.yaml): mean and std of the frames and of their deltas, or the two stds
+    assert result["n_features"] == {"mean_std": 4 * 64, "std": 2 * 64}[stats]
+    # WA, UA and the confusion matrix are sklearn's on the written predictions, one row per test utterance
+    table = _check_against_predictions(result, predictions, result["classes"])
+    assert [r["utt_id"] for r in table] == [r.utt_id for r in test_rows if dm.label_scheme.encode(r) >= 0]
     with pytest.raises(SystemExit) as exit_info:
         main(["baseline", "--config", "configs/demo.yaml", "--baseline.stats", "median"])
     assert exit_info.value.code == 2 and "--baseline.stats" in capsys.readouterr().err

@@ -15,6 +15,7 @@ import yaml
 from corpus_trees import make_iemocap, make_librispeech, make_msp_improv
 
 from ser_mtl.cli import main
+from ser_mtl.lightning_cli import run_lightning_cli
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 BASE = ["iemocap.yaml", "msp_improv.yaml", "librispeech_pretrain.yaml", "cross_corpus.yaml",
@@ -72,6 +73,15 @@ def corpora(tmp_path_factory) -> Path:
     make_msp_improv(root / "MSP-IMPROV", sessions=(1, 2, 3))
     make_librispeech(root / "LibriSpeech", subsets=("train-clean-360", "test-clean"))
     return root
+
+
+# What `corpora` writes: IEMOCAP 3 sessions x 3 dialogs x 8 turns, MSP-IMPROV 3 sessions x 24 utterances,
+# LibriSpeech train-clean-360 3 speakers x 4 utterances (corpus_trees.py; its summaries say the same).
+CORPUS_ROWS = {"iemocap": 72, "msp_improv": 72, "librispeech": 12}
+CORPUS_SPEAKERS = {"iemocap": 6, "msp_improv": 6, "librispeech": 3}
+# Paper 5.1's (alpha, beta) by model family and label kind; the CNNs (no reconstruction) take the AAE's.
+PAPER_5_1 = {("aae", "categorical"): (0.4, 0.6), ("aae", "dimensional"): (0.3, 0.7),
+             ("ae", "categorical"): (0.3, 0.7), ("ae", "dimensional"): (0.6, 0.4)}
 
 
 def _overrides(config: str, root: Path) -> list[str]:
@@ -145,8 +155,30 @@ def test_pretraining_and_fine_tuning_build_the_same_network(pretrain, finetune):
 def test_fast_dev_run(config, corpora, tmp_path):
     files = [a for f in config.split("+") for a in ("--config", str(CONFIGS / f))]
     run = tmp_path / "run"
-    main(["fit", *files, *_overrides(config.split("+")[0], corpora), "--trainer.fast_dev_run", "true",
-          "--trainer.accelerator", "cpu", "--trainer.default_root_dir", str(run),
-          "--trainer.logger.init_args.save_dir", str(run)])
+    # `ser-mtl fit` is this call inside main()'s error handling; it hands back the trainer, model and data
+    cli = run_lightning_cli(["fit", *files, *_overrides(config.split("+")[0], corpora), "--trainer.fast_dev_run",
+                             "true", "--trainer.accelerator", "cpu", "--trainer.default_root_dir", str(run),
+                             "--trainer.logger.init_args.save_dir", str(run)])
     # fast_dev_run trains exactly one batch and writes no checkpoint
+    assert cli.trainer.fit_loop.epoch_loop.batch_progress.total.completed == 1
     assert not (run / "checkpoints" / "best.ckpt").exists()
+    # the network that trained is the one the config files state, on the segments the data section states
+    stated: dict = {}
+    for f in config.split("+"):
+        stated.update(_stated_model(CONFIGS / f))
+    hparams = cli.model.hparams
+    data = _print_config(*config.split("+"))["data"]
+    family = "aae" if stated["use_discriminator"] else "ae" if stated["use_decoder"] else "cnn"
+    kind = "categorical" if data["task"] == "categorical" else "dimensional"
+    for key, value in zip(("alpha", "beta"), PAPER_5_1[("aae" if family == "cnn" else family, kind)]):
+        if stated.get(key) is None:  # null in the network file: paper 5.1's value for the family and task
+            stated[key] = value
+    assert {key: _plain(hparams[key]) for key in stated} == stated
+    assert tuple(hparams["input_size"]) == (data["features"]["n_bins"], data["segment_frames"])
+    # every generated utterance of the corpus is in the manifest; speakers = training speakers + auxiliary ones
+    dm = cli.datamodule
+    assert len(dm.rows) == CORPUS_ROWS[data["corpus"]]
+    assert len({r.speaker for r in dm.rows}) == CORPUS_SPEAKERS[data["corpus"]]
+    aux = CORPUS_SPEAKERS["librispeech"] if data.get("aux_root") and "speaker" in hparams["tasks"] else 0
+    train_speakers = {dm.rows[i].speaker for i in dm.train_indices()}
+    assert hparams["num_speakers"] == len(train_speakers) + aux

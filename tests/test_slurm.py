@@ -207,7 +207,9 @@ def test_tasks_under_a_local_executor_give_the_local_runners_results(tmp_path, c
     local = run_cv(config, folds, repeats, str(tmp_path / "local"), base_seed=3, in_process=True, backend=stand_in)
     for name in (f"fold{f}_rep{r}" for f in folds for r in range(repeats)):
         expected = json.loads((tmp_path / "local" / name / "metrics.json").read_text())
-        assert json.loads((tmp_path / "cluster" / name / "metrics.json").read_text()) == expected
+        got = json.loads((tmp_path / "cluster" / name / "metrics.json").read_text())
+        assert got.pop("cost").keys() == expected.pop("cost").keys()  # wall seconds differ between runs
+        assert got == expected
         pids = {pid for _, _, pid in stage_calls(tmp_path / "cluster" / name)}
         assert (pids == {os.getpid()}) == (kind == "debug")  # local: fit and test in the task's process
     summary = json.loads((tmp_path / "cluster" / "summary.json").read_text())  # written by the summary job

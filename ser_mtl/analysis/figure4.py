@@ -11,12 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ser_mtl.runs.sweep import format_value
+from ser_mtl.analysis.summary import format_value
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from ser_mtl.analysis.report import Sweep
+    from ser_mtl.analysis.report_tables import Sweep
 
 SPEAKER_PARAMS = ("data.aux_speakers", "data.speakers")
 PANELS = (("ua", "(a) emotion recognition", "UA (%)"),

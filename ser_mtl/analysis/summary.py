@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
-from ser_mtl.command_line import command, run_function
 from ser_mtl.io_utils import atomic_write_json
 
 METRICS = ("wa", "ua", "eer", "gender_acc", "speaker_acc")
@@ -35,6 +33,16 @@ REQUIRED_KEYS = ("fold", "repeat", "seed")
 SUMMARY_NAME = "summary.json"
 METRICS_NAME = "metrics.json"
 RECORD_NAME = "cv.json"
+SWEEP_NAME = "sweep.json"
+
+
+def run_dir_name(fold: int, repeat: int) -> str:
+    return f"fold{fold}_rep{repeat}"
+
+
+def format_value(value: Any) -> str:
+    """A value as the CLI reads it back: ``0.4``, ``true``, ``null``, ``[1, 2]``, plain strings as is."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 class SummaryError(ValueError):
@@ -217,7 +225,8 @@ def aggregate(out: str, verbose: bool = True) -> dict:
     """Summarise every finished run in a cv folder into ``out/summary.json`` (atomic, idempotent).
 
     Reads ``out/*/metrics.json`` (any folder names; ``fold``/``repeat`` come from the files), so it
-    also serves runs made without the cv runner. Re-running it gives a byte-identical file.
+    also serves runs made without the cv runner. Re-running it gives a byte-identical file. ``cost`` sums the
+    runs' ``cost`` (``fits``, ``fit_seconds``, ``test_seconds``, ``device_hours``, ``devices``).
 
     Args:
         out: the cross-validation folder (``--cv.out`` of ``ser-mtl cv``).
@@ -231,6 +240,14 @@ def aggregate(out: str, verbose: bool = True) -> dict:
     summary = summarize(runs, grid.get("folds"), grid.get("repeats"))
     if record is not None:
         summary["config"] = record
+    costs = [run["cost"] for run in runs if isinstance(run.get("cost"), dict)]
+    if costs:  # the runs' FitRecord costs and test seconds; device hours count every process
+        seconds = [(c.get("fit_seconds", 0.0), c.get("test_seconds", 0.0), c.get("processes", 1)) for c in costs]
+        summary["cost"] = {"fits": sum("fit_seconds" in c for c in costs),
+                           "fit_seconds": math.fsum(f for f, _, _ in seconds),
+                           "test_seconds": math.fsum(t for _, t, _ in seconds),
+                           "device_hours": math.fsum((f + t) * p for f, t, p in seconds) / 3600,
+                           "devices": sorted({c["device"] for c in costs if "device" in c})}
     atomic_write_json(Path(out) / SUMMARY_NAME, summary)
     if verbose:
         print(format_headline(summary, str(out)))
@@ -253,26 +270,3 @@ def format_headline(summary: dict[str, Any], name: str = "") -> str:
     if summary["missing"]:
         text += f"; {len(summary['missing'])} run(s) missing"
     return text
-
-
-@command(positional="dirs", errors=(SummaryError,))
-def aggregate_main(dirs: list[str]) -> None:
-    """Summarise the finished runs (DIR/*/metrics.json) of cross-validation folders into DIR/summary.json.
-
-    A folder without runs of its own but with run folders one level down (a sweep) has each of those
-    aggregated.
-
-    Args:
-        dirs: cv folders (``--cv.out``), or sweep folders holding them.
-    """
-    for item in dirs:
-        path = Path(item)
-        if any(path.glob(f"*/{METRICS_NAME}")) or not any(path.glob(f"*/*/{METRICS_NAME}")):
-            aggregate(item)
-            continue
-        for child in sorted(p for p in path.iterdir() if any(p.glob(f"*/{METRICS_NAME}"))):
-            aggregate(str(child))
-
-
-if __name__ == "__main__":  # = `ser-mtl aggregate`; the SLURM aggregation job calls the module
-    run_function(aggregate_main, sys.argv[1:], "ser-mtl aggregate")

@@ -13,11 +13,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ser_mtl.analysis.summary import METRICS_NAME, RECORD_NAME, aggregate, read_record, read_run_metrics
+from ser_mtl.analysis.summary import (
+    METRICS_NAME,
+    RECORD_NAME,
+    aggregate,
+    read_record,
+    read_run_metrics,
+    run_dir_name,
+)
 from ser_mtl.baselines.baseline import C_GRID, baseline_label, run_baseline
 from ser_mtl.baselines.opensmile_features import BaselineError
 from ser_mtl.io_utils import atomic_write_json
-from ser_mtl.runs.lifecycle import derive_seed, run_dir_name
+from ser_mtl.runs.lifecycle import derive_seed
 from ser_mtl.runs.record import config_files
 
 _METRIC_KEYS = ("wa", "ua", "n_utterances", "classes", "confmat", "C", "val_ua", "features", "classifier",

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ser_mtl.analysis.summary import aggregate
+from ser_mtl.analysis.summary import aggregate, run_dir_name
 from ser_mtl.runs import cluster
 from ser_mtl.runs.errors import CVError, RunFailed, RunsFailed
 from ser_mtl.runs.lifecycle import (
@@ -26,7 +26,6 @@ from ser_mtl.runs.lifecycle import (
     RunResult,
     derive_seed,
     pretrain_dir_name,
-    run_dir_name,
     run_folder,
     say,
 )

@@ -4,8 +4,9 @@ Every run goes through `run_folder`: each (fold, repeat) and each pretraining of
 sweep, on this machine (``ser_mtl.runs.local``) or as a cluster task (``ser_mtl.runs.cluster``). It
 returns at once when the run is done; takes ``RUN/.lock`` (another holder: ``busy``, left to it);
 writes ``run.json`` or refuses a folder that records another run; fits unless ``fit_done.json`` says
-it did, from the newest checkpoint; tests ``best.ckpt`` and writes ``metrics.json`` last. Files are
-written atomically; under ``srun`` with several ranks only rank 0 locks and writes.
+it did, from the newest checkpoint; tests ``best.ckpt`` and writes ``metrics.json`` last (with the fit's
+``selection`` and ``cost`` from ``fit_record.json``, plus ``cost.test_seconds``). Files are written
+atomically; under ``srun`` with several ranks only rank 0 locks and writes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from ser_mtl.runs.stages import CVBackend, run_lock
 
 PRETRAIN_FOLD = 10**6  # stands in for the fold in a pretraining's seed: never a fold run's seed
 FIT_DONE = "fit_done.json"
+FIT_RECORD = "fit_record.json"  # written by ser_mtl.callbacks.FitRecord at the end of a fit
 # What metrics.json copies from test_metrics.json besides the scores, and how the log names the scores.
 RUN_COUNTS = ("n_utterances", "n_gender_utterances", "n_speaker_utterances")
 SCORE_LABELS = (("WA", "wa"), ("UA", "ua"), ("gender", "gender_acc"), ("speaker", "speaker_acc"), ("EER", "eer"))
@@ -44,10 +47,6 @@ def derive_seed(base_seed: int, fold: int, repeat: int) -> int:
     if min(base_seed, fold, repeat) < 0:
         raise ValueError(f"base seed, fold and repeat must be >= 0, got {base_seed}, {fold}, {repeat}")
     return int(np.random.SeedSequence([base_seed, fold, repeat]).generate_state(1)[0]) & 0x7FFFFFFF
-
-
-def run_dir_name(fold: int, repeat: int) -> str:
-    return f"fold{fold}_rep{repeat}"
 
 
 def pretrain_dir_name(repeat: int) -> str:
@@ -159,19 +158,23 @@ def _test(run: Run, backend: CVBackend, args: list[str], rank_zero: bool) -> Run
     if rank_zero:
         test_metrics.unlink(missing_ok=True)  # a stale file from an interrupted test must not pass for this one
     say(f"{run.name}: test best.ckpt")
+    start = time.perf_counter()
     backend.run_stage("test", args, run.dir)
+    test_seconds = time.perf_counter() - start
     if not rank_zero:
         return RunResult(run, "done")
     if not test_metrics.is_file():
         raise RunFailed(f"test finished but wrote no {test_metrics} (expected by the CLI contract)")
     try:
         tested = check_scores(test_metrics, read_json(test_metrics), lenient_eer=True)
+        fit = read_json(run.dir / FIT_RECORD) if (run.dir / FIT_RECORD).is_file() else {}  # FitRecord's output
     except SummaryError as err:  # a failed run with its message, not a traceback
         raise RunFailed(str(err)) from err
     metrics = dict(run.record)
     for key in (*METRICS, *RUN_COUNTS, "classes", "confmat"):
         if tested.get(key) is not None:
             metrics[key] = tested[key]
+    metrics.update(selection=fit.get("selection"), cost={**(fit.get("cost") or {}), "test_seconds": test_seconds})
     atomic_write_json(run.dir / METRICS_NAME, metrics)
     say(f"{run.name}: " + "  ".join(f"{label} {100 * metrics[key]:.1f} %" for label, key in SCORE_LABELS
                                     if key in metrics))

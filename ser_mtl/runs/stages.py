@@ -195,7 +195,7 @@ def signal_guard() -> Iterator[None]:
 
     def on_term(signum: int, frame: Any) -> None:
         request_stop()
-        print("[cv] SIGTERM: waiting for the running stages to stop; no further runs start", flush=True)
+        print("[cv] SIGTERM: waiting for the running stage to stop (every job's); no further runs start", flush=True)
 
     signal.signal(signal.SIGTERM, on_term)
     try:

@@ -15,7 +15,6 @@ training under Adam is refused, a weak one warned about (``ser_mtl.runs.loss_wei
 from __future__ import annotations
 
 import itertools
-import json
 import re
 import sys
 from pathlib import Path
@@ -23,7 +22,8 @@ from typing import Any
 
 import yaml
 
-from ser_mtl.analysis.summary import SUMMARY_NAME
+from ser_mtl.analysis.selection import select_on_validation
+from ser_mtl.analysis.summary import SUMMARY_NAME, SWEEP_NAME, format_value
 from ser_mtl.command_line import ForwardingCommand
 from ser_mtl.io_utils import atomic_write_json
 from ser_mtl.runs.cluster import ClusterOptions
@@ -33,7 +33,6 @@ from ser_mtl.runs.errors import CVError, RunsFailed
 from ser_mtl.runs.loss_weights import LossWeightError, check_loss_weight_sweep
 from ser_mtl.runs.stages import CLIBackend
 
-SWEEP_NAME = "sweep.json"
 MODES = ("zip", "grid")
 
 
@@ -61,13 +60,6 @@ def parse_list(text: str | list) -> list:
             raise CVError(f"{text!r}: expected a list")
         return _numbers(value)
     return [_numbers(yaml.safe_load(part.strip())) for part in text.split(",") if part.strip()]
-
-
-def format_value(value: Any) -> str:
-    """A value as the CLI reads it back: ``0.4``, ``true``, ``null``, ``[1, 2]``, plain strings as is."""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value)
 
 
 def sweep_settings(params: list[str], values: list, mode: str = "zip") -> list[dict[str, Any]]:
@@ -190,7 +182,6 @@ def run_sweep(config_args: list[str], params: list[str], values: list, out: str,
         except RunsFailed as err:
             print(f"[sweep] {plan.out.name} FAILED: {err}", file=sys.stderr)
             failed.append(plan.out.name)
-    from ser_mtl.analysis.selection import select_on_validation  # not at the top: it imports this module
     select_on_validation(out_path)
     if failed:
         raise RunsFailed(f"{len(failed)} of {len(settings)} settings had failed runs: {', '.join(failed)}; "

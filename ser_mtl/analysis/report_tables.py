@@ -1,0 +1,227 @@
+"""The pieces of ``ser-mtl report`` (``ser_mtl.analysis.report``): loading cv and sweep folders, the
+cross-validation tables with the paper's numbers and significance marks, per-fold tables, confusion sums."""
+
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ser_mtl.analysis.confusion import confusion_from_predictions
+from ser_mtl.analysis.paper_results import PaperResult, Protocol, match, protocol_from_config
+from ser_mtl.analysis.selection import SELECTED_NAME, SELECTION_NAME
+from ser_mtl.analysis.summary import (
+    METRICS_NAME,
+    SUMMARY_NAME,
+    SWEEP_NAME,
+    SummaryError,
+    collect_runs,
+    read_json,
+    read_record,
+    summarize,
+)
+
+
+@dataclass
+class Experiment:
+    """One cross-validation: its folder, summary and protocol."""
+
+    name: str
+    path: Path
+    summary: dict[str, Any]
+    protocol: Protocol | None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Sweep:
+    name: str
+    path: Path
+    params: list[str]
+    settings: list[tuple[dict[str, Any], Experiment]]
+    notes: list[str] = field(default_factory=list)
+    selected: Experiment | None = None  # DIR/selected: per (fold, repeat) the setting chosen on validation
+    selection: dict[str, Any] | None = None  # its selection.json (counts, chosen, skipped)
+
+
+def pct(mean: float | None, std: float | None = None) -> str:
+    """``0.6612, 0.0123`` -> ``66.1 ± 1.2`` (percent, one decimal); missing -> ``–``."""
+    if mean is None:
+        return "–"
+    return f"{100 * mean:.1f}" if std is None else f"{100 * mean:.1f} ± {100 * std:.1f}"
+
+
+def load_experiment(path: Path, name: str | None = None) -> Experiment:
+    """A cv folder; without ``summary.json`` its finished runs are summarised here (nothing written)."""
+    notes = []
+    summary_path = path / SUMMARY_NAME
+    if summary_path.is_file():
+        summary = read_json(summary_path)
+        finished = len(list(path.glob(f"*/{METRICS_NAME}")))
+        if finished != summary.get("n_runs"):
+            notes.append(f"{summary_path} covers {summary.get('n_runs')} runs but {finished} are finished; "
+                         f"`ser-mtl aggregate {path}` updates it")
+    else:
+        runs = collect_runs(path)
+        if not runs:
+            raise SummaryError(f"{path}: neither {SUMMARY_NAME} nor */{METRICS_NAME}")
+        record = read_record(path)
+        grid = (record or {}).get("grid", {})
+        summary = summarize(runs, grid.get("folds"), grid.get("repeats"))
+        summary["config"] = record
+        notes.append(f"{path}: no {SUMMARY_NAME} yet; summarised the {len(runs)} finished runs in memory")
+    config = summary.get("config") or {}
+    label = config.get("label")
+    return Experiment(label or name or path.name, path, summary, protocol_from_config(config.get("resolved")), notes)
+
+
+def load_sweep(path: Path) -> Sweep:
+    record = read_json(path / SWEEP_NAME)
+    settings, notes = [], []
+    for entry in record["settings"]:
+        folder = path / entry["dir"]
+        try:
+            settings.append((entry["values"], load_experiment(folder, entry["dir"])))
+        except (SummaryError, FileNotFoundError):
+            notes.append(f"{entry['dir']}: no finished runs yet")
+    selection_path = path / SELECTED_NAME / SELECTION_NAME
+    selection = read_json(selection_path) if selection_path.is_file() else {"chosen": [], "skipped": []}
+    selected = load_experiment(path / SELECTED_NAME, "selected on validation") if selection["chosen"] else None
+    if selected is None:
+        why = selection["skipped"][0]["reason"] if selection["skipped"] else f"`ser-mtl aggregate {path}` writes it"
+        notes.append(f"no setting selected on validation yet ({why})")
+    return Sweep(path.name, path, list(record["params"]), settings, notes, selected, selection)
+
+
+def discover(dirs: list[str]) -> list[Experiment | Sweep]:
+    """cv folders, sweep folders, and one level of folders holding them, in the order given."""
+    items: list[Experiment | Sweep] = []
+    for item in dirs:
+        path = Path(item)
+        if (path / SWEEP_NAME).is_file():
+            items.append(load_sweep(path))
+        elif (path / SUMMARY_NAME).is_file() or any(path.glob(f"*/{METRICS_NAME}")):
+            items.append(load_experiment(path))
+        elif path.is_dir():
+            children = sorted(p for p in path.iterdir() if (p / SWEEP_NAME).is_file() or (p / SUMMARY_NAME).is_file())
+            if not children:
+                raise SummaryError(f"{path}: no {SUMMARY_NAME}, {SWEEP_NAME} or */{METRICS_NAME} here or one level down")
+            items += discover([str(c) for c in children])
+        else:
+            raise SummaryError(f"{path}: no such folder")
+    return items
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_") or "x"
+
+
+def paper_cells(results: list[PaperResult]) -> tuple[str, str]:
+    wa = [f"{r.text()} (T{r.table})" for r in results if r.metric == "wa"]
+    ua = [f"{r.text()} (T{r.table})" for r in results if r.metric == "ua"]
+    ua += [f"{r.text()} (T{r.table}, metric not stated)" for r in results if r.metric == "unspecified"]
+    return "; ".join(wa) or "–", "; ".join(ua) or "–"
+
+
+def grid_text(summary: dict[str, Any]) -> str:
+    text = f"{len(summary['folds'])}×{summary['n_repeats']}"
+    return text + (f" ({len(summary['missing'])} missing)" if summary["missing"] else "")
+
+
+def protocol_cells(p: Protocol | None) -> list[str]:
+    if p is None:
+        return ["?", "?", "?", "?"]
+    corpus = f"{p.corpus} → {p.target}" if p.target else (p.corpus or "?")
+    return [p.model_name(), corpus, p.task or "?", p.scheme or "?"]
+
+
+AUX_COLUMNS = (("gender_acc", "gender acc (%)"), ("speaker_acc", "speaker acc (%)"))
+
+
+def aux_columns(summaries: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The auxiliary-task accuracy columns some row of a table has (``<key>_mean`` in its summary)."""
+    return [(key, head) for key, head in AUX_COLUMNS if any(s.get(f"{key}_mean") is not None for s in summaries)]
+
+
+def significance(exps: list[Experiment], groups: list[list[int]]) -> tuple[list[bool], list[str]]:
+    from ser_mtl.analysis.compare import group_significance
+
+    return group_significance([(e.name, e.summary.get("runs", []), e.protocol) for e in exps], groups)
+
+
+def protocol_key(p: Protocol | None) -> tuple:
+    return (None,) if p is None else (p.corpus, p.target, p.scheme, p.task)
+
+
+def results_table(experiments: list[Experiment]) -> list[str]:
+    """One row per cross-validation; rows of one protocol (corpus, scheme, task) are tested against
+    its reference row (``significance``), with ``*`` on a significant UA and a footnote."""
+    aux = aux_columns([e.summary for e in experiments])
+    lines = [("| experiment | model | corpus | task | scheme | folds×repeats | WA (%) | UA (%) | EER (%) | "
+              + "".join(f"{head} | " for _, head in aux) + "paper WA (%) | paper UA (%) |"),
+             "|" + "---|" * (11 + len(aux))]
+    groups: dict[tuple, list[int]] = {}
+    for i, exp in enumerate(experiments):
+        groups.setdefault(protocol_key(exp.protocol), []).append(i)
+    flags, notes = significance(experiments, list(groups.values()))
+    for exp, flag in zip(experiments, flags):
+        s = exp.summary
+        paper_wa, paper_ua = paper_cells(match(exp.protocol))
+        cells = [exp.name, *protocol_cells(exp.protocol), grid_text(s), pct(s.get("wa_mean"), s.get("wa_std")),
+                 pct(s.get("ua_mean"), s.get("ua_std")) + (" *" if flag else ""),
+                 pct(s.get("eer_mean"), s.get("eer_std")),
+                 *(pct(s.get(f"{k}_mean"), s.get(f"{k}_std")) for k, _ in aux), paper_wa, paper_ua]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + notes
+
+
+def per_fold_table(exp: Experiment) -> list[str]:
+    has_eer = any("eer_mean" in f for f in exp.summary["per_fold"])
+    head = "| fold | repeats | WA (%) | UA (%) |" + (" EER (%) |" if has_eer else "")
+    lines = [head, "|" + "---|" * (5 if has_eer else 4)]
+    for f in exp.summary["per_fold"]:
+        cells = [str(f["fold"]), str(f["n_repeats"]), pct(f.get("wa_mean"), f.get("wa_std")),
+                 pct(f.get("ua_mean"), f.get("ua_std"))]
+        if has_eer:
+            cells.append(pct(f.get("eer_mean"), f.get("eer_std")))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def summed_confusion(exp: Experiment) -> tuple[np.ndarray, list[str]] | None:
+    """Confusion counts summed over every run: from the summary's ``confmat`` or the runs' predictions.csv."""
+    runs = exp.summary.get("runs", [])
+    with_confmat = [r for r in runs if r.get("confmat") and r.get("classes")]
+    if with_confmat:
+        classes = list(with_confmat[0]["classes"])
+        total = np.zeros((len(classes), len(classes)), dtype=np.int64)  # (C, C)
+        for run in with_confmat:
+            if list(run["classes"]) == classes:
+                total += np.asarray(run["confmat"], dtype=np.int64)
+        return total, classes
+    return confusion_from_predictions(exp.path, [r.get("dir", "") for r in runs])
+
+
+def mark_baselines(items: list[Experiment | Sweep]) -> list[Experiment | Sweep]:
+    """Label the classical baselines' cv folders (``ser-mtl baseline --baseline.cv_out``) among ``items``.
+
+    Such a folder's ``cv.json`` (copied into its summary under ``config``) has a ``baseline`` entry
+    (``ser_mtl.baselines.baseline_cv``). Its row in the tables gets the baseline's name (e.g.
+    ``eGeMAPS + LogReg``) in the model column, the corpus, task and scheme of its ``data.*`` settings,
+    and no paper numbers (the paper has no such row). Everything else is left as it is.
+    """
+    for item in items:
+        if not isinstance(item, Experiment):
+            continue
+        config = item.summary.get("config") or {}
+        baseline = config.get("baseline")
+        if not isinstance(baseline, dict):
+            continue
+        p = protocol_from_config(config.get("resolved")) or Protocol(None, None, None, None, None)
+        item.protocol = Protocol(corpus=p.corpus, scheme=p.scheme, task=p.task, arch=baseline.get("label", "baseline"),
+                                 aux=None, target=p.target)
+    return items
