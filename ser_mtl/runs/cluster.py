@@ -19,7 +19,8 @@ from typing import Any
 
 import submitit
 
-from ser_mtl.analysis.summary import aggregate
+from ser_mtl.analysis.selection import select_on_validation
+from ser_mtl.analysis.summary import SWEEP_NAME, aggregate
 from ser_mtl.runs.errors import CVError, RunFailed
 from ser_mtl.runs.lifecycle import Run, run_folder
 from ser_mtl.runs.stages import CLIBackend
@@ -97,13 +98,15 @@ def _on_slurm() -> bool:
 
 
 def summarise(cv_dirs: list[str]) -> dict[str, dict]:
-    """The summary job: ``summary.json`` of every cv folder that has finished runs."""
+    """The summary job: ``summary.json`` of every cv folder that has finished runs (and a sweep's selection)."""
     summaries = {}
     for directory in cv_dirs:
         try:
             summaries[directory] = aggregate(directory)
         except Exception as err:  # noqa: BLE001 - one folder without finished runs must not hide the others
             print(f"[cv] {directory}: no summary ({err})", flush=True)
+    for sweep in {Path(d).parent for d in cv_dirs if (Path(d).parent / SWEEP_NAME).is_file()}:
+        select_on_validation(sweep)  # a sweep: its selected/ folder, chosen on validation
     return summaries
 
 
