@@ -51,9 +51,8 @@ def mono_at_rate(data: np.ndarray, file_rate: int, sample_rate: int, path) -> to
 
 def audio_chunks(path: str | os.PathLike, sample_rate: int = 16000,
                  chunk_seconds: float = 600.0) -> Iterator[torch.Tensor]:
-    """The file as consecutive (T_k,) mono chunks at ``sample_rate``, each at most ``chunk_seconds`` long,
-    so memory is bounded by the chunk. A short file is one chunk, exactly `load_audio`'s wave; chunks are
-    resampled on their own (a few samples at each boundary differ). Errors as `load_audio`."""
+    """The file as (T_k,) mono chunks of at most ``chunk_seconds``: a short file is `load_audio`'s wave;
+    chunks are resampled on their own (a few samples at each boundary differ). Errors as `load_audio`."""
     if chunk_seconds <= 0:
         raise ValueError(f"chunk_seconds must be > 0, got {chunk_seconds}")
     try:

@@ -49,9 +49,8 @@ class SERDataModule(pl.LightningDataModule):
         corpus: the labelled (primary) corpus reader.
         root: root of the primary corpus as it unpacks (e.g. ``.../IEMOCAP_full_release``).
         subset: LibriSpeech only: the primary corpus's subset (e.g. ``train-clean-360`` to pretrain on it).
-        speakers: number of primary-corpus speakers drawn with ``seed`` before the split; ``None`` keeps
-            all. Drawn as ``aux_speakers`` is, so a LibriSpeech pretraining with ``speakers: N`` trains on
-            the speakers of a fine-tuning's ``aux_speakers: N`` with the same seed (paper 4.1.3: 600).
+        speakers: primary-corpus speakers drawn with ``seed`` before the split (``None``: all), drawn as
+            ``aux_speakers``: ``speakers: N`` pretrains on a fine-tuning's ``aux_speakers: N`` (paper: 600).
         aux_corpus: reader of the auxiliary corpus (speaker and gender labels, no emotion).
         aux_root: root of the auxiliary corpus; ``None`` trains without auxiliary data.
         aux_subset: auxiliary subset (paper: ``train-clean-360``).
@@ -77,43 +76,26 @@ class SERDataModule(pl.LightningDataModule):
         num_workers: DataLoader worker processes (also used to build feature stores).
         max_stats_utterances: cap on the training utterances read for normalisation statistics
             (a seeded random sample beyond it; keeps LibriSpeech pretraining start-up short).
-        verification_subset: auxiliary subset whose speakers, with the emotion test speakers, are enrolled
-            for speaker verification at test time (paper: ``test-clean``); speaker-independent schemes
-            only; ``None`` disables it.
+        verification_subset: auxiliary subset enrolled with the emotion test speakers for speaker verification
+            at test time (paper: ``test-clean``); speaker-independent schemes only; ``None`` disables it.
         verification_enrol: utterances per speaker for enrolment (paper: 20).
-        model_tasks: the model's tasks (linked from ``model.tasks``). Without a gender or speaker task the
-            auxiliary corpus (speaker and gender labels only) is not used, whatever ``aux_root`` says;
-            ``describe`` says so. None: all tasks.
+        model_tasks: the model's tasks (linked from ``model.tasks``; None: all). Without a gender or speaker
+            task the auxiliary corpus is not used, whatever ``aux_root`` says (``describe`` says so).
     """
 
     def __init__(
         self,
-        corpus: Corpus = "iemocap",
-        root: str = "data/IEMOCAP_full_release",
-        subset: str | None = None,
+        corpus: Corpus = "iemocap", root: str = "data/IEMOCAP_full_release", subset: str | None = None,
         speakers: int | None = None,
-        aux_corpus: Corpus = "librispeech",
-        aux_root: str | None = None,
-        aux_subset: str = "train-clean-360",
-        aux_speakers: int | None = 600,
-        aux_fraction: float = 0.5,
-        target_corpus: Corpus | None = None,
-        target_root: str | None = None,
-        task: Task = "categorical",
-        scheme: Scheme = "10fold",
-        fold: int = 0,
-        seed: int = 0,
+        aux_corpus: Corpus = "librispeech", aux_root: str | None = None, aux_subset: str = "train-clean-360",
+        aux_speakers: int | None = 600, aux_fraction: float = 0.5,
+        target_corpus: Corpus | None = None, target_root: str | None = None,
+        task: Task = "categorical", scheme: Scheme = "10fold", fold: int = 0, seed: int = 0,
         use_unlabelled: bool = False,
-        batch_size: int = 32,
-        segment_frames: int = 256,
-        segment_hop: int = 128,
-        eval_hop: int | None = None,
-        features: FeatureConfig = DEFAULT_FEATURES,
-        cache_dir: str = ".cache/ser-mtl",
-        num_workers: int = 0,
+        batch_size: int = 32, segment_frames: int = 256, segment_hop: int = 128, eval_hop: int | None = None,
+        features: FeatureConfig = DEFAULT_FEATURES, cache_dir: str = ".cache/ser-mtl", num_workers: int = 0,
         max_stats_utterances: int = 4000,
-        verification_subset: str | None = "test-clean",
-        verification_enrol: int = 20,
+        verification_subset: str | None = "test-clean", verification_enrol: int = 20,
         model_tasks: list[str] | None = None,
     ) -> None:
         super().__init__()
@@ -207,19 +189,15 @@ class SERDataModule(pl.LightningDataModule):
     def feature_stores(self) -> dict[str, FeatureStore]:
         """Unbuilt feature stores: ``primary``, and ``aux``, ``target``, ``verification`` where those rows exist."""
         hp = self.hparams
-        stores = {"primary": FeatureStore(self.rows, hp.root, self.features, hp.cache_dir)}
-        if self.aux_rows:
-            stores["aux"] = FeatureStore(self.aux_rows, hp.aux_root, self.features, hp.cache_dir)
-        if self.target_rows:
-            stores["target"] = FeatureStore(self.target_rows, hp.target_root, self.features, hp.cache_dir)
-        if self.verification_rows:
-            stores["verification"] = FeatureStore(self.verification_rows, hp.aux_root, self.features, hp.cache_dir)
-        return stores
+        sources = {"primary": (self.rows, hp.root), "aux": (self.aux_rows, hp.aux_root),
+                   "target": (self.target_rows, hp.target_root),
+                   "verification": (self.verification_rows, hp.aux_root)}
+        return {name: FeatureStore(rows, root, self.features, hp.cache_dir)
+                for name, (rows, root) in sources.items() if rows or name == "primary"}
 
     def make_dataset(self, store: FeatureStore, rows: list[ManifestRow], indices, utt_offset: int,
                      hop: int) -> SegmentDataset:
-        """Segments of ``rows[indices]`` (features in ``store``) every ``hop`` frames, cut and normalised by the
-        front-end (after ``setup``) and labelled as in training; ``utt`` is ``utt_offset`` + the index."""
+        """Segments of ``rows[indices]`` every ``hop`` frames, labelled; ``utt`` is ``utt_offset`` + index."""
         indices = np.asarray(list(indices), dtype=np.int64)
         labels = UtteranceLabels(
             store_index=indices,
@@ -244,10 +222,9 @@ class SERDataModule(pl.LightningDataModule):
         if not self._scheme_restored:  # a checkpoint's scheme (its training split's centroids) is kept as is
             self.label_scheme.fit([self.rows[i] for i in self.split.train])
         if self.mean is None:  # restored from a checkpoint otherwise
-            rng = np.random.default_rng(hp.seed)
-            sample = np.asarray(train)
-            if len(sample) > hp.max_stats_utterances:
-                sample = rng.choice(sample, size=hp.max_stats_utterances, replace=False)
+            sample, cap = np.asarray(train), hp.max_stats_utterances
+            if len(sample) > cap:
+                sample = np.random.default_rng(hp.seed).choice(sample, size=cap, replace=False)
             self.mean, self.std = running_stats(self.stores["primary"], sorted(sample.tolist()))
         self.frontend = self._make_frontend()
         eval_rows, offset = self.evaluation_split()
@@ -256,10 +233,8 @@ class SERDataModule(pl.LightningDataModule):
         self.train_set = self.make_dataset(self.stores["primary"], self.rows, train, 0, hp.segment_hop)
         self.val_set = self.make_dataset(eval_store, eval_rows, self.split.val, offset, eval_hop)
         self.test_set = self.make_dataset(eval_store, eval_rows, self.split.test, offset, eval_hop)
-        self.aux_set = None
-        if self.aux_rows:
-            self.aux_set = self.make_dataset(self.stores["aux"], self.aux_rows, range(len(self.aux_rows)),
-                                             len(self.rows), hp.segment_hop)
+        self.aux_set = (self.make_dataset(self.stores["aux"], self.aux_rows, range(len(self.aux_rows)),
+                                          len(self.rows), hp.segment_hop) if self.aux_rows else None)
 
     def _make_frontend(self) -> FrontEnd:
         hp = self.hparams
@@ -289,8 +264,7 @@ class SERDataModule(pl.LightningDataModule):
         return int(trainer.fit_loop.epoch_progress.current.processed) if trainer is not None else 0
 
     def _batches_done_this_epoch(self) -> int:
-        """Training batches of the current epoch done before the checkpoint a fit restarts from mid-epoch
-        (e.g. SLURM's hpc_ckpt), else 0: Lightning resumes counting there but a plain loader would not."""
+        """Batches of this epoch done before the mid-epoch checkpoint a fit resumes (hpc_ckpt), else 0."""
         trainer = getattr(self, "trainer", None)
         if trainer is None or not trainer.fit_loop.restarting:
             return 0
@@ -303,8 +277,7 @@ class SERDataModule(pl.LightningDataModule):
 
     @staticmethod
     def _loader_generator(seed: int) -> torch.Generator:
-        """A loader's own generator: the workers' base seed is not drawn from the global stream that dropout
-        and the prior samples use (`ser_mtl.random_state`)."""
+        # the workers' base seed is not drawn from the global stream dropout uses (`ser_mtl.random_state`)
         return torch.Generator().manual_seed(seed)
 
     def _eval_loader(self, dataset: SegmentDataset) -> DataLoader:
@@ -323,8 +296,7 @@ class SERDataModule(pl.LightningDataModule):
         return self._eval_loader(self.test_set)
 
     def verification_dataloader(self) -> DataLoader | None:
-        """Unsharded segments of the verification utterances (auxiliary test subset + emotion test
-        speakers); ``None`` without them (10fold, no auxiliary root)."""
+        """Unsharded segments of the auxiliary test subset + emotion test speakers; ``None`` without them."""
         if not self.verification_rows:
             return None
         offset = len(self.rows) + len(self.aux_rows) + len(self.target_rows)
@@ -336,14 +308,12 @@ class SERDataModule(pl.LightningDataModule):
 
     # ----------------------------------------------------------------- checkpointed preprocessing
     def state_dict(self) -> dict:
-        """What a checkpoint needs to preprocess new audio like training did: `FrontEnd.state_dict`'s keys,
-        the label scheme and the speaker list."""
+        """`FrontEnd.state_dict`'s keys, the label scheme and the speakers: preprocessing as in training."""
         front = self.frontend.state_dict() if self.frontend is not None else {"mean": None}  # before setup()
         return {**front, "label_scheme": self.label_scheme.state_dict(), "speakers": self.speakers}
 
     def load_state_dict(self, state: dict) -> None:
-        """Put a checkpoint's label scheme (never refitted by ``setup``), normalisation statistics and speaker
-        list (a warning if this data's differs) in place; datasets ``setup`` built are relabelled."""
+        """Restore a checkpoint's label scheme (not refitted), statistics, speakers (warns if they differ)."""
         scheme = restored_scheme(state.get("label_scheme"), self.hparams.task)
         if scheme is not None:
             self.label_scheme, self._scheme_restored = scheme, True

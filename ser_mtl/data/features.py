@@ -186,14 +186,11 @@ def _checked_wave(wave: torch.Tensor) -> torch.Tensor:
 def _log_rows(wave: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
     """(T,) -> (n_bins, 1 + T // hop_length) log band power; no silence removal here."""
     spec, fb = _transforms(cfg, wave.device)
-    power = spec(wave)  # (n_fft // 2 + 1, frames)
-    rows = fb.T @ power  # (n_bins, frames)
-    return torch.log(rows + cfg.log_eps)
+    return torch.log(fb.T @ spec(wave) + cfg.log_eps)  # (n_bins, n_freqs) @ (n_freqs, frames)
 
 
 def compute_features(wave: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
-    """(T,) waveform at cfg.sample_rate -> (n_bins, 1 + T' // hop_length) float32 log spectrogram, same
-    device; T' is the length after silence removal."""
+    """(T,) wave at cfg.sample_rate -> (n_bins, 1 + T' // hop_length) float32, T' after silence removal."""
     wave = _checked_wave(wave)
     if cfg.trim_silence:
         wave = trim_silence(wave, cfg)  # (T',)
@@ -208,11 +205,9 @@ class NoSpeechError(ValueError):
 
 
 def speech_only(wave: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
-    """``wave`` after silence removal (``cfg.trim_silence``), from one pass over its frame powers.
-
+    """``wave`` after silence removal (``cfg.trim_silence``), from one pass over its frame powers;
     NoSpeechError when the loudest frame is below `SILENCE_FLOOR_DBFS` (the relative ``silence_db`` rule
-    alone keeps all of an all-zero file) or less than one ``win_ms`` window is left.
-    """
+    alone keeps all of an all-zero file) or less than one ``win_ms`` window is left."""
     wave = _checked_wave(wave)
     frame, hop = cfg.silence_frame_samples, cfg.silence_hop_samples
     power = _frame_power(wave, frame, hop)  # (n_frames,)
@@ -229,6 +224,5 @@ def speech_only(wave: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
 
 
 def stored_frames(wave: torch.Tensor, cfg: FeatureConfig) -> np.ndarray:
-    """(T,) -> (n_bins, frames) float16 on the CPU: `compute_features` as the feature store keeps it, with
-    NoSpeechError (see `speech_only`) instead of frames of silence."""
+    """`compute_features` as the store keeps it: (n_bins, frames) float16 on the CPU, or NoSpeechError."""
     return _log_rows(speech_only(wave, cfg), cfg).cpu().numpy().astype(np.float16)

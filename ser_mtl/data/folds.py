@@ -71,22 +71,9 @@ def _labelled_indices(rows: Sequence[ManifestRow], labelled: Sequence[bool] | No
 
 
 def _require(rows: Sequence[ManifestRow], idx: list[int], field: str, scheme: str) -> None:
-    missing = [rows[i].utt_id for i in idx if not getattr(rows[i], field)]
-    if missing:
+    if missing := [rows[i].utt_id for i in idx if not getattr(rows[i], field)]:
         raise FoldError(f"scheme {scheme!r} needs a {field} for every labelled utterance; "
                          f"{len(missing)} have none, e.g. {missing[:3]}")
-
-
-def _speaker_order(rows: Sequence[ManifestRow], idx: list[int]) -> list[tuple[str, str]]:
-    """Distinct speakers of rows[idx] in (session, speaker) natural order."""
-    session_of = {}
-    for i in idx:
-        session_of.setdefault(_speaker(rows[i]), rows[i].session)
-    return sorted(session_of, key=lambda s: (_natural_key(session_of[s]), s[0], _natural_key(s[1])))
-
-
-def _session_order(rows: Sequence[ManifestRow], idx: list[int]) -> list[tuple[str, str]]:
-    return sorted({(rows[i].corpus, rows[i].session) for i in idx}, key=lambda s: (s[0], _natural_key(s[1])))
 
 
 def num_folds(rows: Sequence[ManifestRow], scheme: str, labelled: Sequence[bool] | None = None) -> int:
@@ -108,16 +95,14 @@ def _tenfold(rows: Sequence[ManifestRow], idx: list[int], fold: int, seed: int) 
     by_speaker: dict[tuple[str, str], list[int]] = defaultdict(list)
     for i in idx:
         by_speaker[_speaker(rows[i])].append(i)
-    fold_of: dict[int, int] = {}
-    deal = 0
+    fold_of: dict[int, int] = {}  # dealt round-robin: the deal continues across speakers
     for spk in sorted(by_speaker, key=lambda s: (s[0], _natural_key(s[1]))):
         utts = by_speaker[spk]
         if len(utts) < N_TENFOLD:
             warnings.warn(f"10fold: speaker {spk[1]!r} has {len(utts)} labelled utterances, fewer than "
                           f"{N_TENFOLD}: it cannot appear in every fold", stacklevel=3)
         for i in rng.permutation(utts):
-            fold_of[int(i)] = deal % N_TENFOLD
-            deal += 1
+            fold_of[int(i)] = len(fold_of) % N_TENFOLD
     val_fold = (fold + 1) % N_TENFOLD
     return Split(train=[i for i in idx if fold_of[i] not in (fold, val_fold)],
                  val=[i for i in idx if fold_of[i] == val_fold],
@@ -125,11 +110,14 @@ def _tenfold(rows: Sequence[ManifestRow], idx: list[int], fold: int, seed: int) 
 
 
 def _loso(rows: Sequence[ManifestRow], idx: list[int], fold: int) -> Split:
-    order = _speaker_order(rows, idx)
+    session_of: dict[tuple[str, str], str] = {}  # speaker -> session of its first utterance
+    for i in idx:
+        session_of.setdefault(_speaker(rows[i]), rows[i].session)
+    order = sorted(session_of, key=lambda s: (_natural_key(session_of[s]), s[0], _natural_key(s[1])))
     if len(order) < 3:
         raise FoldError(f"loso needs at least 3 speakers with labelled utterances, got {len(order)}")
     test_spk = order[fold]
-    session = rows[next(i for i in idx if _speaker(rows[i]) == test_spk)].session
+    session = session_of[test_spk]
     mates = sorted({_speaker(rows[i]) for i in idx
                     if rows[i].session == session and rows[i].corpus == test_spk[0]} - {test_spk})
     val_spk = mates[0] if session and len(mates) == 1 else order[(fold + 1) % len(order)]
@@ -140,7 +128,7 @@ def _loso(rows: Sequence[ManifestRow], idx: list[int], fold: int) -> Split:
 
 def _loso_session(rows: Sequence[ManifestRow], idx: list[int], fold: int) -> Split:
     _require(rows, idx, "session", "loso_session")
-    order = _session_order(rows, idx)
+    order = sorted({(rows[i].corpus, rows[i].session) for i in idx}, key=lambda s: (s[0], _natural_key(s[1])))
     if len(order) < 3:
         raise FoldError(f"loso_session needs at least 3 sessions with labelled utterances, got {len(order)}")
     test_ses, val_ses = order[fold], order[(fold + 1) % len(order)]
@@ -159,13 +147,8 @@ def _cross_corpus(target_rows: Sequence[ManifestRow], target_idx: list[int], see
     if len(speakers) < 2:
         raise FoldError(f"cross_corpus needs at least 2 target speakers to split, got {len(speakers)}")
     order = [speakers[j] for j in np.random.default_rng(seed).permutation(len(speakers))]
-    total, share, best_n, best_gap = len(target_idx), 0, 1, float("inf")
-    for n, spk in enumerate(order[:-1], start=1):  # at least one speaker each side
-        share += len(by_speaker[spk])
-        gap = abs(share / total - val_fraction)
-        if gap < best_gap:
-            best_n, best_gap = n, gap
-    val_spk = set(order[:best_n])
+    shares = np.cumsum([len(by_speaker[s]) for s in order[:-1]]) / len(target_idx)  # >= 1 speaker each side
+    val_spk = set(order[:int(np.argmin(np.abs(shares - val_fraction))) + 1])
     return ([i for i in target_idx if _speaker(target_rows[i]) in val_spk],
             [i for i in target_idx if _speaker(target_rows[i]) not in val_spk])
 
@@ -176,17 +159,15 @@ def check_split(split: Split, rows: Sequence[ManifestRow], speaker_independent: 
     eval_rows = rows if target_rows is None else target_rows
     parts = {"train": [rows[i] for i in split.train], "val": [eval_rows[i] for i in split.val],
              "test": [eval_rows[i] for i in split.test]}
-    if target_rows is None:
-        repeated = [i for i, c in Counter(split.train + split.val + split.test).items() if c > 1]
-        if repeated:
-            raise ValueError(f"split assigns {len(repeated)} utterance(s) more than once, e.g. "
-                             f"{rows[repeated[0]].utt_id!r}")
+    all_idx = split.train + split.val + split.test if target_rows is None else []  # else two index spaces
+    if repeated := [i for i, c in Counter(all_idx).items() if c > 1]:
+        raise ValueError(f"split assigns {len(repeated)} utterance(s) more than once, e.g. "
+                         f"{rows[repeated[0]].utt_id!r}")
     if not speaker_independent:
         return
     speakers = {name: {_speaker(r) for r in part} for name, part in parts.items()}
     for a, b in (("train", "test"), ("train", "val"), ("val", "test")):
-        shared = speakers[a] & speakers[b]
-        if shared:
+        if shared := speakers[a] & speakers[b]:
             raise ValueError(f"split is not speaker-independent: {a} and {b} share speaker(s) "
                              f"{sorted(f'{c}/{s}' for c, s in shared)}")
 
@@ -226,8 +207,7 @@ def make_split(rows: Sequence[ManifestRow], scheme: str, fold: int, seed: int,
     else:
         target_idx = _labelled_indices(target_rows, target_labelled)
         _require(target_rows, target_idx, "speaker", scheme)
-        val, test = _cross_corpus(target_rows, target_idx, seed, val_fraction)
-        split = Split(train=idx, val=val, test=test)
+        split = Split(idx, *_cross_corpus(target_rows, target_idx, seed, val_fraction))
     check_split(split, rows, speaker_independent=scheme != "10fold", target_rows=target_rows)
     return split
 

@@ -29,8 +29,7 @@ TABLE2_THRESHOLDS = {"iemocap": (2.0, 3.5), "msp_improv": (2.5, 3.5)}
 
 
 class LabelSchemeError(ValueError):
-    """A label task these settings cannot make: unknown task, no thresholds, too few K-means points, or a
-    checkpoint's scheme for another ``data.task``."""
+    """Unknown task, no thresholds, too few K-means points, or a checkpoint's scheme for another task."""
 
 
 def _corpus_key(corpus: str) -> str:
@@ -97,17 +96,15 @@ class LabelScheme:
         if not self.needs_fit:
             return self
         points = np.array([d for d in (self._dims(r) for r in rows) if d is not None], dtype=np.float64)
-        k = self.num_classes
-        if len(points) == 0 or len(np.unique(points, axis=0)) < k:
+        k, distinct = self.num_classes, len(np.unique(points, axis=0)) if len(points) else 0
+        if distinct < k:
             raise LabelSchemeError(f"{self.task}: K-means needs at least {k} distinct (valence, activation) points "
-                             f"among the training rows, got {len(np.unique(points, axis=0)) if len(points) else 0}"
-                             f" distinct in {len(points)} labelled of {len(rows)} rows")
+                                   f"among the training rows, got {distinct} distinct in {len(points)} "
+                                   f"labelled of {len(rows)} rows")
         # imported here: rebuilding a fitted scheme (classify) needs no sklearn import
         from sklearn.cluster import KMeans
-        km = KMeans(n_clusters=k, n_init=10, random_state=self.seed).fit(points)
-        centroids = km.cluster_centers_  # (k, 2) valence, activation
-        order = np.lexsort((centroids[:, 0], centroids[:, 1]))  # by activation, then valence
-        self.centroids = centroids[order]
+        centroids = KMeans(n_clusters=k, n_init=10, random_state=self.seed).fit(points).cluster_centers_
+        self.centroids = centroids[np.lexsort((centroids[:, 0], centroids[:, 1]))]  # by (activation, valence)
         return self
 
     def encode(self, row: ManifestRow) -> int:
@@ -123,8 +120,7 @@ class LabelScheme:
             return 0 if value <= low else 1 if value <= mid else 2
         if self.centroids is None:
             raise RuntimeError(f"{self.task}: encode() before fit(); fit the scheme on the training rows first")
-        dist = ((self.centroids - np.asarray(dims)) ** 2).sum(axis=1)  # (k,)
-        return int(np.argmin(dist))
+        return int(np.argmin(((self.centroids - np.asarray(dims)) ** 2).sum(axis=1)))  # nearest of (k,)
 
     def encode_all(self, rows: Sequence[ManifestRow]) -> np.ndarray:
         """(U,) int64 class indices of `rows`, -1 where unlabelled."""
@@ -156,13 +152,11 @@ class LabelScheme:
 def make_label_scheme(task: str, corpus: str, thresholds: tuple[float, float] | None = None,
                       restrict_to_categorical: bool = True, seed: int = 0) -> LabelScheme:
     """The label scheme for `task` on `corpus`; av3/av5 must then be `fit` on the training rows."""
-    return LabelScheme(task, corpus, thresholds=thresholds, restrict_to_categorical=restrict_to_categorical,
-                       seed=seed)
+    return LabelScheme(task, corpus, thresholds, restrict_to_categorical, seed)
 
 
 def restored_scheme(state: dict[str, Any] | None, task: str) -> LabelScheme | None:
-    """The scheme a checkpoint's ``label_scheme`` entry describes, to be used as is; None when there is
-    nothing fitted to keep; `LabelSchemeError` when it was made for another task than ``data.task``."""
+    """A checkpoint's ``label_scheme`` to use as is, or None (nothing fitted); error if for another task."""
     if not state:
         return None
     scheme = LabelScheme.from_state(state)

@@ -158,12 +158,11 @@ def summarize(rows: Iterable[ManifestRow]) -> str:
     rows = list(rows)
     hours = sum(r.duration for r in rows) / 3600.0
     speakers = {r.speaker for r in rows if r.speaker}
-    lines = [
+    return "\n".join([
         f"{len(rows)} utterances, {hours:.2f} h, {len(speakers)} speakers",
         _counts("corpus", Counter(r.corpus for r in rows), (), "(none)"),
         _counts("emotion", Counter(r.emotion for r in rows), EMOTIONS, "(none)"),
         _counts("gender", Counter(r.gender for r in rows), GENDERS, "(unknown)"),
         _counts("session", Counter(r.session for r in rows), (), "(none)"),
         f"  {'speakers':<9}{len(speakers)}",
-    ]
-    return "\n".join(lines)
+    ])

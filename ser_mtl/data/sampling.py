@@ -40,10 +40,9 @@ class MixedBatchSampler(Sampler[list[int]]):
         self.n_primary, self.n_aux = n_primary, n_aux
         self.batch_size, self.seed = batch_size, seed
         self.rank, self.world_size = rank, world_size
-        self.epoch = 0
-        # Lightning never calls set_epoch on a batch sampler: the datamodule passes the trainer's epoch.
-        self.epoch_fn = epoch_fn
-        self.skip_fn = skip_fn  # batches of this epoch trained before a mid-epoch checkpoint
+        # Lightning never calls set_epoch on a batch sampler: the datamodule passes the trainer's epoch, and
+        # skip_fn the batches of this epoch trained before a mid-epoch checkpoint.
+        self.epoch, self.epoch_fn, self.skip_fn = 0, epoch_fn, skip_fn
         self.n_aux_per_batch = (batch_size if n_primary == 0 else 0 if n_aux == 0
                                 else min(batch_size - 1, round(batch_size * aux_fraction)))
         self.n_primary_per_batch = batch_size - self.n_aux_per_batch
@@ -70,8 +69,7 @@ class MixedBatchSampler(Sampler[list[int]]):
         rng = np.random.default_rng([self.seed, epoch])
         primary = rng.permutation(self.n_primary)
         aux_stream = self._aux_stream(rng)
-        per_rank = len(self)
-        for b in range(per_rank * self.world_size):
+        for b in range(len(self) * self.world_size):
             batch = primary[b * self.n_primary_per_batch:(b + 1) * self.n_primary_per_batch].tolist()
             batch += [self.n_primary + next(aux_stream) for _ in range(self.n_aux_per_batch)]
             if b % self.world_size == self.rank and b // self.world_size >= skip:
@@ -83,8 +81,7 @@ class MixedBatchSampler(Sampler[list[int]]):
 
 
 class ShardedEvalSampler(Sampler[int]):
-    """Contiguous, non-overlapping, unpadded shard of ``range(n)`` for rank ``rank``: every segment is
-    evaluated once, so the gathered utterance-level WA/UA equal a single-process run."""
+    """Contiguous, unpadded shard of ``range(n)`` for ``rank``: each segment once, as in one process."""
 
     def __init__(self, n: int, rank: int = 0, world_size: int = 1) -> None:
         bounds = np.linspace(0, n, world_size + 1).round().astype(int)

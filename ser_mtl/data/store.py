@@ -112,7 +112,6 @@ def _run_chunk(job: _ChunkJob) -> list[dict]:
     parts = Path(job.parts)
     lengths: list[int] = []
     skipped: list[dict] = []
-    data_path = parts / f"{job.k:06d}.f16"
 
     def write(f) -> None:
         for j, row in enumerate(job.rows):
@@ -127,14 +126,9 @@ def _run_chunk(job: _ChunkJob) -> list[dict]:
             f.write(np.ascontiguousarray(feats).tobytes())
             lengths.append(int(feats.shape[1]))
 
-    _atomic_write(data_path, write)
-    _write_json(parts / f"{job.k:06d}.json",
-                {"start": job.start, "lengths": lengths, "skipped": skipped})
+    _atomic_write(parts / f"{job.k:06d}.f16", write)
+    _write_json(parts / f"{job.k:06d}.json", {"start": job.start, "lengths": lengths, "skipped": skipped})
     return skipped
-
-
-def _worker_init() -> None:
-    torch.set_num_threads(1)  # num_workers processes x 1 thread, not x all cores
 
 
 class FeatureStore:
@@ -186,10 +180,7 @@ class FeatureStore:
             raise StoreNotBuiltError(f"{self.path / INDEX}: {self._lengths.shape[0]} lengths for {len(self.rows)} "
                                      f"utterances; {fix}")
         expected = int(self._lengths.sum()) * self.cfg.n_bins * np.dtype(DTYPE).itemsize
-        try:
-            size = (self.path / DATA).stat().st_size
-        except OSError:
-            size = -1
+        size = (self.path / DATA).stat().st_size if (self.path / DATA).is_file() else -1
         if size != expected:
             raise StoreNotBuiltError(f"{self.path / DATA}: expected {expected} bytes (the index's "
                                      f"{int(self._lengths.sum())} frames x {self.cfg.n_bins} rows x 2), found "
@@ -298,7 +289,9 @@ class FeatureStore:
                 torch.set_num_threads(threads)
             return
         ctx = multiprocessing.get_context("spawn")  # fork + torch threads can deadlock
-        pool = ProcessPoolExecutor(max_workers=num_workers, mp_context=ctx, initializer=_worker_init)
+        # num_workers processes x 1 thread, not x all cores
+        pool = ProcessPoolExecutor(max_workers=num_workers, mp_context=ctx, initializer=torch.set_num_threads,
+                                   initargs=(1,))
         try:
             pending = {pool.submit(_run_chunk, job): job for job in jobs}
             while pending:
@@ -345,8 +338,7 @@ class FeatureStore:
 
 
 def running_stats(store: FeatureStore, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row mean and std (ddof=0), each (F,) float64, over all frames of utterances `indices`, merging
-    per-utterance moments (Chan et al.'s parallel update) instead of concatenating the frames."""
+    """(F,) float64 mean and std (ddof=0) over all frames of `indices`, by Chan et al.'s parallel update."""
     n_bins = store.cfg.n_bins
     count, mean, m2 = 0, np.zeros(n_bins), np.zeros(n_bins)
     for i in indices:

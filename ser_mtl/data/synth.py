@@ -58,19 +58,11 @@ class _Utt:
 
 
 @command(errors=(FileExistsError, ValueError))
-def synth(
-    out: str,
-    seed: int = 0,
-    iemocap_sessions: int = 5,
-    iemocap_dialogs: int = 5,
-    iemocap_utterances: int = 70,
-    iemocap_seconds: tuple[float, float] = (1.5, 4.0),
-    librispeech_train_speakers: int = 24,
-    librispeech_train_utterances: int = 11,
-    librispeech_test_speakers: int = 6,
-    librispeech_test_utterances: int = 24,
-    librispeech_seconds: tuple[float, float] = (2.0, 5.0),
-) -> None:
+def synth(out: str, seed: int = 0, iemocap_sessions: int = 5, iemocap_dialogs: int = 5,
+          iemocap_utterances: int = 70, iemocap_seconds: tuple[float, float] = (1.5, 4.0),
+          librispeech_train_speakers: int = 24, librispeech_train_utterances: int = 11,
+          librispeech_test_speakers: int = 6, librispeech_test_utterances: int = 24,
+          librispeech_seconds: tuple[float, float] = (2.0, 5.0)) -> None:
     """Write the synthetic IEMOCAP and LibriSpeech demo corpora under `out`, in the real layouts.
 
     Idempotent: a complete corpus made with the same arguments is left as is; a half-written or
@@ -101,10 +93,9 @@ def synth(
         return
     trees = [root / IEMOCAP_DIR, root / LIBRISPEECH_DIR]
     if old is None and any(t.exists() for t in trees):
-        raise FileExistsError(
-            f"{root} already holds {IEMOCAP_DIR}/ or {LIBRISPEECH_DIR}/ without a {STAMP_NAME} stamp: not a "
-            "synthetic corpus of ser-mtl, refusing to overwrite it; choose another --out"
-        )
+        raise FileExistsError(f"{root} already holds {IEMOCAP_DIR}/ or {LIBRISPEECH_DIR}/ without a "
+                              f"{STAMP_NAME} stamp: not a synthetic corpus of ser-mtl, refusing to overwrite "
+                              "it; choose another --out")
     for tree in trees:  # ours but stale or half-written: start clean so no old file survives
         shutil.rmtree(tree, ignore_errors=True)
     _write_stamp(root, {"version": SYNTH_VERSION, "params": params, "complete": False})
@@ -138,8 +129,7 @@ def _check_args(p: dict) -> None:
         *[(0.5 <= p[k][0] <= p[k][1], f"{k} must be (min, max) with 0.5 <= min <= max")
           for k in ("iemocap_seconds", "librispeech_seconds")],
     ]
-    problems = [message for ok, message in rules if not ok]
-    if problems:
+    if problems := [message for ok, message in rules if not ok]:
         given = ", ".join(f"{k}={v}" for k, v in p.items())
         raise ValueError(f"synth: {'; '.join(problems)} (got {given})")
 

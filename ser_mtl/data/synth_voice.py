@@ -23,21 +23,18 @@ SAMPLE_RATE = 16000
 
 # Adult male vowel formants F1-F3 (Peterson & Barney 1952) with typical F4/F5; a speaker's vocal-tract
 # length scales the whole row.  (10 vowels, 5 formants) Hz
-_VOWELS = np.array(
-    [
-        [270, 2290, 3010, 3500, 4500],  # i
-        [390, 1990, 2550, 3500, 4500],  # I
-        [530, 1840, 2480, 3450, 4450],  # E
-        [660, 1720, 2410, 3400, 4400],  # ae
-        [730, 1090, 2440, 3350, 4350],  # a
-        [570, 840, 2410, 3350, 4350],  # o (open)
-        [440, 1020, 2240, 3300, 4300],  # U
-        [300, 870, 2240, 3300, 4300],  # u
-        [640, 1190, 2390, 3400, 4400],  # V
-        [490, 1350, 1690, 3300, 4300],  # 3r
-    ],
-    dtype=np.float64,
-)
+_VOWELS = np.array([
+    [270, 2290, 3010, 3500, 4500],  # i
+    [390, 1990, 2550, 3500, 4500],  # I
+    [530, 1840, 2480, 3450, 4450],  # E
+    [660, 1720, 2410, 3400, 4400],  # ae
+    [730, 1090, 2440, 3350, 4350],  # a
+    [570, 840, 2410, 3350, 4350],  # o (open)
+    [440, 1020, 2240, 3300, 4300],  # U
+    [300, 870, 2240, 3300, 4300],  # u
+    [640, 1190, 2390, 3400, 4400],  # V
+    [490, 1350, 1690, 3300, 4300],  # 3r
+], dtype=np.float64)
 _BANDWIDTHS = np.array([70.0, 100.0, 140.0, 200.0, 260.0])  # Hz, per formant
 _REFERENCE_DB = -26.0  # RMS of the speech parts of a neutral utterance, dBFS
 _NOISE_FLOOR_DB = -52.0  # background noise relative to the speech RMS: well below a 40 dB trim
@@ -89,27 +86,16 @@ def make_voice(rng: np.random.Generator, gender: str) -> Voice:
         f0, scale = rng.uniform(85.0, 150.0), rng.uniform(0.92, 1.04)
     else:
         raise ValueError(f"gender must be 'F' or 'M', got {gender!r}")
-    return Voice(
-        gender=gender,
-        f0=float(f0),
-        formant_scale=float(scale),
-        n_formants=int(rng.integers(3, 6)),
-        bandwidth_scale=float(rng.uniform(0.8, 1.3)),
-        tilt_scale=float(rng.uniform(0.85, 1.2)),
-        breath_scale=float(rng.uniform(0.6, 1.5)),
-        level_db=float(rng.normal(0.0, 1.5)),
-    )
+    return Voice(gender, f0=float(f0), formant_scale=float(scale), n_formants=int(rng.integers(3, 6)),
+                 bandwidth_scale=float(rng.uniform(0.8, 1.3)), tilt_scale=float(rng.uniform(0.85, 1.2)),
+                 breath_scale=float(rng.uniform(0.6, 1.5)), level_db=float(rng.normal(0.0, 1.5)))
 
 
-def prosody_for(
-    rng: np.random.Generator, activation: float, valence: float, random_gain_db: float = 6.0
-) -> Prosody:
-    """Prosody of one utterance from its (latent) activation and valence on the 1-5 scale.
-
-    Activation raises pitch, range, rate, loudness and brightness; valence raises pitch a little and the
-    formants (smiling) and lowers tension. `random_gain_db` adds a uniform overall gain in
-    [-random_gain_db, +random_gain_db] so raw energy is not a clean cue.
-    """
+def prosody_for(rng: np.random.Generator, activation: float, valence: float,
+                random_gain_db: float = 6.0) -> Prosody:
+    """Prosody from latent activation and valence (1-5): activation raises pitch, range, rate, loudness and
+    brightness; valence raises pitch a little and the formants (smiling) and lowers tension. A uniform gain
+    in [-random_gain_db, +random_gain_db] keeps raw energy from being a clean cue."""
     a, v = activation - 3.0, valence - 3.0
     return Prosody(
         pitch_st=float(3.0 * a + 0.8 * v + rng.normal(0.0, 0.9)),
@@ -135,21 +121,14 @@ def _resonator_sos(freqs: np.ndarray, bandwidths: np.ndarray, sample_rate: int) 
     r = np.exp(-np.pi * bandwidths / sample_rate)
     b = 2.0 * r * np.cos(2.0 * np.pi * freqs / sample_rate)
     c = -(r**2)
-    sos = np.zeros((len(freqs), 6))
-    sos[:, 0] = 1.0 - b - c
-    sos[:, 3] = 1.0
-    sos[:, 4] = -b
-    sos[:, 5] = -c
-    return sos
+    zero = np.zeros_like(b)
+    return np.stack([1.0 - b - c, zero, zero, np.ones_like(b), -b, -c], axis=1)  # columns b0 b1 b2 a0 a1 a2
 
 
-def _plan_syllables(
-    rng: np.random.Generator, n: int, sample_rate: int, prosody: Prosody
-) -> tuple[list[tuple[int, int]], list[int]]:
+def _plan_syllables(rng: np.random.Generator, n: int, sample_rate: int,
+                    prosody: Prosody) -> tuple[list[tuple[int, int]], list[int]]:
     """Place words of 1-3 syllables between leading and trailing silence; returns sample spans."""
-    seconds = n / sample_rate
-    t = rng.uniform(0.08, 0.3)
-    end = seconds - rng.uniform(0.08, 0.3)
+    t, end = rng.uniform(0.08, 0.3), n / sample_rate - rng.uniform(0.08, 0.3)
     spans: list[tuple[int, int]] = []
     words: list[int] = []
     while True:
@@ -170,20 +149,14 @@ def _plan_syllables(
     return spans, words
 
 
-def synthesize(
-    rng: np.random.Generator,
-    voice: Voice,
-    prosody: Prosody,
-    seconds: float,
-    sample_rate: int = SAMPLE_RATE,
-) -> Utterance:
+def synthesize(rng: np.random.Generator, voice: Voice, prosody: Prosody, seconds: float,
+               sample_rate: int = SAMPLE_RATE) -> Utterance:
     """Generate `seconds` of speech-like audio (exact length) for `voice` speaking with `prosody`."""
     n = round(seconds * sample_rate)
     spans, words = _plan_syllables(rng, n, sample_rate, prosody)
 
     # Pitch: accent per syllable, smoothed, on a declining line, with a slow random drift.  (T,)
-    accents = np.zeros(n)
-    env = np.zeros(n)
+    accents, env = np.zeros(n), np.zeros(n)
     for s, e in spans:
         accents[s:e] = prosody.range_st * rng.uniform(0.0, 1.0)
         env[s:e] = rng.uniform(0.6, 1.0) * np.sin(np.pi * np.linspace(0.0, 1.0, e - s)) ** 0.8
@@ -221,8 +194,7 @@ def synthesize(
             burst = np.diff(rng.standard_normal(m + 2), n=2) * np.linspace(0.2, 1.0, m)  # high-passed
             fc = np.array([rng.uniform(2500.0, 5500.0)])
             burst = sosfilt(_resonator_sos(fc, np.array([1500.0]), sample_rate), burst)
-            rms_y = np.sqrt(np.mean(y**2))
-            out[s - m : s] += 0.12 * rms_y * burst / (np.sqrt(np.mean(burst**2)) + 1e-12)
+            out[s - m : s] += 0.12 * np.sqrt(np.mean(y**2)) * burst / (np.sqrt(np.mean(burst**2)) + 1e-12)
     out = out[:n]
     out[1:] -= 0.95 * out[:-1].copy()  # lip radiation: +6 dB/octave
 
@@ -232,12 +204,9 @@ def synthesize(
     peak = np.max(np.abs(out))
     if peak > 0.98:  # loud utterances are limited rather than clipped
         out *= 0.98 / peak
-    return Utterance(
-        wave=out.astype(np.float32),
-        syllables_per_word=tuple(words),
-        speech_seconds=(spans[-1][1] - spans[0][0]) / sample_rate,
-        f0_median=float(np.median(f0[voiced])),
-    )
+    return Utterance(wave=out.astype(np.float32), syllables_per_word=tuple(words),
+                     speech_seconds=(spans[-1][1] - spans[0][0]) / sample_rate,
+                     f0_median=float(np.median(f0[voiced])))
 
 
 _WORDS = ("the", "of", "and", "to", "in", "he", "was", "that", "it", "his", "her", "you", "as", "had",
@@ -250,8 +219,7 @@ _WORDS = ("the", "of", "and", "to", "in", "he", "was", "that", "it", "his", "her
 
 def render_utterance(seed: int, key: tuple[int, ...], voice: Voice, latent: tuple[float, float, float],
                      seconds: float) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Audio and matching words of one utterance of ``seconds`` with (valence, activation, dominance)
-    ``latent``, from its own random stream keyed by (seed, *key): byte-identical for the same key."""
+    """Audio and words of one utterance of (valence, activation, dominance) ``latent``, from (seed, *key)."""
     rng = np.random.default_rng([seed, *key])
     valence, activation, _ = latent
     u = synthesize(rng, voice, prosody_for(rng, activation, valence), seconds)

@@ -11,12 +11,8 @@ from ser_mtl.data.corpora.librispeech import DEFAULT_SUBSET, read_librispeech
 from ser_mtl.data.corpora.msp_improv import read_msp_improv
 from ser_mtl.data.manifest import CorpusError, ReadResult
 
-READERS: dict[str, Callable[..., ReadResult]] = {
-    "iemocap": read_iemocap,
-    "msp_improv": read_msp_improv,
-    "librispeech": read_librispeech,
-    "csv": read_csv_corpus,
-}
+READERS: dict[str, Callable[..., ReadResult]] = {"iemocap": read_iemocap, "msp_improv": read_msp_improv,
+                                                 "librispeech": read_librispeech, "csv": read_csv_corpus}
 
 
 def build_manifest(corpus: str, root: str | Path, subset: str | None = None,

@@ -22,14 +22,6 @@ def _unreadable(exc: Exception) -> AudioProblem:
     return AudioProblem(f"unreadable audio ({cause.rstrip('.')})")
 
 
-def _count_frames(path: Path) -> int:
-    try:
-        with sf.SoundFile(str(path)) as f:
-            return sum(len(block) for block in f.blocks(blocksize=1 << 16))
-    except (RuntimeError, OSError, ValueError, TypeError) as exc:
-        raise _unreadable(exc) from None
-
-
 def audio_duration(path: Path) -> float:
     """Seconds of audio in `path` according to its header; AudioProblem if missing/unreadable/empty."""
     if not path.is_file():
@@ -38,9 +30,12 @@ def audio_duration(path: Path) -> float:
         raise AudioProblem("empty audio file (0 bytes)")
     try:
         info = sf.info(str(path))
+        frames = info.frames
+        if frames >= _UNKNOWN_LENGTH:
+            with sf.SoundFile(str(path)) as f:
+                frames = sum(len(block) for block in f.blocks(blocksize=1 << 16))
     except (RuntimeError, OSError, ValueError, TypeError) as exc:  # LibsndfileError is a RuntimeError
         raise _unreadable(exc) from None
-    frames = _count_frames(path) if info.frames >= _UNKNOWN_LENGTH else info.frames
     if frames <= 0 or info.samplerate <= 0:
         raise AudioProblem("empty audio (0 samples)")
     return frames / info.samplerate

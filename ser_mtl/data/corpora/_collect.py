@@ -37,7 +37,6 @@ class Collector:
         """Keep ManifestRow(**fields, duration=<from the audio header>), or record a Skip at `where`:`line`
         (the label naming the utterance) when the utt_id is a duplicate or the audio is unusable."""
         utt_id, audio = str(fields["utt_id"]), str(fields["path"])
-        here = where if line is None else f"{where}:{line}"
         if utt_id in self.seen:
             self.skip(where, line, f"duplicate utterance id {utt_id} (first at {self.seen[utt_id]})")
             return
@@ -46,5 +45,5 @@ class Collector:
         except AudioProblem as exc:
             self.skip(where, line, str(exc) if where == audio else f"{exc}: {audio}")
             return
-        self.seen[utt_id] = here
+        self.seen[utt_id] = where if line is None else f"{where}:{line}"
         self.result.rows.append(ManifestRow(duration=duration, **fields))

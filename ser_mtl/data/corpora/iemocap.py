@@ -86,8 +86,7 @@ def read_iemocap(root: str | Path) -> ReadResult:
         label_dir = session_dir / "dialog" / "EmoEvaluation"
         if not label_dir.is_dir():
             raise CorpusError(f"{label_dir}: missing; every IEMOCAP session has dialog/EmoEvaluation/")
-        # `._*` are macOS resource forks, not text
         for label_file in sorted(label_dir.glob("*.txt")):
-            if label_file.is_file() and not label_file.name.startswith("._"):
+            if label_file.is_file() and not label_file.name.startswith("._"):  # `._*`: macOS resource forks
                 _read_dialog(out, label_file, session)
     return out.result

@@ -41,15 +41,14 @@ def _check_transcripts(root: Path, subset_dir: Path, out: Collector) -> None:
     for trans in sorted(subset_dir.glob("*/*/*.trans.txt")):
         if trans.name.startswith("._"):
             continue
-        where = rel(root, trans)
+        where, chapter = rel(root, trans), trans.name[: -len(".trans.txt")]
         for number, raw in enumerate(trans.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
             line = raw.strip()
             if not line:
                 continue
             utt_id = line.split(maxsplit=1)[0]
-            if not _STEM.match(utt_id) or not utt_id.startswith(trans.name[: -len(".trans.txt")] + "-"):
-                out.skip(where, number, f'expected "{trans.name[: -len(".trans.txt")]}-<NNNN> '
-                                        f'TRANSCRIPT", got {line[:60]!r}')
+            if not _STEM.match(utt_id) or not utt_id.startswith(chapter + "-"):
+                out.skip(where, number, f'expected "{chapter}-<NNNN> TRANSCRIPT", got {line[:60]!r}')
             elif not (trans.parent / f"{utt_id}.flac").is_file():
                 out.skip(where, number, f"audio file not found: {rel(root, trans.parent)}/{utt_id}.flac")
 

@@ -60,8 +60,7 @@ def _parse_value(key: str, text: str) -> float:
 
 def _parse_consensus(line: str) -> tuple[re.Match, str, dict[str, float | None]] | str:
     """(name match, consensus letter, {"A","V","D",...: value}) or the reason the line is malformed."""
-    fields = [f.strip() for f in line.split(";")]
-    fields = [f for f in fields if f]  # lines end with ';' and may carry trailing spaces
+    fields = [f.strip() for f in line.split(";") if f.strip()]  # lines end with ';' and may carry spaces
     if len(fields) < 2:
         return _EXPECTED
     name = _NAME.match(fields[0])
@@ -84,10 +83,6 @@ def _parse_consensus(line: str) -> tuple[re.Match, str, dict[str, float | None]]
     return name, letter, values
 
 
-def _is_consensus(line: str) -> bool:
-    return line.upper().startswith(("UTD-IMPROV-", "MSP-IMPROV-"))
-
-
 def read_msp_improv(root: str | Path) -> ReadResult:
     """Every clip of the label file under `root` (MSP-IMPROV/) whose audio is readable. CorpusError without
     a label file or audio folders; bad consensus lines and unusable audio become Skips."""
@@ -99,7 +94,7 @@ def read_msp_improv(root: str | Path) -> ReadResult:
     previous_blank = True
     for number, raw in enumerate(label_file.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
         line = raw.strip()
-        is_head = _is_consensus(line) or (previous_blank and bool(line))
+        is_head = line.upper().startswith(("UTD-IMPROV-", "MSP-IMPROV-")) or (previous_blank and bool(line))
         previous_blank = not line
         if not is_head:
             continue  # a rater line
