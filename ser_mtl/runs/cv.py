@@ -62,9 +62,10 @@ def check_pretrain_args(pretrain: list[str], config_args: list[str]) -> None:
 
 def plan_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: str | Path, base_seed: int = 0,
             label: str | None = None, pretrain: list[str] | None = None,
-            backend: CVBackend | None = None) -> CVPlan:
+            backend: CVBackend | None = None, write: bool = True) -> CVPlan:
     """Check the request, write ``out/cv.json`` and list the runs (nothing runs yet). ``folds`` None: every
-    fold of ``data.scheme``; ``pretrain``: ``ser-mtl fit`` arguments of one pretraining per repeat."""
+    fold of ``data.scheme``; ``pretrain``: ``ser-mtl fit`` arguments of one pretraining per repeat; ``write``
+    False (``--cv.plan``): nothing is written."""
     backend = backend or CLIBackend()
     if repeats < 1:
         raise CVError(f"--cv.repeats must be >= 1, got {repeats}")
@@ -80,8 +81,9 @@ def plan_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: 
     if pretrain is not None:
         record.update(pretrain=list(pretrain), pretrain_config_files=config_files(pretrain),
                       pretrain_resolved=backend.resolve_config(pretrain))
-    out.mkdir(parents=True, exist_ok=True)
-    ensure_record(out, record, folds, repeats)
+    if write:
+        out.mkdir(parents=True, exist_ok=True)
+        ensure_record(out, record, folds, repeats)
     pretrainings = [] if pretrain is None else [
         Run(out / pretrain_dir_name(r), tuple(pretrain),
             {"repeat": r, "seed": derive_seed(base_seed, PRETRAIN_FOLD, r), "args": list(pretrain)},
@@ -137,6 +139,23 @@ def execute(plans: list[CVPlan], backend: CVBackend | None = None, jobs: int = 1
     return results
 
 
+def estimate(plans: list[CVPlan], backend: CVBackend | None = None) -> dict:
+    """``--cv.plan``: the fits and pretrainings the plans imply and an upper bound of their device-hours
+    (``ser_mtl.runs.estimate``: a few batches of each configuration timed on its device)."""
+    backend, hours = backend or CLIBackend(), 0.0
+    for plan in plans:
+        for kind, runs in (("pretraining", plan.pretrainings), ("fit", plan.runs)):
+            if runs:
+                t = backend.estimate(list(runs[0].args))
+                hours += t["fit_hours"] * len(runs)
+                say(f"{plan.out.name}: {len(runs)} {kind}(s) x at most {t['fit_hours']:.3g} h ({t['seconds_per_batch']:.3g}"
+                    f" s/batch on {t['device']} x {t['batches_per_epoch']} batches x {t['max_epochs']} epochs)")
+    fits, pretrainings = sum(len(p.runs) for p in plans), sum(len(p.pretrainings) for p in plans)
+    say(f"plan: {fits} fits and {pretrainings} pretrainings, at most {hours:.3g} device-hours (an upper bound: "
+        "max_epochs without early stopping; validation and test not counted); nothing was trained")
+    return {"fits": fits, "pretrainings": pretrainings, "device_hours": hours}
+
+
 def finish(plan: CVPlan, results: list[RunResult]) -> dict:
     """``summary.json`` of the plan's folder; ``RunsFailed`` naming its failed runs (after summarising)."""
     mine = [r for r in results if r.run.dir.parent == plan.out]
@@ -164,13 +183,16 @@ def submit(plans: list[CVPlan], options: cluster.ClusterOptions, folder: Path, e
 def run_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: str, base_seed: int = 0, *,
            label: str | None = None, pretrain: list[str] | None = None, backend: CVBackend | None = None,
            jobs: int = 1, devices: Any = None, in_process: bool = False, fail_fast: bool = False,
-           slurm: bool = False, cluster_options: cluster.ClusterOptions | None = None, executor: Any = None) -> dict:
+           slurm: bool = False, cluster_options: cluster.ClusterOptions | None = None, executor: Any = None,
+           plan_only: bool = False) -> dict:
     """``plan_cv`` + ``execute`` (or ``submit`` with ``slurm``, or to a given submitit ``executor``) + ``finish``:
-    the summary, or the submitted job ids. ``CVError``: conflicting folder or options; ``RunsFailed``."""
+    the summary, or the submitted job ids (``plan_only``: ``estimate``, nothing trained). ``CVError``: conflicting folder or options; ``RunsFailed``."""
     if slurm and (jobs != 1 or devices is not None):
         raise CVError("--cv.jobs / --cv.devices apply to runs on this machine; with --cv.slurm true every "
                       "(fold, repeat) is its own array task and SLURM places it (--cv.slurm_gpus)")
-    plan = plan_cv(config_args, folds, repeats, out, base_seed, label, pretrain, backend)
+    plan = plan_cv(config_args, folds, repeats, out, base_seed, label, pretrain, backend, write=not plan_only)
+    if plan_only:
+        return estimate([plan], backend)
     if slurm or executor is not None:
         return submit([plan], cluster_options or cluster.ClusterOptions(), plan.out / "slurm", executor)
     return finish(plan, execute([plan], backend, jobs, devices, in_process, fail_fast))

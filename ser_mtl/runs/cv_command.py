@@ -58,6 +58,8 @@ def add_cv_arguments(parser) -> None:
     add("--cv.label", type=str | None, default=None, help="row name in reports (default: from the configuration)")
     add("--cv.in_process", type=bool, default=False,
         help="run fit/test in this process (faster start, but a crash ends the runner)")
+    add("--cv.plan", type=bool, default=False, help="print the fits and pretrainings and an upper bound of their "
+        "device-hours (a few batches timed on the configured device); train nothing")
     add("--cv.fail_fast", type=bool, default=False, help="stop at the first failed run (default: run the others)")
     add("--cv.jobs", type=int, default=1, help="runs at a time on this machine, each in its own child processes; "
         "CPU threads are divided between them (the results do not depend on it)")
@@ -102,7 +104,7 @@ def cv_kwargs(ns) -> dict[str, Any]:
     return {"folds": parse_int_list(cv.folds), "repeats": cv.repeats, "out": cv.out, "base_seed": cv.base_seed,
             "label": cv.label, "in_process": cv.in_process, "fail_fast": cv.fail_fast, "jobs": cv.jobs,
             "devices": cv.devices, "pretrain": parse_pretrain(cv.pretrain), "slurm": cv.slurm,
-            "cluster_options": cluster_options(cv)}
+            "cluster_options": cluster_options(cv), "plan_only": cv.plan}
 
 
 cv_main = ForwardingCommand(

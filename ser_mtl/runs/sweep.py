@@ -27,7 +27,7 @@ from ser_mtl.analysis.summary import SUMMARY_NAME, SWEEP_NAME, format_value
 from ser_mtl.command_line import ForwardingCommand
 from ser_mtl.io_utils import atomic_write_json
 from ser_mtl.runs.cluster import ClusterOptions
-from ser_mtl.runs.cv import execute, finish, plan_cv, submit
+from ser_mtl.runs.cv import estimate, execute, finish, plan_cv, submit
 from ser_mtl.runs.cv_command import add_cv_arguments, cv_kwargs
 from ser_mtl.runs.errors import CVError, RunsFailed
 from ser_mtl.runs.loss_weights import LossWeightError, check_loss_weight_sweep
@@ -137,7 +137,8 @@ def loss_weight_warnings(config_args: list[str], params: list[str], settings: li
 def run_sweep(config_args: list[str], params: list[str], values: list, out: str, mode: str = "zip", *,
               folds: list[int] | None = None, repeats: int = 1, base_seed: int = 0, label: str | None = None,
               pretrain: list[str] | None = None, backend: Any = None, slurm: bool = False,
-              cluster_options: ClusterOptions | None = None, executor: Any = None, **local: Any) -> dict:
+              cluster_options: ClusterOptions | None = None, executor: Any = None, plan_only: bool = False,
+              **local: Any) -> dict:
     """One cross-validation per setting into ``out/<setting>/``; writes and returns ``sweep.json``'s content.
 
     Every setting's runs are planned first (``plan_cv``), then run together: on this machine through
@@ -157,7 +158,6 @@ def run_sweep(config_args: list[str], params: list[str], values: list, out: str,
     for warning in warnings:
         print(f"[sweep] warning: {warning}", file=sys.stderr)
     out_path = Path(out)
-    out_path.mkdir(parents=True, exist_ok=True)
     entries = [{"values": s, "dir": n, "summary": f"{n}/{SUMMARY_NAME}"} for s, n in zip(settings, names)]
     record = {"params": params, "mode": mode, "config_args": list(config_args), "settings": entries}
     if pretrain is not None:
@@ -166,9 +166,11 @@ def run_sweep(config_args: list[str], params: list[str], values: list, out: str,
             entry["pretrain"] = setting_pretrain(pretrain, setting)
     if warnings:
         record["warnings"] = warnings
-    atomic_write_json(out_path / SWEEP_NAME, record)
     plans = [plan_cv([*config_args, *setting_args(s)], folds, repeats, out_path / n, base_seed, label,
-                     setting_pretrain(pretrain, s), backend) for s, n in zip(settings, names)]
+                     setting_pretrain(pretrain, s), backend, write=not plan_only) for s, n in zip(settings, names)]
+    if plan_only:
+        return estimate(plans, backend)
+    atomic_write_json(out_path / SWEEP_NAME, record)
     if slurm or executor is not None:
         record["submitted"] = submit(plans, cluster_options or ClusterOptions(), out_path.absolute() / "slurm",
                                      executor)
