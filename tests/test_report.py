@@ -135,7 +135,7 @@ def test_sweep_report_has_a_row_per_value_and_a_plot(tmp_path: Path) -> None:
     for alpha in (0.2, 0.4, 0.6):
         [row] = table_rows(markdown, str(alpha))
         ua = 0.5 + alpha / 10 + 0.006  # mean over folds 0 and 1: 52.6, 54.6, 56.6 %
-        assert row[1:4] == ["2×1", f"{100 * (ua + 0.05):.1f} ± 0.0", f"{100 * ua:.1f} ± 0.0"]
+        assert row[1:4] == ["2×1", f"{100 * (ua + 0.05):.1f} ± –", f"{100 * ua:.1f} ± –"]  # one repeat: no spread
     assert "Paper, same protocol at its own α/β: WA 68.5 ± 1.2 (T5), UA 66.7 ± 1.4 (T3); 66.7 ± 1.4 (T5)." \
         in markdown
     assert_png(tmp_path / "out" / "sweep_alpha.png")
@@ -254,14 +254,21 @@ def test_report_marks_the_rows_whose_ua_differs_significantly_from_the_proposed_
     header = table_rows(markdown, "experiment")[0]
     ua = {name: dict(zip(header, table_rows(markdown, name)[0]))["UA (%)"] for name in ("stl", "ae", "mtl", "tenfold")}
     # mtl: 0.66 + 0.01 * (0, -1, 1, 0, 2, -2) -> std 0.01 * sqrt(10 / 5); stl: mtl - 0.02 .. 0.07, mean 0.615
-    assert ua == {"stl": "61.5 ± 2.4 *", "ae": "66.0 ± 2.4", "mtl": "66.0 ± 1.4", "tenfold": "90.0 ± 0.0"}
+    # two rows tested against mtl: Holm multiplies the smaller p by 2 (2/64 -> 0.0625), so no mark survives
+    assert ua == {"stl": "61.5 ± 2.4", "ae": "66.0 ± 2.4", "mtl": "66.0 ± 1.4", "tenfold": "90.0 ± 0.0"}
     assert ("\\* UA differs from the reference row **mtl** with p < 0.05: two-sided exact sign-flip test of the "
             "mean paired difference, pairing per repeat (fold-averaged) scores by repeat") in markdown
+    assert "2 rows are tested against it, so the marks use Holm-adjusted p over those 2 tests" in markdown
     # stl - mtl: -0.02 .. -0.07, mean -0.045, sd 0.018708, half width t(0.975, 5) * sd / sqrt(6) = 0.019633
-    assert "- stl: -4.50 pp, 95 % CI [-6.46, -2.54], p = 0.0312 over 6 repeats \\*" in markdown
+    assert "- stl: -4.50 pp, 95 % CI [-6.46, -2.54], p = 0.0312 (Holm 0.0625) over 6 repeats" in markdown
     # ae - mtl: +-0.01 alternating, mean 0, sd 0.01 * sqrt(6 / 5), half width 0.011492
-    assert "- ae: +0.00 pp, 95 % CI [-1.15, +1.15], p = 1 over 6 repeats" in markdown
+    assert "- ae: +0.00 pp, 95 % CI [-1.15, +1.15], p = 1 (Holm 1) over 6 repeats" in markdown
     assert markdown.count("differs from the reference row") == 1  # the 10-fold row is alone in its protocol
+    # one test alone is not adjusted: stl against mtl is marked
+    markdown = Path(report([str(stl), str(mtl)], str(tmp_path / "out2"))).read_text()
+    assert dict(zip(header, table_rows(markdown, "stl")[0]))["UA (%)"] == "61.5 ± 2.4 *"
+    assert "- stl: -4.50 pp, 95 % CI [-6.46, -2.54], p = 0.0312 over 6 repeats \\*" in markdown
+    assert "Holm" not in markdown
 
 
 def write_sweep(root: Path, param: str, summaries: dict) -> Path:
@@ -326,5 +333,5 @@ def test_figure4_panels_come_from_every_speaker_sweep(tmp_path: Path) -> None:
     assert row[1:] == ["1×2", "–", "–", "–", "90.0 ± 2.0"]
     # the emotion sweep's settings are tested against its first row; the gender sweep, without UA, is not
     assert markdown.count("differs from the reference row") == 1
-    assert ("- data.aux_speakers=0: -6.00 pp, 95 % CI [-6.00, -6.00], p = 0.5 over 2 repeats (fewer than 6: "
+    assert ("- data.aux_speakers=0: -6.00 pp, 95 % CI [-6.00, -6.00], p = 0.5 (Holm 1) over 2 repeats (fewer than 6: "
             "p < 0.05 is out of reach)") in markdown

@@ -208,8 +208,8 @@ def table_significance(rows: list[tuple[str, list[dict]]], reference: int,
     """Which rows of a table differ from its reference row in ``metric``, by the decision rule.
 
     ``rows`` are (name, runs) with runs as in ``summary.json``'s ``runs``; returns one flag per row
-    (True: p < ALPHA; the reference row and untestable rows are False) and footnote lines: the
-    test, then per compared row its difference, interval and p, or why it could not be tested.
+    (True: p < ALPHA, Holm-adjusted over the table's tests; the reference row and untestable rows are False) and
+    footnote lines: the test, then per compared row its difference, interval and p, or why it was not tested.
     No lines when the reference or every other row lacks ``metric``.
     """
     ref_name, ref_runs = rows[reference]
@@ -217,7 +217,7 @@ def table_significance(rows: list[tuple[str, list[dict]]], reference: int,
     has = [any(_value(r, metric) is not None for r in runs) for _, runs in rows]
     if not has[reference] or sum(has) < 2:  # e.g. a sweep of a model without the emotion task
         return flags, []
-    lines, exact = [], []
+    lines, exact, tested = [], [], []
     for i, (name, runs) in enumerate(rows):
         if i == reference:
             continue
@@ -230,16 +230,23 @@ def table_significance(rows: list[tuple[str, list[dict]]], reference: int,
         if "error" in s:
             lines.append(f"- {name}: not testable ({s['error']})")
             continue
-        flags[i] = result["verdict"]["significant"]
         exact.append(s[DECISION_TEST]["exact"])
-        lines.append(f"- {name}: {_pp(s['mean_diff'])} pp, 95 % CI [{_pp(s['ci95'][0])}, {_pp(s['ci95'][1])}], "
-                     f"p = {s[DECISION_TEST]['p']:.3g} over {s['n']} repeats" + (" \\*" if flags[i] else "")
-                     + (" (fewer than 6: p < 0.05 is out of reach)" if s["n"] < 6 else ""))
+        tested.append((i, name, s, result["verdict"]["significant"], len(lines)))
+        lines.append("")
+    m, running = len(tested), 0.0
+    for rank, (i, name, s, significant, at) in enumerate(sorted(tested, key=lambda t: t[2][DECISION_TEST]["p"])):
+        p = s[DECISION_TEST]["p"]
+        running = max(running, min(1.0, (m - rank) * p))  # Holm's step-down adjustment over the table's m tests
+        flags[i] = significant and running < ALPHA
+        lines[at] = (f"- {name}: {_pp(s['mean_diff'])} pp, 95 % CI [{_pp(s['ci95'][0])}, {_pp(s['ci95'][1])}], "
+                     f"p = {p:.3g}" + (f" (Holm {running:.3g})" if m > 1 else "") + f" over {s['n']} repeats"
+                     + (" \\*" if flags[i] else "") + (" (fewer than 6: p < 0.05 is out of reach)" if s["n"] < 6 else ""))
     test = ("exact sign-flip test" if all(exact) else f"sign-flip test (exact up to {EXACT_FLIPS_UP_TO} repeats, "
             f"else {RANDOM_FLIPS:,} seeded random flips)")
+    holm = f"; {m} rows are tested against it, so the marks use Holm-adjusted p over those {m} tests" if m > 1 else ""
     return flags, [(f"\\* {metric.upper()} differs from the reference row **{ref_name}** with p < {ALPHA}: two-sided "
                     f"{test} of the mean paired difference, pairing {UNIT_TEXT[DECISION_UNIT]} scores by repeat "
-                    "over the folds both have (`ser-mtl compare`). Per row, row minus reference:"), "", *lines]
+                    f"over the folds both have (`ser-mtl compare`){holm}. Per row, row minus reference:"), "", *lines]
 
 
 def reference_row(protocols: list[Any]) -> int:

@@ -19,8 +19,8 @@ Significance: rows of the cross-validation table with the same protocol (corpus,
 label task; rows whose protocol is unknown form one group), and the settings of one sweep, are each
 compared with their reference row, the proposed model (AAE with gender + speaker tasks) where
 there is one, else the first row. A UA that differs with p < 0.05 gets ``*``; the footnote names
-the test (two-sided exact sign-flip test over repeats, ``ser_mtl.analysis.compare``) and gives
-every row's difference, interval and p, or why it could not be tested.
+the test (two-sided sign-flip test over repeats, exact up to 16; Holm-adjusted when a table tests several
+rows; ``ser_mtl.analysis.compare``) and gives every row's difference, interval and p, or why it was not tested.
 """
 
 from __future__ import annotations

@@ -55,6 +55,30 @@ def pct(mean: float | None, std: float | None = None) -> str:
     return f"{100 * mean:.1f}" if std is None else f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
+def cell(s: dict[str, Any], key: str) -> str:
+    """``key``'s mean ± std from a summary (or a per-fold entry) in percent; one repeat has no spread: ``± –``."""
+    n = s.get(f"{key}_repeats", s.get("n_repeats"))
+    one = n == 1 and s.get(f"{key}_mean") is not None
+    return pct(s.get(f"{key}_mean"), None if one else s.get(f"{key}_std")) + (" ± –" if one else "")
+
+
+def protocol_groups(exps: list[Experiment]) -> list[list[int]]:
+    """Row indices by protocol (corpus, target, scheme, task): significance compares rows within one only."""
+    groups: dict[tuple, list[int]] = {}
+    for i, exp in enumerate(exps):
+        groups.setdefault(protocol_key(exp.protocol), []).append(i)
+    return list(groups.values())
+
+
+def cost_line(summaries: list[dict[str, Any]]) -> list[str]:
+    """The measured cost of a table's runs (``summary.json`` ``cost``), or nothing."""
+    costs = [s["cost"] for s in summaries if s.get("cost")]
+    if not costs:
+        return []
+    return ["", (f"Measured: {sum(c['fits'] for c in costs)} fits, {sum(c['device_hours'] for c in costs):.2f} "
+                f"device-hours ({', '.join(sorted({d for c in costs for d in c['devices']}))}).")]
+
+
 def load_experiment(path: Path, name: str | None = None) -> Experiment:
     """A cv folder; without ``summary.json`` its finished runs are summarised here (nothing written)."""
     notes = []
@@ -164,19 +188,14 @@ def results_table(experiments: list[Experiment]) -> list[str]:
     lines = [("| experiment | model | corpus | task | scheme | folds×repeats | WA (%) | UA (%) | EER (%) | "
               + "".join(f"{head} | " for _, head in aux) + "paper WA (%) | paper UA (%) |"),
              "|" + "---|" * (11 + len(aux))]
-    groups: dict[tuple, list[int]] = {}
-    for i, exp in enumerate(experiments):
-        groups.setdefault(protocol_key(exp.protocol), []).append(i)
-    flags, notes = significance(experiments, list(groups.values()))
+    flags, notes = significance(experiments, protocol_groups(experiments))
     for exp, flag in zip(experiments, flags):
         s = exp.summary
         paper_wa, paper_ua = paper_cells(match(exp.protocol))
-        cells = [exp.name, *protocol_cells(exp.protocol), grid_text(s), pct(s.get("wa_mean"), s.get("wa_std")),
-                 pct(s.get("ua_mean"), s.get("ua_std")) + (" *" if flag else ""),
-                 pct(s.get("eer_mean"), s.get("eer_std")),
-                 *(pct(s.get(f"{k}_mean"), s.get(f"{k}_std")) for k, _ in aux), paper_wa, paper_ua]
+        cells = [exp.name, *protocol_cells(exp.protocol), grid_text(s), cell(s, "wa"),
+                 cell(s, "ua") + (" *" if flag else ""), cell(s, "eer"), *(cell(s, k) for k, _ in aux), paper_wa, paper_ua]
         lines.append("| " + " | ".join(cells) + " |")
-    return lines + notes
+    return lines + notes + cost_line([e.summary for e in experiments])
 
 
 def per_fold_table(exp: Experiment) -> list[str]:
@@ -184,10 +203,7 @@ def per_fold_table(exp: Experiment) -> list[str]:
     head = "| fold | repeats | WA (%) | UA (%) |" + (" EER (%) |" if has_eer else "")
     lines = [head, "|" + "---|" * (5 if has_eer else 4)]
     for f in exp.summary["per_fold"]:
-        cells = [str(f["fold"]), str(f["n_repeats"]), pct(f.get("wa_mean"), f.get("wa_std")),
-                 pct(f.get("ua_mean"), f.get("ua_std"))]
-        if has_eer:
-            cells.append(pct(f.get("eer_mean"), f.get("eer_std")))
+        cells = [str(f["fold"]), str(f["n_repeats"]), cell(f, "wa"), cell(f, "ua")] + [cell(f, "eer")] * has_eer
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 

@@ -12,9 +12,11 @@ from ser_mtl.analysis.paper_results import match
 from ser_mtl.analysis.report_tables import (
     Sweep,
     aux_columns,
+    cell,
+    cost_line,
     grid_text,
     paper_cells,
-    pct,
+    protocol_groups,
     significance,
     slug,
     summed_confusion,
@@ -24,16 +26,16 @@ from ser_mtl.analysis.summary import format_value
 
 
 def _score_cells(s: dict[str, Any], aux: list[tuple[str, str]], flag: bool = False) -> list[str]:
-    return [grid_text(s), pct(s.get("wa_mean"), s.get("wa_std")),
-            pct(s.get("ua_mean"), s.get("ua_std")) + (" *" if flag else ""), pct(s.get("eer_mean"), s.get("eer_std")),
-            *(pct(s.get(f"{k}_mean"), s.get(f"{k}_std")) for k, _ in aux)]
+    return [grid_text(s), cell(s, "wa"), cell(s, "ua") + (" *" if flag else ""), cell(s, "eer"),
+            *(cell(s, k) for k, _ in aux)]
 
 
 def sweep_table(sweep: Sweep) -> list[str]:
     """One row per setting, then the row selected on validation; the paper's numbers once above the table
     when every setting shares one protocol (an alpha sweep: they belong to the paper's own alpha/beta), else
     per row (a sweep over model.tasks or data.task reproduces Tables 5 and 6 row by row). Settings are
-    tested against the reference row (``significance``)."""
+    tested against the reference row of their protocol (``significance``: a sweep over ``data.task`` never
+    tests valence against activation)."""
     papers = [paper_cells(match(exp.protocol)) for _, exp in sweep.settings]
     per_row = len(set(papers)) > 1
     aux = aux_columns([exp.summary for _, exp in sweep.settings])
@@ -45,7 +47,7 @@ def sweep_table(sweep: Sweep) -> list[str]:
               + "".join(f" {head} |" for _, head in aux) + extra,
               "|" + "---|" * (len(sweep.params) + 4 + len(aux) + 2 * per_row)]
     exps = [exp for _, exp in sweep.settings]
-    flags, notes = significance(exps, [list(range(len(exps)))])
+    flags, notes = significance(exps, protocol_groups(exps))
     for (values, exp), paper, flag in zip(sweep.settings, papers, flags):
         cells = [format_value(values[p]) for p in sweep.params] + _score_cells(exp.summary, aux, flag)
         lines.append("| " + " | ".join(cells + list(paper if per_row else ())) + " |")
@@ -59,7 +61,8 @@ def sweep_table(sweep: Sweep) -> list[str]:
     if any(p != ("–", "–") for p in papers):
         lines += ["", ("Paper: its α/β chosen on validation (paper 5.1). Ours: one row per value (its test score), "
                        "and the row that chose a value per (fold, repeat) on validation.")]
-    return lines + notes + ([""] + [f"- {n}" for n in sweep.notes] if sweep.notes else [])
+    lines += notes + cost_line([e.summary for e in exps])
+    return lines + ([""] + [f"- {n}" for n in sweep.notes] if sweep.notes else [])
 
 
 def sweep_section(sweep: Sweep, out: Path, figures: list[str]) -> list[str]:
