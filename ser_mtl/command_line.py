@@ -1,14 +1,10 @@
-"""One argument-parsing style for every ``ser-mtl`` subcommand that is not LightningCLI's, on jsonargparse.
+"""Argument parsing, on jsonargparse, for every ``ser-mtl`` subcommand that is not LightningCLI's.
 
-* a **function command**: a plain function whose parser comes from its signature and its docstring's
-  ``Args:``; ``@command(positional=..., errors=...)`` names a list parameter that takes the bare
-  arguments and the exceptions that end the command with one line and status 1.
-* a **forwarding command** (`ForwardingCommand`): its own option group (``--cv.*``) is parsed here and
-  every other argument is handed on unchanged to LightningCLI.
-
-A list option takes the tokens after it up to the next ``--option``, a single value or a JSON/YAML list.
-A bad option prints one line naming it and exits with status 2, as argparse does. `CommandParser` notes
-which options take lists as they are added (jsonargparse has no public way to ask afterwards).
+A **function command** gets its parser from its signature and its docstring's ``Args:`` (`command`);
+a **forwarding command** (`ForwardingCommand`) parses its own group (``--cv.*``) and hands every other
+argument to LightningCLI unchanged. A list option takes the tokens up to the next ``--option``, one
+value or a JSON/YAML list. A bad option prints one line naming it and exits with status 2, as argparse
+does. `CommandParser` notes which options take lists as they are added (jsonargparse cannot tell later).
 """
 
 from __future__ import annotations
@@ -23,7 +19,7 @@ import typing
 from collections import abc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from jsonargparse import ArgumentParser
 
@@ -36,19 +32,14 @@ _SPEC_ATTRIBUTE = "__ser_mtl_command__"
 ExceptionTypes = tuple[type[BaseException], ...]
 
 
-@dataclass(frozen=True)
-class _CommandSpec:
+class _CommandSpec(NamedTuple):
     positional: str | None = None
     errors: ExceptionTypes = ()
 
 
 def command(*, positional: str | None = None, errors: ExceptionTypes = ()) -> Callable:
-    """Record how a function runs as a command; the function itself is returned unchanged.
-
-    Args:
-        positional: a ``list[...]`` parameter that takes the bare arguments instead of ``--name``.
-        errors: exception types reported as ``prog: message`` with exit status 1.
-    """
+    """Mark a function as a command: ``positional`` names the ``list[...]`` parameter that takes the bare
+    arguments, ``errors`` the exception types reported as ``prog: message`` with exit status 1."""
     def mark(function: Callable) -> Callable:
         setattr(function, _SPEC_ATTRIBUTE, _CommandSpec(positional, tuple(errors)))
         return function
@@ -62,8 +53,7 @@ def _spec(function: Callable) -> _CommandSpec:
 class CommandParser(ArgumentParser):
     """A jsonargparse parser that records, as options are added with ``add_argument`` or
     ``add_function_arguments`` (not through a group), each dest's option strings (``option_strings``,
-    ``cv.out`` -> ``["--cv.out"]``) and which take lists (``list_options``: option string -> first one).
-    """
+    ``cv.out`` -> ``["--cv.out"]``) and which take lists (``list_options``: option string -> first one)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.option_strings: dict[str, list[str]] = {}  # set before argparse adds -h/--help in __init__
@@ -80,8 +70,7 @@ class CommandParser(ArgumentParser):
                                **kwargs: Any) -> list[str]:
         added = super().add_function_arguments(function, nested_key, *args, **kwargs)
         hints = typing.get_type_hints(function)
-        # dest ``nested.name`` is parameter ``name``; its option strings were noted if it was added through
-        # `add_argument` above (as_group=False), else it is ``--nested.name``
+        # option strings noted if added through `add_argument` (as_group=False), else ``--nested.name``
         for dest in added:
             self._note(dest, [f"--{dest}"], hints.get(dest.rpartition(".")[2]))
         return added
@@ -97,7 +86,6 @@ def new_parser(prog: str, description: str | None = None) -> CommandParser:
     return CommandParser(prog=prog, description=description, exit_on_error=False)
 
 
-# ------------------------------------------------------------------------------ function commands
 def function_parser(function: Callable, prog: str) -> CommandParser:
     """The parser of a function command: one option per parameter, help from the ``Args:`` docstring."""
     import docstring_parser
@@ -130,7 +118,6 @@ def run_function(function: Callable, argv: list[str], prog: str) -> Any:
         return function(**kwargs)
 
 
-# ---------------------------------------------------------------------------- forwarding commands
 def split_argv(argv: list[str], prefixes: tuple[str, ...]) -> tuple[list[str], list[str]]:
     """Split ``argv`` into the options starting with one of ``prefixes`` (with their values: the tokens up
     to the next ``--option``, or what follows ``=``) plus ``-h``/``--help``, and every other argument."""
@@ -138,8 +125,7 @@ def split_argv(argv: list[str], prefixes: tuple[str, ...]) -> tuple[list[str], l
     rest: list[str] = []
     i = 0
     while i < len(argv):
-        arg = argv[i]
-        i += 1
+        arg, i = argv[i], i + 1
         if arg in ("-h", "--help"):
             mine.append(arg)
         elif arg.startswith(prefixes):
@@ -162,8 +148,7 @@ class ForwardingCommand:
         prefixes: the group options' prefixes (``("--cv.",)``); empty when every argument is forwarded.
         run: ``run(options, forwarded)`` does the work with the parsed group and the other arguments.
         description: first paragraph of ``--help``.
-        add_options: adds the group options to a `CommandParser` with its ``add_argument`` or
-            ``add_function_arguments`` (None: the command has none).
+        add_options: adds the group options to a `CommandParser` (None: the command has none).
         errors: exception types reported as ``prog: message`` with exit status 1.
     """
 
@@ -200,7 +185,6 @@ def run_command(target: Callable, argv: list[str], prog: str) -> Any:
     return run_function(target, argv, prog)
 
 
-# ------------------------------------------------------------------------------ shared parsing
 def parse(parser: CommandParser, argv: list[str], prog: str) -> Namespace:
     """``parser.parse_args`` with natural lists; a bad argument prints one line and exits with status 2."""
     from argparse import ArgumentError
@@ -217,15 +201,13 @@ def exit_on(prog: str, errors: ExceptionTypes) -> Iterator[None]:
     """Turn the listed exceptions into ``prog: message`` on stderr and exit status 1."""
     try:
         yield
-    except errors as err:
-        print(f"{prog}: {err}", file=sys.stderr)
-        raise SystemExit(1) from err
-    except OSError as err:  # a full disk is never a traceback: what failed and that a re-run resumes
+    except (*errors, OSError) as err:  # a full disk: one line saying what failed and that a re-run resumes
         from ser_mtl.io_utils import DiskFullError, disk_full_message, is_disk_full
 
-        if not is_disk_full(err):
+        if not isinstance(err, errors) and not is_disk_full(err):
             raise
-        print(f"{prog}: {err if isinstance(err, DiskFullError) else disk_full_message(err)}", file=sys.stderr)
+        print(f"{prog}: {err if isinstance(err, (*errors, DiskFullError)) else disk_full_message(err)}",
+              file=sys.stderr)
         raise SystemExit(1) from err
 
 
@@ -246,14 +228,12 @@ def _is_sequence_type(hint: Any) -> bool:
 def expand_lists(parser: CommandParser, argv: list[str]) -> list[str]:
     """``argv`` with each list option's natural form rewritten into what jsonargparse reads: ``--x a b``
     (``--x a``, ``--x=a``) becomes ``--x '["a", "b"]'``; a single ``[...]`` or ``null`` value is kept."""
-    lists = parser.list_options
     out: list[str] = []
     i = 0
     while i < len(argv):
-        arg = argv[i]
-        i += 1
+        arg, i = argv[i], i + 1
         name, eq, first = arg.partition("=")
-        if name not in lists:
+        if name not in parser.list_options:
             out.append(arg)
             continue
         values = [first] if eq else []

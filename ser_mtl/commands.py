@@ -17,8 +17,7 @@ def classify(inputs: list[str], ckpt: str, out: str = "predictions.csv", device:
 
     Args:
         inputs: audio files and/or folders (searched recursively for .wav/.flac/.ogg/...).
-        ckpt: a checkpoint written by ``ser-mtl fit`` (it carries the feature settings, the
-            normalisation statistics and the class names).
+        ckpt: a ``ser-mtl fit`` checkpoint (it carries the features, normalisation and class names).
         out: output file; ``.json`` writes JSON, anything else CSV (``path,pred,p_<class>...``).
         device: torch device for features and the network (``cpu``, ``cuda``, ``cuda:1``).
         batch_size: segments per forward pass.
@@ -35,10 +34,9 @@ def classify(inputs: list[str], ckpt: str, out: str = "predictions.csv", device:
         if p.skipped is not None:
             print(f"skipped {p.skipped}")
     rows = [{"path": p.source, "pred": p.label, **{f"p_{c}": round(p.probs[c], 6) for c in classes}} for p in done]
-    if out.endswith(".json"):
-        atomic_write_text(out, json.dumps(rows, indent=2) + "\n")
-    else:
-        atomic_write_text(out, _csv(["path", "pred"] + [f"p_{c}" for c in classes], rows))
+    columns = ["path", "pred"] + [f"p_{c}" for c in classes]
+    text = json.dumps(rows, indent=2) + "\n" if out.endswith(".json") else _csv(columns, rows)
+    atomic_write_text(out, text)
     if segments_out is not None:
         seg_rows = [{"path": p.source, "offset_frames": int(o), **{f"p_{c}": round(float(v), 6)
                                                                     for c, v in zip(classes, probs)}}

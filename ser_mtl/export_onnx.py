@@ -57,26 +57,23 @@ def export(ckpt: str, out: str = "model.onnx", check_segments: int = 16, seed: i
     Args:
         ckpt: a checkpoint written by ``ser-mtl fit``.
         out: the ``.onnx`` file; the front-end settings go to ``<stem>.frontend.json`` beside it.
-        check_segments: random normalised segments (N(0, 1), the scale of real inputs) compared between
-            onnxruntime and PyTorch after the export.
+        check_segments: random N(0, 1) segments (the scale of normalised inputs) compared after the export.
         seed: seed of those segments.
 
     Returns the maximum absolute difference of the posteriors (also printed).
     """
     model, frontend = load_checkpoint(ckpt, "cpu")
-    wrapper = _Posteriors(model).eval()
     n_bins, width = model.input_size
-    example = torch.zeros(2, 1, n_bins, width)  # (B, 1, F, W)
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".tmp")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notices
-        torch.onnx.export(wrapper, (example,), str(tmp), input_names=["segments"], output_names=["posteriors"],
+        torch.onnx.export(_Posteriors(model).eval(), (torch.zeros(2, 1, n_bins, width),), str(tmp),
+                          input_names=["segments"], output_names=["posteriors"],  # segments (B, 1, F, W)
                           dynamic_axes={"segments": {0: "batch"}, "posteriors": {0: "batch"}},
                           opset_version=OPSET, dynamo=False)
-    generator = torch.Generator().manual_seed(seed)
-    check = torch.randn(check_segments, 1, n_bins, width, generator=generator)
+    check = torch.randn(check_segments, 1, n_bins, width, generator=torch.Generator().manual_seed(seed))
     diff = max_abs_difference(tmp, model, check)
     tmp.replace(out_path)
     settings = {**frontend.state_dict(), "onnx": out_path.name, "input": "segments (batch, 1, n_bins, segment_frames)",

@@ -33,9 +33,8 @@ class FrontEnd:
         segment_frames: W, frames per segment.
         segment_hop: hop between the segments of one utterance at evaluation and classification.
         class_names: emotion class names in class-index order.
-        label_scheme: the fitted `LabelScheme` the classes come from (for av3/av5 its ``centroids``, (k, 2)
-            valence, activation); None for a checkpoint that does not carry one. Its classes must be
-            ``class_names``.
+        label_scheme: the fitted `LabelScheme` whose classes are ``class_names`` (for av3/av5 its
+            ``centroids``, (k, 2) valence, activation); None for a checkpoint that does not carry one.
     """
 
     def __init__(self, features: FeatureConfig, mean: Sequence[float] | np.ndarray, std: Sequence[float] | np.ndarray,
@@ -61,7 +60,6 @@ class FrontEnd:
         self._mean32 = mean.astype(np.float32)[:, None]  # (F, 1)
         self._inv_std32 = (1.0 / np.maximum(std, MIN_STD)).astype(np.float32)[:, None]  # (F, 1)
 
-    # ----------------------------------------------------------------- the three steps
     def frames(self, wave: torch.Tensor) -> np.ndarray:
         """(T,) waveform at ``features.sample_rate`` -> (F, L) float16 frames, as the feature store keeps them."""
         return stored_frames(wave, self.features)
@@ -84,13 +82,10 @@ class FrontEnd:
         offsets = self.offsets(frames.shape[1])
         for start in range(0, len(offsets), batch_size):
             chunk = offsets[start:start + batch_size]
-            x = np.stack([self.segment(frames, int(o)) for o in chunk])[:, None]  # (b, 1, F, W)
-            yield chunk, x
+            yield chunk, np.stack([self.segment(frames, int(o)) for o in chunk])[:, None]  # (b, 1, F, W)
 
-    # ----------------------------------------------------------------- persistence
     def state_dict(self) -> dict[str, Any]:
-        """Plain-JSON description (the checkpoint's ``SERDataModule`` keys and the ONNX export's settings);
-        ``label_scheme`` (`LabelScheme.state_dict`) only when the front-end has one."""
+        """Plain-JSON description (the checkpoint's ``SERDataModule`` keys, the ONNX export's settings)."""
         state = {"features": dataclasses.asdict(self.features), "mean": self.mean.tolist(), "std": self.std.tolist(),
                  "segment_frames": self.segment_frames, "segment_hop": self.segment_hop,
                  "classes": list(self.class_names)}
@@ -100,8 +95,7 @@ class FrontEnd:
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any], source: str = "checkpoint") -> FrontEnd:
-        """Inverse of `state_dict`; ``source`` names the file in errors. No ``label_scheme`` (older
-        checkpoints) gives None there."""
+        """Inverse of `state_dict`; ``source`` names the file in errors."""
         missing = [k for k in ("features", "mean", "std", "segment_frames", "segment_hop", "classes")
                    if state.get(k) is None]
         if missing:

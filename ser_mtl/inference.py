@@ -1,18 +1,16 @@
 """Using a trained model from Python: emotion posteriors for audio files, folders and arrays (README).
 
 The audio goes through the checkpoint's `FrontEnd`, as in training; a file's posterior is the mean of
-its segments' (paper 4.2). ``ser-mtl classify`` is `EmotionRecognizer` writing CSV or JSON.
-
-Memory: a recording longer than ``chunk_seconds`` is read, featurised and silence-trimmed one chunk at
-a time (relative to the chunk's loudest frame) and scored ``batch_size`` segments at a time; a file
-shorter than the chunk is processed exactly as in training.
+its segments' (paper 4.2). ``ser-mtl classify`` is `EmotionRecognizer` writing CSV or JSON. A recording
+longer than ``chunk_seconds`` is read, featurised and silence-trimmed one chunk at a time (relative to
+the chunk's loudest frame), bounding memory; a shorter file is processed exactly as in training.
 """
 
 from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,7 +127,6 @@ class EmotionRecognizer:
         """The checkpoint's fitted `LabelScheme` (for av3/av5 with its ``centroids``), None if it has none."""
         return self.frontend.label_scheme
 
-    # ----------------------------------------------------------------- public entry points
     def classify(self, inputs: str | os.PathLike | Iterable[str | os.PathLike],
                  segments: bool = False) -> list[Prediction]:
         """One `Prediction` per audio file of ``inputs`` (files and folders), skipped ones included."""
@@ -140,13 +137,7 @@ class EmotionRecognizer:
     def classify_file(self, path: str | os.PathLike, segments: bool = False) -> Prediction:
         """The posterior of one audio file; an unusable file gives a Prediction with ``skipped`` set."""
         sr = self.frontend.features.sample_rate
-        try:
-            waves = audio_chunks(path, sr, self.chunk_seconds)
-            return self._predict(str(path), (self.frontend.frames(w.to(self.device)) for w in waves), segments)
-        except CorpusError as err:
-            return Prediction(source=str(path), skipped=str(err))
-        except NoSpeechError as err:
-            return Prediction(source=str(path), skipped=f"{path}: {err}")
+        return self._predict(str(path), lambda: audio_chunks(path, sr, self.chunk_seconds), segments)
 
     def classify_array(self, wave: np.ndarray | torch.Tensor, sample_rate: int, segments: bool = False,
                        source: str = "<array>") -> Prediction:
@@ -155,15 +146,9 @@ class EmotionRecognizer:
         if data.ndim not in (1, 2) or data.shape[0] == 0:
             raise ValueError(f"classify_array: expected (T,) or (T, C) samples with T > 0, got shape {data.shape}")
         data = data.astype(np.float32).reshape(data.shape[0], -1)  # (T, C)
-        try:
-            mono = mono_at_rate(data, int(sample_rate), self.frontend.features.sample_rate, source)  # (T',)
-            return self._predict(source, iter([self.frontend.frames(mono.to(self.device))]), segments)
-        except CorpusError as err:
-            return Prediction(source=source, skipped=str(err))
-        except NoSpeechError as err:
-            return Prediction(source=source, skipped=f"{source}: {err}")
+        sr = self.frontend.features.sample_rate
+        return self._predict(source, lambda: [mono_at_rate(data, int(sample_rate), sr, source)], segments)
 
-    # ----------------------------------------------------------------- scoring
     @torch.no_grad()
     def segment_posteriors(self, frames: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(offsets (b,), posteriors (b, C)) of the segments of (F, L) frames, ``batch_size`` at a time."""
@@ -171,17 +156,25 @@ class EmotionRecognizer:
             probs = self.model.emotion_posteriors(torch.from_numpy(x).to(self.device))  # (b, C)
             yield offsets, probs.double().cpu().numpy()
 
-    def _predict(self, source: str, chunks: Iterable[np.ndarray], segments: bool) -> Prediction:
+    def _predict(self, source: str, waves: Callable[[], Iterable[torch.Tensor]],
+                 segments: bool) -> Prediction:
+        """The posterior of the recording whose (T,) chunks ``waves()`` yields; unusable: ``skipped`` set."""
         total, count, shift = np.zeros(len(self.classes)), 0, 0
         kept_probs, kept_offsets = [], []
-        for frames in chunks:  # (F, L_k) per chunk
-            for offsets, probs in self.segment_posteriors(frames):
-                total += probs.sum(axis=0)
-                count += len(probs)
-                if segments:
-                    kept_probs.append(probs.astype(np.float32))
-                    kept_offsets.append(offsets + shift)
-            shift += frames.shape[1]
+        try:
+            for wave in waves():
+                frames = self.frontend.frames(wave.to(self.device))  # (F, L_k)
+                for offsets, probs in self.segment_posteriors(frames):
+                    total += probs.sum(axis=0)
+                    count += len(probs)
+                    if segments:
+                        kept_probs.append(probs.astype(np.float32))
+                        kept_offsets.append(offsets + shift)
+                shift += frames.shape[1]
+        except CorpusError as err:
+            return Prediction(source=source, skipped=str(err))
+        except NoSpeechError as err:
+            return Prediction(source=source, skipped=f"{source}: {err}")
         if count == 0:
             return Prediction(source=source, skipped=f"{source}: no speech left after silence removal")
         mean = total / count  # (C,)

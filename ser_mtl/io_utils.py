@@ -47,10 +47,8 @@ class DiskFullError(OSError):
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path to write ``path``'s new content to; it replaces ``path`` on success.
-
-    A write refused for space becomes `DiskFullError` naming ``path``; the old ``path`` stays as it was.
-    """
+    """Yield a temporary path to write ``path``'s new content to; it replaces ``path`` on success. A write
+    refused for space becomes `DiskFullError` naming ``path``; the old ``path`` stays as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"

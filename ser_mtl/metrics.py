@@ -1,9 +1,8 @@
 """Utterance-level emotion accuracy (WA, UA) from segment posteriors, and the speaker-verification EER.
 
-The paper scores utterances: "posterior probabilities of segments of spectrograms for given utterances
-were averaged" (section 4.2). `UtteranceAccuracy` keeps every labelled segment's posterior and averages
-per utterance only in `compute()`; its list states are ``cat``-reduced across DDP ranks, so an utterance
-scored on several ranks is still averaged over all its segments.
+As in the paper (4.2) an utterance's segment posteriors are averaged: `UtteranceAccuracy` keeps every
+labelled segment's and averages only in `compute()`; its list states are ``cat``-reduced across DDP
+ranks, so an utterance scored on several ranks is still averaged over all its segments.
 """
 
 from __future__ import annotations
@@ -76,8 +75,7 @@ class UtteranceAccuracy(Metric):
             raise ValueError(f"UtteranceAccuracy.update: utt and labels must be ({probs.shape[0]},), "
                              f"got {tuple(utt.shape)} and {tuple(labels.shape)}")
         keep = labels != -1  # (B,)
-        bad = labels[keep]
-        bad = bad[(bad < 0) | (bad >= self.num_classes)]
+        bad = labels[keep & ((labels < 0) | (labels >= self.num_classes))]
         if bad.numel():
             raise ValueError(f"UtteranceAccuracy.update: labels must be -1 or in [0, {self.num_classes}), "
                              f"got {bad.unique().tolist()}")
@@ -92,9 +90,7 @@ class UtteranceAccuracy(Metric):
         if seen == 0:
             raise RuntimeError("UtteranceAccuracy: no labelled segment was seen (all labels -1 or no "
                                "update() call); check that the evaluated split has labels for this task")
-        probs = dim_zero_cat(self.probs)  # (N, C)
-        utt = dim_zero_cat(self.utt)  # (N,)
-        labels = dim_zero_cat(self.labels)  # (N,)
+        probs, utt, labels = map(dim_zero_cat, (self.probs, self.utt, self.labels))  # (N, C), (N,), (N,)
         uniq, mean_probs, inverse = mean_per_utterance(probs, utt)  # (U,), (U, C), (N,)
         n_utt = uniq.numel()
         lo = labels.new_full((n_utt,), self.num_classes).scatter_reduce(0, inverse, labels, reduce="amin")
@@ -134,10 +130,8 @@ def _as_numpy(values: np.ndarray | torch.Tensor | Sequence[float], name: str) ->
 def equal_error_rate(scores: np.ndarray | torch.Tensor | Sequence[float],
                      labels: np.ndarray | torch.Tensor | Sequence[int]) -> float:
     """EER in [0, 1] of verification trials: `scores` (N,) higher = more target-like, `labels` (N,) 1 = target.
-
-    With FAR = fpr and FRR = 1 - tpr along scikit-learn's ROC, the EER is where FAR = FRR, interpolated
-    linearly between the two ROC points where FRR - FAR changes sign. Perfect separation gives 0.
-    """
+    It is where FAR = fpr and FRR = 1 - tpr along scikit-learn's ROC meet, interpolated linearly between the
+    two ROC points where FRR - FAR changes sign; 0 for perfect separation."""
     score = _as_numpy(scores, "scores")
     label = _as_numpy(labels, "labels")
     if score.shape != label.shape:
@@ -150,8 +144,7 @@ def equal_error_rate(scores: np.ndarray | torch.Tensor | Sequence[float],
         raise ValueError("equal_error_rate: needs both target (1) and non-target (0) trials, got only "
                          f"label {int(label[0]) if label.size else 'none'} ({label.size} trials)")
     fpr, tpr, _ = roc_curve(label.astype(np.int64), score, drop_intermediate=False)
-    fnr = 1.0 - tpr
-    gap = fnr - fpr  # starts at 1 (fpr 0, fnr 1), ends at -1, never increases
+    gap = (1.0 - tpr) - fpr  # FRR - FAR: starts at 1 (fpr 0, fnr 1), ends at -1, never increases
     i = int(np.argmax(gap <= 0))
     if gap[i] == 0 or i == 0:
         return float(fpr[i])

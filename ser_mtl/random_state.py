@@ -1,10 +1,9 @@
 """`RandomStateCheckpoint`: the random-number streams travel in the checkpoint, so a resumed fit is exact.
 
 Dropout masks and the discriminator's prior samples come from the global generators, which Lightning
-does not save: a fit resumed from ``last.ckpt`` replayed the streams ``seed_everything`` left at start-up
-(measured: 60 of 68 tensors differed after 3 epochs). The torch (CPU and CUDA), numpy and Python states
-are saved with every checkpoint and restored just before the first training batch, after the sanity
-check and loader set-up, which draw nothing from them (the loaders have their own ``torch.Generator``).
+does not save (a resumed fit replayed the start-up streams: 60 of 68 tensors differed after 3 epochs).
+The torch (CPU, CUDA), numpy and Python states are saved with every checkpoint and restored before the
+first training batch, after the sanity check and loader set-up, which draw nothing from them.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
-"""What a test or predict run leaves in its directory, written by Lightning callbacks.
+"""What a test or predict run leaves in ``trainer.default_root_dir`` (`ResultWriter`, `PredictionWriter`).
 
-`ResultWriter` prints the WA/UA table and writes ``test_metrics.json`` and ``predictions.csv`` into
-``trainer.default_root_dir``; `PredictionWriter` writes ``predict.csv``. ``predictions.csv`` holds, per
-test utterance, its segment posteriors averaged, the numbers WA/UA are computed from, so it reproduces
-the table exactly. ``test_metrics.json`` also has the auxiliary heads' utterance-level ``gender_acc``
-and ``speaker_acc`` over the test utterances labelled for them: a speaker-independent scheme (unseen
-test speakers) has no ``speaker_acc`` (absent, not 0), a model without emotion no ``wa``/``ua``.
+``predictions.csv`` holds each test utterance's averaged segment posteriors, the numbers WA/UA come from,
+so it reproduces the table exactly. ``test_metrics.json`` also has the auxiliary heads' utterance-level
+``gender_acc`` and ``speaker_acc`` over the test utterances labelled for them: none (not 0) for unseen
+test speakers; a model without emotion has no ``wa``/``ua``.
 """
 
 from __future__ import annotations
@@ -38,8 +36,7 @@ def predictions_csv(utt_ids: list[str], speakers: list[str], labels: np.ndarray,
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["utt_id", "speaker", "label", "pred"] + [f"p_{c}" for c in classes])
-    preds = probs.argmax(axis=1)
-    for uid, spk, lab, pred, p in zip(utt_ids, speakers, labels, preds, probs):
+    for uid, spk, lab, pred, p in zip(utt_ids, speakers, labels, probs.argmax(axis=1), probs):
         writer.writerow([uid, spk, classes[int(lab)] if lab >= 0 else "", classes[int(pred)]]
                         + [f"{v:.6f}" for v in p])
     return buffer.getvalue()
@@ -56,10 +53,8 @@ def aux_accuracies(tables: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]])
 
 
 def aux_tables(pl_module: pl.LightningModule) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """The utterance tables of the model's ``aux_test_metrics``, but for tasks without a labelled test
-    segment. Every DDP rank must call this."""
-    metrics = sorted(getattr(pl_module, "aux_test_metrics", {}).items())
-    tables = {task: _table(metric) for task, metric in metrics}
+    """Utterance tables of the model's ``aux_test_metrics`` with a labelled segment; call on every rank."""
+    tables = {task: _table(m) for task, m in sorted(getattr(pl_module, "aux_test_metrics", {}).items())}
     return {task: table for task, table in tables.items() if table is not None}
 
 
@@ -102,10 +97,8 @@ class ResultWriter(pl.Callback):
             return
         datamodule = trainer.datamodule
         classes = list(datamodule.class_names)
-        metrics: dict[str, Any] = {} if emotion is None else test_metrics(*emotion, classes)
-        if eer is not None:
-            metrics["eer"] = float(eer)
-        self.metrics = {**metrics, **aux}
+        self.metrics = {**({} if emotion is None else test_metrics(*emotion, classes)),
+                        **({} if eer is None else {"eer": float(eer)}), **aux}
         if not trainer.is_global_zero:
             return
         run_dir = Path(trainer.default_root_dir)
@@ -151,8 +144,7 @@ class PredictionWriter(pl.Callback):
     under DDP each rank writes its own shard's ``predict_rank{r}.csv``."""
 
     def __init__(self) -> None:
-        self._utt: list[torch.Tensor] = []
-        self._probs: list[torch.Tensor] = []
+        self._utt, self._probs = [], []  # (B,), (B, C) per batch
         self.path: Path | None = None
 
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -1,11 +1,10 @@
 """Speaker verification with d-vectors (paper section 5), scored as an equal error rate.
 
-The speaker head's last hidden layer is the d-vector (Variani et al.); an utterance's is the mean over
-its segments. Each speaker is enrolled with the mean d-vector of ``n_enrol`` utterances (paper: 20),
-drawn with a seed, and every other utterance is scored by cosine against every enrolled speaker. The
-speakers are LibriSpeech test-clean's plus the emotion corpus's test speakers, none seen in training;
-with LibriSpeech as the primary corpus (paper Figure 4d) its test split holds training speakers, so
-``data.verification_subset`` alone is used (`primary_verification_set`).
+The speaker head's last hidden layer is the d-vector (Variani et al.), averaged over an utterance's
+segments. Each speaker is enrolled with the mean d-vector of ``n_enrol`` seeded-random utterances (paper:
+20); every other utterance is scored by cosine against every enrolled speaker. The speakers, none seen
+in training, are LibriSpeech test-clean's and the emotion corpus's test speakers; with LibriSpeech as
+primary corpus (paper Figure 4d) ``data.verification_subset`` alone (`primary_verification_set`).
 """
 
 from __future__ import annotations
@@ -119,8 +118,7 @@ class SpeakerVerification(pl.Callback):
     """At the end of each test epoch: speaker verification with the model's d-vectors, logged as ``test/eer``.
 
     Every DDP rank scores the same (unsharded) trials, so the EER is the same on every rank. The last
-    result (``eer``, ``n_trials``, ``n_target``, ``n_speakers``) stays in ``self.result``.
-    """
+    result (``eer``, ``n_trials``, ``n_target``, ``n_speakers``) stays in ``self.result``."""
 
     def __init__(self) -> None:
         self.result: dict | None = None
@@ -128,11 +126,9 @@ class SpeakerVerification(pl.Callback):
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.result = None
         datamodule = trainer.datamodule
-        if datamodule is None or not hasattr(datamodule, "verification_dataloader"):
-            return
-        self.result = run_speaker_verification(pl_module, datamodule)
-        if self.result is None:
-            return
-        pl_module.log("test/eer", float(self.result["eer"]))
-        rank_zero_info(f"speaker verification: EER {100 * self.result['eer']:.2f} % over "
-                       f"{self.result['n_trials']} trials ({self.result['n_speakers']} enrolled speakers)")
+        if datamodule is not None and hasattr(datamodule, "verification_dataloader"):
+            self.result = run_speaker_verification(pl_module, datamodule)
+        if (result := self.result) is not None:
+            pl_module.log("test/eer", float(result["eer"]))
+            rank_zero_info(f"speaker verification: EER {100 * result['eer']:.2f} % over {result['n_trials']} "
+                           f"trials ({result['n_speakers']} enrolled speakers)")

@@ -9,9 +9,8 @@ Per training batch, in the paper's order (section 3, "these three phases run in 
 3. classification  L_c = beta * L_E + (1 - beta) * (L_G + L_S)                 -> encoder + heads
 
 Each phase encodes x afresh, so it sees the encoder as the previous phase left it. The paper's
-comparison models are this class with parts switched off: single-task AAE ``tasks=["emotion"]``;
-supervised CNN ``tasks=["emotion"], use_decoder=False, use_discriminator=False`` with a two-block
-encoder; semi-supervised AE ``use_discriminator=False``; multi-task CNN / AE likewise with all tasks.
+comparison models switch parts off: single-task AAE ``tasks=["emotion"]``; supervised CNN also
+``use_decoder=False, use_discriminator=False`` (two encoder blocks); AE ``use_discriminator=False``.
 """
 
 from __future__ import annotations
@@ -44,15 +43,12 @@ from ser_mtl.models.step_hooks import StepHooks
 class MultiTaskAAE(StepHooks, EvaluationSteps):
     """Encoder, decoder, discriminator and one classifier head per task, trained in three phases.
 
-    One optimizer (SGD in the paper) per existing part, in order: ``autoencoder`` (encoder + decoder;
-    stepped by reconstruction and by the generator step, whose loss leaves the decoder's grads None so
-    SGD skips it), ``discriminator``, ``classification`` (encoder + heads). Each keeps its own momentum,
-    so one phase's update is not pushed along by another's gradients; the encoder is in two on purpose
-    (the paper updates it in all three phases). ``toggled_optimizer`` freezes every parameter outside
-    the running phase's optimizer. ``global_step`` counts optimizer steps (up to 4 per batch): count in
-    epochs. Under DDP (``ddp_find_unused_parameters_true``) every rank runs the same collectives: a rank
-    without labels joins the classification backward with a zero loss, and evaluation logs every synced
-    key (weight 0 where it had no label).
+    One optimizer (SGD in the paper), with its own momentum, per existing part: ``autoencoder`` (encoder +
+    decoder; also stepped by the generator step, which leaves the decoder's grads None), ``discriminator``,
+    ``classification`` (encoder + heads); the paper updates the encoder in all three phases. ``global_step``
+    counts optimizer steps (up to 4 per batch): count in epochs. Under DDP
+    (``ddp_find_unused_parameters_true``) every rank runs the same collectives: a rank without labels joins
+    the classification backward with a zero loss and logs evaluation keys with weight 0.
     ``trainer.precision`` must be in `ser_mtl.models.step_hooks.PRECISIONS` (fp16 would need loss scaling).
 
     Args:
@@ -62,8 +58,7 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
         tasks: classification tasks to build and train, a subset of ("emotion", "gender", "speaker").
         use_decoder: build the decoder and run the reconstruction phase.
         use_discriminator: build the discriminator and run the regularisation phase.
-        alpha: weight of the reconstruction loss (paper eq. 1); None = paper 5.1's value for this model
-            family and ``label_task`` (`ser_mtl.models.paper_weights`).
+        alpha: weight of the reconstruction loss (paper eq. 1); None = paper 5.1's value for this model.
         beta: weight of the emotion loss in L_c; the auxiliary tasks get 1 - beta (paper eq. 2); None as alpha.
         label_task: the emotion label scheme (``data.task``, linked by the CLI): picks the paper's alpha/beta.
         lr: learning rate of all three optimizers (paper: SGD with 1e-4).
@@ -76,14 +71,11 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
         head_conv_channels: conv channels of every classifier head and of the discriminator.
         head_hidden: hidden dense width of every head (the speaker d-vector size) and of the discriminator.
         dropout: dropout between the two dense layers of each head (paper: 0.3).
-        head_pool: how each head turns its conv features into a vector: "flatten" (paper) or "stats"
-            (mean and std over time; see `ClassifierHead`).
+        head_pool: how each head pools its conv features: "flatten" (paper) or "stats" (mean, std over time).
         class_names: names of the emotion classes, in class-index order (for reports); None = indices.
-        init_from: checkpoint whose tensors matching in name and shape initialise the model when
-            training starts (not when resuming from ``ckpt_path``); see `load_matching_weights`.
+        init_from: checkpoint whose tensors matching in name and shape initialise a fresh (not resumed) fit.
         grad_clip: clip each phase's gradient norm to this value (None = no clipping).
-        channels_last: keep convolution weights and inputs in ``torch.channels_last`` memory format
-            (faster on CPU, the same numbers within rounding); checkpoints load either way.
+        channels_last: ``torch.channels_last`` memory format (faster on CPU, same numbers within rounding).
     """
 
     def __init__(
@@ -125,8 +117,7 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
         self.input_size = (int(input_size[0]), int(input_size[1]))
 
         self.encoder = Encoder(encoder_channels, encoder_pools)
-        c, h, w = self.encoder.output_shape(self.input_size)
-        self.latent_shape = (c, h, w)
+        c, h, w = self.latent_shape = self.encoder.output_shape(self.input_size)
         self.decoder = Decoder(encoder_channels, encoder_pools) if use_decoder else None
         self.discriminator = (Discriminator(c, (h, w), head_conv_channels, head_hidden)
                               if use_discriminator else None)
@@ -162,7 +153,6 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
             raise ValueError(f"MultiTaskAAE: need alpha >= 0 and 0 <= beta <= 1, got alpha={self.hparams.alpha}, "
                              f"beta={self.hparams.beta}")
 
-    # ----------------------------------------------------------------- inference API
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Latent code z (B, C, H, W) of spectrogram segments x (B, 1, F, T)."""
         if x.ndim != 4 or x.shape[1] != 1 or tuple(x.shape[-2:]) != self.input_size:
@@ -185,8 +175,7 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
         """Speaker d-vectors (B, head_hidden): the speaker head's last hidden layer (call in eval mode)."""
         if "speaker" not in self.heads:
             raise RuntimeError(f"MultiTaskAAE.embed needs the speaker head; this model has tasks {self.tasks}")
-        _, hidden = self.heads["speaker"](self.encode(x), return_hidden=True)
-        return hidden
+        return self.heads["speaker"](self.encode(x), return_hidden=True)[1]
 
     def emotion_posteriors(self, x: torch.Tensor) -> torch.Tensor:
         """Emotion posteriors (B, C) of segments x (B, 1, F, T) (eval mode; predict, API, ONNX export)."""
@@ -196,8 +185,7 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
         return self.heads["emotion"](self.encode(x)).softmax(dim=-1)
 
     def validation_metrics(self, labelled: Collection[str] | None = None) -> list[str]:
-        """The keys validation logs every epoch, given the tasks some validation segment is labelled for
-        (``labelled``; None: every task)."""
+        """The keys validation logs every epoch for the tasks in ``labelled`` (None: every task)."""
         tasks = [task for task in self.tasks if labelled is None or task in labelled]
         keys = ["val/wa", "val/ua"] if "emotion" in tasks else []
         keys += [f"val/{key}" for task in tasks for key in (ACC_NAME[task], f"loss_{task}")]
@@ -208,7 +196,6 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
         """Segment-level emotion posteriors {"utt": (B,), "probs": (B, C)}; the caller averages per utterance."""
         return {"utt": batch["utt"], "probs": self.emotion_posteriors(batch["x"])}
 
-    # ----------------------------------------------------------------- optimisation
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         parts = {
             "autoencoder": [*self.encoder.parameters(),
@@ -217,10 +204,9 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
             "classification": [*self.encoder.parameters(), *self.heads.parameters()],
         }
         hp = self.hparams
-        if hp.optimizer == "adam":
-            return [torch.optim.Adam(parts[name], lr=hp.lr, weight_decay=hp.weight_decay)
-                    for name in self.optimizer_names]
-        return [torch.optim.SGD(parts[name], lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        kind, extra = ((torch.optim.Adam, {}) if hp.optimizer == "adam"
+                       else (torch.optim.SGD, {"momentum": hp.momentum}))
+        return [kind(parts[name], lr=hp.lr, weight_decay=hp.weight_decay, **extra)
                 for name in self.optimizer_names]
 
     def _optimizer(self, name: str) -> pl.core.optimizer.LightningOptimizer:
@@ -269,15 +255,13 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
         opt = self._optimizer("discriminator")
         with self.toggled_optimizer(opt):
             # d drawn in fp32 and in logical order, so the draws do not depend on precision or memory format
-            prior = self._formatted(torch.randn(z.shape, device=z.device))  # (B, C, H, W)
-            d_real = self.discriminator(prior)  # (B, 1), fp32
+            d_real = self.discriminator(self._formatted(torch.randn(z.shape, device=z.device)))  # (B, 1)
             d_fake = self.discriminator(z)  # (B, 1)
             loss = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
                     + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
             self._optimise(opt, loss)
         acc = ((d_real > 0).float().mean() + (d_fake < 0).float().mean()) / 2
-        self.log("train/loss_disc", loss, batch_size=z.shape[0])
-        self.log("train/disc_acc", acc, batch_size=z.shape[0])
+        self.log_dict({"train/loss_disc": loss, "train/disc_acc": acc}, batch_size=z.shape[0])
 
     def _generator_step(self, z: torch.Tensor) -> None:
         """Encoder learns to have its codes called real: BCE(D(z), 1), the non-saturating form of
@@ -290,11 +274,9 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
         self.log("train/loss_gen", loss, batch_size=z.shape[0])
 
     def _classification_phase(self, batch: Mapping[str, torch.Tensor]) -> None:
-        """L_c over the tasks whose labels some sample of the batch carries -> encoder + those heads.
-
-        A head without labelled samples is not run, so SGD leaves it and its momentum untouched (under
-        DDP it gets the other ranks' averaged gradient); when no rank has a label the phase is skipped.
-        """
+        """L_c over the tasks some sample of the batch is labelled for -> encoder + those heads. A head
+        without labels is not run, so SGD leaves it and its momentum alone (under DDP it gets the other
+        ranks' averaged gradient); when no rank has a label the phase is skipped."""
         labelled = {task: self._labelled(batch, task) for task in self.heads}  # task -> (labels (B,), index (n,))
         present = {task: (labels, index) for task, (labels, index) in labelled.items() if len(index) > 0}
         if not self._any_rank(bool(present)):
@@ -333,11 +315,8 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
                              f"tasks {self.tasks} need them (-1 where missing)")
         labels = check_label_tensor(batch[task], task)  # (B,)
         known = batch.get(LABELLED, {})
-        if task in known:
-            return labels, known[task]
-        return labels, labelled_index(labels, task, self.n_classes[task])
+        return labels, known[task] if task in known else labelled_index(labels, task, self.n_classes[task])
 
-    # ----------------------------------------------------------------- initialisation
     def on_fit_start(self) -> None:
         """Apply ``init_from`` once, before the first step of a fresh fit (a resumed fit keeps its checkpoint)."""
         path = self.hparams.init_from

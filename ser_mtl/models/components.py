@@ -1,12 +1,10 @@
 """The four networks of the paper's Figure 1, as plain ``nn.Module`` s (section 4.3).
 
-The encoder's LAST block is conv -> MaxPool -> BN, with no ReLU: z is compared with samples of the
-prior N(0, I) by the discriminator, and a code that cannot be negative could never look like them.
-BN comes after the pool there because the maximum of 8 standardised values is almost always positive
-(mean about 1.4); normalising after the pool starts each channel of z at mean 0 and variance 1, where
-the prior is. Convolutions that feed a BatchNorm have no bias: BN subtracts the batch mean, so such a
-bias would never learn. The decoder, heads and discriminator return fp32 also under autocast
-(``bf16-mixed``), so the losses, posteriors and metrics computed from them are fp32.
+The encoder's LAST block is conv -> MaxPool -> BN, with no ReLU: the discriminator compares z with
+samples of N(0, I), which a code that cannot be negative could never look like; and as the maximum of 8
+standardised values is almost always positive (mean about 1.4), BN after the pool starts each channel
+of z at mean 0 and variance 1, where the prior is. Convolutions that feed a BatchNorm have no bias (BN
+subtracts the batch mean). The decoder, heads and discriminator return fp32 also under autocast.
 """
 
 from __future__ import annotations
@@ -30,25 +28,21 @@ def _check_pools(channels: Sequence[int], pools: Sequence[Sequence[int]], who: s
     if len(channels) == 0 or len(channels) != len(pools):
         raise ValueError(f"{who}: channels and pools must be non-empty lists of equal length "
                          f"(one pool per conv block), got {len(channels)} channels and {len(pools)} pools")
-    out: list[Pool] = []
     for pool in pools:
         if len(pool) != 2 or min(pool) < 1:
             raise ValueError(f"{who}: every pool must be (pool_h, pool_w) with positive ints, got {pool}")
-        out.append((int(pool[0]), int(pool[1])))
     if min(channels) < 1:
         raise ValueError(f"{who}: channels must be positive, got {list(channels)}")
-    return out
+    return [(int(pool[0]), int(pool[1])) for pool in pools]
 
 
 class Encoder(nn.Module):
-    """E_theta (also the generator): (B, in_channels, F, T) -> code z (B, channels[-1], F', T').
-
-    Blocks of conv 3x3 -> BN -> ReLU -> MaxPool; the paper's (B, 1, 128, 256) -> (B, 32, 16, 16).
+    """E_theta (also the generator): (B, in_channels, F, T) -> code z (B, channels[-1], F', T'), in blocks
+    of conv -> BN -> ReLU -> MaxPool; the paper's (B, 1, 128, 256) -> (B, 32, 16, 16).
 
     Args:
         channels: output channels of each conv block; the last one is the latent depth (paper: 32).
-        pools: (pool_h, pool_w) of each block's max-pooling; F and T must be divisible by their
-            products, F' = F / prod(pool_h), T' = T / prod(pool_w).
+        pools: (pool_h, pool_w) of each block's max-pool; F' = F / prod(pool_h), T' = T / prod(pool_w).
         in_channels: input channels (1 for a spectrogram).
         kernel_size: odd conv kernel, padded to keep the size ("same" convolution).
     """
@@ -60,23 +54,20 @@ class Encoder(nn.Module):
         self.pools = _check_pools(channels, pools, "Encoder")
         if kernel_size % 2 != 1:
             raise ValueError(f"Encoder: kernel_size must be odd to keep the size, got {kernel_size}")
-        self.channels = [int(c) for c in channels]
+        self.channels = channels = [int(c) for c in channels]
         blocks = []
-        c_in = in_channels
-        for i, (c_out, pool) in enumerate(zip(self.channels, self.pools)):
+        for i, (c_in, c_out, pool) in enumerate(zip([in_channels, *channels], channels, self.pools)):
             conv = nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2, bias=False)
-            if i < len(self.channels) - 1:
+            if i < len(channels) - 1:
                 layers: list[nn.Module] = [conv, nn.BatchNorm2d(c_out), nn.ReLU(inplace=True), nn.MaxPool2d(pool)]
             else:  # the code: no ReLU, and BN after the pool so that it starts out standardised like N(0, I)
                 layers = [conv, nn.MaxPool2d(pool), nn.BatchNorm2d(c_out)]
             blocks.append(nn.Sequential(*layers))
-            c_in = c_out
         self.blocks = nn.Sequential(*blocks)
 
     def output_shape(self, input_hw: Sequence[int]) -> tuple[int, int, int]:
         """(C, F', T') of the code for inputs of spatial size ``input_hw`` = (F, T); ValueError if not divisible."""
-        ph = math.prod(p[0] for p in self.pools)
-        pw = math.prod(p[1] for p in self.pools)
+        ph, pw = map(math.prod, zip(*self.pools))
         f, t = int(input_hw[0]), int(input_hw[1])
         if f % ph or t % pw:
             raise ValueError(f"Encoder: input size (F, T) = ({f}, {t}) must be divisible by the pooling "
@@ -88,18 +79,10 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """D_delta: code (B, channels[-1], F', T') -> reconstruction (B, out_channels, F, T), mirroring `Encoder`.
-
-    One ConvTranspose2d per encoder block, stride = pool, kernel = stride + 2 * ceil(stride / 2): it
-    upsamples exactly by the pool factor while neighbouring code cells overlap (a kernel equal to the
-    stride would paint isolated tiles). BN + ReLU in between; the last layer is linear (the inputs are
-    standardised log-spectrograms, so no sigmoid).
-
-    Args:
-        channels: the encoder's channels (same order as for `Encoder`).
-        pools: the encoder's pools (same order as for `Encoder`).
-        out_channels: channels of the reconstruction (1 for a spectrogram).
-    """
+    """D_delta: code (B, channels[-1], F', T') -> reconstruction (B, out_channels, F, T), mirroring the
+    `Encoder` of these ``channels`` and ``pools`` with one ConvTranspose2d per block, stride = pool, kernel
+    = stride + 2 * ceil(stride / 2): neighbouring code cells overlap (a kernel equal to the stride would
+    paint isolated tiles). BN + ReLU in between; the last layer is linear (standardised inputs)."""
 
     def __init__(self, channels: Sequence[int] = (16, 32, 32),
                  pools: Sequence[Sequence[int]] = ((2, 2), (2, 2), (2, 4)), out_channels: int = 1) -> None:
@@ -107,14 +90,12 @@ class Decoder(nn.Module):
         pools = _check_pools(channels, pools, "Decoder")
         targets = [out_channels] + [int(c) for c in channels[:-1]]  # what block i maps back to
         blocks = []
-        for i in reversed(range(len(pools))):
-            stride = pools[i]
+        for i, stride in reversed(list(enumerate(pools))):
             pad = tuple((s + 1) // 2 for s in stride)
             kernel = tuple(s + 2 * p for s, p in zip(stride, pad))
-            last = i == 0
             layers: list[nn.Module] = [nn.ConvTranspose2d(int(channels[i]), targets[i], kernel, stride=stride,
-                                                          padding=pad, bias=last)]
-            if not last:
+                                                          padding=pad, bias=i == 0)]
+            if i > 0:  # the last layer is linear
                 layers += [nn.BatchNorm2d(targets[i]), nn.ReLU(inplace=True)]
             blocks.append(nn.Sequential(*layers))
         self.blocks = nn.Sequential(*blocks)
@@ -149,10 +130,9 @@ class ClassifierHead(nn.Module):
         conv_channels: channels of the head's conv layer.
         hidden: width of the first dense layer (the d-vector of the speaker head).
         dropout: dropout rate between the two dense layers (paper: 0.3).
-        pool: "flatten" (the paper): 2x2 max-pool, (C, H/2, W/2) -> C*H/2*W/2. "stats": 2x1 max-pool,
-            then mean and std of each row over time, (C, H/2, W) -> 2*C*H/2 (x-vector statistics
-            pooling): the dense layer sees how features are distributed over the segment, not where
-            (emotion is an utterance-level attribute), with W/4 times fewer weights.
+        pool: "flatten" (the paper): 2x2 max-pool, (C, H/2, W/2) -> C*H/2*W/2. "stats" (x-vector style):
+            2x1 max-pool, then mean and std of each row over time, (C, H/2, W) -> 2*C*H/2: the dense layer
+            sees how features are distributed over the segment, not where, with W/4 times fewer weights.
     """
 
     def __init__(self, in_channels: int, in_hw: Sequence[int], n_classes: int, conv_channels: int = 32,
@@ -164,11 +144,8 @@ class ClassifierHead(nn.Module):
             raise ValueError(f"ClassifierHead: pool must be 'flatten' or 'stats', got {pool!r}")
         h, w = _pooled_hw(in_hw, "ClassifierHead")
         self.pool = pool
-        layers: list[nn.Module] = [
-            nn.Conv2d(in_channels, conv_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(conv_channels),
-            nn.ReLU(inplace=True),
-        ]
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, conv_channels, 3, padding=1, bias=False),
+                                   nn.BatchNorm2d(conv_channels), nn.ReLU(inplace=True)]
         if pool == "flatten":
             layers += [nn.MaxPool2d(2), nn.Flatten()]  # (B, C, H, W) -> (B, C * H/2 * W/2)
             n_in = conv_channels * h * w
@@ -185,35 +162,20 @@ class ClassifierHead(nn.Module):
         """Logits (B, n_classes); with ``return_hidden`` also the last hidden layer (B, hidden), before dropout."""
         h = self.hidden(self.features(z))  # (B, hidden)
         logits = full_precision(self.out(self.dropout(h)))  # (B, n_classes)
-        h = full_precision(h)
-        return (logits, h) if return_hidden else logits
+        return (logits, full_precision(h)) if return_hidden else logits
 
 
 class Discriminator(nn.Module):
-    """D_omega: code or prior sample (B, in_channels, H, W) -> logit (B, 1) that it came from N(0, I).
-
-    No BatchNorm: real and fake batches are scored separately, and batch statistics would let it tell
-    them apart by the batch as a whole instead of per sample.
-
-    Args:
-        in_channels: depth of the code.
-        in_hw: (H, W) of the code.
-        conv_channels: channels of the conv layer.
-        hidden: width of the hidden dense layer.
-    """
+    """D_omega: code or prior sample (B, in_channels, H, W) -> logit (B, 1) that it came from N(0, I);
+    arguments as for `ClassifierHead`. No BatchNorm: real and fake batches are scored separately, and
+    batch statistics would let it tell them apart by the batch as a whole instead of per sample."""
 
     def __init__(self, in_channels: int, in_hw: Sequence[int], conv_channels: int = 32, hidden: int = 128) -> None:
         super().__init__()
         h, w = _pooled_hw(in_hw, "Discriminator")
-        self.net = nn.Sequential(
-            nn.Conv2d(in_channels, conv_channels, 3, padding=1),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
-            nn.Flatten(),
-            nn.Linear(conv_channels * h * w, hidden),
-            nn.ReLU(inplace=True),
-            nn.Linear(hidden, 1),
-        )
+        self.net = nn.Sequential(nn.Conv2d(in_channels, conv_channels, 3, padding=1), nn.ReLU(inplace=True),
+                                 nn.MaxPool2d(2), nn.Flatten(), nn.Linear(conv_channels * h * w, hidden),
+                                 nn.ReLU(inplace=True), nn.Linear(hidden, 1))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return full_precision(self.net(z))  # (B, C, H, W) -> (B, 1)

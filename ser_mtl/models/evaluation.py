@@ -1,9 +1,8 @@
 """Validation and test of `MultiTaskAAE`: per-task losses and accuracies, utterance-level WA/UA.
 
-The emotion posteriors of an utterance's segments are averaged by `UtteranceAccuracy` (paper 4.2) and
-logged as ``{stage}/wa``, ``{stage}/ua``. At test the gender and speaker posteriors are averaged per
-utterance in the same way (``aux_test_metrics``, kept until the next test starts) for `ResultWriter`
-(paper Figure 4b-c); segments whose label is -1 (an unseen test speaker) are ignored.
+An utterance's emotion posteriors are averaged by `UtteranceAccuracy` (paper 4.2), logged as
+``{stage}/wa`` and ``{stage}/ua``; at test the gender and speaker ones likewise (``aux_test_metrics``,
+kept until the next test) for `ResultWriter` (paper Figure 4b-c). Segments labelled -1 are ignored.
 """
 
 from __future__ import annotations
@@ -28,18 +27,15 @@ class EvaluationSteps(pl.LightningModule):
     def _log_task(self, stage: str, task: str, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor,
                   n: int) -> None:
         acc = (logits.argmax(dim=-1) == labels).float().mean()
-        sync = stage != "train"
-        self.log(f"{stage}/loss_{task}", loss, batch_size=n, sync_dist=sync)
-        self.log(f"{stage}/{ACC_NAME[task]}", acc, batch_size=n, sync_dist=sync)
+        self.log_dict({f"{stage}/loss_{task}": loss, f"{stage}/{ACC_NAME[task]}": acc}, batch_size=n,
+                      sync_dist=stage != "train")
 
     def _log_nothing(self, stage: str, keys: Sequence[str]) -> None:
         """Log 0 with weight 0 under DDP: the epoch-end ``sync_dist`` all-reduces each logged key, and a key
         logged on some ranks only would leave the others waiting. The weighted epoch mean is unchanged."""
         if self.trainer.world_size > 1:
-            for key in keys:
-                self.log(f"{stage}/{key}", 0.0, batch_size=0, sync_dist=True)
+            self.log_dict({f"{stage}/{key}": 0.0 for key in keys}, batch_size=0, sync_dist=True)
 
-    # ----------------------------------------------------------------- evaluation
     def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val", self.val_metric)
 
@@ -106,8 +102,7 @@ class EvaluationSteps(pl.LightningModule):
                            "are not logged this epoch")
         else:
             result = metric.compute()
-            self.log(f"{stage}/wa", float(result["wa"]))
-            self.log(f"{stage}/ua", float(result["ua"]))
+            self.log_dict({f"{stage}/{key}": float(result[key]) for key in ("wa", "ua")})
         if stage != "test":
             self._reset_stage(stage, metric)
 

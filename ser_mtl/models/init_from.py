@@ -1,9 +1,8 @@
 """Initialise a model from another run's checkpoint, tensor by tensor (paper 4.3, step-by-step training).
 
-The paper pretrains on LibriSpeech (speaker and gender tasks only) and starts the emotion model from
-those weights; the emotion head is new and the speaker head's output layer changes size, so
-`load_matching_weights` copies every tensor (buffers included) whose name AND shape match and reports
-the rest. The file is read with ``weights_only=True``: a checkpoint can never run code on load.
+The emotion model starts from a LibriSpeech speaker + gender model, which has no emotion head and a
+speaker output layer of another size: `load_matching_weights` copies every tensor (buffers included)
+whose name AND shape match and reports the rest. Read with ``weights_only=True``: it never runs code.
 """
 
 from __future__ import annotations
@@ -61,26 +60,21 @@ def read_state_dict(ckpt_path: str | Path) -> dict[str, torch.Tensor]:
 
 def load_matching_weights(module: nn.Module, ckpt_path: str | Path,
                           exclude_prefixes: tuple[str, ...] = ()) -> InitReport:
-    """Copy into ``module`` every tensor of ``ckpt_path`` whose name and shape match; return the report.
-
-    Names starting with one of ``exclude_prefixes`` are ignored on both sides. ValueError when nothing
-    matches: an initialisation that silently loads nothing would otherwise go unnoticed.
-    """
+    """Copy into ``module`` every tensor of ``ckpt_path`` whose name and shape match (names starting with
+    one of ``exclude_prefixes`` ignored on both sides); return the report. ValueError when nothing matches:
+    an initialisation that silently loads nothing would otherwise go unnoticed."""
     source = {k: v for k, v in read_state_dict(ckpt_path).items() if not k.startswith(exclude_prefixes)}
     target = {k: v for k, v in module.state_dict().items() if not k.startswith(exclude_prefixes)}
-    report = InitReport(path=str(ckpt_path))
-    matched: dict[str, torch.Tensor] = {}
+    report = InitReport(path=str(ckpt_path), unexpected=[name for name in source if name not in target])
     for name, dst in target.items():
         if name not in source:
             report.missing.append(name)
         elif source[name].shape != dst.shape:
             report.skipped_shape.append((name, tuple(source[name].shape), tuple(dst.shape)))
         else:
-            matched[name] = source[name]
             report.loaded.append(name)
-    report.unexpected = [name for name in source if name not in target]
-    if not matched:
+    if not report.loaded:
         raise ValueError(f"init_from: no tensor of {ckpt_path} matches the model in name and shape "
                          f"(checkpoint names e.g. {list(source)[:3]}, model names e.g. {list(target)[:3]})")
-    module.load_state_dict(matched, strict=False)
+    module.load_state_dict({name: source[name] for name in report.loaded}, strict=False)
     return report
