@@ -20,6 +20,7 @@ from typing import Any
 from ser_mtl.analysis.summary import aggregate, run_dir_name
 from ser_mtl.runs import cluster
 from ser_mtl.runs.errors import CVError, RunFailed, RunsFailed
+from ser_mtl.runs.estimate import estimate
 from ser_mtl.runs.lifecycle import (
     PRETRAIN_FOLD,
     Run,
@@ -139,23 +140,6 @@ def execute(plans: list[CVPlan], backend: CVBackend | None = None, jobs: int = 1
     return results
 
 
-def estimate(plans: list[CVPlan], backend: CVBackend | None = None) -> dict:
-    """``--cv.plan``: the fits and pretrainings the plans imply and an upper bound of their device-hours
-    (``ser_mtl.runs.estimate``: a few batches of each configuration timed on its device)."""
-    backend, hours = backend or CLIBackend(), 0.0
-    for plan in plans:
-        for kind, runs in (("pretraining", plan.pretrainings), ("fit", plan.runs)):
-            if runs:
-                t = backend.estimate(list(runs[0].args))
-                hours += t["fit_hours"] * len(runs)
-                say(f"{plan.out.name}: {len(runs)} {kind}(s) x at most {t['fit_hours']:.3g} h ({t['seconds_per_batch']:.3g}"
-                    f" s/batch on {t['device']} x {t['batches_per_epoch']} batches x {t['max_epochs']} epochs)")
-    fits, pretrainings = sum(len(p.runs) for p in plans), sum(len(p.pretrainings) for p in plans)
-    say(f"plan: {fits} fits and {pretrainings} pretrainings, at most {hours:.3g} device-hours (an upper bound: "
-        "max_epochs without early stopping; validation and test not counted); nothing was trained")
-    return {"fits": fits, "pretrainings": pretrainings, "device_hours": hours}
-
-
 def finish(plan: CVPlan, results: list[RunResult]) -> dict:
     """``summary.json`` of the plan's folder; ``RunsFailed`` naming its failed runs (after summarising)."""
     mine = [r for r in results if r.run.dir.parent == plan.out]
@@ -192,7 +176,7 @@ def run_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: s
                       "(fold, repeat) is its own array task and SLURM places it (--cv.slurm_gpus)")
     plan = plan_cv(config_args, folds, repeats, out, base_seed, label, pretrain, backend, write=not plan_only)
     if plan_only:
-        return estimate([plan], backend)
+        return estimate([plan])
     if slurm or executor is not None:
         return submit([plan], cluster_options or cluster.ClusterOptions(), plan.out / "slurm", executor)
     return finish(plan, execute([plan], backend, jobs, devices, in_process, fail_fast))

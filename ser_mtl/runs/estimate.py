@@ -16,6 +16,7 @@ from typing import Any
 import pytorch_lightning as pl
 
 from ser_mtl.lightning_cli import run_lightning_cli
+from ser_mtl.runs.lifecycle import say
 
 
 class _BatchClock(pl.Callback):
@@ -49,3 +50,20 @@ def time_fit(config_args: list[str], batches: int = 3) -> dict[str, Any]:
     return {"seconds_per_batch": per_batch, "batches_per_epoch": per_epoch, "max_epochs": epochs, "devices": devices,
             "device": type(configured.accelerator).__name__.removesuffix("Accelerator").lower(),
             "fit_hours": per_batch * per_epoch * epochs * devices / 3600}
+
+
+def estimate(plans: list[Any]) -> dict:
+    """The fits and pretrainings of ``cv.CVPlan``s and an upper bound of their device-hours: ``time_fit`` of each
+    plan's first run of each kind, times its runs."""
+    hours = 0.0
+    for plan in plans:
+        for kind, runs in (("pretraining", plan.pretrainings), ("fit", plan.runs)):
+            if runs:
+                t = time_fit(list(runs[0].args))
+                hours += t["fit_hours"] * len(runs)
+                say(f"{plan.out.name}: {len(runs)} {kind}(s) x at most {t['fit_hours']:.3g} h ({t['seconds_per_batch']:.3g}"
+                    f" s/batch on {t['device']} x {t['batches_per_epoch']} batches x {t['max_epochs']} epochs)")
+    fits, pretrainings = sum(len(p.runs) for p in plans), sum(len(p.pretrainings) for p in plans)
+    say(f"plan: {fits} fits and {pretrainings} pretrainings, at most {hours:.3g} device-hours (an upper bound: "
+        "max_epochs without early stopping; validation and test not counted); nothing was trained")
+    return {"fits": fits, "pretrainings": pretrainings, "device_hours": hours}

@@ -37,16 +37,13 @@ RUNNER_PID_VARIABLE = "SER_MTL_CV_RUNNER_PID"  # tells a stage child whose death
 class CVBackend(Protocol):
     """What the runner needs from the training CLI (``CLIBackend``; tests use stand-ins): run
     ``ser-mtl <stage> <args>`` to completion or raise ``RunFailed`` (``env``: the child's devices and
-    threads), the number of folds of ``data.scheme``, the resolved configuration for the record, and one fit's
-    cost (``ser_mtl.runs.estimate``)."""
+    threads), the number of folds of ``data.scheme`` and the resolved configuration for the record."""
 
     def run_stage(self, stage: str, args: list[str], run_dir: Path, env: dict[str, str] | None = None) -> None: ...
 
     def num_folds(self, config_args: list[str]) -> int: ...
 
     def resolve_config(self, config_args: list[str]) -> dict[str, Any] | None: ...
-
-    def estimate(self, config_args: list[str]) -> dict[str, Any]: ...
 
 
 # "children": every running stage child (any thread); "stop": SIGTERM received
@@ -123,11 +120,6 @@ class CLIBackend:
         from ser_mtl.lightning_cli import build_datamodule  # torch and Lightning: only when asked
 
         return int(build_datamodule(config_args).num_folds)
-
-    def estimate(self, config_args: list[str]) -> dict[str, Any]:
-        from ser_mtl.runs.estimate import time_fit  # torch and Lightning: only when asked
-
-        return time_fit(config_args)
 
     def resolve_config(self, config_args: list[str]) -> dict[str, Any] | None:
         """``ser-mtl fit <args> --print_config``, parsed: nothing is instantiated."""

@@ -27,9 +27,10 @@ from ser_mtl.analysis.summary import SUMMARY_NAME, SWEEP_NAME, format_value
 from ser_mtl.command_line import ForwardingCommand
 from ser_mtl.io_utils import atomic_write_json
 from ser_mtl.runs.cluster import ClusterOptions
-from ser_mtl.runs.cv import estimate, execute, finish, plan_cv, submit
+from ser_mtl.runs.cv import execute, finish, plan_cv, submit
 from ser_mtl.runs.cv_command import add_cv_arguments, cv_kwargs
 from ser_mtl.runs.errors import CVError, RunsFailed
+from ser_mtl.runs.estimate import estimate
 from ser_mtl.runs.loss_weights import LossWeightError, check_loss_weight_sweep
 from ser_mtl.runs.stages import CLIBackend
 
@@ -169,7 +170,7 @@ def run_sweep(config_args: list[str], params: list[str], values: list, out: str,
     plans = [plan_cv([*config_args, *setting_args(s)], folds, repeats, out_path / n, base_seed, label,
                      setting_pretrain(pretrain, s), backend, write=not plan_only) for s, n in zip(settings, names)]
     if plan_only:
-        return estimate(plans, backend)
+        return estimate(plans)
     atomic_write_json(out_path / SWEEP_NAME, record)
     if slurm or executor is not None:
         record["submitted"] = submit(plans, cluster_options or ClusterOptions(), out_path.absolute() / "slurm",
