@@ -2,11 +2,10 @@
 
 Latif et al., section 4.3: "If the accuracy of the model did not improve on the validation set after
 5 epochs, we restored the model to best epoch and learning rate was halved. This process continued
-until the learning rate reached below 0.00001." With manual optimisation and three optimizers,
-Lightning's schedulers are never involved: the callback sets every optimizer's learning rates itself.
-It acts after each validation of a `fit` only; every DDP rank takes the same decision on the synced
-metric. Its state (best weights included, as a CPU copy) travels in the checkpoint, so a resumed run
-continues with the same best score, wait count and weights. `FitRecord` keeps a fit's selection and cost.
+until the learning rate reached below 0.00001." Lightning's schedulers are never involved (manual
+optimisation): the callback sets every optimizer's learning rates itself, after each validation of a
+`fit` only, the same on every DDP rank (synced metric). Its state, best weights included (CPU copy),
+travels in the checkpoint, so a resumed run continues with the same best score, wait count and weights.
 """
 
 from __future__ import annotations
@@ -35,17 +34,18 @@ class MonitorError(ValueError):
 
 
 def resolve_monitor(monitor: str, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> str:
-    """``monitor``, or for ``"auto"`` the model's own: ``val/ua`` with the emotion task, else the accuracy of
-    its first task; a module without ``tasks`` counts as emotion. In a fit, `MonitorError` if the module's
-    ``validation_metrics`` (given the tasks some validation utterance is labelled for) never logs it.
-    """
+    """``monitor``, or for ``"auto"`` the model's own: ``val/ua`` with the emotion task (or without
+    ``tasks``), else its first task's accuracy. In a fit, `MonitorError` if the module's
+    ``validation_metrics`` (given the tasks some validation utterance is labelled for) never logs it."""
     tasks = list(getattr(pl_module, "tasks", None) or ["emotion"])
     if monitor == AUTO:
         monitor = "val/ua" if "emotion" in tasks else f"val/{ACC_NAME[tasks[0]]}"
     declared = getattr(pl_module, "validation_metrics", None)
     if stage != "fit" or not callable(declared):
         return monitor
-    labelled = _labelled_tasks(trainer.datamodule)
+    labels = getattr(getattr(trainer.datamodule, "val_set", None), "labels", None)
+    labelled = None if labels is None else {  # None: unknown
+        t for t in TASKS if hasattr(labels, t) and bool(np.any(np.asarray(getattr(labels, t)) >= 0))}
     logged = declared(labelled)
     if monitor not in logged:
         unlabelled = [t for t in tasks if labelled is not None and t not in labelled]
@@ -54,14 +54,6 @@ def resolve_monitor(monitor: str, trainer: pl.Trainer, pl_module: pl.LightningMo
                            f"it logs {', '.join(logged) or 'nothing'}: choose one with --checkpoint.monitor "
                            f"(and --checkpoint.mode min for a loss)")
     return monitor
-
-
-def _labelled_tasks(datamodule: pl.LightningDataModule | None) -> set[str] | None:
-    """Tasks some validation utterance carries a label for (from ``val_set.labels``); None where unknown."""
-    labels = getattr(getattr(datamodule, "val_set", None), "labels", None)
-    if labels is None:
-        return None
-    return {task for task in TASKS if hasattr(labels, task) and bool(np.any(np.asarray(getattr(labels, task)) >= 0))}
 
 
 class BestCheckpoint(ModelCheckpoint):
@@ -106,8 +98,7 @@ def _to_cpu(obj: Any) -> Any:
 class RestoreBestHalveLR(pl.Callback):
     """After `patience` validations without improvement, reload the best weights and multiply every lr by `factor`.
 
-    Every parameter group of every optimizer in `trainer.optimizers` is scaled; once any learning rate
-    is below `min_lr`, training stops (with the best weights loaded).
+    Every parameter group of every optimizer is scaled; training stops once any is below `min_lr`.
 
     Args:
         monitor: logged metric to watch (e.g. "val/ua"); "auto": the model's own (see `resolve_monitor`).
@@ -135,8 +126,7 @@ class RestoreBestHalveLR(pl.Callback):
         if min_lr <= 0 or min_delta < 0:
             raise ValueError(f"RestoreBestHalveLR: need min_lr > 0 and min_delta >= 0, got {min_lr}, {min_delta}")
         self.monitor, self.mode, self.patience, self.factor = monitor, mode, patience, factor
-        self.requested_monitor = monitor
-        self.min_lr, self.min_delta = min_lr, min_delta
+        self.requested_monitor, self.min_lr, self.min_delta = monitor, min_lr, min_delta
         self.restore_optimizer_state = restore_optimizer_state
         self.restore_best_on_train_end = restore_best_on_train_end
         self.best_score = -math.inf if mode == "max" else math.inf
@@ -149,11 +139,8 @@ class RestoreBestHalveLR(pl.Callback):
         return self._generate_state_key(monitor=self.monitor, mode=self.mode)
 
     def _improved(self, current: float) -> bool:
-        if math.isnan(current):
-            return False
-        if self.mode == "max":
-            return current > self.best_score + self.min_delta
-        return current < self.best_score - self.min_delta
+        return not math.isnan(current) and (current > self.best_score + self.min_delta if self.mode == "max"
+                                            else current < self.best_score - self.min_delta)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self.monitor = resolve_monitor(self.requested_monitor, trainer, pl_module, stage)
@@ -165,9 +152,7 @@ class RestoreBestHalveLR(pl.Callback):
                            "training will stop at the first plateau")
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        from pytorch_lightning.trainer.states import TrainerFn
-
-        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
             return
         if self.monitor not in trainer.callback_metrics:
             raise RuntimeError(f"RestoreBestHalveLR: metric {self.monitor!r} was not logged during validation; "
@@ -187,8 +172,7 @@ class RestoreBestHalveLR(pl.Callback):
             self._restore_and_decay(trainer, pl_module)
 
     def _restore_and_decay(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.wait = 0
-        self.num_restores += 1
+        self.wait, self.num_restores = 0, self.num_restores + 1
         new_lrs = [[g["lr"] * self.factor for g in opt.param_groups] for opt in trainer.optimizers]
         if self.best_state is not None:
             pl_module.load_state_dict(self.best_state)
@@ -221,10 +205,8 @@ class RestoreBestHalveLR(pl.Callback):
                 "best_optimizer_states": self.best_optimizer_states}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.best_score = float(state_dict["best_score"])
-        self.best_epoch = int(state_dict["best_epoch"])
-        self.wait = int(state_dict["wait"])
-        self.num_restores = int(state_dict["num_restores"])
+        self.best_score, self.best_epoch = float(state_dict["best_score"]), int(state_dict["best_epoch"])
+        self.wait, self.num_restores = int(state_dict["wait"]), int(state_dict["num_restores"])
         self.best_state = state_dict["best_state"]
         self.best_optimizer_states = state_dict["best_optimizer_states"]
 
@@ -232,12 +214,11 @@ class RestoreBestHalveLR(pl.Callback):
 class FitRecord(pl.Callback):
     """What a fit selected and cost, summed over its resumed pieces (the totals travel in checkpoints).
 
-    Totals are settled at the end of each training epoch (after its validation, before its checkpoints). At
-    the end of the fit rank 0 writes ``<default_root_dir>/fit_record.json``: ``selection`` (``monitor``,
-    ``mode``, ``score`` of the best checkpoint, its ``epoch``; null without one) and ``cost`` (``epochs``,
-    ``restores`` = ``halvings`` (each restore scales the learning rates once), ``fit_seconds`` (training
-    epochs with their validation), ``train_segments`` (all processes), ``segments_per_second``, ``device``,
-    ``precision``, ``processes``).
+    Totals are settled at each training epoch's end (after validation, before checkpoints). At the fit's end
+    rank 0 writes ``<default_root_dir>/fit_record.json``: ``selection`` (``monitor``, ``mode``, ``score`` of
+    the best checkpoint, its ``epoch``; null without one) and ``cost`` (``epochs``, ``restores`` =
+    ``halvings``, ``fit_seconds`` (epochs with their validation), ``train_segments`` (all processes),
+    ``segments_per_second``, ``device``, ``precision``, ``processes``).
 
     Args:
         log_epochs: print one line per epoch (seconds, last-step training losses, monitored score, learning

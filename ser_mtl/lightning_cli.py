@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -79,20 +80,18 @@ class SERCLI(LightningCLI):
     """LightningCLI for MultiTaskAAE + SERDataModule with the paper's schedule and checkpoints."""
 
     def add_arguments_to_parser(self, parser) -> None:
-        parser.link_arguments("data.num_classes", "model.num_emotions", apply_on="instantiate")
-        parser.link_arguments("data.num_speakers", "model.num_speakers", apply_on="instantiate")
-        parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
-        parser.link_arguments("data.input_size", "model.input_size", apply_on="instantiate")
+        for source, target in (("num_classes", "num_emotions"), ("num_speakers", "num_speakers"),
+                               ("class_names", "class_names"), ("input_size", "input_size")):
+            parser.link_arguments(f"data.{source}", f"model.{target}", apply_on="instantiate")
         # the rule "auxiliary speech only where a task can use it", whatever the order of --config files
         parser.link_arguments("model.tasks", "data.model_tasks", apply_on="parse")
         # the paper's alpha/beta depend on the label task (paper 5.1), whatever the order of --config files
         parser.link_arguments("data.task", "model.label_task", apply_on="parse")
         parser.add_lightning_class_args(RestoreBestHalveLR, "lr_schedule")
         parser.add_lightning_class_args(BestCheckpoint, "checkpoint")
-        # Lightning 2.6's save_last writes last.ckpt only when the monitored metric improved, so an
-        # epoch without improvement left no checkpoint to resume from: last.ckpt is its own callback,
-        # written every epoch. No version counter: a re-run in the same folder overwrites, never
-        # leaves best-v1.ckpt beside a stale best.ckpt.
+        # Lightning 2.6's save_last writes last.ckpt only when the monitor improved, leaving epochs without
+        # a checkpoint to resume from: last.ckpt is its own callback, written every epoch. No version
+        # counter: a re-run in the same folder overwrites, never leaves best-v1.ckpt beside a stale best.ckpt.
         parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
         parser.set_defaults({
             "checkpoint.filename": "best", "checkpoint.save_last": False, "checkpoint.auto_insert_metric_name": False,
@@ -106,11 +105,10 @@ class SERCLI(LightningCLI):
         parser.link_arguments("checkpoint.monitor", "lr_schedule.monitor")
         parser.link_arguments("checkpoint.mode", "lr_schedule.mode")
         # verification logs test/eer at the end of the test epoch; test_outputs writes it at the end of the test
-        parser.add_lightning_class_args(RandomStateCheckpoint, "random_state")
-        parser.add_lightning_class_args(SpeakerVerification, "verification")
-        parser.add_lightning_class_args(ResultWriter, "test_outputs")
-        parser.add_lightning_class_args(PredictionWriter, "predict_outputs")
-        parser.add_lightning_class_args(FitRecord, "fit_record")
+        for cls, group in ((RandomStateCheckpoint, "random_state"), (SpeakerVerification, "verification"),
+                           (ResultWriter, "test_outputs"), (PredictionWriter, "predict_outputs"),
+                           (FitRecord, "fit_record")):
+            parser.add_lightning_class_args(cls, group)
 
     def parse_arguments(self, parser, args) -> None:
         """Parse, then open ``--ckpt_path`` safely: LightningCLI reads its hyper-parameters right after this,
@@ -124,8 +122,7 @@ class SERCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         """``--model.init_from`` is applied when the fit starts: check the file before anything is built."""
         config = self.config[self.subcommand] if self.subcommand else self.config
-        init_from = config.get("model.init_from")
-        if init_from:
+        if init_from := config.get("model.init_from"):
             read_state_dict(init_from)
 
     def before_fit(self) -> None:
@@ -135,19 +132,10 @@ class SERCLI(LightningCLI):
 def run_lightning_cli(args: list[str], run: bool = True) -> SERCLI:
     os.environ.setdefault("WANDB_MODE", "offline")  # no account, no network; `wandb sync` later
     os.environ.setdefault("WANDB_SILENT", "true")
-    import warnings
-
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-    return SERCLI(
-        MultiTaskAAE,
-        SERDataModule,
-        args=args,
-        run=run,
-        auto_configure_optimizers=False,
-        save_config_callback=AtomicSaveConfig,
-        save_config_kwargs={"overwrite": True},
-        trainer_defaults={"use_distributed_sampler": False, "log_every_n_steps": 10},
-    )
+    return SERCLI(MultiTaskAAE, SERDataModule, args=args, run=run, auto_configure_optimizers=False,
+                  save_config_callback=AtomicSaveConfig, save_config_kwargs={"overwrite": True},
+                  trainer_defaults={"use_distributed_sampler": False, "log_every_n_steps": 10})
 
 
 def user_mistake(err: BaseException) -> BaseException | None:
@@ -178,5 +166,4 @@ def one_line_mistakes(prog: str) -> Iterator[None]:
 
 def build_datamodule(config_args: list[str]) -> SERDataModule:
     """The DataModule of a config + overrides (``--config C --data.fold 2 ...``), nothing else."""
-    cli = run_lightning_cli(config_args, run=False)
-    return cli.datamodule
+    return run_lightning_cli(config_args, run=False).datamodule

@@ -21,7 +21,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_info
-from torch.utils.data import ConcatDataset, DataLoader
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from ser_mtl.data.data_summary import describe, skip_summary
 from ser_mtl.data.datasets import SegmentDataset, UtteranceLabels
@@ -31,7 +31,7 @@ from ser_mtl.data.labels import make_label_scheme, restored_scheme
 from ser_mtl.data.manifest import ManifestRow
 from ser_mtl.data.manifest_cache import cached_manifest
 from ser_mtl.data.sampling import MixedBatchSampler, SamplingError, ShardedEvalSampler
-from ser_mtl.data.speaker_draw import SpeakerDraw, draw_rows, draw_source
+from ser_mtl.data.speaker_draw import draw_rows, draw_source
 from ser_mtl.data.store import FeatureStore, running_stats
 from ser_mtl.frontend import FrontEnd
 
@@ -111,12 +111,9 @@ class SERDataModule(pl.LightningDataModule):
                                                  draw_source("data.speakers", speakers, root, subset))
         self.aux_unused = bool(aux_root) and model_tasks is not None and not {"gender", "speaker"} & set(model_tasks)
         aux_root = None if self.aux_unused else aux_root
-        self.aux_rows: list[ManifestRow] = []
-        self.aux_draw: SpeakerDraw | None = None
-        if aux_root:
-            self.aux_rows, self.aux_draw = draw_rows(
-                cached_manifest(aux_corpus, aux_root, cache_dir, aux_subset), aux_speakers, seed,
-                draw_source("data.aux_speakers", aux_speakers, aux_root, aux_subset))
+        self.aux_rows, self.aux_draw = draw_rows(
+            cached_manifest(aux_corpus, aux_root, cache_dir, aux_subset), aux_speakers, seed,
+            draw_source("data.aux_speakers", aux_speakers, aux_root, aux_subset)) if aux_root else ([], None)
         self.target_rows: list[ManifestRow] = []
         if scheme == "cross_corpus":
             if not (target_corpus and target_root):
@@ -132,13 +129,12 @@ class SERDataModule(pl.LightningDataModule):
         self.label_scheme = make_label_scheme(task, corpus)
         self._scheme_restored = False  # True once load_state_dict put a checkpoint's (fitted) scheme in place
         self._has_emotion = any(r.emotion for r in self.rows)
-        labelled = [bool(r.emotion) or not self._has_emotion for r in self.rows]
         self.num_folds = num_folds(self.rows, scheme) if scheme != "cross_corpus" else 1
         if not 0 <= fold < self.num_folds:
             raise FoldError(f"data.fold={fold} is out of range: scheme {scheme!r} on {corpus} has "
                             f"{self.num_folds} folds (0..{self.num_folds - 1})")
         self.split: Split = make_split(self.rows, scheme, fold, seed, target_rows=self.target_rows or None,
-                                       labelled=labelled)
+                                       labelled=[bool(r.emotion) or not self._has_emotion for r in self.rows])
         train_rows = [self.rows[i] for i in self.train_indices()]
         self.speakers = sorted({r.speaker for r in train_rows} | {r.speaker for r in self.aux_rows})
         self._speaker_index = {s: i for i, s in enumerate(self.speakers)}
@@ -249,14 +245,17 @@ class SERDataModule(pl.LightningDataModule):
         hp = self.hparams
         rank, world = self._rank()
         parts = [self.train_set] + ([self.aux_set] if self.aux_set is not None else [])
-        # Batch order follows data.seed and the run's global seed (seed_everything): the repeats of a cross-validation
-        # differ in batch order as well as initialisation; data.seed alone fixes the folds. Ranks share the seed.
+        # Batch order follows data.seed and the run's global seed (seed_everything): the repeats of a
+        # cross-validation differ in batch order as well as initialisation; data.seed alone fixes the folds.
+        # Ranks share the seed. Every loader has its own generator: the workers' base seed is not drawn
+        # from the global stream dropout uses (`ser_mtl.random_state`).
         shuffle_seed = hp.seed * 1_000_003 + torch.initial_seed() % 1_000_003
         sampler = MixedBatchSampler(len(self.train_set), len(self.aux_set) if self.aux_set else 0,
                                     hp.batch_size, hp.aux_fraction, seed=shuffle_seed, rank=rank, world_size=world,
                                     epoch_fn=self._current_epoch, skip_fn=self._batches_done_this_epoch)
         return DataLoader(ConcatDataset(parts), batch_sampler=sampler, num_workers=hp.num_workers,
-                          persistent_workers=hp.num_workers > 0, generator=self._loader_generator(shuffle_seed))
+                          persistent_workers=hp.num_workers > 0,
+                          generator=torch.Generator().manual_seed(shuffle_seed))
 
     def _current_epoch(self) -> int:
         """The epoch the loader's next iterator serves (``trainer.current_epoch`` lags in a restored fit)."""
@@ -275,16 +274,11 @@ class SERDataModule(pl.LightningDataModule):
             return 0  # restored at an epoch's end: the next epoch starts at its first batch
         return int(trainer.fit_loop.epoch_loop.batch_progress.current.completed)
 
-    @staticmethod
-    def _loader_generator(seed: int) -> torch.Generator:
-        # the workers' base seed is not drawn from the global stream dropout uses (`ser_mtl.random_state`)
-        return torch.Generator().manual_seed(seed)
-
-    def _eval_loader(self, dataset: SegmentDataset) -> DataLoader:
-        rank, world = self._rank()
-        return DataLoader(dataset, batch_size=self.hparams.batch_size,
-                          sampler=ShardedEvalSampler(len(dataset), rank, world),
-                          num_workers=self.hparams.num_workers, generator=self._loader_generator(self.hparams.seed))
+    def _eval_loader(self, dataset: Dataset, shard: bool = True) -> DataLoader:
+        hp = self.hparams
+        return DataLoader(dataset, batch_size=hp.batch_size, num_workers=hp.num_workers,
+                          sampler=ShardedEvalSampler(len(dataset), *self._rank()) if shard else None,
+                          generator=torch.Generator().manual_seed(hp.seed))
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self.val_set)
@@ -303,8 +297,7 @@ class SERDataModule(pl.LightningDataModule):
         hop = self.hparams.eval_hop or self.hparams.segment_hop
         sets = [self.make_dataset(self.stores["verification"], self.verification_rows,
                                    range(len(self.verification_rows)), offset, hop), self.test_set]
-        return DataLoader(ConcatDataset(sets), batch_size=self.hparams.batch_size, shuffle=False,
-                          num_workers=self.hparams.num_workers, generator=self._loader_generator(self.hparams.seed))
+        return self._eval_loader(ConcatDataset(sets), shard=False)
 
     # ----------------------------------------------------------------- checkpointed preprocessing
     def state_dict(self) -> dict:
@@ -317,7 +310,11 @@ class SERDataModule(pl.LightningDataModule):
         scheme = restored_scheme(state.get("label_scheme"), self.hparams.task)
         if scheme is not None:
             self.label_scheme, self._scheme_restored = scheme, True
-            self._relabel_emotions()
+            eval_rows, _ = self.evaluation_split()  # relabel what setup built (store_index points into rows)
+            for name, rows in (("train_set", self.rows), ("val_set", eval_rows), ("test_set", eval_rows)):
+                if (dataset := getattr(self, name, None)) is not None:
+                    dataset.labels.emotion = self.label_scheme.encode_all(
+                        [rows[i] for i in dataset.labels.store_index])
         if state.get("speakers") is not None and list(state["speakers"]) != self.speakers:
             warnings.warn(f"the checkpoint's {len(state['speakers'])} training speakers differ from the "
                           f"{len(self.speakers)} of these data settings: speaker labels (test/speaker_acc) do not "
@@ -328,17 +325,8 @@ class SERDataModule(pl.LightningDataModule):
         if self.mean is not None and (state.get("mean") is not None or self._scheme_restored):
             self.frontend = self._make_frontend()
             for name in ("train_set", "val_set", "test_set", "aux_set"):
-                dataset = getattr(self, name, None)
-                if dataset is not None:
+                if (dataset := getattr(self, name, None)) is not None:
                     dataset.frontend = self.frontend
-
-    def _relabel_emotions(self) -> None:
-        """Emotion labels of the datasets ``setup`` built, again with the current label scheme."""
-        eval_rows, _ = self.evaluation_split()
-        for name, rows in (("train_set", self.rows), ("val_set", eval_rows), ("test_set", eval_rows)):
-            dataset = getattr(self, name, None)
-            if dataset is not None:  # store_index points into `rows` for these three
-                dataset.labels.emotion = self.label_scheme.encode_all([rows[i] for i in dataset.labels.store_index])
 
     def describe(self) -> str:
         """The sizes that matter, printed at start (see `ser_mtl.data.data_summary.describe`)."""

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 from ser_mtl.data.audio import load_audio
 from ser_mtl.data.features import FeatureConfig, NoSpeechError, stored_frames
 from ser_mtl.data.manifest import CorpusError, ManifestRow, Skip
-from ser_mtl.io_utils import DiskFullError, atomic_open, disk_full_message, is_disk_full
+from ser_mtl.io_utils import DiskFullError, atomic_open, atomic_write_text, disk_full_message, is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +63,8 @@ def store_key(rows: Sequence[ManifestRow], cfg: FeatureConfig) -> str:
     return digest.hexdigest()[:16]
 
 
-def _atomic_write(path: Path, write) -> None:
-    with atomic_open(path, "wb") as f:
-        write(f)
-
-
 def _write_json(path: Path, obj: object) -> None:
-    _atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1).encode()))
+    atomic_write_text(path, json.dumps(obj, indent=1))
 
 
 @contextlib.contextmanager
@@ -112,8 +107,7 @@ def _run_chunk(job: _ChunkJob) -> list[dict]:
     parts = Path(job.parts)
     lengths: list[int] = []
     skipped: list[dict] = []
-
-    def write(f) -> None:
+    with atomic_open(parts / f"{job.k:06d}.f16", "wb") as f:
         for j, row in enumerate(job.rows):
             audio = Path(job.root) / row.path
             try:
@@ -125,8 +119,6 @@ def _run_chunk(job: _ChunkJob) -> list[dict]:
                 continue
             f.write(np.ascontiguousarray(feats).tobytes())
             lengths.append(int(feats.shape[1]))
-
-    _atomic_write(parts / f"{job.k:06d}.f16", write)
     _write_json(parts / f"{job.k:06d}.json", {"start": job.start, "lengths": lengths, "skipped": skipped})
     return skipped
 
@@ -138,10 +130,7 @@ class FeatureStore:
                  chunk_size: int = 256) -> None:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        self.rows = list(rows)
-        self.root = Path(root)
-        self.cfg = cfg
-        self.chunk_size = chunk_size
+        self.rows, self.root, self.cfg, self.chunk_size = list(rows), Path(root), cfg, chunk_size
         self.path = Path(cache_dir) / store_key(self.rows, cfg)
         self._offsets: np.ndarray | None = None
         self._lengths: np.ndarray | None = None
@@ -214,21 +203,18 @@ class FeatureStore:
         self._require_open()
         return self._skipped
 
-    def _memmap(self) -> np.ndarray:
-        if self._data is None:
-            total = int(self._lengths.sum()) * self.cfg.n_bins
-            # np.memmap cannot map an empty file (every utterance skipped).
-            self._data = (np.memmap(self.path / DATA, dtype=DTYPE, mode="r", shape=(total,))
-                          if total else np.zeros(0, DTYPE))
-        return self._data
-
     def frames(self, i: int) -> np.ndarray:
         """(n_bins, lengths[i]) float16 read-only view of utterance i in the memory map."""
         self._require_open()
         if not 0 <= i < len(self.rows):
             raise IndexError(f"utterance index {i} out of range for a store of {len(self.rows)}")
+        if self._data is None:
+            total = int(self._lengths.sum()) * self.cfg.n_bins
+            # np.memmap cannot map an empty file (every utterance skipped).
+            self._data = (np.memmap(self.path / DATA, dtype=DTYPE, mode="r", shape=(total,))
+                          if total else np.zeros(0, DTYPE))
         n_bins, start, length = self.cfg.n_bins, int(self._offsets[i]), int(self._lengths[i])
-        return self._memmap()[start * n_bins:(start + length) * n_bins].reshape(n_bins, length)
+        return self._data[start * n_bins:(start + length) * n_bins].reshape(n_bins, length)
 
     def __getstate__(self) -> dict:
         # DataLoader workers get the index, not a pickled copy of the whole memory map.
@@ -288,10 +274,9 @@ class FeatureStore:
             finally:
                 torch.set_num_threads(threads)
             return
-        ctx = multiprocessing.get_context("spawn")  # fork + torch threads can deadlock
-        # num_workers processes x 1 thread, not x all cores
-        pool = ProcessPoolExecutor(max_workers=num_workers, mp_context=ctx, initializer=torch.set_num_threads,
-                                   initargs=(1,))
+        # spawn: fork + torch threads can deadlock; num_workers processes x 1 thread, not x all cores
+        pool = ProcessPoolExecutor(max_workers=num_workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=torch.set_num_threads, initargs=(1,))
         try:
             pending = {pool.submit(_run_chunk, job): job for job in jobs}
             while pending:
@@ -328,7 +313,8 @@ class FeatureStore:
             lengths[meta["start"]:meta["start"] + len(meta["lengths"])] = meta["lengths"]
             skipped += meta["skipped"]
         offsets = np.cumsum(lengths) - lengths  # (U,) frames before each utterance
-        _atomic_write(self.path / INDEX, lambda f: np.savez(f, offsets=offsets, lengths=lengths))
+        with atomic_open(self.path / INDEX, "wb") as f:
+            np.savez(f, offsets=offsets, lengths=lengths)
         os.replace(partial, self.path / DATA)
         _write_json(self.path / COMPLETE, {
             "format": _FORMAT, "config": dataclasses.asdict(self.cfg), "n_utterances": len(self.rows),

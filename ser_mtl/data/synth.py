@@ -86,8 +86,7 @@ def synth(out: str, seed: int = 0, iemocap_sessions: int = 5, iemocap_dialogs: i
     _check_args(params)
     root = Path(out)
     old = load_stamp(root)
-    if old is not None and old.get("complete") and old.get("params") == params \
-            and old.get("version") == SYNTH_VERSION:
+    if old and old.get("complete") and old.get("params") == params and old.get("version") == SYNTH_VERSION:
         print(f"{root}: synthetic corpus already complete (seed {seed}); nothing to do.")
         print(_format_summary(old["summary"]))
         return
@@ -137,9 +136,6 @@ def _check_args(p: dict) -> None:
 def _write_stamp(root: Path, stamp: dict) -> None:
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(root / STAMP_NAME, json.dumps(stamp, indent=1, sort_keys=True) + "\n")
-
-
-# ---------------------------------------------------------------------------------------------- IEMOCAP
 
 
 def _dialog_names(session: int, count: int) -> list[str]:
