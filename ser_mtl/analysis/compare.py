@@ -5,32 +5,26 @@ Runbook::
     ser-mtl compare runs/stl runs/mtl                      # MTL - STL, UA and WA (and EER, gender/speaker acc)
     ser-mtl compare runs/stl runs/mtl runs/ae --out cmp.json --metric ua
 
-Every later folder is compared with the first (the reference): differences are *later minus first*,
-so a positive UA difference means the later folder is better (for ``eer`` lower is better). Runs
-pair by their ``(fold, repeat)``: with the cv runner's common seeds a pair shares test speakers and
-seed, and differs only in the model or setting. Two pairing units are reported:
+Every later folder is compared with the first (the reference): differences are *later minus first*
+(positive UA: the later is better; for ``eer`` lower is better). Runs pair by ``(fold, repeat)``: with
+the cv runner's common seeds a pair shares test speakers and seed. Two pairing units:
 
-* **per repeat** (the unit the verdict and ``ser-mtl report``'s marks use): each repeat's plain
-  average over its folds, as in ``summary.json`` (``ser_mtl.analysis.summary``), paired by
-  repeat, over the folds both folders have. These are the independent units behind the tables' ``± std``; the test asks whether the
-  difference is larger than the repeat-to-repeat (seed) variation on these folds. It says nothing
-  about other speakers or corpora. A repeat counts only when both folders have every fold of it.
-* **per run**: every matched ``(fold, repeat)`` pair. More pairs, but pairs of one fold share its
-  test speakers and pairs of one repeat its seed, so they are not independent and the p-values are
-  optimistic; shown for detail only.
+* **per repeat** (the verdict's unit, and ``ser-mtl report``'s marks): each repeat's plain average
+  over the folds both folders have, as in ``summary.json``; a repeat counts only when both have all
+  of them. These independent units are behind the tables' ``± std``: the test asks whether the
+  difference exceeds the repeat-to-repeat (seed) variation on these folds, not other speakers or corpora.
+* **per run**: every matched ``(fold, repeat)`` pair. Pairs of one fold share its test speakers, of
+  one repeat its seed: not independent, so the p-values are optimistic; shown for detail only.
 
-For each unit and metric: mean difference, a 95 % t confidence interval
-(``mean ± t_{0.975, n-1} · s / sqrt(n)``, ``scipy.stats.t``), Wilcoxon's signed-rank test
-(``scipy.stats.wilcoxon``, exact distribution for n <= 50, zero differences dropped) and the
-sign-flip permutation test of the mean difference (``scipy.stats.permutation_test`` with
-``permutation_type='samples'``: exact over all 2^n sign flips for n <= 16, else 100 000 seeded random
-flips). The verdict uses the sign-flip test (it tests the same mean the interval is about, and
-zeros need no special rule); both are two-sided. With fewer than 6 pairs no exact two-sided test
-can reach p < 0.05 (the smallest p is 2 / 2^n), which the output says.
+Per unit and metric: mean difference, 95 % t interval (``mean ± t_{0.975, n-1} · s / sqrt(n)``),
+Wilcoxon's signed-rank test (exact for n <= 50, zeros dropped) and the sign-flip permutation test of
+the mean (exact over all 2^n flips for n <= 16, else 100 000 seeded random flips), both two-sided.
+The verdict uses the sign-flip test: it tests the mean the interval is about, and zeros need no
+special rule. Below 6 pairs no exact two-sided test reaches p < 0.05 (the smallest p is 2 / 2^n).
 
-Runs found in only one folder are listed under ``unmatched``, never dropped silently. A later folder whose
-``cv.json`` differs from the first's in a ``PAIRING_SETTINGS`` entry is refused unless ``--allow_mismatch``
-names it; a folder without ``cv.json`` (or the setting) is compared unchecked, with a note.
+Runs in only one folder are listed under ``unmatched``, never dropped silently. A later folder whose
+``cv.json`` differs from the first's in a ``PAIRING_SETTINGS`` entry is refused unless
+``--allow_mismatch`` names it; one without ``cv.json`` (or the setting) is compared unchecked, with a note.
 """
 
 from __future__ import annotations
@@ -43,6 +37,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from ser_mtl.analysis.paper_results import config_section
 from ser_mtl.analysis.summary import SummaryError, collect_runs, read_record
 from ser_mtl.command_line import command, run_function
 from ser_mtl.io_utils import atomic_write_json
@@ -80,20 +75,16 @@ def paired_runs(runs_a: list[dict], runs_b: list[dict], metric: str) -> tuple[li
     (repeat, fold), and the unmatched keys: ``only_a``/``only_b`` as ``[fold, repeat]`` lists."""
     by_a = {(r["fold"], r["repeat"]): r for r in runs_a if _value(r, metric) is not None}
     by_b = {(r["fold"], r["repeat"]): r for r in runs_b if _value(r, metric) is not None}
-    keys = sorted(by_a.keys() & by_b.keys(), key=lambda k: (k[1], k[0]))
-    pairs = [{"fold": f, "repeat": r, "a": _value(by_a[(f, r)], metric), "b": _value(by_b[(f, r)], metric)}
-             for f, r in keys]
     order = lambda ks: [list(k) for k in sorted(ks, key=lambda k: (k[1], k[0]))]
+    pairs = [{"fold": f, "repeat": r, "a": _value(by_a[(f, r)], metric), "b": _value(by_b[(f, r)], metric)}
+             for f, r in order(by_a.keys() & by_b.keys())]
     return pairs, {"only_a": order(by_a.keys() - by_b.keys()), "only_b": order(by_b.keys() - by_a.keys())}
 
 
 def repeat_pairs(runs_a: list[dict], runs_b: list[dict], metric: str) -> tuple[list[dict], list[int]]:
     """Per repeat: the fold averages ``{repeat, a, b, n_folds}`` of the repeats in which both lists
     have ``metric`` for every fold that both lists have; and the repeats left out (some fold missing).
-
-    A fold only one list has (listed as unmatched by ``paired_runs``) does not spoil the repeats: both
-    averages are over the same folds, so the difference compares like with like.
-    """
+    A fold only one list has does not spoil the repeats: both averages are over the same folds."""
     folds = ({r["fold"] for r in runs_a if _value(r, metric) is not None}
              & {r["fold"] for r in runs_b if _value(r, metric) is not None})
     pairs, left_out = [], []
@@ -134,8 +125,7 @@ def paired_statistics(a: list[float], b: list[float]) -> dict[str, Any]:
         result["sign_flip"] = {"p": 1.0, "exact": True, "n_resamples": 2 ** min(n, EXACT_FLIPS_UP_TO)}
         result["notes"].append("all differences are zero: the two are identical on these pairs")
         return result
-    nonzero = int((diff != 0).sum())
-    method = "exact" if nonzero <= 50 else "approx"
+    method = "exact" if (diff != 0).sum() <= 50 else "approx"
     test = stats.wilcoxon(diff, zero_method="wilcox", method=method, alternative="two-sided")
     result["wilcoxon"] = {"statistic": float(test.statistic), "p": float(test.pvalue), "method": method}
     exact = n <= EXACT_FLIPS_UP_TO
@@ -171,9 +161,8 @@ def compare_runs(runs_a: list[dict], runs_b: list[dict], metrics: tuple[str, ...
             if any(_value(r, metric) is not None for r in [*runs_a, *runs_b]):
                 out["skipped"].append(f"{metric}: not in both folders' runs")
             continue
-        entry: dict[str, Any] = {}
         try:
-            entry["per_run"] = {**paired_statistics([p["a"] for p in pairs], [p["b"] for p in pairs]), "pairs": pairs}
+            per_run = {**paired_statistics([p["a"] for p in pairs], [p["b"] for p in pairs]), "pairs": pairs}
         except CompareError as err:
             if metric == primary:
                 raise CompareError(f"metric {metric!r} over (fold, repeat) runs: {err}") from err
@@ -181,11 +170,11 @@ def compare_runs(runs_a: list[dict], runs_b: list[dict], metrics: tuple[str, ...
             continue
         reps, left_out = repeat_pairs(runs_a, runs_b, metric)
         try:
-            entry["per_repeat"] = {**paired_statistics([p["a"] for p in reps], [p["b"] for p in reps]), "pairs": reps}
+            per_repeat = {**paired_statistics([p["a"] for p in reps], [p["b"] for p in reps]), "pairs": reps}
         except CompareError as err:
-            entry["per_repeat"] = {"n": len(reps), "error": f"{err} (complete repeats in both)", "pairs": reps}
-        entry["per_repeat"]["left_out_repeats"] = left_out
-        out["metrics"][metric] = entry
+            per_repeat = {"n": len(reps), "error": f"{err} (complete repeats in both)", "pairs": reps}
+        per_repeat["left_out_repeats"] = left_out
+        out["metrics"][metric] = {"per_run": per_run, "per_repeat": per_repeat}
     out["verdict"] = verdict(out["metrics"][primary][DECISION_UNIT], primary)
     return out
 
@@ -205,32 +194,27 @@ def verdict(result: dict[str, Any], metric: str) -> dict[str, Any]:
 
 def table_significance(rows: list[tuple[str, list[dict]]], reference: int,
                        metric: str = "ua") -> tuple[list[bool], list[str]]:
-    """Which rows of a table differ from its reference row in ``metric``, by the decision rule.
-
-    ``rows`` are (name, runs) with runs as in ``summary.json``'s ``runs``; returns one flag per row
-    (True: p < ALPHA, Holm-adjusted over the table's tests; the reference row and untestable rows are False) and
-    footnote lines: the test, then per compared row its difference, interval and p, or why it was not tested.
-    No lines when the reference or every other row lacks ``metric``.
-    """
+    """Which rows ``(name, runs as in summary.json)`` of a table differ from its reference row in ``metric``,
+    by the decision rule with Holm's adjustment over the table's tests: one flag per row, and footnote lines
+    (the test, then per other row its difference, interval and p, or why it was not tested; none when the
+    reference or every other row lacks ``metric``)."""
     ref_name, ref_runs = rows[reference]
     flags = [False] * len(rows)
     has = [any(_value(r, metric) is not None for r in runs) for _, runs in rows]
     if not has[reference] or sum(has) < 2:  # e.g. a sweep of a model without the emotion task
         return flags, []
-    lines, exact, tested = [], [], []
+    lines, tested = [], []
     for i, (name, runs) in enumerate(rows):
         if i == reference:
             continue
         try:
             result = compare_runs(ref_runs, runs, metrics=(metric,), primary=metric)
+            s = result["metrics"][metric][DECISION_UNIT]
+            if "error" in s:
+                raise CompareError(s["error"])
         except CompareError as err:
             lines.append(f"- {name}: not testable ({err})")
             continue
-        s = result["metrics"][metric][DECISION_UNIT]
-        if "error" in s:
-            lines.append(f"- {name}: not testable ({s['error']})")
-            continue
-        exact.append(s[DECISION_TEST]["exact"])
         tested.append((i, name, s, result["verdict"]["significant"], len(lines)))
         lines.append("")
     m, running = len(tested), 0.0
@@ -241,7 +225,8 @@ def table_significance(rows: list[tuple[str, list[dict]]], reference: int,
         lines[at] = (f"- {name}: {_pp(s['mean_diff'])} pp, 95 % CI [{_pp(s['ci95'][0])}, {_pp(s['ci95'][1])}], "
                      f"p = {p:.3g}" + (f" (Holm {running:.3g})" if m > 1 else "") + f" over {s['n']} repeats"
                      + (" \\*" if flags[i] else "") + (" (fewer than 6: p < 0.05 is out of reach)" if s["n"] < 6 else ""))
-    test = ("exact sign-flip test" if all(exact) else f"sign-flip test (exact up to {EXACT_FLIPS_UP_TO} repeats, "
+    exact = all(t[2][DECISION_TEST]["exact"] for t in tested)
+    test = ("exact sign-flip test" if exact else f"sign-flip test (exact up to {EXACT_FLIPS_UP_TO} repeats, "
             f"else {RANDOM_FLIPS:,} seeded random flips)")
     holm = f"; {m} rows are tested against it, so the marks use Holm-adjusted p over those {m} tests" if m > 1 else ""
     return flags, [(f"\\* {metric.upper()} differs from the reference row **{ref_name}** with p < {ALPHA}: two-sided "
@@ -271,9 +256,8 @@ def group_significance(rows: list[tuple[str, list[dict], Any]],
 def _setting(record: dict[str, Any], name: str) -> Any:
     """``base_seed`` or ``data.KEY`` of the resolved configuration in a ``cv.json`` record, else ``_ABSENT``."""
     section, _, key = name.rpartition(".")
-    values = (record.get("resolved") or {}).get(section) if section else record
-    values = values.get("init_args", values) if isinstance(values, dict) else None  # class_path form
-    return values.get(key, _ABSENT) if isinstance(values, dict) else _ABSENT
+    values = config_section(record.get("resolved") or {}, section) if section else record
+    return values.get(key, _ABSENT)
 
 
 def check_settings(reference: str, other: str, allow: frozenset[str] = frozenset()) -> list[str]:
@@ -342,12 +326,11 @@ def format_comparison(result: dict[str, Any]) -> str:
                              f"{ci:>17} {s['wilcoxon']['p']:>10.4g} {s['sign_flip']['p']:>11.4g}")
                 notes += [f"{name}, {metric} {UNIT_TEXT[unit]}: {n}" for n in s["notes"]]
                 random_flips |= not s["sign_flip"]["exact"]
-        only_a, only_b = comp["unmatched"]["only_a"], comp["unmatched"]["only_b"]
-        for label, keys, folder in (("only in", only_a, comp["reference"]), ("only in", only_b, comp["other"])):
-            if keys:
-                notes.append(f"{label} {folder} (not paired): " + ", ".join(f"fold {f} repeat {r}" for f, r in keys))
-        left = comp["metrics"][result["metric"]]["per_repeat"]["left_out_repeats"]
-        if left:
+        for side, folder in (("only_a", comp["reference"]), ("only_b", comp["other"])):
+            if keys := comp["unmatched"][side]:
+                notes.append(f"only in {folder} (not paired): "
+                             + ", ".join(f"fold {f} repeat {r}" for f, r in keys))
+        if left := comp["metrics"][result["metric"]]["per_repeat"]["left_out_repeats"]:
             notes.append(f"{name}: repeat(s) {', '.join(map(str, left))} lack some fold in one folder; "
                          "left out of the per-repeat pairs")
         notes += [f"{name}: {s}" for s in [*comp["settings"], *comp["skipped"]]]
@@ -367,8 +350,7 @@ def compare_main(dirs: list[str], out: str | None = None, metric: str = "ua",
                  allow_mismatch: list[str] | None = None) -> dict[str, Any]:
     """Paired comparison of cross-validations: each later folder minus the first, over matching (fold, repeat) runs.
 
-    Prints mean differences with 95 % t intervals, Wilcoxon signed-rank and sign-flip p-values (exact
-    up to 16 pairs), per repeat (fold-averaged, the verdict's unit) and per run.
+    Prints mean differences, 95 % t intervals, Wilcoxon and sign-flip p-values, per repeat and per run.
 
     Args:
         dirs: cv folders (DIR/*/metrics.json); the first is the reference.

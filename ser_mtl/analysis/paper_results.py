@@ -69,7 +69,7 @@ class Protocol:
         return f"{arch} ({'+'.join(self.tasks)})" if self.tasks else arch
 
 
-def _section(config: dict[str, Any], name: str) -> dict[str, Any]:
+def config_section(config: dict[str, Any], name: str) -> dict[str, Any]:
     """``config[name]``, looking through LightningCLI's ``class_path``/``init_args`` form."""
     section = config.get(name) or {}
     if isinstance(section, dict) and "init_args" in section:
@@ -81,7 +81,7 @@ def protocol_from_config(config: dict[str, Any] | None) -> Protocol | None:
     """The protocol of a resolved ``ser-mtl fit`` configuration (``cv.json``'s ``resolved``)."""
     if not config:
         return None
-    data, model = _section(config, "data"), _section(config, "model")
+    data, model = config_section(config, "data"), config_section(config, "model")
     tasks = tuple(model.get("tasks") or ())
     aux = {(): "none", ("gender",): "gender", ("speaker",): "speaker", ("gender", "speaker"): "both"}.get(
         tuple(sorted(set(tasks) - {"emotion"}))) if tasks else None

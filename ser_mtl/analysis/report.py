@@ -8,19 +8,15 @@ Runbook::
 
 Each argument is a cv folder (``summary.json``; without one, its finished runs are summarised in
 memory), a sweep folder (``sweep.json``) or a folder of such folders. Numbers are percent, mean ±
-sample std over repeats of each repeat's fold average (``ser_mtl.analysis.summary``), with one
-decimal. Where an experiment's protocol (corpus, scheme, task, architecture, auxiliary tasks; read
-from its resolved configuration) matches a published row, the paper's number is shown beside ours
-in a column labelled "paper", with its table number (``ser_mtl.analysis.paper_results``).
-Sweep tables (``ser_mtl.analysis.sweep_report``) add the row selected on validation and show the paper's
-number once, above the table: it belongs to the paper's own alpha/beta, chosen on validation.
+sample std over repeats of each repeat's fold average (``ser_mtl.analysis.summary``). Where an
+experiment's protocol (from its resolved configuration) matches a published row, the paper's number
+is shown beside ours in a "paper" column (``ser_mtl.analysis.paper_results``); a sweep table
+(``ser_mtl.analysis.sweep_report``) shows it once above, as it belongs to the paper's own alpha/beta.
 
-Significance: rows of the cross-validation table with the same protocol (corpus, target, scheme,
-label task; rows whose protocol is unknown form one group), and the settings of one sweep, are each
-compared with their reference row, the proposed model (AAE with gender + speaker tasks) where
-there is one, else the first row. A UA that differs with p < 0.05 gets ``*``; the footnote names
-the test (two-sided sign-flip test over repeats, exact up to 16; Holm-adjusted when a table tests several
-rows; ``ser_mtl.analysis.compare``) and gives every row's difference, interval and p, or why it was not tested.
+Significance: the rows of one protocol (corpus, target, scheme, label task) in the cross-validation
+table, and a sweep's settings, are compared with their reference row: the proposed model (AAE with
+gender + speaker tasks) where there is one, else the first. A UA that differs with p < 0.05 gets
+``*``; the footnote names the test (``ser_mtl.analysis.compare``) and gives every row's difference.
 """
 
 from __future__ import annotations
@@ -49,12 +45,7 @@ __all__ = ["discover", "load_experiment", "report", "report_main", "summed_confu
 
 
 def report(dirs: list[str], out: str = "report") -> str:
-    """Write ``out/report.md`` and its PNG figures from cv/sweep folders; returns the Markdown path.
-
-    Args:
-        dirs: cv folders (``summary.json``), sweep folders (``sweep.json``) or folders holding them.
-        out: output folder for ``report.md`` and the figures.
-    """
+    """``report_main``: write ``out/report.md`` and its PNG figures; returns the Markdown path."""
     from ser_mtl.analysis.plots import plot_confusion, plot_eer
 
     out_path = Path(out)
@@ -74,7 +65,6 @@ def report(dirs: list[str], out: str = "report") -> str:
         lines += ["## Sweeps", ""]
         for sweep in sweeps:
             lines += sweep_section(sweep, out_path, figures)
-
         lines += figure4_section(sweeps, out_path, figures)
     eer_rows = [(e.name, e.summary) for e in experiments if e.summary.get("eer_mean") is not None]
     eer_rows += [(f"{s.name}/{e.name}", e.summary) for s in sweeps for _, e in s.settings
@@ -94,8 +84,7 @@ def report(dirs: list[str], out: str = "report") -> str:
             if exp.summary["missing"]:
                 missing = ", ".join(f"fold {m['fold']} rep {m['repeat']}" for m in exp.summary["missing"])
                 lines += [f"Missing runs (their repeats are left out of the headline numbers): {missing}.", ""]
-            confusion = summed_confusion(exp)
-            if confusion is not None:
+            if (confusion := summed_confusion(exp)) is not None:
                 name = f"confusion_{slug(exp.name)}.png"
                 plot_confusion(*confusion, f"{exp.name}: summed over {exp.summary['n_runs']} runs", out_path / name)
                 figures.append(name)

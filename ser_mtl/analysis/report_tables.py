@@ -1,7 +1,6 @@
 """The pieces of ``ser-mtl report`` (``ser_mtl.analysis.report``): loading cv and sweep folders, the
 cross-validation tables with the paper's numbers and significance marks, per-fold tables, confusion sums."""
 
-
 from __future__ import annotations
 
 import re
@@ -57,8 +56,7 @@ def pct(mean: float | None, std: float | None = None) -> str:
 
 def cell(s: dict[str, Any], key: str) -> str:
     """``key``'s mean ± std from a summary (or a per-fold entry) in percent; one repeat has no spread: ``± –``."""
-    n = s.get(f"{key}_repeats", s.get("n_repeats"))
-    one = n == 1 and s.get(f"{key}_mean") is not None
+    one = s.get(f"{key}_repeats", s.get("n_repeats")) == 1 and s.get(f"{key}_mean") is not None
     return pct(s.get(f"{key}_mean"), None if one else s.get(f"{key}_std")) + (" ± –" if one else "")
 
 
@@ -99,17 +97,16 @@ def load_experiment(path: Path, name: str | None = None) -> Experiment:
         summary["config"] = record
         notes.append(f"{path}: no {SUMMARY_NAME} yet; summarised the {len(runs)} finished runs in memory")
     config = summary.get("config") or {}
-    label = config.get("label")
-    return Experiment(label or name or path.name, path, summary, protocol_from_config(config.get("resolved")), notes)
+    return Experiment(config.get("label") or name or path.name, path, summary,
+                      protocol_from_config(config.get("resolved")), notes)
 
 
 def load_sweep(path: Path) -> Sweep:
     record = read_json(path / SWEEP_NAME)
     settings, notes = [], []
     for entry in record["settings"]:
-        folder = path / entry["dir"]
         try:
-            settings.append((entry["values"], load_experiment(folder, entry["dir"])))
+            settings.append((entry["values"], load_experiment(path / entry["dir"], entry["dir"])))
         except (SummaryError, FileNotFoundError):
             notes.append(f"{entry['dir']}: no finished runs yet")
     selection_path = path / SELECTED_NAME / SELECTION_NAME
@@ -200,8 +197,7 @@ def results_table(experiments: list[Experiment]) -> list[str]:
 
 def per_fold_table(exp: Experiment) -> list[str]:
     has_eer = any("eer_mean" in f for f in exp.summary["per_fold"])
-    head = "| fold | repeats | WA (%) | UA (%) |" + (" EER (%) |" if has_eer else "")
-    lines = [head, "|" + "---|" * (5 if has_eer else 4)]
+    lines = ["| fold | repeats | WA (%) | UA (%) |" + " EER (%) |" * has_eer, "|" + "---|" * (4 + has_eer)]
     for f in exp.summary["per_fold"]:
         cells = [str(f["fold"]), str(f["n_repeats"]), cell(f, "wa"), cell(f, "ua")] + [cell(f, "eer")] * has_eer
         lines.append("| " + " | ".join(cells) + " |")
@@ -223,19 +219,12 @@ def summed_confusion(exp: Experiment) -> tuple[np.ndarray, list[str]] | None:
 
 
 def mark_baselines(items: list[Experiment | Sweep]) -> list[Experiment | Sweep]:
-    """Label the classical baselines' cv folders (``ser-mtl baseline --baseline.cv_out``) among ``items``.
-
-    Such a folder's ``cv.json`` (copied into its summary under ``config``) has a ``baseline`` entry
-    (``ser_mtl.baselines.baseline_cv``). Its row in the tables gets the baseline's name (e.g.
-    ``eGeMAPS + LogReg``) in the model column, the corpus, task and scheme of its ``data.*`` settings,
-    and no paper numbers (the paper has no such row). Everything else is left as it is.
-    """
-    for item in items:
-        if not isinstance(item, Experiment):
-            continue
+    """Label the classical baselines' cv folders (``ser-mtl baseline --baseline.cv_out``, a ``baseline``
+    entry in ``cv.json``) among ``items``: the baseline's name (e.g. ``eGeMAPS + LogReg``) as model, the
+    corpus, task and scheme of its ``data.*`` settings, and no paper numbers (the paper has no such row)."""
+    for item in (i for i in items if isinstance(i, Experiment)):
         config = item.summary.get("config") or {}
-        baseline = config.get("baseline")
-        if not isinstance(baseline, dict):
+        if not isinstance(baseline := config.get("baseline"), dict):
             continue
         p = protocol_from_config(config.get("resolved")) or Protocol(None, None, None, None, None)
         item.protocol = Protocol(corpus=p.corpus, scheme=p.scheme, task=p.task, arch=baseline.get("label", "baseline"),

@@ -5,17 +5,15 @@ and UA" (section 5). We read that as: each repeat is one complete cross-validati
 the plain average over its folds (every fold counts once, whatever its size), and the table shows
 the mean and the *sample* standard deviation (ddof=1) of those repeat scores; with a single repeat
 the std is 0.0. Per-fold aggregates (mean/std over the repeats of one fold) are kept for detail.
-
 A repeat that lacks some fold is *incomplete*: averaging it over fewer folds would bias it, so it is
 left out of the headline numbers and its missing runs are listed under ``missing``.
 
-Input: ``DIR/*/metrics.json`` as written by the cv runner (``fold``, ``repeat``, ``seed``, the scores
-``wa``/``ua`` (absent for a model without the emotion task), ``eer``, ``gender_acc``, ``speaker_acc``,
-and ``n_utterances``, ``classes``, ``confmat``) — or by hand, for runs made another way. A run needs at
-least one score. ``eer``, ``gender_acc`` and ``speaker_acc`` are aggregated alike: mean ± std over the
-complete repeats whose every run has the key, with ``{key}_repeats`` saying how many; the keys are
-absent when no repeat qualifies (``wa_*``/``ua_*`` are always present, null without a value). ``DIR/cv.json`` (the runner's record of the configuration), when present, is copied
-into the summary under ``config``. All values are fractions in [0, 1]; reports print percent.
+Input: ``DIR/*/metrics.json`` from the cv runner or written by hand: ``fold``, ``repeat``, ``seed``, at
+least one score of ``wa``/``ua`` (absent without the emotion task), ``eer``, ``gender_acc``,
+``speaker_acc``, and optionally ``n_utterances``, ``classes``, ``confmat``. ``eer`` and the accuracies
+get mean ± std over the complete repeats whose every run has them, with ``{key}_repeats`` saying how
+many, and are absent when no repeat qualifies; ``wa_*``/``ua_*`` are always present (null without a
+value). ``DIR/cv.json``, when present, is copied under ``config``. Values are fractions in [0, 1].
 """
 
 from __future__ import annotations
@@ -49,11 +47,10 @@ class SummaryError(ValueError):
     """A metrics file or cv folder that cannot be summarised; the message names the file."""
 
 
-def _check_int(path: Path, data: dict, key: str) -> int:
+def _check_int(path: Path, data: dict, key: str) -> None:
     value = data.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise SummaryError(f"{path}: expected {key!r} to be a non-negative integer, got {value!r}")
-    return value
 
 
 def _check_fraction(path: Path, data: dict, key: str) -> float:
@@ -68,13 +65,9 @@ def _check_fraction(path: Path, data: dict, key: str) -> float:
 
 
 def check_scores(path: Path, data: dict[str, Any], lenient_eer: bool = False) -> dict[str, Any]:
-    """A copy of ``data`` whose scores (``METRICS`` present and not None) are checked fractions in [0, 1].
-
-    ``SummaryError`` naming ``path`` otherwise: also when no score is present, or only one of
-    ``wa``/``ua``. With ``lenient_eer`` an ``eer`` that is no fraction (NaN: the speaker verification
-    could not run) becomes None instead of an error. Shared by the cv runner (a run's
-    ``test_metrics.json``) and ``read_run_metrics`` (its ``metrics.json``).
-    """
+    """A copy of ``data`` whose scores (``METRICS`` not None) are checked fractions in [0, 1]; else (also
+    without any score, or with only one of ``wa``/``ua``) ``SummaryError`` naming ``path``. With
+    ``lenient_eer`` an ``eer`` that is no fraction (NaN: verification could not run) becomes None instead."""
     checked = dict(data)
     if ("wa" in data) != ("ua" in data):
         raise SummaryError(f"{path}: has {'wa' if 'wa' in data else 'ua'} without "
@@ -99,20 +92,15 @@ def read_run_metrics(path: str | Path) -> dict[str, Any]:
     data = read_json(path)
     if not isinstance(data, dict):
         raise SummaryError(f"{path}: expected a JSON object with keys {', '.join(REQUIRED_KEYS)} and scores")
-    missing = [k for k in REQUIRED_KEYS if k not in data]
-    if missing:
+    if missing := [k for k in REQUIRED_KEYS if k not in data]:
         raise SummaryError(f"{path}: missing key(s) {', '.join(missing)}; expected at least "
                            f"{', '.join(REQUIRED_KEYS)}")
-    run = dict(data)
     for key in ("fold", "repeat"):
-        run[key] = _check_int(path, data, key)
+        _check_int(path, data, key)
     seed = data.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise SummaryError(f"{path}: expected 'seed' to be an integer, got {seed!r}")
-    run = check_scores(path, run)
-    for key in METRICS:
-        if run.get(key) is None:
-            run.pop(key, None)
+    run = {k: v for k, v in check_scores(path, data).items() if v is not None or k not in METRICS}
     if "confmat" in run and "classes" in run:
         confmat, classes = run["confmat"], run["classes"]
         if not (isinstance(confmat, list) and len(confmat) == len(classes)
@@ -127,18 +115,15 @@ def collect_runs(out: str | Path) -> list[dict[str, Any]]:
     out = Path(out)
     if not out.is_dir():
         raise SummaryError(f"{out}: no such cross-validation folder")
-    runs: list[dict[str, Any]] = []
-    seen: dict[tuple[int, int], Path] = {}
+    seen: dict[tuple[int, int], dict[str, Any]] = {}
     for path in sorted(out.glob(f"*/{METRICS_NAME}")):
-        run = read_run_metrics(path)
+        run = read_run_metrics(path) | {"dir": path.parent.name}
         key = (run["fold"], run["repeat"])
         if key in seen:
-            raise SummaryError(f"{path}: fold {key[0]} repeat {key[1]} is also in {seen[key]}; "
-                               "remove one of them")
-        seen[key] = path
-        run["dir"] = path.parent.name
-        runs.append(run)
-    return sorted(runs, key=lambda r: (r["repeat"], r["fold"]))
+            raise SummaryError(f"{path}: fold {key[0]} repeat {key[1]} is also in "
+                               f"{out / seen[key]['dir'] / METRICS_NAME}; remove one of them")
+        seen[key] = run
+    return sorted(seen.values(), key=lambda r: (r["repeat"], r["fold"]))
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -153,11 +138,8 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 def summarize(runs: list[dict[str, Any]], folds: list[int] | None = None,
               repeats: list[int] | None = None) -> dict[str, Any]:
-    """Headline, per-repeat and per-fold statistics of ``runs`` (see the module docstring).
-
-    ``folds``/``repeats`` are the grid the runs were meant to fill; by default the folds and repeats
-    that occur in ``runs``. Both are extended by what occurs in ``runs``.
-    """
+    """Headline, per-repeat and per-fold statistics of ``runs`` (see the module docstring) over the grid
+    ``folds`` x ``repeats`` the runs were meant to fill, extended by the folds and repeats of ``runs``."""
     by_key = {(r["fold"], r["repeat"]): r for r in runs}
     fold_list = sorted(set(folds or []) | {f for f, _ in by_key})
     repeat_list = sorted(set(repeats or []) | {r for _, r in by_key})
@@ -192,14 +174,10 @@ def summarize(runs: list[dict[str, Any]], folds: list[int] | None = None,
         done = [by_key[(fold, r)] for r in repeat_list if (fold, r) in by_key]
         entry = {"fold": fold, "n_repeats": len(done)}
         for key in METRICS:
-            values = [run[key] for run in done if key in run]
-            if values:
+            if values := [run[key] for run in done if key in run]:
                 entry[f"{key}_mean"], entry[f"{key}_std"] = mean_std(values)
         per_fold.append(entry)
-    summary["per_repeat"] = per_repeat
-    summary["per_fold"] = per_fold
-    summary["runs"] = runs
-    return summary
+    return summary | {"per_repeat": per_repeat, "per_fold": per_fold, "runs": runs}
 
 
 def read_json(path: str | Path) -> Any:
@@ -224,9 +202,8 @@ def read_record(out: str | Path) -> dict[str, Any] | None:
 def aggregate(out: str, verbose: bool = True) -> dict:
     """Summarise every finished run in a cv folder into ``out/summary.json`` (atomic, idempotent).
 
-    Reads ``out/*/metrics.json`` (any folder names; ``fold``/``repeat`` come from the files), so it
-    also serves runs made without the cv runner. Re-running it gives a byte-identical file. ``cost`` sums the
-    runs' ``cost`` (``fits``, ``fit_seconds``, ``test_seconds``, ``device_hours``, ``devices``).
+    Reads ``out/*/metrics.json`` (any folder names; ``fold``/``repeat`` from the files), so it also serves
+    runs made without the cv runner. ``cost`` sums the runs' ``cost`` (fits, seconds, device-hours, devices).
 
     Args:
         out: the cross-validation folder (``--cv.out`` of ``ser-mtl cv``).

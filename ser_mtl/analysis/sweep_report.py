@@ -32,10 +32,8 @@ def _score_cells(s: dict[str, Any], aux: list[tuple[str, str]], flag: bool = Fal
 
 def sweep_table(sweep: Sweep) -> list[str]:
     """One row per setting, then the row selected on validation; the paper's numbers once above the table
-    when every setting shares one protocol (an alpha sweep: they belong to the paper's own alpha/beta), else
-    per row (a sweep over model.tasks or data.task reproduces Tables 5 and 6 row by row). Settings are
-    tested against the reference row of their protocol (``significance``: a sweep over ``data.task`` never
-    tests valence against activation)."""
+    when all settings share one protocol (an alpha sweep), else per row (a sweep over model.tasks or
+    data.task reproduces Tables 5 and 6). Settings are tested within their protocol (``significance``)."""
     papers = [paper_cells(match(exp.protocol)) for _, exp in sweep.settings]
     per_row = len(set(papers)) > 1
     aux = aux_columns([exp.summary for _, exp in sweep.settings])
@@ -99,6 +97,5 @@ def sweep_section(sweep: Sweep, out: Path, figures: list[str]) -> list[str]:
 
 
 def _sort_key(value: Any) -> tuple:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return (0, float(value), "")
-    return (1, 0.0, format_value(value))
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return (0, float(value), "") if number else (1, 0.0, format_value(value))
