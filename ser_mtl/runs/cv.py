@@ -31,11 +31,8 @@ from ser_mtl.runs.lifecycle import (
     say,
 )
 from ser_mtl.runs.local import JobsError, Slot, bind, plan_slots, run_in_slots
-from ser_mtl.runs.record import check_config_args, config_files, ensure_record
+from ser_mtl.runs.record import check_config_args, check_pretrain_args, config_files, ensure_record
 from ser_mtl.runs.stages import CLIBackend, CVBackend, signal_guard, stop_requested
-
-# Set per pretraining by the runner (--data.fold is the pretraining config's own validation fold: allowed).
-PRETRAIN_RESERVED = ("--seed_everything", "--trainer.default_root_dir", "--ckpt_path")
 
 
 @dataclass
@@ -45,20 +42,6 @@ class CVPlan:
     out: Path
     pretrainings: list[Run]
     runs: list[Run]
-
-
-def check_pretrain_args(pretrain: list[str], config_args: list[str]) -> None:
-    """Refuse what the runner sets per pretraining, ``--cv.*`` among its arguments, and ``--model.init_from``
-    in the training arguments (the pretraining provides it)."""
-    for arg in pretrain:
-        name = arg.split("=", 1)[0]
-        if name in PRETRAIN_RESERVED:
-            raise CVError(f"--cv.pretrain: {name} is set by the cv runner for each pretraining")
-        if name.startswith("--cv."):
-            raise CVError(f"--cv.pretrain: {arg} is a runner option, not a pretraining argument")
-    if any(a.split("=", 1)[0] == "--model.init_from" for a in config_args):
-        raise CVError("--model.init_from and --cv.pretrain both say where the fine-tuning starts; give one: "
-                      "--cv.pretrain to pretrain per repeat, or --model.init_from for one fixed checkpoint")
 
 
 def plan_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: str | Path, base_seed: int = 0,

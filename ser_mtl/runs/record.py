@@ -1,14 +1,21 @@
 """The cv folder's configuration record (``DIR/cv.json``) and the checks on the training arguments.
 
 The runner writes the record before any run starts and refuses a folder whose record holds another
-configuration (``ensure_record``), so one folder never mixes two configurations' runs; the record
-keeps the text of every ``--config`` file and of the files those include (``config_files``).
+configuration (``ensure_record``), so one folder never mixes two configurations' runs; the record keeps
+the resolved configuration (``resolve_config``) and the text of every ``--config`` file and of the files
+those include (``config_files``). Arguments the runner sets itself are refused (``check_config_args``,
+``check_pretrain_args``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from ser_mtl.analysis.summary import RECORD_NAME, read_record
 from ser_mtl.io_utils import atomic_write_json
@@ -16,6 +23,9 @@ from ser_mtl.runs.errors import CVError
 
 # Arguments the runner sets per run; a user value would be silently overridden, so it is refused.
 RESERVED_ARGS = ("--data.fold", "--seed_everything", "--trainer.default_root_dir", "--ckpt_path")
+
+# Set per pretraining by the runner (--data.fold is the pretraining config's own validation fold: allowed).
+PRETRAIN_RESERVED = ("--seed_everything", "--trainer.default_root_dir", "--ckpt_path")
 
 # The record's keys that must agree between the folder and the command (else: another configuration).
 CONFIG_KEYS = ("config_args", "base_seed", "config_files", "pretrain", "pretrain_config_files")
@@ -37,8 +47,6 @@ def config_files(config_args: list[str]) -> dict[str, str]:
 def _add_config_file(path: Path, files: dict[str, str]) -> None:
     """``path``'s text and, recursively, that of the files it includes with a top-level ``config:`` line
     (``configs/networks/*.yaml``), so that editing a shared network file counts as a changed configuration."""
-    import yaml
-
     text = path.read_text(encoding="utf-8")
     files[str(path)] = text
     try:
@@ -80,3 +88,30 @@ def ensure_record(out: Path, record: dict[str, Any], folds: list[int], repeats: 
         merged["pretrain_resolved"] = record.get("pretrain_resolved") or (previous or {}).get("pretrain_resolved")
     if merged != previous:
         atomic_write_json(path, merged)
+
+
+def check_pretrain_args(pretrain: list[str], config_args: list[str]) -> None:
+    """Refuse what the runner sets per pretraining, ``--cv.*`` among its arguments, and ``--model.init_from``
+    in the training arguments (the pretraining provides it)."""
+    for arg in pretrain:
+        name = arg.split("=", 1)[0]
+        if name in PRETRAIN_RESERVED:
+            raise CVError(f"--cv.pretrain: {name} is set by the cv runner for each pretraining")
+        if name.startswith("--cv."):
+            raise CVError(f"--cv.pretrain: {arg} is a runner option, not a pretraining argument")
+    if any(a.split("=", 1)[0] == "--model.init_from" for a in config_args):
+        raise CVError("--model.init_from and --cv.pretrain both say where the fine-tuning starts; give one: "
+                      "--cv.pretrain to pretrain per repeat, or --model.init_from for one fixed checkpoint")
+
+
+def resolve_config(config_args: list[str], cli_module: str = "ser_mtl.cli") -> dict[str, Any] | None:
+    """``ser-mtl fit <args> --print_config``, parsed (nothing is instantiated): the record's ``resolved``."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        try:
+            importlib.import_module(cli_module).main(["fit", *config_args, "--print_config"])
+        except SystemExit as exit_:
+            if exit_.code not in (0, None):
+                raise ValueError(f"the configuration does not parse ({' '.join(config_args)}):\n"
+                                 f"{buffer.getvalue()}") from exit_
+    return yaml.safe_load(buffer.getvalue())

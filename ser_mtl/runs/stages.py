@@ -16,7 +16,6 @@ import contextlib
 import errno
 import fcntl
 import importlib
-import io
 import os
 import signal
 import subprocess
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ser_mtl.runs.errors import RunFailed, RunInterrupted
+from ser_mtl.runs.record import resolve_config
 
 EXIT_INTERRUPTED = 143  # 128 + SIGTERM, what a shell reports for a process ended by SIGTERM
 RUNNER_PID_VARIABLE = "SER_MTL_CV_RUNNER_PID"  # tells a stage child whose death it must not outlive
@@ -122,18 +122,7 @@ class CLIBackend:
         return int(build_datamodule(config_args).num_folds)
 
     def resolve_config(self, config_args: list[str]) -> dict[str, Any] | None:
-        """``ser-mtl fit <args> --print_config``, parsed: nothing is instantiated."""
-        import yaml
-
-        buffer = io.StringIO()
-        with contextlib.redirect_stdout(buffer):
-            try:
-                importlib.import_module(self.cli_module).main(["fit", *config_args, "--print_config"])
-            except SystemExit as exit_:
-                if exit_.code not in (0, None):
-                    raise ValueError(f"the configuration does not parse ({' '.join(config_args)}):\n"
-                                     f"{buffer.getvalue()}") from exit_
-        return yaml.safe_load(buffer.getvalue())
+        return resolve_config(config_args, self.cli_module)
 
 
 def die_with_runner() -> None:
