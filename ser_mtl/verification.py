@@ -1,8 +1,8 @@
 """Speaker verification with d-vectors (paper section 5), scored as an equal error rate.
 
-The speaker head's last hidden layer is the d-vector (Variani et al.), averaged over an utterance's
-segments. Each speaker is enrolled with the mean d-vector of ``n_enrol`` seeded-random utterances (paper:
-20); every other utterance is scored by cosine against every enrolled speaker. The speakers, none seen
+The speaker head's last hidden layer is the d-vector (Variani et al.), averaged over an utterance's segments.
+Each speaker is enrolled with the mean of the unit-length d-vectors of ``n_enrol`` seeded-random utterances
+(paper: 20); every other utterance is scored by cosine against every enrolled speaker. The speakers, none seen
 in training, are LibriSpeech test-clean's and the emotion corpus's test speakers; with LibriSpeech as
 primary corpus (paper Figure 4d) ``data.verification_subset`` alone (`primary_verification_set`).
 """
