@@ -18,10 +18,8 @@ from ser_mtl.analysis.summary import (
     SUMMARY_NAME,
     SWEEP_NAME,
     SummaryError,
-    collect_runs,
     read_json,
-    read_record,
-    summarize,
+    summarise_folder,
 )
 
 
@@ -88,14 +86,8 @@ def load_experiment(path: Path, name: str | None = None) -> Experiment:
             notes.append(f"{summary_path} covers {summary.get('n_runs')} runs but {finished} are finished; "
                          f"`ser-mtl aggregate {path}` updates it")
     else:
-        runs = collect_runs(path)
-        if not runs:
-            raise SummaryError(f"{path}: neither {SUMMARY_NAME} nor */{METRICS_NAME}")
-        record = read_record(path)
-        grid = (record or {}).get("grid", {})
-        summary = summarize(runs, grid.get("folds"), grid.get("repeats"))
-        summary["config"] = record
-        notes.append(f"{path}: no {SUMMARY_NAME} yet; summarised the {len(runs)} finished runs in memory")
+        summary = summarise_folder(path)
+        notes.append(f"{path}: no {SUMMARY_NAME} yet; summarised the {summary['n_runs']} finished runs in memory")
     config = summary.get("config") or {}
     return Experiment(config.get("label") or name or path.name, path, summary,
                       protocol_from_config(config.get("resolved")), notes)

@@ -199,16 +199,10 @@ def read_record(out: str | Path) -> dict[str, Any] | None:
     return read_json(path) if path.exists() else None
 
 
-def aggregate(out: str, verbose: bool = True) -> dict:
-    """Summarise every finished run in a cv folder into ``out/summary.json`` (atomic, idempotent).
-
-    Reads ``out/*/metrics.json`` (any folder names; ``fold``/``repeat`` from the files), so it also serves
-    runs made without the cv runner. ``cost`` sums the runs' ``cost`` (fits, seconds, device-hours, devices).
-
-    Args:
-        out: the cross-validation folder (``--cv.out`` of ``ser-mtl cv``).
-        verbose: print one line with the headline numbers.
-    """
+def summarise_folder(out: str | Path) -> dict:
+    """What ``summary.json`` holds for a cv folder's finished runs (``out/*/metrics.json``, any folder names:
+    ``fold``/``repeat`` come from the files, so runs made without the cv runner count too), not written.
+    ``cost`` sums the runs' ``cost`` (fits, seconds, device-hours, devices)."""
     runs = collect_runs(out)
     if not runs:
         raise SummaryError(f"{out}: no */{METRICS_NAME} found; nothing to summarise")
@@ -225,6 +219,17 @@ def aggregate(out: str, verbose: bool = True) -> dict:
                            "test_seconds": math.fsum(t for _, t, _ in seconds),
                            "device_hours": math.fsum((f + t) * p for f, t, p in seconds) / 3600,
                            "devices": sorted({c["device"] for c in costs if "device" in c})}
+    return summary
+
+
+def aggregate(out: str, verbose: bool = True) -> dict:
+    """``summarise_folder`` written to ``out/summary.json`` (atomic, idempotent).
+
+    Args:
+        out: the cross-validation folder (``--cv.out`` of ``ser-mtl cv``).
+        verbose: print one line with the headline numbers.
+    """
+    summary = summarise_folder(out)
     atomic_write_json(Path(out) / SUMMARY_NAME, summary)
     if verbose:
         print(format_headline(summary, str(out)))

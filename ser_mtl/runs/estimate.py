@@ -34,17 +34,14 @@ def time_fit(config_args: list[str], batches: int = 3) -> dict[str, Any]:
     """One fit's upper-bound seconds for ``config_args``: the median of ``batches`` timed training batches
     after one warm-up batch, times the batches of an epoch, ``trainer.max_epochs`` and the devices."""
     cli = run_lightning_cli([*config_args, "--trainer.logger", "false"], run=False)
-    data, configured = cli.datamodule, cli.trainer
-    data.prepare_data()
-    data.setup("fit")
-    per_epoch = len(data.train_dataloader())
-    clock = _BatchClock()
+    data, configured, clock = cli.datamodule, cli.trainer, _BatchClock()
     with tempfile.TemporaryDirectory() as scratch:
         pl.Trainer(accelerator=configured.accelerator, devices=1, precision=configured.precision, max_epochs=1,
-                   limit_train_batches=min(per_epoch, batches + 1), limit_val_batches=0, num_sanity_val_steps=0,
+                   limit_train_batches=batches + 1, limit_val_batches=0, num_sanity_val_steps=0,
                    logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                    use_distributed_sampler=False, callbacks=[clock], default_root_dir=scratch
-                   ).fit(cli.model, datamodule=data)
+                   ).fit(cli.model, datamodule=data)  # builds or opens the feature store (setup), once
+    per_epoch = len(data.train_dataloader())
     per_batch = statistics.median(clock.seconds[1:] or clock.seconds)
     epochs, devices = configured.max_epochs or 1, configured.num_devices
     return {"seconds_per_batch": per_batch, "batches_per_epoch": per_epoch, "max_epochs": epochs, "devices": devices,
