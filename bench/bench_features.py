@@ -2,7 +2,7 @@
 
 Measures, on `--n-utts` synthetic utterances (2-8 s, tones + noise with pauses, 16 kHz WAV):
   1. load_audio alone, and load_audio of the same audio stored at 44.1 kHz stereo (resampling);
-  2. compute_features (default FeatureConfig: trimming + 128 log-mel rows) on CPU, and on CUDA
+  2. speech_only + features (default LogSpectrogram: trimming + 128 log-mel rows) on CPU, and on CUDA
      when available: utterances/s and real-time factor (compute seconds per audio second);
   3. FeatureStore.build with num_workers=0 and with --workers processes: wall time and size;
   4. random 256-frame segment reads from the finished store (cut_segment on the memory map).
@@ -29,7 +29,7 @@ import soundfile as sf
 import torch
 
 from ser_mtl.data.audio import load_audio
-from ser_mtl.data.features import FeatureConfig, compute_features
+from ser_mtl.data.features import LogSpectrogram
 from ser_mtl.data.manifest import ManifestRow
 from ser_mtl.data.segments import cut_segment, segment_index
 from ser_mtl.data.store import FeatureStore
@@ -82,7 +82,7 @@ def main() -> None:
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="bench_features_"))
     root = work / "audio"
     root.mkdir(parents=True, exist_ok=True)
-    cfg = FeatureConfig()
+    cfg = LogSpectrogram()
     try:
         rows, audio_s = make_corpus(root, args.n_utts)
         print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
@@ -97,19 +97,19 @@ def main() -> None:
         _, t44 = timed(lambda: [load_audio(root / f"{r.utt_id}_44k.wav") for r in rows[:n44]], repeats=3)
         print(f"| load_audio, 44.1 kHz stereo -> 16 kHz mono | {n44 / t44:.0f} | {t44 / audio44:.5f} |")
 
-        compute_features(waves[0], cfg)  # builds the cached transforms
-        _, t_feat = timed(lambda: [compute_features(w, cfg) for w in waves], repeats=3)
-        print(f"| compute_features, CPU | {len(rows) / t_feat:.0f} | {t_feat / audio_s:.5f} |")
+        cfg.features(cfg.speech_only(waves[0]))  # builds the cached transforms
+        _, t_feat = timed(lambda: [cfg.features(cfg.speech_only(w)) for w in waves], repeats=3)
+        print(f"| speech_only + features, CPU | {len(rows) / t_feat:.0f} | {t_feat / audio_s:.5f} |")
         if torch.cuda.is_available():
             gpu = [w.cuda() for w in waves]
-            compute_features(gpu[0], cfg)
+            cfg.features(cfg.speech_only(gpu[0]))
             torch.cuda.synchronize()
             start = time.perf_counter()
             for w in gpu:
-                compute_features(w, cfg)
+                cfg.features(cfg.speech_only(w))
             torch.cuda.synchronize()
             t_gpu = time.perf_counter() - start
-            print(f"| compute_features, {torch.cuda.get_device_name()} | {len(rows) / t_gpu:.0f} | "
+            print(f"| speech_only + features, {torch.cuda.get_device_name()} | {len(rows) / t_gpu:.0f} | "
                   f"{t_gpu / audio_s:.5f} |")
 
         print("\n| store build | wall s | utterances/s | real-time factor |\n|---|---|---|---|")

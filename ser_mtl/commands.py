@@ -12,7 +12,8 @@ from ser_mtl.io_utils import atomic_write_text
 
 @command(errors=(FileNotFoundError, ValueError))
 def classify(inputs: list[str], ckpt: str, out: str = "predictions.csv", device: str = "cpu",
-             batch_size: int = 64, segments_out: str | None = None, chunk_seconds: float = 600.0) -> None:
+             batch_size: int = 64, segments_out: str | None = None, chunk_seconds: float = 600.0,
+             features_model: str | None = None) -> None:
     """Emotion probabilities for audio files with a trained model, preprocessed exactly as in training.
 
     Args:
@@ -23,10 +24,13 @@ def classify(inputs: list[str], ckpt: str, out: str = "predictions.csv", device:
         batch_size: segments per forward pass.
         segments_out: also write one CSV row per segment here (``path,offset_frames,p_<class>...``).
         chunk_seconds: recordings longer than this are read and scored in chunks (bounded memory).
+        features_model: a pretrained front-end's model folder on this machine, when it is not where the
+            checkpoint says (its weights must be the ones the model was trained on: their hash is checked).
     """
     from ser_mtl.inference import EmotionRecognizer
 
-    recognizer = EmotionRecognizer.from_checkpoint(ckpt, device, batch_size=batch_size, chunk_seconds=chunk_seconds)
+    recognizer = EmotionRecognizer.from_checkpoint(ckpt, device, features_model, batch_size=batch_size,
+                                                   chunk_seconds=chunk_seconds)
     classes = recognizer.classes
     predictions = recognizer.classify(inputs, segments=segments_out is not None)
     done = [p for p in predictions if p.skipped is None]

@@ -1,8 +1,11 @@
 """``ser-mtl export``: a trained model's emotion network as ONNX, with its front-end settings beside it.
 
-The graph is encoder + emotion head + softmax (`MultiTaskAAE.emotion_posteriors`), input ``segments``
-(B, 1, F, W) float32, output ``posteriors`` (B, C), with a dynamic batch axis; ``<stem>.frontend.json``
-holds what `FrontEnd` needs to prepare the segments. Checked on onnxruntime against PyTorch before reporting.
+The graph is input stage (if any) + encoder + emotion head + softmax (`MultiTaskAAE.emotion_posteriors`),
+input ``segments`` (B, C, F, W) float32 features (C = 1 but for pretrained-model layers kept apart), output
+``posteriors`` (B, K), with a dynamic batch axis; ``<stem>.frontend.json`` holds what `FrontEnd` needs to
+prepare the segments: the extractor (``features``: class path and settings; for a pretrained model its name
+or path, weights hash and layers, which are not in the graph), normalisation, segmenting and classes.
+Checked on onnxruntime against PyTorch before reporting.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ OPSET = 18
 
 
 class _Posteriors(nn.Module):
-    """(B, 1, F, W) segments -> (B, C) emotion posteriors: what is exported."""
+    """(B, C, F, W) segments -> (B, K) emotion posteriors: what is exported."""
 
     def __init__(self, model) -> None:
         super().__init__()
@@ -40,7 +43,7 @@ def frontend_path(onnx_path: str | Path) -> Path:
 
 
 def max_abs_difference(onnx_path: str | Path, model, inputs: torch.Tensor) -> float:
-    """max |onnxruntime(inputs) - PyTorch(inputs)| over all posteriors of ``inputs`` (B, 1, F, W)."""
+    """max |onnxruntime(inputs) - PyTorch(inputs)| over all posteriors of ``inputs`` (B, C, F, W)."""
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
@@ -63,20 +66,21 @@ def export(ckpt: str, out: str = "model.onnx", check_segments: int = 16, seed: i
     Returns the maximum absolute difference of the posteriors (also printed).
     """
     model, frontend = load_checkpoint(ckpt, "cpu")
-    n_bins, width = model.input_size
+    shape = (model.input_channels, *model.input_size)  # (C, F, W)
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".tmp")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notices
-        torch.onnx.export(_Posteriors(model).eval(), (torch.zeros(2, 1, n_bins, width),), str(tmp),
-                          input_names=["segments"], output_names=["posteriors"],  # segments (B, 1, F, W)
+        torch.onnx.export(_Posteriors(model).eval(), (torch.zeros(2, *shape),), str(tmp),
+                          input_names=["segments"], output_names=["posteriors"],  # segments (B, C, F, W)
                           dynamic_axes={"segments": {0: "batch"}, "posteriors": {0: "batch"}},
                           opset_version=OPSET, dynamo=False)
-    check = torch.randn(check_segments, 1, n_bins, width, generator=torch.Generator().manual_seed(seed))
+    check = torch.randn(check_segments, *shape, generator=torch.Generator().manual_seed(seed))
     diff = max_abs_difference(tmp, model, check)
     tmp.replace(out_path)
-    settings = {**frontend.state_dict(), "onnx": out_path.name, "input": "segments (batch, 1, n_bins, segment_frames)",
+    settings = {**frontend.state_dict(), "onnx": out_path.name,
+                "input": f"segments (batch, {shape[0]}, {shape[1]}, {shape[2]}): (batch, channels, rows, segment_frames)",
                 "output": "posteriors (batch, classes)", "min_std": 1e-5}
     atomic_write_text(frontend_path(out_path), json.dumps(settings, indent=2) + "\n")
     print(f"exported {ckpt} -> {out_path} (+ {frontend_path(out_path).name}); onnxruntime vs PyTorch on "

@@ -19,7 +19,7 @@ import torch
 
 from ser_mtl.checkpoint_io import CheckpointError, read_checkpoint
 from ser_mtl.data.audio import audio_chunks, mono_at_rate
-from ser_mtl.data.features import NoSpeechError
+from ser_mtl.data.extractor import NoSpeechError
 from ser_mtl.data.labels import LabelScheme
 from ser_mtl.data.manifest import CorpusError
 from ser_mtl.frontend import FrontEnd
@@ -37,8 +37,9 @@ class Prediction:
         probs: class name -> posterior (mean over segments), empty when skipped.
         n_segments: segments scored.
         segment_probs: (S, C) posteriors per segment, when asked for with ``segments=True``.
-        segment_offsets: (S,) start of each segment in frames (100 per second) of the speech left after
-            silence removal, counted over the whole file; with ``segments=True``.
+        segment_offsets: (S,) start of each segment in frames (``frontend.features.frames_per_second`` per
+            second: 100 for the spectrogram, 50 for wav2vec 2.0-like models) of the speech left after silence
+            removal, counted over the whole file; with ``segments=True``.
         skipped: why the recording could not be classified (unreadable, no speech, ...), else None.
     """
 
@@ -51,15 +52,19 @@ class Prediction:
     skipped: str | None = None
 
 
-def load_checkpoint(ckpt: str | os.PathLike, device: str | torch.device = "cpu"):
+def load_checkpoint(ckpt: str | os.PathLike, device: str | torch.device = "cpu", features_model: str | None = None):
     """(`MultiTaskAAE` in eval mode on ``device``, its `FrontEnd`) from a ``ser-mtl fit`` checkpoint;
-    `CheckpointError` naming the file for a missing, damaged, foreign or code-carrying file."""
+    `CheckpointError` naming the file for a missing, damaged, foreign or code-carrying file, or for a
+    pretrained front-end whose weights are not the ones it was trained with. ``features_model``: where the
+    pretrained feature model is on this machine, when not where the checkpoint says (same weights)."""
     from ser_mtl.models.aae import MultiTaskAAE
 
     path = Path(ckpt)
     checkpoint = read_checkpoint(path)
+    state = checkpoint.get("SERDataModule") or {}
     try:
-        frontend = FrontEnd.from_state_dict(checkpoint.get("SERDataModule") or {}, source=str(path))
+        frontend = FrontEnd.from_state_dict(state, source=str(path),
+                                            features=_moved_features(state, features_model))
     except (TypeError, ValueError) as err:
         raise CheckpointError(str(err)) from None
     accepted = inspect.signature(MultiTaskAAE.__init__).parameters
@@ -73,6 +78,19 @@ def load_checkpoint(ckpt: str | os.PathLike, device: str | torch.device = "cpu")
         raise CheckpointError(f"{path}: the weights do not fit the model its hyper-parameters describe: "
                               f"{str(err).splitlines()[0]}") from None
     return model.to(device).eval(), frontend
+
+
+def _moved_features(state: dict, features_model: str | None):
+    """The checkpoint's extractor with its pretrained model read from ``features_model`` (None: as recorded)."""
+    if features_model is None:
+        return None
+    from ser_mtl.data.extractor import extractor_from_config
+
+    spec = state.get("features")
+    if not (isinstance(spec, dict) and "model" in spec.get("init_args", {})):
+        raise CheckpointError(f"features_model={features_model}: the checkpoint's front-end has no pretrained model "
+                              "to point elsewhere")
+    return extractor_from_config({**spec, "init_args": {**spec["init_args"], "model": str(features_model)}})
 
 
 def collect_audio_files(inputs: Iterable[str | os.PathLike]) -> list[Path]:
@@ -110,12 +128,14 @@ class EmotionRecognizer:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.frontend = frontend
+        frontend.features.to(self.device)  # a pretrained front-end runs beside the network
         self.batch_size, self.chunk_seconds = batch_size, chunk_seconds
 
     @classmethod
-    def from_checkpoint(cls, ckpt: str | os.PathLike, device: str | torch.device = "cpu", **kwargs) -> EmotionRecognizer:
-        """Load ``ckpt`` (see `load_checkpoint`); ``kwargs`` go to the constructor."""
-        model, frontend = load_checkpoint(ckpt, device)
+    def from_checkpoint(cls, ckpt: str | os.PathLike, device: str | torch.device = "cpu",
+                        features_model: str | None = None, **kwargs) -> EmotionRecognizer:
+        """Load ``ckpt`` (see `load_checkpoint`, ``features_model`` included); ``kwargs`` go to the constructor."""
+        model, frontend = load_checkpoint(ckpt, device, features_model)
         return cls(model, frontend, device, **kwargs)
 
     @property

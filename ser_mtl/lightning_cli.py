@@ -2,7 +2,7 @@
 
 Decisions (each one learnt the hard way on Lightning 2.6 / jsonargparse 4.53):
 
-* ``data.num_classes`` / ``num_speakers`` / ``class_names`` / ``input_size`` are linked into the model on
+* ``data.num_classes`` / ``num_speakers`` / ``class_names`` / ``input_size`` / ``input_channels`` are linked into the model on
   instantiation, so label spaces never drift from the data.
 * ``auto_configure_optimizers=False``: the model's three SGD optimizers are never replaced by ``--optimizer``.
 * Checkpoints go to ``<trainer.default_root_dir>/checkpoints/`` as ``best.ckpt`` and ``last.ckpt`` (every
@@ -30,6 +30,7 @@ from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 from ser_mtl.callbacks import AUTO, BestCheckpoint, FitRecord, MonitorError, RestoreBestHalveLR
 from ser_mtl.checkpoint_io import CheckpointError, read_checkpoint
 from ser_mtl.data.datamodule import SERDataModule
+from ser_mtl.data.extractor import FeatureModelError
 from ser_mtl.data.folds import FoldError
 from ser_mtl.data.labels import LabelSchemeError
 from ser_mtl.data.manifest import CorpusError
@@ -43,7 +44,7 @@ from ser_mtl.run_outputs import PredictionWriter, ResultWriter
 from ser_mtl.verification import SpeakerVerification
 
 # The package's errors for a user's mistake (a path, a setting, a damaged file): one line, not a traceback.
-USER_ERRORS = (CheckpointError, CorpusError, FoldError, LabelSchemeError, MonitorError, SamplingError,
+USER_ERRORS = (CheckpointError, CorpusError, FeatureModelError, FoldError, LabelSchemeError, MonitorError, SamplingError,
                StoreNotBuiltError)
 
 
@@ -81,7 +82,8 @@ class SERCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         for source, target in (("num_classes", "num_emotions"), ("num_speakers", "num_speakers"),
-                               ("class_names", "class_names"), ("input_size", "input_size")):
+                               ("class_names", "class_names"), ("input_size", "input_size"),
+                               ("input_channels", "input_channels")):
             parser.link_arguments(f"data.{source}", f"model.{target}", apply_on="instantiate")
         # the rule "auxiliary speech only where a task can use it", whatever the order of --config files
         parser.link_arguments("model.tasks", "data.model_tasks", apply_on="parse")

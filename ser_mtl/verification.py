@@ -79,7 +79,8 @@ def primary_verification_set(datamodule) -> tuple[DataLoader, dict[int, str]] | 
         rank_zero_info(f"speaker verification skipped: no {subset!r} folder in data.root {hp.root}")
         return None
     rows = cached_manifest(hp.corpus, hp.root, hp.cache_dir, subset)
-    store = FeatureStore(rows, hp.root, datamodule.features, hp.cache_dir).build(num_workers=hp.num_workers)
+    store = FeatureStore(rows, hp.root, datamodule.features, hp.cache_dir).build(num_workers=hp.num_workers,
+                                                                               device=hp.feature_device)
     offset = len(datamodule.utterances)
     dataset = datamodule.make_dataset(store, rows, range(len(rows)), offset, hp.eval_hop or hp.segment_hop)
     loader = DataLoader(dataset, batch_size=hp.batch_size, shuffle=False, num_workers=hp.num_workers)

@@ -84,12 +84,12 @@ def test_cv_of_a_model_without_the_emotion_task(corpus: Path, tmp_path: Path) ->
 def test_librispeech_primary_verifies_on_its_own_test_clean(corpus: Path, tmp_path: Path) -> None:
     """10fold on train-clean-360 (no auxiliary corpus): the trials are test-clean's 2 speakers x 4 utterances
     alone, none of them a training speaker: 3 enrolled + 1 trial each -> 2 trials x 2 models = 4 trials."""
-    from ser_mtl.data.features import FeatureConfig
+    from ser_mtl.data.features import LogSpectrogram
     from ser_mtl.verification import primary_verification_set, run_speaker_verification
 
     datamodule = SERDataModule(corpus="librispeech", root=str(corpus / "LibriSpeech"), subset="train-clean-360",
                                aux_root=None, scheme="10fold", segment_frames=64, segment_hop=32,
-                               features=FeatureConfig(n_bins=64), cache_dir=str(tmp_path / "cache"),
+                               features=LogSpectrogram(n_bins=64), cache_dir=str(tmp_path / "cache"),
                                verification_enrol=3, model_tasks=["gender", "speaker"])
     datamodule.setup("test")
     assert datamodule.verification_dataloader() is None  # the emotion-corpus path does not apply (10fold)

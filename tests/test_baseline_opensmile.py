@@ -9,7 +9,7 @@ import soundfile as sf
 from ser_mtl.baselines import opensmile_features as osf
 from ser_mtl.baselines.opensmile_features import BaselineError, SmileCache, functionals, utterance_samples
 from ser_mtl.data.audio import load_audio
-from ser_mtl.data.features import FeatureConfig, speech_only
+from ser_mtl.data.features import LogSpectrogram
 from ser_mtl.data.manifest import ManifestRow
 
 pytest.importorskip("opensmile")
@@ -44,13 +44,13 @@ def test_compare_has_6373_finite_functionals():
 
 def test_trimmed_samples_are_the_stores_speech(tmp_path):
     """0.5 s of silence, 1 s of tone, 0.5 s of silence: ``trimmed`` drops the silences as the store does."""
-    cfg = FeatureConfig()
+    cfg = LogSpectrogram()
     wave = np.concatenate([np.zeros(SR // 2, np.float32), harmonic_tone(220.0, 1.0), np.zeros(SR // 2, np.float32)])
     path = tmp_path / "padded.wav"
     sf.write(path, wave, SR, subtype="FLOAT")
     raw, trimmed = utterance_samples(path, cfg, "raw"), utterance_samples(path, cfg, "trimmed")
     assert len(raw) == 2 * SR
-    np.testing.assert_array_equal(trimmed, speech_only(load_audio(path, SR), cfg).numpy())
+    np.testing.assert_array_equal(trimmed, cfg.speech_only(load_audio(path, SR)).numpy())
     assert abs(len(trimmed) - SR) <= 2 * cfg.silence_frame_samples  # the tone, within the detector's resolution
     smile = osf._smile("egemaps")
     names = list(smile.feature_names)
@@ -84,7 +84,7 @@ def test_cache_resumes_a_killed_extraction(tmp_path, monkeypatch):
 
     kill = [True]
     monkeypatch.setattr(osf, "functionals", counting)
-    cache = SmileCache("egemaps", FeatureConfig(), tmp_path / "cache")
+    cache = SmileCache("egemaps", LogSpectrogram(), tmp_path / "cache")
     with pytest.raises(KeyboardInterrupt):
         cache.features(rows, tmp_path, range(6))
     folder = cache.folder("csv")
@@ -95,7 +95,7 @@ def test_cache_resumes_a_killed_extraction(tmp_path, monkeypatch):
     assert extracted == 3 and [c.endswith(f"u{i}.wav") for i, c in zip((3, 4, 5), calls)] == [True] * 3
     assert matrix.shape == (6, 88)
     # a fresh cache computes all six: the same numbers as the resumed one
-    fresh, n_fresh = SmileCache("egemaps", FeatureConfig(), tmp_path / "fresh").features(rows, tmp_path, range(6))
+    fresh, n_fresh = SmileCache("egemaps", LogSpectrogram(), tmp_path / "fresh").features(rows, tmp_path, range(6))
     assert n_fresh == 6
     np.testing.assert_array_equal(matrix, fresh)
     # complete: nothing is extracted again; a damaged file is extracted again, alone
@@ -109,20 +109,20 @@ def test_cache_resumes_a_killed_extraction(tmp_path, monkeypatch):
 
 
 def test_cache_key_follows_the_samples(tmp_path):
-    base = SmileCache("egemaps", FeatureConfig(), tmp_path)
-    assert base.folder("iemocap") == SmileCache("egemaps", FeatureConfig(n_bins=64), tmp_path).folder("iemocap")
-    assert base.folder("iemocap") != SmileCache("egemaps", FeatureConfig(silence_db=30.0), tmp_path).folder("iemocap")
-    assert base.folder("iemocap") != SmileCache("egemaps", FeatureConfig(), tmp_path, "raw").folder("iemocap")
-    assert base.folder("iemocap") != SmileCache("compare", FeatureConfig(), tmp_path).folder("iemocap")
+    base = SmileCache("egemaps", LogSpectrogram(), tmp_path)
+    assert base.folder("iemocap") == SmileCache("egemaps", LogSpectrogram(n_bins=64), tmp_path).folder("iemocap")
+    assert base.folder("iemocap") != SmileCache("egemaps", LogSpectrogram(silence_db=30.0), tmp_path).folder("iemocap")
+    assert base.folder("iemocap") != SmileCache("egemaps", LogSpectrogram(), tmp_path, "raw").folder("iemocap")
+    assert base.folder("iemocap") != SmileCache("compare", LogSpectrogram(), tmp_path).folder("iemocap")
     with pytest.raises(BaselineError, match="--baseline.audio"):
-        SmileCache("egemaps", FeatureConfig(), tmp_path, "whole")
+        SmileCache("egemaps", LogSpectrogram(), tmp_path, "whole")
 
 
 @pytest.mark.slow  # two spawned processes import torch: ~10 s
 def test_parallel_extraction_matches_in_process(tmp_path):
     rows = _rows(tmp_path, 4)
-    one, _ = SmileCache("egemaps", FeatureConfig(), tmp_path / "a").features(rows, tmp_path, range(4))
-    two, n = SmileCache("egemaps", FeatureConfig(), tmp_path / "b").features(rows, tmp_path, range(4), num_workers=2)
+    one, _ = SmileCache("egemaps", LogSpectrogram(), tmp_path / "a").features(rows, tmp_path, range(4))
+    two, n = SmileCache("egemaps", LogSpectrogram(), tmp_path / "b").features(rows, tmp_path, range(4), num_workers=2)
     assert n == 4
     np.testing.assert_array_equal(one, two)
 

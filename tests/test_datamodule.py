@@ -8,11 +8,11 @@ import torch
 from corpus_trees import make_iemocap, make_librispeech
 
 from ser_mtl.data.datamodule import SERDataModule
-from ser_mtl.data.features import FeatureConfig
+from ser_mtl.data.features import LogSpectrogram
 from ser_mtl.data.labels import make_label_scheme
 from ser_mtl.data.store import running_stats
 
-FEATURES = FeatureConfig(n_bins=32, trim_silence=False)
+FEATURES = LogSpectrogram(n_bins=32, trim_silence=False)
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +119,7 @@ def test_checkpoint_state_carries_the_preprocessing(corpora, tmp_path):
     dm.setup("fit")
     state = dm.state_dict()
     assert state["classes"] == dm.class_names and len(state["mean"]) == 32
-    assert state["features"]["n_bins"] == 32 and state["segment_frames"] == 32
+    assert state["features"]["init_args"]["n_bins"] == 32 and state["segment_frames"] == 32
     fresh = _datamodule(corpora, tmp_path)
     fresh.load_state_dict(state)
     np.testing.assert_allclose(fresh.mean, dm.mean)

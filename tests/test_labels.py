@@ -120,14 +120,14 @@ def test_classify_restores_the_checkpoints_kmeans_scheme(tmp_path):
     """`EmotionRecognizer` (ser-mtl classify) rebuilds the saved scheme: class names and the av3 centroids."""
     import torch
 
-    from ser_mtl.data.features import FeatureConfig
+    from ser_mtl.data.features import LogSpectrogram
     from ser_mtl.frontend import FrontEnd
     from ser_mtl.inference import CheckpointError, EmotionRecognizer
     from ser_mtl.models.aae import MultiTaskAAE
 
     scheme = make_label_scheme("av3", "iemocap")
     scheme.centroids = np.array([[4.5, 1.5], [1.5, 3.0], [3.0, 4.5]])  # (3, 2) valence, activation
-    front = FrontEnd(FeatureConfig(n_bins=16), np.zeros(16), np.ones(16), 16, 16, scheme.classes, label_scheme=scheme)
+    front = FrontEnd(LogSpectrogram(n_bins=16), np.zeros(16), np.ones(16), 16, 16, scheme.classes, label_scheme=scheme)
     model = MultiTaskAAE(num_emotions=3, num_speakers=2, input_size=(16, 16), encoder_channels=(4, 4, 4),
                          encoder_pools=((2, 2), (2, 2), (2, 2)), head_conv_channels=4, head_hidden=8,
                          class_names=scheme.classes)

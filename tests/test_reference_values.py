@@ -21,7 +21,7 @@ from sklearn.metrics.pairwise import cosine_similarity
 from sklearn.preprocessing import normalize
 
 from ser_mtl.analysis.compare import RANDOM_FLIPS, compare_dirs
-from ser_mtl.data.features import FeatureConfig, compute_features
+from ser_mtl.data.features import LogSpectrogram
 from ser_mtl.inference import EmotionRecognizer
 from ser_mtl.verification import utterance_embeddings, verification_trials
 
@@ -40,9 +40,9 @@ def tones_and_noise(seconds: float = 2.0) -> np.ndarray:
 
 def test_log_mel_features_equal_librosa_value_by_value():
     x = tones_and_noise(2.0)  # 32000 samples
-    cfg = FeatureConfig(trim_silence=False)  # librosa has no silence removal
-    ours = compute_features(torch.from_numpy(x), cfg).numpy()  # (128, 201)
-    # librosa's spelling of FeatureConfig: a 400-sample periodic Hamming window centred in a 1024-point FFT,
+    cfg = LogSpectrogram(trim_silence=False)  # librosa has no silence removal
+    ours = cfg.features(torch.from_numpy(x)).numpy()  # (128, 201)
+    # librosa's spelling of LogSpectrogram: a 400-sample periodic Hamming window centred in a 1024-point FFT,
     # 160-sample hop, frames centred with zero padding, |STFT|^2, 128 HTK triangles of unit peak (norm=None)
     power = librosa.feature.melspectrogram(
         y=x, sr=SR, n_fft=1024, win_length=400, hop_length=160, window="hamming", center=True,

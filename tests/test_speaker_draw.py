@@ -9,12 +9,12 @@ import torch
 from corpus_trees import make_iemocap
 
 from ser_mtl.data.datamodule import SERDataModule
-from ser_mtl.data.features import FeatureConfig
+from ser_mtl.data.features import LogSpectrogram
 from ser_mtl.data.speaker_draw import draw_rows, draw_speakers
 from ser_mtl.data.store import store_key
 from ser_mtl.data.synth_librispeech import write_librispeech
 
-FEATURES = FeatureConfig(n_bins=16, trim_silence=False)
+FEATURES = LogSpectrogram(n_bins=16, trim_silence=False)
 LIBRI_SPEAKERS, LIBRI_UTTS = 6, 12  # >= 10 utterances each: every speaker is in every 10fold fold
 
 

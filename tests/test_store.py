@@ -16,7 +16,7 @@ import soundfile as sf
 
 from ser_mtl.data import store as store_mod
 from ser_mtl.data.audio import load_audio
-from ser_mtl.data.features import FeatureConfig, compute_features
+from ser_mtl.data.features import LogSpectrogram
 from ser_mtl.data.manifest import ManifestRow, write_manifest
 from ser_mtl.data.store import FeatureStore, StoreNotBuiltError, running_stats
 
@@ -49,22 +49,23 @@ def corpus(tmp_path):
     return root, make_corpus(root)
 
 
-def expected_frames(root: Path, row: ManifestRow, cfg: FeatureConfig) -> np.ndarray:
-    return compute_features(load_audio(root / row.path), cfg).numpy().astype(np.float16)
+def expected_frames(root: Path, row: ManifestRow, cfg: LogSpectrogram) -> np.ndarray:
+    wave = load_audio(root / row.path)
+    return cfg.features(cfg.speech_only(wave)).numpy().astype(np.float16)
 
 
 def count_calls(monkeypatch, fail_at: int | None = None) -> list[int]:
-    """Wrap the per-utterance featurizer: count calls, optionally raise on call number `fail_at`."""
+    """Wrap the per-utterance audio read of a build: count calls, optionally raise on call number `fail_at`."""
     calls = [0]
-    real = store_mod._featurize
+    real = store_mod.load_audio
 
-    def wrapped(path, cfg):
+    def wrapped(path, sample_rate):
         calls[0] += 1
         if calls[0] == fail_at:
             raise RuntimeError("simulated crash")
-        return real(path, cfg)
+        return real(path, sample_rate)
 
-    monkeypatch.setattr(store_mod, "_featurize", wrapped)
+    monkeypatch.setattr(store_mod, "load_audio", wrapped)
     return calls
 
 
@@ -74,7 +75,7 @@ def all_frames(st: FeatureStore) -> list[np.ndarray]:
 
 def test_build_stores_every_utterance_as_float16_memmap(corpus, tmp_path):
     root, rows = corpus
-    cfg = FeatureConfig()
+    cfg = LogSpectrogram()
     st = FeatureStore(rows, str(root), cfg, str(tmp_path / "cache"), chunk_size=3).build(progress=False)
     assert st.is_complete() and len(st) == N_UTTS and st.skipped == []
     assert st.path.parent == tmp_path / "cache" and len(st.path.name) == 16
@@ -97,11 +98,11 @@ def test_build_stores_every_utterance_as_float16_memmap(corpus, tmp_path):
 def test_second_build_and_fresh_object_do_no_work(corpus, tmp_path, monkeypatch):
     root, rows = corpus
     calls = count_calls(monkeypatch)
-    st = FeatureStore(rows, str(root), FeatureConfig(), str(tmp_path / "cache")).build(progress=False)
+    st = FeatureStore(rows, str(root), LogSpectrogram(), str(tmp_path / "cache")).build(progress=False)
     assert calls[0] == N_UTTS
     first = all_frames(st)
     st.build(progress=False)
-    again = FeatureStore(rows, str(root), FeatureConfig(), str(tmp_path / "cache"))
+    again = FeatureStore(rows, str(root), LogSpectrogram(), str(tmp_path / "cache"))
     assert again.path == st.path and again.is_complete()
     again.build(progress=False)
     assert calls[0] == N_UTTS  # nothing recomputed
@@ -112,19 +113,19 @@ def test_second_build_and_fresh_object_do_no_work(corpus, tmp_path, monkeypatch)
 def test_changed_config_or_manifest_gets_a_new_path(corpus, tmp_path):
     root, rows = corpus
     cache = str(tmp_path / "cache")
-    base = FeatureStore(rows, str(root), FeatureConfig(), cache).path
-    assert FeatureStore(list(rows), str(tmp_path / "moved"), FeatureConfig(), cache).path == base  # root not hashed
-    assert FeatureStore(rows, str(root), FeatureConfig(scale="linear"), cache).path != base
-    assert FeatureStore(rows, str(root), FeatureConfig(silence_db=30.0), cache).path != base
-    assert FeatureStore(rows[:-1], str(root), FeatureConfig(), cache).path != base
-    assert FeatureStore(rows[::-1], str(root), FeatureConfig(), cache).path != base
+    base = FeatureStore(rows, str(root), LogSpectrogram(), cache).path
+    assert FeatureStore(list(rows), str(tmp_path / "moved"), LogSpectrogram(), cache).path == base  # root not hashed
+    assert FeatureStore(rows, str(root), LogSpectrogram(scale="linear"), cache).path != base
+    assert FeatureStore(rows, str(root), LogSpectrogram(silence_db=30.0), cache).path != base
+    assert FeatureStore(rows[:-1], str(root), LogSpectrogram(), cache).path != base
+    assert FeatureStore(rows[::-1], str(root), LogSpectrogram(), cache).path != base
     changed = rows[:3] + [ManifestRow(**{**rows[3].__dict__, "path": "spk1/utt05.wav"})] + rows[4:]
-    assert FeatureStore(changed, str(root), FeatureConfig(), cache).path != base
+    assert FeatureStore(changed, str(root), LogSpectrogram(), cache).path != base
 
 
 def test_open_refuses_an_incomplete_store(corpus, tmp_path):
     root, rows = corpus
-    st = FeatureStore(rows, str(root), FeatureConfig(), str(tmp_path / "cache"))
+    st = FeatureStore(rows, str(root), LogSpectrogram(), str(tmp_path / "cache"))
     with pytest.raises(StoreNotBuiltError, match="not complete"):
         st.open()
     with pytest.raises(StoreNotBuiltError, match="call build"):
@@ -133,7 +134,7 @@ def test_open_refuses_an_incomplete_store(corpus, tmp_path):
 
 def test_crash_mid_build_resumes_with_identical_features(corpus, tmp_path, monkeypatch):
     root, rows = corpus
-    cfg = FeatureConfig()
+    cfg = LogSpectrogram()
     clean = FeatureStore(rows, str(root), cfg, str(tmp_path / "clean"), chunk_size=3).build(progress=False)
 
     calls = count_calls(monkeypatch, fail_at=5)  # chunk 0 (utts 0-2) done, chunk 1 dies on its 2nd utt
@@ -157,7 +158,7 @@ def test_crash_mid_build_resumes_with_identical_features(corpus, tmp_path, monke
 
 def test_crash_during_assembly_resumes(corpus, tmp_path, monkeypatch):
     root, rows = corpus
-    cfg = FeatureConfig()
+    cfg = LogSpectrogram()
     clean = FeatureStore(rows, str(root), cfg, str(tmp_path / "clean"), chunk_size=3).build(progress=False)
     copies = [0]
     real_copy = store_mod.shutil.copyfileobj
@@ -195,7 +196,7 @@ def test_crash_just_before_the_complete_marker_resumes(corpus, tmp_path, monkeyp
         real_write(path, obj)
 
     monkeypatch.setattr(store_mod, "_write_json", dying_write)
-    st = FeatureStore(rows, str(root), FeatureConfig(), str(tmp_path / "cache"), chunk_size=3)
+    st = FeatureStore(rows, str(root), LogSpectrogram(), str(tmp_path / "cache"), chunk_size=3)
     with pytest.raises(KeyboardInterrupt):
         st.build(progress=False)
     assert (st.path / "features.f16").exists() and not st.is_complete()
@@ -204,11 +205,11 @@ def test_crash_just_before_the_complete_marker_resumes(corpus, tmp_path, monkeyp
     st.build(progress=False)
     assert calls[0] == 0 and st.is_complete()
     for i, row in enumerate(rows):
-        np.testing.assert_array_equal(st.frames(i), expected_frames(root, row, FeatureConfig()))
+        np.testing.assert_array_equal(st.frames(i), expected_frames(root, row, LogSpectrogram()))
 
 
 def test_empty_manifest_gives_an_empty_store(tmp_path):
-    st = FeatureStore([], str(tmp_path), FeatureConfig(), str(tmp_path / "cache")).build(progress=False)
+    st = FeatureStore([], str(tmp_path), LogSpectrogram(), str(tmp_path / "cache")).build(progress=False)
     assert len(st) == 0 and st.lengths.shape == (0,) and st.skipped == []
 
 
@@ -217,7 +218,7 @@ def test_unreadable_audio_is_skipped_and_reported(corpus, tmp_path, caplog):
     (root / rows[2].path).write_bytes(b"not a wav file at all")
     (root / rows[7].path).unlink()
     with caplog.at_level(logging.WARNING, logger="ser_mtl.data.store"):
-        st = FeatureStore(rows, str(root), FeatureConfig(), str(tmp_path / "cache"), chunk_size=4)
+        st = FeatureStore(rows, str(root), LogSpectrogram(), str(tmp_path / "cache"), chunk_size=4)
         st.build(progress=False)
     assert st.is_complete()
     assert [(s.path, s.line) for s in st.skipped] == [(rows[2].path, None), (rows[7].path, None)]
@@ -226,13 +227,13 @@ def test_unreadable_audio_is_skipped_and_reported(corpus, tmp_path, caplog):
     assert st.frames(2).shape == (128, 0)
     logged = caplog.text
     assert "utt02" in logged and str(root / rows[2].path) in logged and "utt07" in logged
-    reopened = FeatureStore(rows, str(root), FeatureConfig(), str(tmp_path / "cache")).open()
+    reopened = FeatureStore(rows, str(root), LogSpectrogram(), str(tmp_path / "cache")).open()
     assert [str(s) for s in reopened.skipped] == [str(s) for s in st.skipped]
 
 
 def test_running_stats_equal_numpy(corpus, tmp_path):
     root, rows = corpus
-    st = FeatureStore(rows, str(root), FeatureConfig(), str(tmp_path / "cache")).build(progress=False)
+    st = FeatureStore(rows, str(root), LogSpectrogram(), str(tmp_path / "cache")).build(progress=False)
     indices = [0, 3, 4, 8, 9]
     mean, std = running_stats(st, indices)
     cat = np.concatenate([st.frames(i).astype(np.float64) for i in indices], axis=1)  # (F, sum L)
@@ -245,7 +246,7 @@ def test_running_stats_equal_numpy(corpus, tmp_path):
 
 def test_pickled_store_leaves_the_memmap_behind(corpus, tmp_path):
     root, rows = corpus
-    st = FeatureStore(rows, str(root), FeatureConfig(), str(tmp_path / "cache")).build(progress=False)
+    st = FeatureStore(rows, str(root), LogSpectrogram(), str(tmp_path / "cache")).build(progress=False)
     st.frames(0)  # opens the memory map
     blob = pickle.dumps(st)
     assert len(blob) < 20_000  # rows + index, not the frames
@@ -257,16 +258,16 @@ def test_pickled_store_leaves_the_memmap_behind(corpus, tmp_path):
 BUILD_SCRIPT = """
 import json, sys, time
 from ser_mtl.data import store as S
-from ser_mtl.data.features import FeatureConfig
+from ser_mtl.data.features import LogSpectrogram
 from ser_mtl.data.manifest import read_manifest
 manifest, root, cache, delay, workers = sys.argv[1:6]
-real, calls = S._featurize, [0]
-def slow(path, cfg):
+real, calls = S.load_audio, [0]
+def slow(path, sample_rate):
     calls[0] += 1
     time.sleep(float(delay))
-    return real(path, cfg)
-S._featurize = slow
-st = S.FeatureStore(read_manifest(manifest), root, FeatureConfig(), cache, chunk_size=2)
+    return real(path, sample_rate)
+S.load_audio = slow
+st = S.FeatureStore(read_manifest(manifest), root, LogSpectrogram(), cache, chunk_size=2)
 st.build(num_workers=int(workers), progress=False)
 print(json.dumps({"calls": calls[0], "path": str(st.path), "total": int(st.lengths.sum())}))
 """
@@ -286,7 +287,7 @@ def start_build(tmp_path: Path, root: Path, rows, cache: Path, delay: float, wor
 @pytest.mark.slow
 def test_killed_build_process_resumes(corpus, tmp_path, monkeypatch):
     root, rows = corpus
-    cfg = FeatureConfig()
+    cfg = LogSpectrogram()
     clean = FeatureStore(rows, str(root), cfg, str(tmp_path / "clean")).build(progress=False)
     st = FeatureStore(rows, str(root), cfg, str(tmp_path / "cache"), chunk_size=2)
     proc = start_build(tmp_path, root, rows, tmp_path / "cache", delay=0.3)
@@ -315,17 +316,17 @@ def test_two_processes_building_at_once_make_one_store(corpus, tmp_path):
     results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
     assert results[0]["path"] == results[1]["path"]
     assert sorted(r["calls"] for r in results) == [0, N_UTTS]  # one built, the other waited and opened
-    st = FeatureStore(rows, str(root), FeatureConfig(), str(tmp_path / "cache")).open()
+    st = FeatureStore(rows, str(root), LogSpectrogram(), str(tmp_path / "cache")).open()
     assert results[0]["total"] == results[1]["total"] == int(st.lengths.sum())
     for i, row in enumerate(rows):
-        np.testing.assert_array_equal(st.frames(i), expected_frames(root, row, FeatureConfig()))
+        np.testing.assert_array_equal(st.frames(i), expected_frames(root, row, LogSpectrogram()))
 
 
 @pytest.mark.slow
 def test_worker_processes_give_the_same_store(corpus, tmp_path):
     root, rows = corpus
-    serial = FeatureStore(rows, str(root), FeatureConfig(), str(tmp_path / "serial")).build(progress=False)
-    parallel = FeatureStore(rows, str(root), FeatureConfig(), str(tmp_path / "parallel"), chunk_size=2)
+    serial = FeatureStore(rows, str(root), LogSpectrogram(), str(tmp_path / "serial")).build(progress=False)
+    parallel = FeatureStore(rows, str(root), LogSpectrogram(), str(tmp_path / "parallel"), chunk_size=2)
     parallel.build(num_workers=2, progress=False)
     assert (parallel.lengths == serial.lengths).all()
     for a, b in zip(all_frames(serial), all_frames(parallel)):

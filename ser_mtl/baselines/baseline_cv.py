@@ -8,7 +8,6 @@ takes the run's seed as ``random_state``; logistic regression (lbfgs) has no ran
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ _METRIC_KEYS = ("wa", "ua", "n_utterances", "classes", "confmat", "C", "val_ua",
 
 def data_record(datamodule) -> dict[str, Any]:
     """The datamodule's ``data.*`` settings as JSON (``cv.json``'s ``resolved``, read by the report)."""
-    data = {**dict(datamodule.hparams), "features": dataclasses.asdict(datamodule.features)}
+    data = {**dict(datamodule.hparams), "features": datamodule.features.config()}
     return json.loads(json.dumps(data, default=str))
 
 

@@ -27,7 +27,7 @@ from typing import Literal, get_args
 import numpy as np
 
 from ser_mtl.data.audio import load_audio
-from ser_mtl.data.features import FeatureConfig, NoSpeechError, speech_only
+from ser_mtl.data.extractor import FeatureExtractor, NoSpeechError
 from ser_mtl.data.manifest import CorpusError, ManifestRow
 from ser_mtl.io_utils import atomic_open, atomic_write_json
 
@@ -59,11 +59,11 @@ def _smile(feature_set: str):
                            feature_level=opensmile.FeatureLevel.Functionals)
 
 
-def utterance_samples(path: Path, cfg: FeatureConfig, audio: str = "trimmed") -> np.ndarray:
+def utterance_samples(path: Path, cfg: FeatureExtractor, audio: str = "trimmed") -> np.ndarray:
     """(T,) float32 samples openSMILE reads for one file: the store's trimmed speech, or the whole file."""
     wave = load_audio(path, cfg.sample_rate)  # (T,)
     if audio == "trimmed":
-        wave = speech_only(wave, cfg)  # (T',) the samples compute_features turns into frames
+        wave = cfg.speech_only(wave)  # (T',) the samples the front-end turns into frames
     return wave.numpy().astype(np.float32)
 
 
@@ -86,7 +86,7 @@ def utterance_file_name(row: ManifestRow) -> str:
 class _Job:
     feature_set: str
     audio: str
-    cfg: FeatureConfig
+    cfg: FeatureExtractor
     items: list[tuple[str, str]]  # (audio file, cache file)
 
 
@@ -114,7 +114,7 @@ def _extract(job: _Job) -> int:
 class SmileCache:
     """openSMILE functionals of a feature set for utterances of any corpus, cached under ``cache_dir``."""
 
-    def __init__(self, feature_set: SmileSet, cfg: FeatureConfig, cache_dir: str | os.PathLike,
+    def __init__(self, feature_set: SmileSet, cfg: FeatureExtractor, cache_dir: str | os.PathLike,
                  audio: Audio = "trimmed") -> None:
         if feature_set not in FEATURE_SETS:
             raise BaselineError(f"openSMILE feature set must be one of {sorted(FEATURE_SETS)}, got {feature_set!r}")
@@ -128,8 +128,7 @@ class SmileCache:
     def key(self) -> str:
         """12 hex digits over what decides the numbers: opensmile version, set, and the samples' settings."""
         c = self.cfg
-        samples = [c.sample_rate] + ([c.trim_silence, c.silence_db, c.silence_frame_ms, c.silence_hop_ms, c.win_ms]
-                                     if self.audio == "trimmed" else [])
+        samples = [c.sample_rate] + (c.speech_key() if self.audio == "trimmed" else [])
         text = json.dumps([self.opensmile.__version__, FEATURE_SETS[self.feature_set][0], self.audio, samples])
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 

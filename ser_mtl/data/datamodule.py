@@ -7,7 +7,7 @@
 label space, so ``num_classes`` and ``num_speakers`` exist for LightningCLI's argument links.
 ``prepare_data`` builds the feature stores; ``setup`` fits the label scheme (K-means for av3/av5) and
 the normalisation statistics on the training split only, unless ``load_state_dict`` restored a
-checkpoint's. Batches (docs/interfaces.md): ``x`` (B, 1, F, T); ``emotion``, ``gender``, ``speaker``,
+checkpoint's. Batches (docs/interfaces.md): ``x`` (B, C, F, T) (C = 1 but for model layers kept apart); ``emotion``, ``gender``, ``speaker``,
 ``utt`` (B,), -1 where a label is missing.
 """
 
@@ -25,7 +25,8 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from ser_mtl.data.data_summary import describe, skip_summary
 from ser_mtl.data.datasets import SegmentDataset, UtteranceLabels
-from ser_mtl.data.features import FeatureConfig
+from ser_mtl.data.extractor import FeatureExtractor, extractor_from_config
+from ser_mtl.data.features import LogSpectrogram
 from ser_mtl.data.folds import FoldError, Split, make_split, num_folds
 from ser_mtl.data.labels import make_label_scheme, restored_scheme
 from ser_mtl.data.manifest import ManifestRow
@@ -39,7 +40,7 @@ Corpus = Literal["iemocap", "msp_improv", "librispeech", "csv"]
 Task = Literal["categorical", "activation", "valence", "av3", "av5"]
 Scheme = Literal["10fold", "loso", "loso_session", "cross_corpus"]
 _GENDER_INDEX = {"F": 0, "M": 1}
-DEFAULT_FEATURES = FeatureConfig()  # paper 4.2 settings
+DEFAULT_FEATURES = LogSpectrogram()  # paper 4.2 settings
 
 
 class SERDataModule(pl.LightningDataModule):
@@ -71,7 +72,11 @@ class SERDataModule(pl.LightningDataModule):
         segment_frames: frames per segment (paper: 256, i.e. 2.56 s).
         segment_hop: hop between training segments in frames (50 % overlap by default).
         eval_hop: hop between validation/test segments; ``None`` = ``segment_hop``.
-        features: spectrogram settings (see ``FeatureConfig``); a change gives a new store.
+        features: the front-end, a `FeatureExtractor` (``class_path`` + ``init_args``): the paper's log
+            spectrogram (``LogSpectrogram``, the default) or a pretrained speech model's layers
+            (``ser_mtl.data.pretrained.PretrainedFeatures``); a change (or new weights) gives a new store.
+        feature_device: where the store's features are computed (``cpu``, ``cuda``, ``cuda:1``); None: the
+            extractor's choice (a pretrained model takes the GPU when there is one, the spectrogram the CPU).
         cache_dir: where manifests and feature stores live.
         num_workers: DataLoader worker processes (also used to build feature stores).
         max_stats_utterances: cap on the training utterances read for normalisation statistics
@@ -93,7 +98,8 @@ class SERDataModule(pl.LightningDataModule):
         task: Task = "categorical", scheme: Scheme = "10fold", fold: int = 0, seed: int = 0,
         use_unlabelled: bool = False,
         batch_size: int = 32, segment_frames: int = 256, segment_hop: int = 128, eval_hop: int | None = None,
-        features: FeatureConfig = DEFAULT_FEATURES, cache_dir: str = ".cache/ser-mtl", num_workers: int = 0,
+        features: FeatureExtractor = DEFAULT_FEATURES, feature_device: str | None = None,
+        cache_dir: str = ".cache/ser-mtl", num_workers: int = 0,
         max_stats_utterances: int = 4000,
         verification_subset: str | None = "test-clean", verification_enrol: int = 20,
         model_tasks: list[str] | None = None,
@@ -101,7 +107,7 @@ class SERDataModule(pl.LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
         # a checkpoint's hyper-parameters hold the settings as a dict (SERDataModule.load_from_checkpoint)
-        self.features = FeatureConfig(**features) if isinstance(features, dict) else features
+        self.features = extractor_from_config(features)
         if batch_size < 1:
             raise SamplingError(f"data.batch_size={batch_size}: expected a number of segments per batch >= 1")
         if speakers is not None and speakers < 1:
@@ -155,8 +161,14 @@ class SERDataModule(pl.LightningDataModule):
 
     @property
     def input_size(self) -> tuple[int, int]:
-        """(F, T) of a segment (linked into ``model.input_size``)."""
-        return (self.features.n_bins, self.hparams.segment_frames)
+        """(F, T) of a segment: rows per channel, frames (linked into ``model.input_size``)."""
+        return (self.features.rows_per_channel, self.hparams.segment_frames)
+
+    @property
+    def input_channels(self) -> int:
+        """C of a segment (B, C, F, T): the layers a pretrained front-end keeps apart, else 1 (linked into
+        ``model.input_channels``)."""
+        return self.features.channels
 
     @property
     def class_names(self) -> list[str]:
@@ -207,11 +219,12 @@ class SERDataModule(pl.LightningDataModule):
     # ----------------------------------------------------------------- Lightning hooks
     def prepare_data(self) -> None:
         for store in self.feature_stores().values():
-            store.build(num_workers=self.hparams.num_workers)
+            store.build(num_workers=self.hparams.num_workers, device=self.hparams.feature_device)
 
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
-        self.stores = {name: store.build(num_workers=hp.num_workers) for name, store in self.feature_stores().items()}
+        self.stores = {name: store.build(num_workers=hp.num_workers, device=hp.feature_device)
+                       for name, store in self.feature_stores().items()}
         for line in skip_summary(self.stores):
             rank_zero_info(line)
         train = self.train_indices()
@@ -307,6 +320,7 @@ class SERDataModule(pl.LightningDataModule):
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a checkpoint's label scheme (not refitted), statistics, speakers (warns if they differ)."""
+        self.features.check_recorded(state.get("feature_settings"), "checkpoint")
         scheme = restored_scheme(state.get("label_scheme"), self.hparams.task)
         if scheme is not None:
             self.label_scheme, self._scheme_restored = scheme, True

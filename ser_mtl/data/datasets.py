@@ -1,4 +1,4 @@
-"""Map-style dataset of fixed-width, normalised spectrogram segments of one feature store.
+"""Map-style dataset of fixed-width, normalised feature segments of one feature store.
 
 Items are the batch dicts of docs/interfaces.md; cutting and normalising are the `FrontEnd`'s
 (``ser_mtl/frontend.py``), the same code ``ser-mtl classify`` runs.
@@ -42,9 +42,9 @@ class SegmentDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         local, offset = (int(v) for v in self.index[i])
         frames = self.store.frames(int(self.labels.store_index[local]))  # (F, T_utt) float16 memmap
-        seg = self.frontend.segment(frames, offset)  # (F, T_seg) float32, normalised
+        seg = self.frontend.segment(frames, offset)  # (C, F, T_seg) float32, normalised
         return {
-            "x": torch.from_numpy(seg).unsqueeze(0),  # (1, F, T_seg)
+            "x": torch.from_numpy(seg),  # (C, F, T_seg); C = 1 but for model layers kept apart
             "emotion": torch.tensor(int(self.labels.emotion[local])),
             "gender": torch.tensor(int(self.labels.gender[local])),
             "speaker": torch.tensor(int(self.labels.speaker[local])),

@@ -1,9 +1,10 @@
-"""On-disk feature store: every utterance featurized once per configuration, read as a memory map.
+"""On-disk feature store: every utterance featurized once per front-end, read as a memory map.
 
 LibriSpeech train-clean-360 is ~33 GB of float16 frames, so features never sit in RAM: utterance i is
-one contiguous (n_bins, length) block of ``features.f16``, read through ``np.memmap``. The folder
-``cache_dir/<key>/`` is keyed by every row's content and ``FeatureConfig.key()`` but not the corpus
-root, so a changed manifest or setting never reads stale frames and a moved corpus keeps its store:
+one contiguous (rows, length) block of ``features.f16``, read through ``np.memmap``. The folder
+``cache_dir/<key>/`` is keyed by every row's content and the `FeatureExtractor`'s ``key()`` (for a
+pretrained model: its name, weights hash, layers and settings) but not the corpus root, so a changed
+manifest, setting or weight file never reads stale frames and a moved corpus keeps its store:
 
 - ``features.f16``  raw float16, utterance i at frames [offsets[i], offsets[i] + lengths[i])
 - ``index.npz``     ``offsets``, ``lengths``: (U,) int64 frames, in the order of ``rows``
@@ -12,7 +13,8 @@ root, so a changed manifest or setting never reads stale frames and a moved corp
 
 Resumable build: chunks of rows become ``parts/<k>.f16`` + ``.json`` (written last: chunk done), then
 are appended to ``features.f16.partial`` one by one (progress recorded, part deleted): peak disk use is
-one store plus one chunk. Unreadable audio is logged, listed in ``skipped`` and gets length 0.
+one store plus one chunk. Unreadable audio is logged, listed in ``skipped`` and gets length 0. A chunk's
+utterances go to the extractor together (``extract_batch``: a pretrained model batches them on its device).
 Spawned workers need the ``if __name__ == "__main__":`` guard in the calling script.
 """
 
@@ -38,7 +40,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ser_mtl.data.audio import load_audio
-from ser_mtl.data.features import FeatureConfig, NoSpeechError, stored_frames
+from ser_mtl.data.extractor import FeatureExtractor, NoSpeechError
 from ser_mtl.data.manifest import CorpusError, ManifestRow, Skip
 from ser_mtl.io_utils import DiskFullError, atomic_open, atomic_write_text, disk_full_message, is_disk_full
 
@@ -55,8 +57,8 @@ class StoreNotBuiltError(RuntimeError):
     """The store folder has no COMPLETE marker (never built, or a build is in progress/was killed)."""
 
 
-def store_key(rows: Sequence[ManifestRow], cfg: FeatureConfig) -> str:
-    """16 hex digits hashing the format, the config and every row's content in order."""
+def store_key(rows: Sequence[ManifestRow], cfg: FeatureExtractor) -> str:
+    """16 hex digits hashing the format, the extractor's key and every row's content in order."""
     digest = hashlib.sha256(f"ser-mtl-store-v{_FORMAT}|{cfg.key()}|{len(rows)}\n".encode())
     for row in rows:
         digest.update(json.dumps(dataclasses.astuple(row)).encode() + b"\n")
@@ -89,36 +91,34 @@ class _ChunkJob:
     start: int
     rows: list[ManifestRow]
     root: str
-    cfg: FeatureConfig
+    cfg: FeatureExtractor
     parts: str
-
-
-def _featurize(path: Path, cfg: FeatureConfig) -> np.ndarray:
-    """(n_bins, frames) float16 features of one audio file; CorpusError if the audio is unusable."""
-    wave = load_audio(path, cfg.sample_rate)  # (T,)
-    try:
-        return stored_frames(wave, cfg)
-    except NoSpeechError as err:
-        raise CorpusError(f"{path}: {err}") from None
 
 
 def _run_chunk(job: _ChunkJob) -> list[dict]:
     """Write part k (data, then json); returns the skipped utterances as dicts."""
     parts = Path(job.parts)
+    reasons: dict[int, str] = {}
+    waves: dict[int, torch.Tensor] = {}
+    for j, row in enumerate(job.rows):
+        try:
+            waves[j] = load_audio(Path(job.root) / row.path, job.cfg.sample_rate)  # (T,)
+        except CorpusError as exc:
+            reasons[j] = str(exc).removeprefix(f"{Path(job.root) / row.path}: ")  # Skip.path names the file
+    feats = dict(zip(waves, job.cfg.extract_batch(list(waves.values()))))  # j -> (rows, frames) float16
     lengths: list[int] = []
     skipped: list[dict] = []
     with atomic_open(parts / f"{job.k:06d}.f16", "wb") as f:
         for j, row in enumerate(job.rows):
-            audio = Path(job.root) / row.path
-            try:
-                feats = _featurize(audio, job.cfg)  # (n_bins, frames)
-            except CorpusError as exc:
-                reason = str(exc).removeprefix(f"{audio}: ")  # Skip.path already names the file
-                skipped.append({"utt": job.start + j, "path": row.path, "reason": reason})
+            out = feats.get(j)
+            if isinstance(out, NoSpeechError):
+                reasons[j] = str(out)
+            if j in reasons:
+                skipped.append({"utt": job.start + j, "path": row.path, "reason": reasons[j]})
                 lengths.append(0)
                 continue
-            f.write(np.ascontiguousarray(feats).tobytes())
-            lengths.append(int(feats.shape[1]))
+            f.write(np.ascontiguousarray(out).tobytes())
+            lengths.append(int(out.shape[1]))
     _write_json(parts / f"{job.k:06d}.json", {"start": job.start, "lengths": lengths, "skipped": skipped})
     return skipped
 
@@ -126,7 +126,7 @@ def _run_chunk(job: _ChunkJob) -> list[dict]:
 class FeatureStore:
     """Features of `rows` (audio under `root`) for `cfg`, stored under `cache_dir`/<key>."""
 
-    def __init__(self, rows: list[ManifestRow], root: str, cfg: FeatureConfig, cache_dir: str,
+    def __init__(self, rows: list[ManifestRow], root: str, cfg: FeatureExtractor, cache_dir: str,
                  chunk_size: int = 256) -> None:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -156,7 +156,7 @@ class FeatureStore:
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise StoreNotBuiltError(f"{self.path / COMPLETE}: damaged (expected the JSON record of a finished "
                                      f"store: {type(err).__name__}: {err}); {fix}") from None
-        if n_utts != len(self.rows) or config != dataclasses.asdict(self.cfg):
+        if n_utts != len(self.rows) or config != self.cfg.settings():
             raise StoreNotBuiltError(f"{self.path / COMPLETE}: written for another manifest or config "
                                      f"({n_utts} utterances, config {config}); {fix}")
         try:
@@ -168,11 +168,11 @@ class FeatureStore:
         if self._lengths.shape != (len(self.rows),) or self._offsets.shape != (len(self.rows),):
             raise StoreNotBuiltError(f"{self.path / INDEX}: {self._lengths.shape[0]} lengths for {len(self.rows)} "
                                      f"utterances; {fix}")
-        expected = int(self._lengths.sum()) * self.cfg.n_bins * np.dtype(DTYPE).itemsize
+        expected = int(self._lengths.sum()) * self.cfg.rows * np.dtype(DTYPE).itemsize
         size = (self.path / DATA).stat().st_size if (self.path / DATA).is_file() else -1
         if size != expected:
             raise StoreNotBuiltError(f"{self.path / DATA}: expected {expected} bytes (the index's "
-                                     f"{int(self._lengths.sum())} frames x {self.cfg.n_bins} rows x 2), found "
+                                     f"{int(self._lengths.sum())} frames x {self.cfg.rows} rows x 2), found "
                                      f"{'no file' if size < 0 else size}; {fix}")
         self._skipped = [Skip(s["path"], None, s["reason"]) for s in skipped]
         self._data = None
@@ -204,16 +204,16 @@ class FeatureStore:
         return self._skipped
 
     def frames(self, i: int) -> np.ndarray:
-        """(n_bins, lengths[i]) float16 read-only view of utterance i in the memory map."""
+        """(rows, lengths[i]) float16 read-only view of utterance i in the memory map."""
         self._require_open()
         if not 0 <= i < len(self.rows):
             raise IndexError(f"utterance index {i} out of range for a store of {len(self.rows)}")
         if self._data is None:
-            total = int(self._lengths.sum()) * self.cfg.n_bins
+            total = int(self._lengths.sum()) * self.cfg.rows
             # np.memmap cannot map an empty file (every utterance skipped).
             self._data = (np.memmap(self.path / DATA, dtype=DTYPE, mode="r", shape=(total,))
                           if total else np.zeros(0, DTYPE))
-        n_bins, start, length = self.cfg.n_bins, int(self._offsets[i]), int(self._lengths[i])
+        n_bins, start, length = self.cfg.rows, int(self._offsets[i]), int(self._lengths[i])
         return self._data[start * n_bins:(start + length) * n_bins].reshape(n_bins, length)
 
     def __getstate__(self) -> dict:
@@ -221,14 +221,15 @@ class FeatureStore:
         return {**self.__dict__, "_data": None}
 
     # -- building ----------------------------------------------------------------------------
-    def build(self, num_workers: int = 0, progress: bool = True) -> FeatureStore:
-        """Featurize every row unless the store is complete; safe to call from many processes."""
+    def build(self, num_workers: int = 0, progress: bool = True, device: str | None = None) -> FeatureStore:
+        """Featurize every row unless the store is complete; safe to call from many processes. ``device``:
+        where the extractor runs (None: its ``default_device``; a pretrained model prefers the GPU)."""
         if not self.is_complete():
             self.path.mkdir(parents=True, exist_ok=True)
             with _exclusive_lock(self.path / "build.lock"):
                 if not self.is_complete():  # another process may have finished while we waited
                     try:
-                        self._build_locked(num_workers, progress)
+                        self._build_locked(num_workers, progress, device or self.cfg.default_device)
                     except OSError as err:
                         if is_disk_full(err) and not isinstance(err, DiskFullError):
                             raise DiskFullError(err.errno, disk_full_message(
@@ -236,7 +237,7 @@ class FeatureStore:
                         raise
         return self.open()
 
-    def _build_locked(self, num_workers: int, progress: bool) -> None:
+    def _build_locked(self, num_workers: int, progress: bool, device: str) -> None:
         parts = self.path / "parts"
         parts.mkdir(exist_ok=True)
         for stale in [*parts.glob(".*.tmp"), *self.path.glob(".*.tmp")]:  # from a killed build; we hold the lock
@@ -249,12 +250,17 @@ class FeatureStore:
         if len(todo) < len(starts):
             log.warning("%s: resuming a build, %d of %d chunks already done",
                         self.path, len(starts) - len(todo), len(starts))
+        if not self.cfg.parallel_build and num_workers > 0:  # one model in this process, not one per worker
+            log.info("%s: %s runs in this process on %s (num_workers=%d is for the training loaders)",
+                     self.path, type(self.cfg).__name__, device, num_workers)
+            num_workers = 0
+        extractor = self.cfg.to(device) if todo else self.cfg
         jobs = [_ChunkJob(k, starts[k], self.rows[starts[k]:starts[k] + chunk_size], str(self.root),
-                          self.cfg, str(parts)) for k in todo]
+                          extractor, str(parts)) for k in todo]
         done = len(self.rows) - sum(len(job.rows) for job in jobs)
         with tqdm(total=len(self.rows), initial=done, unit="utt", desc=f"features {self.path.name}",
                   disable=not progress) as bar:
-            for job, skipped in self._run_jobs(jobs, num_workers):
+            for job, skipped in self._run_jobs(jobs, num_workers, single_thread=self.cfg.parallel_build):
                 for s in skipped:
                     log.warning("skipping utterance %d (%s): %s: %s", s["utt"], self.rows[s["utt"]].utt_id,
                                 self.root / s["path"], s["reason"])
@@ -262,12 +268,14 @@ class FeatureStore:
         self._assemble(parts, len(starts))
 
     @staticmethod
-    def _run_jobs(jobs: list[_ChunkJob], num_workers: int) -> Iterator[tuple[_ChunkJob, list[dict]]]:
+    def _run_jobs(jobs: list[_ChunkJob], num_workers: int,
+                  single_thread: bool) -> Iterator[tuple[_ChunkJob, list[dict]]]:
         if num_workers <= 0:
             # One small STFT per utterance: intra-op threads only add contention (13 ms vs 181 ms
-            # per utterance measured on a loaded 2-core machine), so featurise single-threaded.
+            # per utterance measured on a loaded 2-core machine), so featurise single-threaded; a
+            # pretrained model's large matrix products keep every thread (single_thread=False).
             threads = torch.get_num_threads()
-            torch.set_num_threads(1)
+            torch.set_num_threads(1 if single_thread else threads)
             try:
                 for job in jobs:
                     yield job, _run_chunk(job)
@@ -317,15 +325,15 @@ class FeatureStore:
             np.savez(f, offsets=offsets, lengths=lengths)
         os.replace(partial, self.path / DATA)
         _write_json(self.path / COMPLETE, {
-            "format": _FORMAT, "config": dataclasses.asdict(self.cfg), "n_utterances": len(self.rows),
-            "n_bins": self.cfg.n_bins, "total_frames": int(lengths.sum()), "dtype": "float16",
+            "format": _FORMAT, "config": self.cfg.settings(), "n_utterances": len(self.rows),
+            "n_bins": self.cfg.rows, "total_frames": int(lengths.sum()), "dtype": "float16",
             "data": DATA, "index": INDEX, "skipped": skipped})
         shutil.rmtree(parts)
 
 
 def running_stats(store: FeatureStore, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """(F,) float64 mean and std (ddof=0) over all frames of `indices`, by Chan et al.'s parallel update."""
-    n_bins = store.cfg.n_bins
+    n_bins = store.cfg.rows
     count, mean, m2 = 0, np.zeros(n_bins), np.zeros(n_bins)
     for i in indices:
         x = store.frames(int(i)).astype(np.float64)  # (F, L)

@@ -11,6 +11,9 @@ Per training batch, in the paper's order (section 3, "these three phases run in 
 Each phase encodes x afresh, so it sees the encoder as the previous phase left it. The paper's
 comparison models switch parts off: single-task AAE ``tasks=["emotion"]``; supervised CNN also
 ``use_decoder=False, use_discriminator=False`` (two encoder blocks); AE ``use_discriminator=False``.
+An ``input_stage`` (``ser_mtl/models/input_stage.py``) may sit in front of the encoder, e.g. a per-frame
+projection of a pretrained model's layers to the encoder's rows; the reconstruction target is then still
+the input features x (frozen, standardised), reached through the stage's way back.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from ser_mtl.metrics import UtteranceAccuracy
 from ser_mtl.models.components import ClassifierHead, Decoder, Discriminator, Encoder, full_precision
 from ser_mtl.models.evaluation import EvaluationSteps
 from ser_mtl.models.init_from import InitReport, load_matching_weights
+from ser_mtl.models.input_stage import StageSpec, build_input_stage
 from ser_mtl.models.losses import (
     ACC_NAME,
     LABELLED,
@@ -65,7 +69,13 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
         optimizer: ``sgd`` as in the paper (4.3), or ``adam``: far fewer epochs on small data (the CPU demo).
         momentum: SGD momentum (not given in the paper).
         weight_decay: SGD weight decay.
-        input_size: (F, T) of an input segment; must be divisible by the products of ``encoder_pools``.
+        input_size: (F, T) of an input segment (linked from the DataModule); without an ``input_stage`` it must
+            be divisible by the products of ``encoder_pools``.
+        input_channels: C of an input segment (B, C, F, T): 1, or the layers a pretrained front-end keeps
+            apart (linked from the DataModule); more than 1 needs an ``input_stage``.
+        input_stage: the part between the features and the encoder (``class_path`` + ``init_args``, e.g.
+            ``ser_mtl.models.input_stage.FrameProjection`` with ``out_rows: 128``); None: the encoder reads
+            the features as they are (the paper's spectrogram).
         encoder_channels: output channels of the encoder blocks; the last is the latent depth (paper: 32).
         encoder_pools: (pool_h, pool_w) of each encoder block (128 x 256 -> 16 x 16 by default).
         head_conv_channels: conv channels of every classifier head and of the discriminator.
@@ -94,6 +104,8 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
         momentum: float = 0.9,
         weight_decay: float = 0.0,
         input_size: tuple[int, int] = (128, 256),
+        input_channels: int = 1,
+        input_stage: StageSpec | None = None,
         encoder_channels: Sequence[int] = (16, 32, 32),
         encoder_pools: Sequence[tuple[int, int]] = ((2, 2), (2, 2), (2, 4)),
         head_conv_channels: int = 32,
@@ -115,9 +127,16 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
         n_classes = {"emotion": num_emotions, "gender": num_genders, "speaker": num_speakers}
         self._check_arguments(n_classes, class_names)
         self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.input_channels = int(input_channels)
+        self.input_stage = build_input_stage(input_stage, self.input_channels, self.input_size[0])
+        self.hparams.input_stage = self.input_stage.config() if self.input_stage is not None else None  # plain JSON
+        if self.input_stage is None and self.input_channels != 1:
+            raise ValueError(f"MultiTaskAAE: inputs with {self.input_channels} channels (layers kept apart by the "
+                             "front-end) need model.input_stage, e.g. ser_mtl.models.input_stage.FrameProjection")
+        encoder_rows = self.input_stage.out_rows if self.input_stage is not None else self.input_size[0]
 
         self.encoder = Encoder(encoder_channels, encoder_pools)
-        c, h, w = self.latent_shape = self.encoder.output_shape(self.input_size)
+        c, h, w = self.latent_shape = self.encoder.output_shape((encoder_rows, self.input_size[1]))
         self.decoder = Decoder(encoder_channels, encoder_pools) if use_decoder else None
         self.discriminator = (Discriminator(c, (h, w), head_conv_channels, head_hidden)
                               if use_discriminator else None)
@@ -154,11 +173,18 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
                              f"beta={self.hparams.beta}")
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Latent code z (B, C, H, W) of spectrogram segments x (B, 1, F, T)."""
-        if x.ndim != 4 or x.shape[1] != 1 or tuple(x.shape[-2:]) != self.input_size:
-            raise ValueError(f"MultiTaskAAE: expected x of shape (B, 1, {self.input_size[0]}, {self.input_size[1]}) "
-                             f"(model input_size), got {tuple(x.shape)}")
+        """Latent code z (B, C, H, W) of feature segments x (B, input_channels, F, T)."""
+        if x.ndim != 4 or x.shape[1] != self.input_channels or tuple(x.shape[-2:]) != self.input_size:
+            raise ValueError(f"MultiTaskAAE: expected x of shape (B, {self.input_channels}, {self.input_size[0]}, "
+                             f"{self.input_size[1]}) (model input_channels, input_size), got {tuple(x.shape)}")
+        if self.input_stage is not None:
+            x = self.input_stage(x)  # (B, 1, out_rows, T)
         return self.encoder(self._formatted(x))
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """x_hat of segments x (B, input_channels, F, T), same shape: decoder, then the input stage's way back."""
+        x_hat = self.decoder(self.encode(x))  # (B, 1, F_enc, T)
+        return self.input_stage.reconstruct(x_hat) if self.input_stage is not None else x_hat
 
     def _formatted(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, C, H, W) in the model's memory format (left alone while tracing: ONNX has no layouts)."""
@@ -167,7 +193,7 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
         return x.contiguous(memory_format=self.memory_format)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Logits (B, n_classes[task]) of every task for segments x (B, 1, F, T)."""
+        """Logits (B, n_classes[task]) of every task for segments x (B, input_channels, F, T)."""
         z = self.encode(x)
         return {task: head(z) for task, head in self.heads.items()}
 
@@ -178,7 +204,7 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
         return self.heads["speaker"](self.encode(x), return_hidden=True)[1]
 
     def emotion_posteriors(self, x: torch.Tensor) -> torch.Tensor:
-        """Emotion posteriors (B, C) of segments x (B, 1, F, T) (eval mode; predict, API, ONNX export)."""
+        """Emotion posteriors (B, C) of segments x (B, input_channels, F, T) (eval mode; predict, API, ONNX export)."""
         if "emotion" not in self.heads:
             raise RuntimeError(f"MultiTaskAAE: emotion posteriors need the emotion head; this model has tasks "
                                f"{self.tasks}")
@@ -197,11 +223,13 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
         return {"utt": batch["utt"], "probs": self.emotion_posteriors(batch["x"])}
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        # the input stage goes with the encoder (its way back gets gradients from reconstruction only)
+        stage = list(self.input_stage.parameters()) if self.input_stage is not None else []
         parts = {
-            "autoencoder": [*self.encoder.parameters(),
+            "autoencoder": [*stage, *self.encoder.parameters(),
                             *(self.decoder.parameters() if self.decoder is not None else [])],
             "discriminator": list(self.discriminator.parameters()) if self.discriminator is not None else [],
-            "classification": [*self.encoder.parameters(), *self.heads.parameters()],
+            "classification": [*stage, *self.encoder.parameters(), *self.heads.parameters()],
         }
         hp = self.hparams
         kind, extra = ((torch.optim.Adam, {}) if hp.optimizer == "adam"
@@ -237,10 +265,10 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
 
     def _reconstruction_phase(self, batch: Mapping[str, torch.Tensor]) -> None:
         """alpha * mean over all elements of (x - x_hat)^2 -> encoder + decoder (paper eq. 3)."""
-        x = batch["x"]  # (B, 1, F, T)
+        x = batch["x"]  # (B, C, F, T)
         opt = self._optimizer("autoencoder")
         with self.toggled_optimizer(opt):
-            mse = F.mse_loss(self.decoder(self.encode(x)), full_precision(x))  # fp32 also under autocast
+            mse = F.mse_loss(full_precision(self.reconstruct(x)), full_precision(x))  # fp32 also under autocast
             self._optimise(opt, self.hparams.alpha * mse)
         self.log("train/loss_rec", mse, batch_size=x.shape[0])
 

@@ -11,13 +11,13 @@ import torch
 
 from ser_mtl.cli import main
 from ser_mtl.data.datamodule import skip_summary
-from ser_mtl.data.features import FeatureConfig
+from ser_mtl.data.features import LogSpectrogram
 from ser_mtl.data.manifest import ManifestRow
 from ser_mtl.data.manifest_cache import cached_manifest
 from ser_mtl.data.store import FeatureStore, StoreNotBuiltError
 
 SR = 16000
-CFG = FeatureConfig(n_bins=32)
+CFG = LogSpectrogram(n_bins=32)
 
 
 def _row(rel: str) -> ManifestRow:
