@@ -20,16 +20,20 @@ from ser_mtl.lightning_cli import run_lightning_cli
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 BASE = ["iemocap.yaml", "msp_improv.yaml", "librispeech_pretrain.yaml", "cross_corpus.yaml",
         "demo.yaml", "demo_pretrain.yaml"]
+# Pretrained-model front-ends: a base config plus the features and input stage (their model is not on disk
+# here; tests/test_ssl_pipeline.py runs the same configs on a tiny model built from a config).
+SSL = ["iemocap_wavlm.yaml", "librispeech_pretrain_wavlm.yaml"]
 VARIANTS = sorted(str(p.relative_to(CONFIGS)) for p in (CONFIGS / "models").glob("*.yaml")) + \
     sorted(str(p.relative_to(CONFIGS)) for p in (CONFIGS / "tasks").glob("*.yaml"))
-NETWORKS = {"paper.yaml": ["iemocap.yaml", "msp_improv.yaml", "librispeech_pretrain.yaml", "cross_corpus.yaml"],
+NETWORKS = {"paper.yaml": ["iemocap.yaml", "msp_improv.yaml", "librispeech_pretrain.yaml", "cross_corpus.yaml", *SSL],
             "demo.yaml": ["demo.yaml", "demo_pretrain.yaml"]}
 # (pretraining config, fine-tuning config): --model.init_from loads the first one's weights into the second.
 PRETRAIN_FINETUNE = [("demo_pretrain.yaml", "demo.yaml")] + \
-    [("librispeech_pretrain.yaml", c) for c in ("iemocap.yaml", "msp_improv.yaml", "cross_corpus.yaml")]
+    [("librispeech_pretrain.yaml", c) for c in ("iemocap.yaml", "msp_improv.yaml", "cross_corpus.yaml")] + \
+    [("librispeech_pretrain_wavlm.yaml", "iemocap_wavlm.yaml")]
 # What decides the layers and their weights' shapes (the heads' flatten width depends on the input size too).
 ARCHITECTURE = ["encoder_channels", "encoder_pools", "head_conv_channels", "head_hidden", "head_pool", "dropout",
-                "use_decoder", "use_discriminator"]
+                "use_decoder", "use_discriminator", "input_stage"]
 
 
 def _print_config(*files: str, extra: tuple[str, ...] = ()) -> dict:
@@ -63,8 +67,8 @@ def _stated_model(path: Path) -> dict:
 
 def _network_of(config: str) -> str:
     include = yaml.safe_load((CONFIGS / config).read_text()).get("config")
-    assert include and include.startswith("networks/"), f"{config} does not include a configs/networks/ file"
-    return include
+    assert include, f"{config} does not include a configs/networks/ file"
+    return include if include.startswith("networks/") else _network_of(include)  # through a base config
 
 @pytest.fixture(scope="module")
 def corpora(tmp_path_factory) -> Path:
@@ -101,7 +105,7 @@ def _overrides(config: str, root: Path) -> list[str]:
 
 def test_every_config_is_listed():
     shipped = {p.name for p in CONFIGS.glob("*.yaml")}
-    assert shipped == set(BASE)
+    assert shipped == set(BASE + SSL)
     assert len(VARIANTS) == 11  # 6 comparison models + categorical + 4 dimensional tasks
     assert {p.name for p in (CONFIGS / "networks").glob("*.yaml")} == set(NETWORKS)
     for network, users in NETWORKS.items():
@@ -109,7 +113,7 @@ def test_every_config_is_listed():
             assert _network_of(config) == f"networks/{network}", config
 
 
-@pytest.mark.parametrize("config", BASE + [f"iemocap.yaml+{v}" for v in VARIANTS])
+@pytest.mark.parametrize("config", BASE + SSL + [f"iemocap.yaml+{v}" for v in VARIANTS])
 def test_print_config_parses(config):
     printed = _print_config(*config.split("+"))
     assert {"data", "model", "trainer", "lr_schedule", "checkpoint"} <= set(printed)
@@ -145,7 +149,7 @@ def test_pretraining_and_fine_tuning_build_the_same_network(pretrain, finetune):
     assert _network_of(pretrain) == _network_of(finetune)
     assert {k: _plain(first["model"][k]) for k in ARCHITECTURE} == \
         {k: _plain(second["model"][k]) for k in ARCHITECTURE}
-    assert first["data"]["features"]["n_bins"] == second["data"]["features"]["n_bins"]
+    assert first["data"]["features"] == second["data"]["features"]
     assert first["data"]["segment_frames"] == second["data"]["segment_frames"]
     assert set(first["model"]["tasks"]) <= set(second["model"]["tasks"])  # every pretrained head is fine-tuned
 
@@ -174,7 +178,7 @@ def test_fast_dev_run(config, corpora, tmp_path):
         if stated.get(key) is None:  # null in the network file: paper 5.1's value for the family and task
             stated[key] = value
     assert {key: _plain(hparams[key]) for key in stated} == stated
-    assert tuple(hparams["input_size"]) == (data["features"]["n_bins"], data["segment_frames"])
+    assert tuple(hparams["input_size"]) == (data["features"]["init_args"]["n_bins"], data["segment_frames"])
     # every generated utterance of the corpus is in the manifest; speakers = training speakers + auxiliary ones
     dm = cli.datamodule
     assert len(dm.rows) == CORPUS_ROWS[data["corpus"]]
