@@ -184,12 +184,10 @@ def extractor_from_config(spec: FeatureExtractor | dict[str, Any]) -> FeatureExt
     if isinstance(spec, FeatureExtractor):
         return spec
     if not isinstance(spec, dict):
-        raise ValueError(f"data.features: expected a feature extractor or its {{class_path, init_args}}, "
+        raise TypeError(f"data.features: expected a feature extractor or its {{class_path, init_args}}, "
                          f"got {type(spec).__name__}")
-    if "class_path" not in spec:
-        from ser_mtl.data.features import LogSpectrogram
-
-        return LogSpectrogram(**spec)
+    if "class_path" not in spec:  # a checkpoint written before front-ends had a class path
+        spec = {"class_path": "ser_mtl.data.features.LogSpectrogram", "init_args": spec}
     from jsonargparse import ArgumentParser
 
     parser = ArgumentParser(exit_on_error=False)

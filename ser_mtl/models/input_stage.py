@@ -104,6 +104,6 @@ def build_input_stage(spec: StageSpec | dict[str, Any] | None, in_channels: int,
         spec = parser.instantiate(parser.parse_object({"stage": spec})).stage
     stage = spec(in_channels, in_rows)
     if not isinstance(stage, InputStage):
-        raise ValueError(f"model.input_stage: expected an InputStage (ser_mtl/models/input_stage.py), got "
+        raise TypeError(f"model.input_stage: expected an InputStage (ser_mtl/models/input_stage.py), got "
                          f"{type(stage).__name__}")
     return stage
