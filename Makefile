@@ -36,6 +36,7 @@ lint: install  ## ruff over the package and tests
 bench: install  ## throughput/memory benchmarks (CPU; BENCH_ARGS="--device cuda" for a GPU); recorded in bench/RESULTS.md
 	$(BIN)/python bench/bench_features.py
 	$(BIN)/python bench/bench_training.py $(BENCH_ARGS)
+	$(BIN)/python bench/bench_ssl_store.py --utterances 24
 
 clean:  ## remove the demo outputs and caches (not the venv)
 	rm -rf demo .cache .pytest_cache

@@ -137,3 +137,25 @@ def test_two_fold_cv_on_wavlm_layers(corpus, wavlm, tmp_path):
     metrics = [json.loads((out / f"fold{f}_rep0" / "metrics.json").read_text()) for f in (0, 1)]
     assert all(0.0 <= m["wa"] <= 1.0 for m in metrics)
     assert summary["wa_mean"] == pytest.approx(np.mean([m["wa"] for m in metrics]))
+    # the report and the comparison read such a folder like any other
+    main(["report", str(out), "--out", str(tmp_path / "report")])
+    assert "WA" in (tmp_path / "report" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_the_plan_costs_the_store_and_the_baseline_reads_it(corpus, wavlm, tmp_path, capsys):
+    from ser_mtl.runs.cv import run_cv
+
+    args = [*run_args(corpus, tmp_path / "unused"), *features_arg(wavlm), "--trainer.max_epochs", "2"]
+    i = args.index("--trainer.default_root_dir")
+    args = [*args[:i], *args[i + 2:]]
+    plan = run_cv(args, [0, 1], 1, str(tmp_path / "cv"), plan_only=True)
+    printed = capsys.readouterr().out
+    store_lines = [line for line in printed.splitlines() if line.startswith("[cv] feature store primary")]
+    assert len(store_lines) == 1 and "PretrainedFeatures" in store_lines[0] and "h to build on cpu" in store_lines[0]
+    assert plan["store_hours"] > 0 and "to build the feature stores once" in printed
+    # the utterance-statistics baseline on the same stored features: mean and std of 2 x 16 rows and deltas
+    out = tmp_path / "baseline.json"
+    main(["baseline", *args, "--baseline.out", str(out)])
+    result = json.loads(out.read_text())
+    assert result["n_features"] == 4 * 2 * 16 and 0.0 <= result["ua"] <= 1.0
