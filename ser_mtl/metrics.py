@@ -1,4 +1,4 @@
-"""Utterance-level emotion accuracy (WA, UA) from segment posteriors, and the speaker-verification EER.
+"""Utterance-level emotion scores (WA, UA, macro-F1) from segment posteriors, and the speaker-verification EER.
 
 As in the paper (4.2) an utterance's segment posteriors are averaged: `UtteranceAccuracy` keeps every
 labelled segment's and averages only in `compute()`; its list states are ``cat``-reduced across DDP
@@ -25,13 +25,35 @@ def mean_per_utterance(values: torch.Tensor, utt: torch.Tensor) -> tuple[torch.T
     return ids, sums / counts[:, None], inverse
 
 
-def wa_ua(confmat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """WA (accuracy) and UA (mean recall over classes present) from a (C, C) confusion matrix, rows true."""
-    support = confmat.sum(dim=1)  # (C,)
-    present = support > 0
-    recall = confmat.diagonal()[present].double() / support[present].double()
-    wa = confmat.diagonal().sum().double() / support.sum().double()
-    return wa.float(), recall.mean().float()
+def confusion_scores(confmat: np.ndarray | torch.Tensor) -> dict[str, float]:
+    """The one scoring function of the package (the logged metric, ``test_metrics.json``, the baselines):
+    WA, UA and macro-F1 (float64) from a (C, C) confusion matrix, rows true, columns predicted.
+
+    WA = trace / total (micro accuracy); UA = mean recall over the classes that occur in the labels
+    (scikit-learn's ``balanced_accuracy_score``); macro-F1 = mean of 2 TP / (2 TP + FP + FN) over the classes
+    that occur in the labels or the predictions, 0 for a class never predicted correctly (scikit-learn's
+    ``f1_score(average="macro", zero_division=0)``)."""
+    cm = confmat.detach().cpu().numpy() if isinstance(confmat, torch.Tensor) else np.asarray(confmat)
+    cm = cm.astype(np.float64)  # (C, C)
+    support, predicted, tp = cm.sum(axis=1), cm.sum(axis=0), cm.diagonal()  # (C,) each
+    if support.sum() == 0:
+        raise ValueError("confusion_scores: an empty confusion matrix (no labelled utterance)")
+    present, seen = support > 0, (support + predicted) > 0
+    f1 = 2 * tp[seen] / (2 * tp[seen] + (predicted - tp)[seen] + (support - tp)[seen])
+    return {"wa": float(tp.sum() / support.sum()), "ua": float(np.mean(tp[present] / support[present])),
+            "macro_f1": float(np.mean(f1))}
+
+
+def confusion_matrix(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
+    """(C, C) int64 counts, rows true labels (U,), columns predictions (U,), both in [0, C)."""
+    labels, preds = np.asarray(labels, dtype=np.int64), np.asarray(preds, dtype=np.int64)
+    return np.bincount(labels * num_classes + preds, minlength=num_classes ** 2).reshape(num_classes, num_classes)
+
+
+def score_predictions(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> dict:
+    """``confusion_scores`` of utterance labels (U,) and predictions (U,), with the confusion matrix as lists."""
+    confmat = confusion_matrix(labels, preds, num_classes)
+    return {**confusion_scores(confmat), "confmat": confmat.astype(int).tolist()}
 
 
 class UtteranceAccuracy(Metric):
@@ -44,10 +66,12 @@ class UtteranceAccuracy(Metric):
         WA = (1 / U) * sum_u [yhat_u == y_u]                (micro accuracy over utterances)
         UA = (1 / |K|) * sum_{c in K} recall_c,  recall_c = |{u: y_u = c, yhat_u = c}| / |{u: y_u = c}|
              with K the classes that occur in the labels   (macro recall, = balanced accuracy)
+        macro-F1 = mean over classes in the labels or predictions of 2 TP_c / (2 TP_c + FP_c + FN_c)
         confmat[i, j] = |{u: y_u = i, yhat_u = j}|          (rows true, columns predicted)
 
     Segments with label -1 are ignored; an utterance's segments must share a label. The same as
-    scikit-learn's `accuracy_score`, `balanced_accuracy_score` and `confusion_matrix` on (y_u, yhat_u).
+    scikit-learn's `accuracy_score`, `balanced_accuracy_score`, `f1_score(average="macro")` and
+    `confusion_matrix` on (y_u, yhat_u) (`confusion_scores`).
 
     Args:
         num_classes: C, the width of the posteriors and the range of the labels.
@@ -104,13 +128,13 @@ class UtteranceAccuracy(Metric):
         return uniq, mean_probs, lo
 
     def compute(self) -> dict[str, torch.Tensor]:
-        """{"wa": scalar, "ua": scalar, "confmat": (C, C) int64} over utterances; see the class docstring."""
+        """{"wa", "ua", "macro_f1": scalars, "confmat": (C, C) int64} over utterances (`confusion_scores`)."""
         _, mean_probs, labels = self._utterances()
         preds = mean_probs.argmax(dim=1)  # (U,)
         confmat = torch.bincount(labels * self.num_classes + preds, minlength=self.num_classes ** 2)
         confmat = confmat.reshape(self.num_classes, self.num_classes)  # (C, C) rows true
-        wa, ua = wa_ua(confmat)
-        return {"wa": wa, "ua": ua, "confmat": confmat}
+        scores = {key: torch.tensor(value, dtype=torch.float32) for key, value in confusion_scores(confmat).items()}
+        return {**scores, "confmat": confmat}
 
     def utterance_table(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(utt (U,) int64, averaged posteriors (U, C), labels (U,)) sorted by utt, gathered over ranks."""

@@ -18,7 +18,7 @@ import pytorch_lightning as pl
 import torch
 
 from ser_mtl.io_utils import atomic_write_json, atomic_write_text
-from ser_mtl.metrics import UtteranceAccuracy, mean_per_utterance, wa_ua
+from ser_mtl.metrics import UtteranceAccuracy, mean_per_utterance, score_predictions
 
 
 def format_table(wa: float, ua: float, n_utts: int, classes: list[str], confmat: np.ndarray) -> str:
@@ -61,12 +61,10 @@ def aux_tables(pl_module: pl.LightningModule) -> dict[str, tuple[np.ndarray, np.
 def test_metrics(utt: np.ndarray, probs: np.ndarray, labels: np.ndarray, classes: list[str],
                  eer: float | None = None) -> dict[str, Any]:
     """``test_metrics.json``'s content from the utterance table: utt (U,), averaged posteriors (U, C),
-    labels (U,). WA/UA come from the confusion matrix with the formula the logged metric uses."""
-    n = len(classes)
-    confmat = np.bincount(labels * n + probs.argmax(axis=1), minlength=n * n).reshape(n, n)  # (C, C) rows true
-    wa, ua = (float(v) for v in wa_ua(torch.as_tensor(confmat)))
-    metrics: dict[str, Any] = {"wa": wa, "ua": ua, "n_utterances": len(utt), "classes": classes,
-                               "confmat": confmat.astype(int).tolist()}
+    labels (U,). WA, UA and macro-F1 come from the confusion matrix by the function the logged metric uses."""
+    scores = score_predictions(labels, probs.argmax(axis=1), len(classes))  # WA, UA, macro-F1, (C, C) confmat
+    metrics: dict[str, Any] = {"wa": scores["wa"], "ua": scores["ua"], "macro_f1": scores["macro_f1"],
+                               "n_utterances": len(utt), "classes": classes, "confmat": scores["confmat"]}
     if eer is not None:
         metrics["eer"] = float(eer)
     return metrics

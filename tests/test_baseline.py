@@ -53,13 +53,15 @@ def test_baseline_command_scores_the_test_session(corpus, tmp_path, stats, capsy
 
 
 def test_scores_and_classifiers_agree_with_sklearn():
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
 
-    from ser_mtl.baselines.baseline import make_classifier, scores
+    from ser_mtl.baselines.baseline import make_classifier
+    from ser_mtl.metrics import score_predictions
 
     y_true = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
     y_pred = np.array([0, 1, 0, 1, 2, 2, 2, 0, 2])
-    got = scores(y_true, y_pred, 4)  # class 3 absent: UA over the three present
+    got = score_predictions(y_true, y_pred, 4)  # class 3 absent: UA over the three present
+    assert got["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro"))
     assert got["wa"] == pytest.approx(accuracy_score(y_true, y_pred)) == pytest.approx(6 / 9)
     assert got["ua"] == pytest.approx(balanced_accuracy_score(y_true, y_pred)) == pytest.approx((2 / 3 + 1 / 2 + 3 / 4) / 3)
     np.testing.assert_array_equal(got["confmat"], confusion_matrix(y_true, y_pred, labels=range(4)))

@@ -42,7 +42,7 @@ from ser_mtl.analysis.summary import SummaryError, collect_runs, read_record
 from ser_mtl.command_line import command, run_function
 from ser_mtl.io_utils import atomic_write_json
 
-COMPARED_METRICS = ("ua", "wa", "eer", "gender_acc", "speaker_acc")
+COMPARED_METRICS = ("ua", "wa", "macro_f1", "eer", "gender_acc", "speaker_acc")
 LOWER_IS_BETTER = frozenset({"eer"})
 UNITS = ("per_repeat", "per_run")
 DECISION_UNIT = "per_repeat"

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from ser_mtl.data.manifest import EMOTIONS
+
 LOSO = ("loso", "loso_session")
 DATA_FILE = "paper_results.csv"
 
@@ -87,7 +89,10 @@ def protocol_from_config(config: dict[str, Any] | None) -> Protocol | None:
         tuple(sorted(set(tasks) - {"emotion"}))) if tasks else None
     flags = (model.get("use_decoder"), model.get("use_discriminator"))
     arch = {(True, True): "aae", (True, False): "ae", (False, False): "cnn"}.get(flags)
-    return Protocol(corpus=data.get("corpus"), scheme=data.get("scheme"), task=data.get("task"), arch=arch,
+    task = data.get("task")
+    if task == "categorical" and data.get("classes") and list(data["classes"]) != list(EMOTIONS):
+        task = f"categorical ({len(data['classes'])}: {', '.join(data['classes'])})"  # never the paper's 4 classes
+    return Protocol(corpus=data.get("corpus"), scheme=data.get("scheme"), task=task, arch=arch,
                     aux=aux, target=data.get("target_corpus") if data.get("scheme") == "cross_corpus" else None,
                     tasks=tasks)
 

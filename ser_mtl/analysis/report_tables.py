@@ -174,24 +174,26 @@ def results_table(experiments: list[Experiment]) -> list[str]:
     """One row per cross-validation; rows of one protocol (corpus, scheme, task) are tested against
     its reference row (``significance``), with ``*`` on a significant UA and a footnote."""
     aux = aux_columns([e.summary for e in experiments])
-    lines = [("| experiment | model | corpus | task | scheme | folds×repeats | WA (%) | UA (%) | EER (%) | "
-              + "".join(f"{head} | " for _, head in aux) + "paper WA (%) | paper UA (%) |"),
-             "|" + "---|" * (11 + len(aux))]
+    lines = [("| experiment | model | corpus | task | scheme | folds×repeats | WA (%) | UA (%) | macro-F1 (%) | "
+              "EER (%) | " + "".join(f"{head} | " for _, head in aux) + "paper WA (%) | paper UA (%) |"),
+             "|" + "---|" * (12 + len(aux))]
     flags, notes = significance(experiments, protocol_groups(experiments))
     for exp, flag in zip(experiments, flags):
         s = exp.summary
         paper_wa, paper_ua = paper_cells(match(exp.protocol))
         cells = [exp.name, *protocol_cells(exp.protocol), grid_text(s), cell(s, "wa"),
-                 cell(s, "ua") + (" *" if flag else ""), cell(s, "eer"), *(cell(s, k) for k, _ in aux), paper_wa, paper_ua]
+                 cell(s, "ua") + (" *" if flag else ""), cell(s, "macro_f1"), cell(s, "eer"), *(cell(s, k) for k, _ in aux),
+                 paper_wa, paper_ua]
         lines.append("| " + " | ".join(cells) + " |")
     return lines + notes + cost_line([e.summary for e in experiments])
 
 
 def per_fold_table(exp: Experiment) -> list[str]:
     has_eer = any("eer_mean" in f for f in exp.summary["per_fold"])
-    lines = ["| fold | repeats | WA (%) | UA (%) |" + " EER (%) |" * has_eer, "|" + "---|" * (4 + has_eer)]
+    lines = ["| fold | repeats | WA (%) | UA (%) | macro-F1 (%) |" + " EER (%) |" * has_eer, "|" + "---|" * (5 + has_eer)]
     for f in exp.summary["per_fold"]:
-        cells = [str(f["fold"]), str(f["n_repeats"]), cell(f, "wa"), cell(f, "ua")] + [cell(f, "eer")] * has_eer
+        cells = [str(f["fold"]), str(f["n_repeats"]), cell(f, "wa"), cell(f, "ua"), cell(f, "macro_f1")] \
+            + [cell(f, "eer")] * has_eer
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 

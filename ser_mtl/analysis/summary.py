@@ -25,7 +25,7 @@ from typing import Any
 
 from ser_mtl.io_utils import atomic_write_json
 
-METRICS = ("wa", "ua", "eer", "gender_acc", "speaker_acc")
+METRICS = ("wa", "ua", "macro_f1", "eer", "gender_acc", "speaker_acc")
 HEADLINE_METRICS = ("wa", "ua")  # always in summary.json (null when no complete repeat has them)
 REQUIRED_KEYS = ("fold", "repeat", "seed")
 SUMMARY_NAME = "summary.json"
@@ -240,7 +240,8 @@ def format_headline(summary: dict[str, Any], name: str = "") -> str:
     """``name: WA 66.1 ± 1.2 %  UA 64.0 ± 0.9 %  (10 folds x 3 repeats)`` plus what is missing; a model
     without the emotion task shows its gender / speaker accuracy and EER instead."""
     grid = f"{len(summary['folds'])} folds x {summary['n_repeats']} complete repeats"
-    shown = [(label, key) for label, key in (("WA", "wa"), ("UA", "ua")) if summary.get(f"{key}_mean") is not None]
+    shown = [(label, key) for label, key in (("WA", "wa"), ("UA", "ua"), ("F1", "macro_f1"))
+             if summary.get(f"{key}_mean") is not None]
     if not shown:
         shown = [(label, key) for label, key in (("gender", "gender_acc"), ("speaker", "speaker_acc"), ("EER", "eer"))
                  if summary.get(f"{key}_mean") is not None]

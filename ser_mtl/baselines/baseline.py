@@ -17,6 +17,7 @@ from sklearn.svm import LinearSVC
 
 from ser_mtl.baselines.opensmile_features import FEATURE_SETS, Audio, BaselineError, SmileCache
 from ser_mtl.io_utils import atomic_write_json, atomic_write_text
+from ser_mtl.metrics import score_predictions
 
 Stats = Literal["mean_std", "std"]
 STATS = get_args(Stats)
@@ -58,14 +59,6 @@ def make_classifier(classifier: str, c: float, seed: int = 0):
     return make_pipeline(StandardScaler(), model)
 
 
-def scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict:
-    """WA, UA (mean recall over present classes), (C, C) confmat (rows true), as ``test_metrics``."""
-    confmat = np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
-    support = confmat.sum(axis=1)  # (C,)
-    present = support > 0
-    return {"wa": float(confmat.trace() / support.sum()),
-            "ua": float(np.mean(confmat.diagonal()[present] / support[present])),
-            "confmat": confmat.astype(int).tolist()}
 
 
 class _Describer:
@@ -130,10 +123,10 @@ def run_baseline(datamodule, out: str | None = None, features: Features = "stats
     x_val, x_test = describe(eval_store, val), describe(eval_store, test)  # (U_val, D), (U_test, D)
     n_classes = len(datamodule.class_names)
     fitted = [(c, make_classifier(classifier, c, seed).fit(x_train, y_train)) for c in grid]
-    val_ua, c, model = max(((scores(y_val, m.predict(x_val), n_classes)["ua"], c, m) for c, m in fitted),
+    val_ua, c, model = max(((score_predictions(y_val, m.predict(x_val), n_classes)["ua"], c, m) for c, m in fitted),
                            key=lambda t: t[0])  # the first C of equal validation UAs
     pred = model.predict(x_test).astype(np.int64)  # (U_test,)
-    result = {**scores(y_test, pred, n_classes), "n_utterances": len(test), "classes": datamodule.class_names,
+    result = {**score_predictions(y_test, pred, n_classes), "n_utterances": len(test), "classes": datamodule.class_names,
               "C": c, "val_ua": val_ua, "c_grid": list(grid), "features": features,
               "feature_description": describe.description(), "n_features": int(x_train.shape[1]),
               "classifier": classifier, "label": baseline_label(features, classifier, stats),

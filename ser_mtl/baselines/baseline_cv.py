@@ -26,7 +26,7 @@ from ser_mtl.io_utils import atomic_write_json
 from ser_mtl.runs.lifecycle import derive_seed
 from ser_mtl.runs.record import config_files
 
-_METRIC_KEYS = ("wa", "ua", "n_utterances", "classes", "confmat", "C", "val_ua", "features", "classifier",
+_METRIC_KEYS = ("wa", "ua", "macro_f1", "n_utterances", "classes", "confmat", "C", "val_ua", "features", "classifier",
                 "n_features")
 
 

@@ -213,7 +213,7 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
     def validation_metrics(self, labelled: Collection[str] | None = None) -> list[str]:
         """The keys validation logs every epoch for the tasks in ``labelled`` (None: every task)."""
         tasks = [task for task in self.tasks if labelled is None or task in labelled]
-        keys = ["val/wa", "val/ua"] if "emotion" in tasks else []
+        keys = ["val/wa", "val/ua", "val/macro_f1"] if "emotion" in tasks else []
         keys += [f"val/{key}" for task in tasks for key in (ACC_NAME[task], f"loss_{task}")]
         return keys + (["val/loss_cls"] if tasks else []) + (["val/loss_rec"] if self.decoder is not None else [])
 

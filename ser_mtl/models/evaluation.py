@@ -105,7 +105,7 @@ class EvaluationSteps(pl.LightningModule):
                            "are not logged this epoch")
         else:
             result = metric.compute()
-            self.log_dict({f"{stage}/{key}": float(result[key]) for key in ("wa", "ua")})
+            self.log_dict({f"{stage}/{key}": float(result[key]) for key in ("wa", "ua", "macro_f1")})
         if stage != "test":
             self._reset_stage(stage, metric)
 

@@ -38,7 +38,8 @@ FIT_DONE = "fit_done.json"
 FIT_RECORD = "fit_record.json"  # written by ser_mtl.callbacks.FitRecord at the end of a fit
 # What metrics.json copies from test_metrics.json besides the scores, and how the log names the scores.
 RUN_COUNTS = ("n_utterances", "n_gender_utterances", "n_speaker_utterances")
-SCORE_LABELS = (("WA", "wa"), ("UA", "ua"), ("gender", "gender_acc"), ("speaker", "speaker_acc"), ("EER", "eer"))
+SCORE_LABELS = (("WA", "wa"), ("UA", "ua"), ("F1", "macro_f1"), ("gender", "gender_acc"), ("speaker", "speaker_acc"),
+                ("EER", "eer"))
 
 
 def derive_seed(base_seed: int, fold: int, repeat: int) -> int:
