@@ -32,7 +32,7 @@ import numpy as np
 import soundfile as sf
 
 GARBAGE = b"\x00\x01 this is not audio \xff\xfe" * 8  # also the content of macOS `._*` files
-_PITCH = {"angry": 330.0, "happy": 440.0, "neutral": 220.0, "sad": 165.0, "": 275.0}
+_PITCH = {"angry": 330.0, "happy": 440.0, "excited": 440.0, "neutral": 220.0, "sad": 165.0, "": 275.0}
 
 
 # ----------------------------------------------------------------------------- audio helpers
@@ -88,7 +88,8 @@ def _utt(path: str, duration: float, speaker: str, gender: str, session: str, em
 
 # ----------------------------------------------------------------------------- IEMOCAP
 IEMOCAP_CODES = ("neu", "hap", "exc", "sad", "ang", "fru")  # turn i of a dialog gets CODES[i % 6]
-IEMOCAP_EMOTION = {"neu": "neutral", "hap": "happy", "exc": "happy", "sad": "sad", "ang": "angry"}
+IEMOCAP_EMOTION = {"neu": "neutral", "hap": "happy", "exc": "excited", "sad": "sad", "ang": "angry",
+                   "fru": "frustrated"}
 IEMOCAP_HEADER = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]"
 _EVALUATORS = ("C-E2:\tNeutral;\t()", "C-F1:\tNeutral;\t(curious)",
                "A-E3:\tval 3; act 2; dom  2;\t()", "A-F1:\tval 3; act 2; dom  1;\t()")
@@ -202,7 +203,7 @@ def _iemocap_bad_dialog(root: Path, n: int, utts: dict, skips: list, sample_rate
 
 # ----------------------------------------------------------------------------- MSP-IMPROV
 MSP_LETTERS = "AHSNOX"  # consensus of the k-th clip of a session: MSP_LETTERS[k % 6]
-MSP_EMOTION = {"A": "angry", "H": "happy", "S": "sad", "N": "neutral", "O": "", "X": ""}
+MSP_EMOTION = {"A": "angry", "H": "happy", "S": "sad", "N": "neutral", "O": "other", "X": ""}
 MSP_SENTENCES = ("S01A", "S02H")
 _RATER_WORD = {"A": "Angry", "H": "Happy", "S": "Sad", "N": "Neutral", "O": "Other", "X": "Other"}
 
@@ -388,7 +389,7 @@ def make_csv_corpus(root: Path, bad_files: bool = False, csv_name: str = "manife
                     sample_rate: int = 16000) -> dict:
     """Write root/wav/<speaker>/<utt>.wav and root/<csv_name> (columns path, speaker, gender,
     emotion, valence); six good lines (emotions angry, happy, neutral, sad, "", "Sad" in another
-    case). With bad_files, lines 8-12 are: unknown emotion "bored", audio missing, garbage audio,
+    case). With bad_files, lines 8-12 are: emotion "bored" (kept: any label is), audio missing, garbage audio,
     valence "high", and a repeat of line 2 (duplicate id)."""
     root = Path(root)
     good = [("spk1", "F", "angry", "2.0"), ("spk1", "F", "happy", "4.5"), ("spk2", "M", "neutral", ""),
@@ -408,7 +409,8 @@ def make_csv_corpus(root: Path, bad_files: bool = False, csv_name: str = "manife
         write_tone(root / "wav/spk4/high.wav", 0.3, sample_rate)
         lines += ["wav/spk4/bored.wav,spk4,M,bored,", "wav/spk4/missing.wav,spk4,M,sad,",
                   "wav/spk4/garbage.wav,spk4,M,sad,", "wav/spk4/high.wav,spk4,M,sad,high", lines[1]]
-        skips = [(csv_name, 8, "emotion 'bored'"), (csv_name, 9, "audio file not found"),
+        utts["bored"] = _utt("wav/spk4/bored.wav", 0.3, "spk4", "M", "", "bored", "", None)
+        skips = [(csv_name, 9, "audio file not found"),
                  (csv_name, 10, "unreadable audio"), (csv_name, 11, "valence 'high'"),
                  (csv_name, 12, "duplicate utterance id")]
     _write_lines(root / csv_name, lines)

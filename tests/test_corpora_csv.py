@@ -30,12 +30,12 @@ def test_rows_from_the_csv_with_defaults_for_missing_columns(tmp_path):
 def test_bad_lines_are_skipped_naming_the_line(tmp_path):
     expected = make_csv_corpus(tmp_path, bad_files=True)
     result = build_manifest("csv", tmp_path)
-    assert [(s.path, s.line) for s in result.skipped] == [("manifest.csv", n) for n in (8, 9, 10, 11, 12)]
+    assert [(s.path, s.line) for s in result.skipped] == [("manifest.csv", n) for n in (9, 10, 11, 12)]
+    assert [r.emotion for r in result.rows if r.utt_id == "bored"] == ["bored"]  # any label is kept
     for skip, (_, _, fragment) in zip(result.skipped, expected["skips"]):
         assert fragment in skip.reason
-    assert str(result.skipped[0]) == ("manifest.csv:8: emotion 'bored': expected one of "
-                                      "angry, happy, neutral, sad or empty")
-    assert len(result.rows) == 6
+    assert str(result.skipped[0]) == "manifest.csv:9: audio file not found: wav/spk4/missing.wav"
+    assert len(result.rows) == 7
 
 
 def test_csv_elsewhere_with_explicit_ids_and_corpus(tmp_path):

@@ -28,7 +28,9 @@ def test_counts_per_emotion_gender_session_speaker(tree):
     rows = result.rows
     assert result.skipped == []
     assert len(rows) == 36 == expected["rows"]
-    assert Counter(r.emotion for r in rows) == {"angry": 6, "happy": 12, "neutral": 6, "sad": 6, "": 6}
+    # every code keeps its label (the label scheme merges excited into happy and leaves frustrated out)
+    assert Counter(r.emotion for r in rows) == {"angry": 6, "happy": 6, "excited": 6, "neutral": 6, "sad": 6,
+                                                "frustrated": 6}
     assert Counter(r.raw_emotion for r in rows) == {c: 6 for c in ("neu", "hap", "exc", "sad", "ang", "fru")}
     assert Counter(r.gender for r in rows) == {"F": 18, "M": 18}
     assert Counter(r.session for r in rows) == {"1": 18, "2": 18}
@@ -68,7 +70,7 @@ def test_letter_suffixed_dialogs_find_their_audio(tree):
     assert rows["Ses02M_script01_1b_M002"].path == (
         "Session2/sentences/wav/Ses02M_script01_1b/Ses02M_script01_1b_M002.wav")
     assert rows["Ses02M_script01_1b_M002"].raw_emotion == "fru"  # turn 5
-    assert rows["Ses02M_script01_1b_M002"].emotion == ""
+    assert rows["Ses02M_script01_1b_M002"].emotion == "frustrated"
 
 
 def test_bracket_order_is_valence_activation_dominance_and_duration_from_header(tree):
@@ -82,7 +84,7 @@ def test_bracket_order_is_valence_activation_dominance_and_duration_from_header(
     assert [rows[f"Ses01F_impro01_{g}"].duration for g in ("F000", "M000", "F001")] == [0.3, 0.4, 0.5]
     assert rows["Ses01F_impro01_M000"].raw_emotion == "hap"
     assert rows["Ses01F_impro01_F001"].raw_emotion == "exc"
-    assert rows["Ses01F_impro01_F001"].emotion == "happy"  # excited merged into happy
+    assert rows["Ses01F_impro01_F001"].emotion == "excited"  # the label scheme merges it into happy
 
 
 def test_evaluator_subfolders_are_not_dialog_files(tree):
@@ -120,8 +122,8 @@ def test_bad_inputs_are_skipped_with_file_and_line(tmp_path):
     assert "[valence, activation, dominance]" in result.skipped[3].reason
     # 36 good + 2 good utterances of the bad dialog (angry F, sad M)
     assert len(result.rows) == 38
-    assert Counter(r.emotion for r in result.rows) == {"angry": 7, "happy": 12, "neutral": 6, "sad": 7,
-                                                       "": 6}
+    assert Counter(r.emotion for r in result.rows) == {"angry": 7, "happy": 6, "excited": 6, "neutral": 6,
+                                                       "sad": 7, "frustrated": 6}
     assert Counter(r.gender for r in result.rows) == {"F": 19, "M": 19}
 
 

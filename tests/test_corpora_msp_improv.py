@@ -29,7 +29,7 @@ def test_counts_per_emotion_gender_session_speaker(tree):
     rows = result.rows
     assert result.skipped == []
     assert len(rows) == 48 == expected["rows"]
-    assert Counter(r.emotion for r in rows) == {"angry": 8, "happy": 8, "sad": 8, "neutral": 8, "": 16}
+    assert Counter(r.emotion for r in rows) == {"angry": 8, "happy": 8, "sad": 8, "neutral": 8, "other": 8, "": 8}
     assert Counter(r.raw_emotion for r in rows) == {c: 8 for c in "AHSNOX"}
     assert Counter(r.gender for r in rows) == {"F": 24, "M": 24}
     assert Counter(r.session for r in rows) == {"1": 24, "2": 24}

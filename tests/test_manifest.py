@@ -77,7 +77,7 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     (f"{HEADER}\nu1,iemocap,a.wav,1.0,s,F,1,angry,ang,1,2\n", r"m.csv:2: expected 12 fields"),
     (f"{HEADER}\nu1,iemocap,a.wav,1.0,s,F,1,angry,ang,,,\nu2,iemocap,b.wav,abc,s,F,1,,,,,\n",
      r"m.csv:3: column 'duration': expected a number, got 'abc'"),
-    (f"{HEADER}\nu1,iemocap,a.wav,1.0,s,F,1,bored,,,,\n", r"m.csv:2: column 'emotion'"),
+    (f"{HEADER}\nu1,iemocap,a.wav,1.0,s,F,1,Bored ,,,,\n", r"m.csv:2: column 'emotion'"),
     (f"{HEADER}\nu1,iemocap,a.wav,1.0,s,X,1,,,,,\n", r"m.csv:2: column 'gender'"),
     (f"{HEADER}\nu1,iemocap,a.wav,1.0,s,F,1,,,high,,\n", r"m.csv:2: column 'valence'"),
     (f"{HEADER}\nu1,iemocap,a.wav,1.0,s,F,1,,,,,\nu1,iemocap,b.wav,1.0,s,F,1,,,,,\n",
@@ -119,11 +119,11 @@ def test_command_writes_manifest_and_prints_summary_and_skips(tmp_path, capsys):
     assert [line.split(": ")[0] for line in printed[1:6]] == [f"  {label}:{n}" for n in (7, 11, 15, 19, 23)]
     assert printed[1] == (f"  {label}:7: audio file not found: "
                           "Session1/sentences/wav/Ses01F_impro02/Ses01F_impro02_M000.wav")
-    assert printed[6] == f"wrote 38 rows to {out}"
+    assert printed[6] == f"wrote 38 rows to {out}"  # frustrated and excited rows are kept with their labels
     assert printed[7:] == [
         "38 utterances, 0.00 h, 4 speakers",
         "  corpus   iemocap 38",
-        "  emotion  angry 7, happy 12, neutral 6, sad 7, (none) 6",
+        "  emotion  angry 7, happy 6, neutral 6, sad 7, excited 6, frustrated 6",
         "  gender   F 19, M 19",
         "  session  1 20, 2 18",
         "  speakers 4",
@@ -157,9 +157,17 @@ def test_command_refuses_a_root_that_is_not_the_corpus(tmp_path):
 
 def test_command_with_no_usable_rows_writes_nothing(tmp_path, capsys):
     make_csv_corpus(tmp_path)
-    (tmp_path / "bad.csv").write_text("path,emotion\nwav/spk1/utt0.wav,bored\n")
+    (tmp_path / "bad.csv").write_text("path,emotion\nwav/spk1/no_such.wav,bored\n")
     out = tmp_path / "m.csv"
     with pytest.raises(CorpusError, match="no usable csv utterances"):
         manifest("csv", str(tmp_path), str(out), csv=str(tmp_path / "bad.csv"))
-    assert "bad.csv:2: emotion 'bored'" in capsys.readouterr().out
+    assert "bad.csv:2: audio file not found" in capsys.readouterr().out
     assert not out.exists()
+
+
+def test_any_lower_case_emotion_label_round_trips(tmp_path):
+    """The manifest keeps each corpus's own label (the class set is the label scheme's choice)."""
+    rows = [ManifestRow(f"u{i}", "crema_d", f"{i}.wav", 1.0, "1001", "F", "", label, label[:3].upper(), None, None,
+                        None) for i, label in enumerate(["disgust", "fear", "calm", "surprised", "contempt"])]
+    write_manifest(rows, tmp_path / "m.csv")
+    assert read_manifest(tmp_path / "m.csv") == rows

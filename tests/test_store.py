@@ -121,6 +121,9 @@ def test_changed_config_or_manifest_gets_a_new_path(corpus, tmp_path):
     assert FeatureStore(rows[::-1], str(root), LogSpectrogram(), cache).path != base
     changed = rows[:3] + [ManifestRow(**{**rows[3].__dict__, "path": "spk1/utt05.wav"})] + rows[4:]
     assert FeatureStore(changed, str(root), LogSpectrogram(), cache).path != base
+    # labels do not change the features: a relabelled manifest (another class set, age) keeps the store
+    relabelled = [ManifestRow(**{**r.__dict__, "emotion": "excited", "speaker": "x", "valence": 1.0}) for r in rows]
+    assert FeatureStore(relabelled, str(root), LogSpectrogram(), cache).path == base
 
 
 def test_open_refuses_an_incomplete_store(corpus, tmp_path):

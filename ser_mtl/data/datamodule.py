@@ -36,7 +36,6 @@ from ser_mtl.data.speaker_draw import draw_rows, draw_source
 from ser_mtl.data.store import FeatureStore, running_stats
 from ser_mtl.frontend import FrontEnd
 
-Corpus = Literal["iemocap", "msp_improv", "librispeech", "csv"]
 Task = Literal["categorical", "activation", "valence", "av3", "av5"]
 Scheme = Literal["10fold", "loso", "loso_session", "cross_corpus"]
 _GENDER_INDEX = {"F": 0, "M": 1}
@@ -47,7 +46,8 @@ class SERDataModule(pl.LightningDataModule):
     """Speech-emotion data with an auxiliary speaker/gender corpus, one fold of one scheme.
 
     Args:
-        corpus: the labelled (primary) corpus reader.
+        corpus: the labelled (primary) corpus: a reader registered in ``ser_mtl/data/corpora/__init__.py``
+            (iemocap, msp_improv, librispeech, csv, crema_d, ravdess, msp_podcast).
         root: root of the primary corpus as it unpacks (e.g. ``.../IEMOCAP_full_release``).
         subset: LibriSpeech only: the primary corpus's subset (e.g. ``train-clean-360`` to pretrain on it).
         speakers: primary-corpus speakers drawn with ``seed`` before the split (``None``: all), drawn as
@@ -60,8 +60,13 @@ class SERDataModule(pl.LightningDataModule):
         aux_fraction: share of every training batch drawn from the auxiliary corpus.
         target_corpus: the test corpus of the ``cross_corpus`` scheme (paper: MSP-IMPROV).
         target_root: root of ``target_corpus``.
-        task: label scheme: ``categorical`` (angry, happy, neutral, sad), ``activation`` or ``valence``
+        task: label scheme: ``categorical`` (the ``classes``), ``activation`` or ``valence``
             (3 levels, paper Table 2), ``av3``/``av5`` (K-means on valence-activation, fitted on training).
+        classes: the emotion classes, in class-index order, from the corpus's labels (the manifest's
+            ``emotion`` column after ``class_map``); None: the paper's four (angry, happy, neutral, sad).
+            Rows with another label are unlabelled speech (see ``use_unlabelled``), never dropped.
+        class_map: label -> class merges applied first (None: IEMOCAP's excited -> happy, as the paper;
+            no merge for other corpora); e.g. ``{excited: happy}`` or ``{calm: neutral}``.
         scheme: ``10fold`` (speaker-stratified), ``loso`` (leave one speaker out), ``loso_session``
             (leave one session out) or ``cross_corpus``.
         fold: which fold of ``scheme`` this run trains/validates/tests.
@@ -90,12 +95,13 @@ class SERDataModule(pl.LightningDataModule):
 
     def __init__(
         self,
-        corpus: Corpus = "iemocap", root: str = "data/IEMOCAP_full_release", subset: str | None = None,
+        corpus: str = "iemocap", root: str = "data/IEMOCAP_full_release", subset: str | None = None,
         speakers: int | None = None,
-        aux_corpus: Corpus = "librispeech", aux_root: str | None = None, aux_subset: str = "train-clean-360",
+        aux_corpus: str = "librispeech", aux_root: str | None = None, aux_subset: str = "train-clean-360",
         aux_speakers: int | None = 600, aux_fraction: float = 0.5,
-        target_corpus: Corpus | None = None, target_root: str | None = None,
-        task: Task = "categorical", scheme: Scheme = "10fold", fold: int = 0, seed: int = 0,
+        target_corpus: str | None = None, target_root: str | None = None,
+        task: Task = "categorical", classes: list[str] | None = None, class_map: dict[str, str] | None = None,
+        scheme: Scheme = "10fold", fold: int = 0, seed: int = 0,
         use_unlabelled: bool = False,
         batch_size: int = 32, segment_frames: int = 256, segment_hop: int = 128, eval_hop: int | None = None,
         features: FeatureExtractor = DEFAULT_FEATURES, feature_device: str | None = None,
@@ -132,15 +138,16 @@ class SERDataModule(pl.LightningDataModule):
             else:
                 warnings.warn(f"speaker verification disabled: no {verification_subset!r} folder in {aux_root} "
                               f"(set data.verification_subset, or null to silence this)", stacklevel=2)
-        self.label_scheme = make_label_scheme(task, corpus)
+        self.label_scheme = make_label_scheme(task, corpus, classes=classes, class_map=class_map)
         self._scheme_restored = False  # True once load_state_dict put a checkpoint's (fitted) scheme in place
-        self._has_emotion = any(r.emotion for r in self.rows)
+        self._has_emotion = any(self.label_scheme.category(r) is not None for r in self.rows)
         self.num_folds = num_folds(self.rows, scheme) if scheme != "cross_corpus" else 1
         if not 0 <= fold < self.num_folds:
             raise FoldError(f"data.fold={fold} is out of range: scheme {scheme!r} on {corpus} has "
                             f"{self.num_folds} folds (0..{self.num_folds - 1})")
         self.split: Split = make_split(self.rows, scheme, fold, seed, target_rows=self.target_rows or None,
-                                       labelled=[bool(r.emotion) or not self._has_emotion for r in self.rows])
+                                       labelled=[self.label_scheme.category(r) is not None or not self._has_emotion
+                                                 for r in self.rows])
         train_rows = [self.rows[i] for i in self.train_indices()]
         self.speakers = sorted({r.speaker for r in train_rows} | {r.speaker for r in self.aux_rows})
         self._speaker_index = {s: i for i, s in enumerate(self.speakers)}
@@ -185,7 +192,8 @@ class SERDataModule(pl.LightningDataModule):
         train = list(self.split.train)
         if self.hparams.use_unlabelled and self._has_emotion:
             speakers = {self.rows[i].speaker for i in train}
-            train += [i for i, r in enumerate(self.rows) if not r.emotion and r.speaker in speakers]
+            train += [i for i, r in enumerate(self.rows)
+                      if self.label_scheme.category(r) is None and r.speaker in speakers]
         return train
 
     def evaluation_split(self) -> tuple[list[ManifestRow], int]:
@@ -321,7 +329,7 @@ class SERDataModule(pl.LightningDataModule):
     def load_state_dict(self, state: dict) -> None:
         """Restore a checkpoint's label scheme (not refitted), statistics, speakers (warns if they differ)."""
         self.features.check_recorded(state.get("feature_settings"), "checkpoint")
-        scheme = restored_scheme(state.get("label_scheme"), self.hparams.task)
+        scheme = restored_scheme(state.get("label_scheme"), self.hparams.task, current=self.label_scheme)
         if scheme is not None:
             self.label_scheme, self._scheme_restored = scheme, True
             eval_rows, _ = self.evaluation_split()  # relabel what setup built (store_index points into rows)

@@ -1,6 +1,6 @@
 """Cross-validation splits: which utterances train, validate and test in each fold.
 
-Only LABELLED rows are assigned (by default those with an emotion; ``labelled`` for another task).
+Only LABELLED rows are assigned (by default those of the paper's four classes; ``labelled`` for others).
 Splits are index lists into ``rows``, deterministic for a seed; a speaker is (corpus, speaker), so two
 corpora never share one. Schemes (the paper, section 5, offers 10-fold and leave-one-speaker-out):
 
@@ -33,7 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ser_mtl.data.manifest import EMOTIONS, ManifestRow
+from ser_mtl.data.labels import make_label_scheme
+from ser_mtl.data.manifest import ManifestRow
 from ser_mtl.io_utils import atomic_open
 
 SCHEMES = ("10fold", "loso", "loso_session", "cross_corpus")
@@ -63,8 +64,9 @@ def _speaker(row: ManifestRow) -> tuple[str, str]:
 
 
 def _labelled_indices(rows: Sequence[ManifestRow], labelled: Sequence[bool] | None) -> list[int]:
-    if labelled is None:
-        return [i for i, r in enumerate(rows) if r.emotion in EMOTIONS]
+    if labelled is None:  # the default class set of each row's corpus (the paper's four, IEMOCAP's merge)
+        schemes = {c: make_label_scheme("categorical", c) for c in {r.corpus for r in rows}}
+        return [i for i, r in enumerate(rows) if schemes[r.corpus].category(r) is not None]
     if len(labelled) != len(rows):
         raise ValueError(f"labelled has {len(labelled)} entries for {len(rows)} rows")
     return [i for i, keep in enumerate(labelled) if keep]

@@ -19,7 +19,7 @@ from ser_mtl.io_utils import atomic_open
 
 COLUMNS = ["utt_id", "corpus", "path", "duration", "speaker", "gender", "session", "emotion",
            "raw_emotion", "valence", "activation", "dominance"]
-EMOTIONS = ("angry", "happy", "neutral", "sad")  # the 4-class set; this order is the class index
+EMOTIONS = ("angry", "happy", "neutral", "sad")  # the paper's 4 classes: data.classes' default, in index order
 GENDERS = ("F", "M")
 _FLOAT_COLUMNS = ("valence", "activation", "dominance")
 
@@ -30,7 +30,8 @@ class CorpusError(ValueError):
 
 @dataclass(frozen=True)
 class ManifestRow:
-    """One utterance. `emotion` is one of EMOTIONS or ""; `gender` "F", "M" or "" (unknown)."""
+    """One utterance. `emotion` is the corpus's own label as a lower-case name (angry, excited, disgust, ...;
+    "" = none or no agreement), whatever the class set (`data.classes` picks); `gender` "F", "M" or ""."""
 
     utt_id: str
     corpus: str
@@ -104,9 +105,9 @@ def _parse_row(cells: list[str], where: str) -> ManifestRow:
         raise CorpusError(f"{where}: column 'duration': expected seconds > 0, got {values['duration']!r}")
     if values["gender"] not in GENDERS + ("",):
         raise CorpusError(f"{where}: column 'gender': expected F, M or empty, got {values['gender']!r}")
-    if values["emotion"] not in EMOTIONS + ("",):
-        raise CorpusError(f"{where}: column 'emotion': expected one of {', '.join(EMOTIONS)} "
-                          f"or empty, got {values['emotion']!r}")
+    if values["emotion"] != values["emotion"].strip().lower():
+        raise CorpusError(f"{where}: column 'emotion': expected a lower-case label without surrounding spaces "
+                          f"(e.g. {', '.join(EMOTIONS)}) or empty, got {values['emotion']!r}")
     floats = {c: _parse_float(values[c], c, where, optional=True) for c in _FLOAT_COLUMNS}
     strings = {c: values[c] for c in COLUMNS if c not in _FLOAT_COLUMNS and c != "duration"}
     return ManifestRow(duration=duration, **strings, **floats)

@@ -9,21 +9,14 @@ import hashlib
 import os
 from pathlib import Path
 
-from ser_mtl.data.corpora import build_manifest
+from ser_mtl.data.corpora import build_manifest, reader
 from ser_mtl.data.manifest import CorpusError, ManifestRow, read_manifest, write_manifest
-
-# Files whose change means the manifest must be rebuilt (audio edits alone do not relabel).
-_LABEL_GLOBS = {
-    "iemocap": ["Session*/dialog/EmoEvaluation/*.txt"],
-    "msp_improv": ["Evaluation.txt", "Evalution.txt", "*/Evaluation.txt", "*/Evalution.txt"],
-    "librispeech": ["SPEAKERS.TXT", "{subset}/*/*/*.trans.txt"],
-    "csv": ["*.csv"],
-}
 
 
 def _signature(corpus: str, root: Path, subset: str | None) -> str:
-    digest = hashlib.sha1(f"{corpus}|{root}|{subset}".encode())
-    for pattern in _LABEL_GLOBS.get(corpus, []):
+    # v2: readers keep every emotion label (class sets belong to the label scheme): older caches are re-read
+    digest = hashlib.sha1(f"v2|{corpus}|{root}|{subset}".encode())
+    for pattern in reader(corpus).label_globs:  # files whose change means the manifest must be read again
         for path in sorted(glob.glob(str(root / pattern.format(subset=subset or "")))):
             st = os.stat(path)
             digest.update(f"{path}|{st.st_size}|{st.st_mtime_ns}".encode())

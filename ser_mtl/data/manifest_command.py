@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from ser_mtl.command_line import command
 from ser_mtl.data.corpora import build_manifest
 from ser_mtl.data.manifest import CorpusError, summarize, write_manifest
 
 
 @command(errors=(CorpusError,))
-def manifest(corpus: Literal["iemocap", "msp_improv", "librispeech", "csv"], root: str, out: str,
+def manifest(corpus: str, root: str, out: str,
              subset: str | None = None, csv: str | None = None) -> None:
     """Build the manifest of a corpus on disk and write it as CSV.
 
@@ -18,7 +16,9 @@ def manifest(corpus: Literal["iemocap", "msp_improv", "librispeech", "csv"], roo
 
     Args:
         corpus: Which reader to use: iemocap (IEMOCAP_full_release/), msp_improv (MSP-IMPROV/),
-            librispeech (LibriSpeech/, one subset) or csv (any corpus described by a CSV).
+            librispeech (LibriSpeech/, one subset), crema_d (CREMA-D/: AudioWAV/, VideoDemographics.csv),
+            ravdess (Actor_NN/ folders), msp_podcast (Audios/, Labels/labels_consensus.csv) or csv (any
+            corpus described by a CSV); the registry is ser_mtl/data/corpora/__init__.py.
         root: The corpus root folder as unpacked (e.g. /data/IEMOCAP_full_release).
         out: Where to write the manifest CSV (written atomically; folders are created).
         subset: LibriSpeech only: the subset folder to read (default train-clean-360).

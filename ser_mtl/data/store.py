@@ -2,9 +2,10 @@
 
 LibriSpeech train-clean-360 is ~33 GB of float16 frames, so features never sit in RAM: utterance i is
 one contiguous (rows, length) block of ``features.f16``, read through ``np.memmap``. The folder
-``cache_dir/<key>/`` is keyed by every row's content and the `FeatureExtractor`'s ``key()`` (for a
-pretrained model: its name, weights hash, layers and settings) but not the corpus root, so a changed
-manifest, setting or weight file never reads stale frames and a moved corpus keeps its store:
+``cache_dir/<key>/`` is keyed by every row's audio (id, corpus, path, duration) and the `FeatureExtractor`'s
+``key()`` (for a pretrained model: its name, weights hash, layers and settings) but not the corpus root or
+the labels, so other audio, settings or weights never read stale frames, while a moved or relabelled corpus
+keeps its store:
 
 - ``features.f16``  raw float16, utterance i at frames [offsets[i], offsets[i] + lengths[i])
 - ``index.npz``     ``offsets``, ``lengths``: (U,) int64 frames, in the order of ``rows``
@@ -21,7 +22,6 @@ Spawned workers need the ``if __name__ == "__main__":`` guard in the calling scr
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import hashlib
 import json
@@ -46,7 +46,7 @@ from ser_mtl.io_utils import DiskFullError, atomic_open, atomic_write_text, disk
 
 log = logging.getLogger(__name__)
 
-_FORMAT = 1  # part of the key: a new on-disk format never opens an old folder
+_FORMAT = 2  # part of the key: a new on-disk format never opens an old folder (2: labels no longer hashed)
 DTYPE = np.float16  # frames are stored as float16 (range +-65504, ~3 significant digits)
 COMPLETE = "COMPLETE.json"
 DATA = "features.f16"
@@ -58,10 +58,12 @@ class StoreNotBuiltError(RuntimeError):
 
 
 def store_key(rows: Sequence[ManifestRow], cfg: FeatureExtractor) -> str:
-    """16 hex digits hashing the format, the extractor's key and every row's content in order."""
+    """16 hex digits hashing the format, the extractor's key and, in order, what decides each row's audio
+    (utt_id, corpus, path, duration): labels, speakers and sessions do not change features, so a relabelled
+    corpus (another class set, a new label column) keeps its store."""
     digest = hashlib.sha256(f"ser-mtl-store-v{_FORMAT}|{cfg.key()}|{len(rows)}\n".encode())
     for row in rows:
-        digest.update(json.dumps(dataclasses.astuple(row)).encode() + b"\n")
+        digest.update(json.dumps([row.utt_id, row.corpus, row.path, row.duration]).encode() + b"\n")
     return digest.hexdigest()[:16]
 
 

@@ -3,7 +3,8 @@
 The CSV (default `<root>/manifest.csv`) names its columns in a header: `path` (relative to the root)
 is required, any other manifest column optional (empty if missing; utt_id defaults to the stem of
 `path`, corpus to "csv"). `duration` always comes from the audio header. An unknown column is an
-error, so that a typo (`emotions`) cannot silently lose the labels.
+error, so that a typo (`emotions`) cannot silently lose the labels. Any emotion label is kept (lower-cased):
+the label scheme (`data.classes`, `data.class_map`) chooses the classes; other rows are unlabelled speech.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import math
 from pathlib import Path, PurePosixPath
 
 from ser_mtl.data.corpora._collect import Collector, require_dir
-from ser_mtl.data.manifest import COLUMNS, EMOTIONS, GENDERS, CorpusError, ReadResult
+from ser_mtl.data.corpora.reader_spec import CorpusReader
+from ser_mtl.data.manifest import COLUMNS, GENDERS, CorpusError, ReadResult
 
 CORPUS = "csv"
 DEFAULT_CSV = "manifest.csv"
@@ -33,9 +35,7 @@ def _parse_row(values: dict[str, str]) -> dict[str, object] | str:
         return "empty path"
     if PurePosixPath(path).is_absolute() or ".." in PurePosixPath(path).parts or ":" in path[:3]:
         return f"path {path!r} must be relative to the root and stay inside it"
-    emotion = values.get("emotion", "").strip().lower()
-    if emotion not in EMOTIONS + ("",):
-        return f"emotion {emotion!r}: expected one of {', '.join(EMOTIONS)} or empty"
+    emotion = " ".join(values.get("emotion", "").strip().lower().split())  # any label; the scheme picks classes
     gender = values.get("gender", "").strip().upper()
     if gender not in GENDERS + ("",):
         return f"gender {gender!r}: expected F, M or empty"
@@ -88,3 +88,6 @@ def read_csv_corpus(root: str | Path, csv_path: str | Path | None = None) -> Rea
                 continue
             out.add(where, number, **fields)
     return out.result
+
+
+READER = CorpusReader(CORPUS, read_csv_corpus, ("*.csv",))

@@ -4,8 +4,9 @@ Only `Session{n}/dialog/EmoEvaluation/*.txt` are dialog files. A block head is a
 or the first line after a blank one, so a malformed head is reported, not taken for an evaluator line.
 Speaker and gender come from the LAST field of the utterance id: `Ses01F_impro01_M000` is spoken by
 the male actor of session 1 (speaker "Ses01_M"); the letter after `Ses01` only says who wore the
-motion-capture markers. exc is merged into happy; other codes outside the 4-class set give emotion ""
-but keep their raw code and valence/activation/dominance for the dimensional tasks.
+motion-capture markers. Every code keeps its label (exc is "excited": the label scheme merges it into
+happy by default, as the paper); xxx (no agreement) gives emotion "". The raw code and
+valence/activation/dominance are kept for the dimensional tasks.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import re
 from pathlib import Path
 
 from ser_mtl.data.corpora._collect import Collector, rel, require_dir
+from ser_mtl.data.corpora.reader_spec import CorpusReader
 from ser_mtl.data.manifest import CorpusError, ReadResult
 
 CORPUS = "iemocap"
-EMOTION_OF_CODE = {"ang": "angry", "hap": "happy", "exc": "happy", "neu": "neutral", "sad": "sad"}
+EMOTION_OF_CODE = {"ang": "angry", "hap": "happy", "exc": "excited", "neu": "neutral", "sad": "sad",
+                   "fru": "frustrated", "sur": "surprised", "fea": "fear", "dis": "disgust", "oth": "other"}
 _SESSION_DIR = re.compile(r"^Session(\d+)$")
 _HEAD = re.compile(r"^\[\s*([\d.]+)\s*-\s*([\d.]+)\s*\]\s+(\S+)\s+(\S+)\s+\[([^\]]*)\]$")
 _UTT = re.compile(r"^Ses(\d\d)[FM]_.+_([FM])\d+$")
@@ -90,3 +93,7 @@ def read_iemocap(root: str | Path) -> ReadResult:
             if label_file.is_file() and not label_file.name.startswith("._"):  # `._*`: macOS resource forks
                 _read_dialog(out, label_file, session)
     return out.result
+
+
+READER = CorpusReader(CORPUS, read_iemocap, ("Session*/dialog/EmoEvaluation/*.txt",),
+                      emotions=tuple(EMOTION_OF_CODE.values()))

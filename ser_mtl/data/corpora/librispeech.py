@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from ser_mtl.data.corpora._collect import Collector, rel, require_dir
+from ser_mtl.data.corpora.reader_spec import CorpusReader
 from ser_mtl.data.manifest import GENDERS, CorpusError, ReadResult
 
 CORPUS = "librispeech"
@@ -81,3 +82,7 @@ def read_librispeech(root: str | Path, subset: str = DEFAULT_SUBSET) -> ReadResu
                 emotion="", raw_emotion="", valence=None, activation=None, dominance=None)
     _check_transcripts(root, subset_dir, out)
     return out.result
+
+
+READER = CorpusReader(CORPUS, read_librispeech, ("SPEAKERS.TXT", "{subset}/*/*/*.trans.txt"),
+                      default_subset=DEFAULT_SUBSET)

@@ -3,7 +3,8 @@
 A block of `Evaluation.txt` (or `Evalution.txt`) starts with the consensus line of one clip, named after
 its video (`UTD-IMPROV-X.avi` is the clip of `MSP-IMPROV-X.wav`), then one line per rater (ignored).
 The consensus line is split on ';' and then on `key:value`, never by position; `NaN` gives an empty cell.
-O (other) and X (no agreement) keep their letter in raw_emotion and get emotion "".
+O is emotion "other" (unlabelled under the default four classes); X (no agreement) gets emotion "".
+The letter is kept in raw_emotion.
 
 Who speaks: both actors of a dyad speak in the clips filed under one target-role actor (`F01`), so the
 turn field's first letter (`FM01`) is taken as the speaker's gender and, a session having one actor of
@@ -18,11 +19,12 @@ import re
 from pathlib import Path
 
 from ser_mtl.data.corpora._collect import Collector, rel, require_dir
+from ser_mtl.data.corpora.reader_spec import CorpusReader
 from ser_mtl.data.manifest import CorpusError, ReadResult
 
 CORPUS = "msp_improv"
 LABEL_FILES = ("Evaluation.txt", "Evalution.txt")  # the second spelling ships in some copies
-EMOTION_OF_LETTER = {"A": "angry", "H": "happy", "S": "sad", "N": "neutral", "O": "", "X": ""}
+EMOTION_OF_LETTER = {"A": "angry", "H": "happy", "S": "sad", "N": "neutral", "O": "other", "X": ""}
 _NAME = re.compile(r"^(?:UTD|MSP)-IMPROV-(S\d{2}[AHSN])-([FM])(\d{2})-([PRST])-([FM])([FM])(\d+)"
                    r"\.(?:avi|wav)$")
 _EXPECTED = ('expected "UTD-IMPROV-S01A-F01-P-FM01.avi; <A|H|S|N|O|X>; A:<activation>; '
@@ -115,3 +117,8 @@ def read_msp_improv(root: str | Path) -> ReadResult:
                 raw_emotion=letter, valence=values.get("V"), activation=values.get("A"),
                 dominance=values.get("D"))
     return out.result
+
+
+READER = CorpusReader(CORPUS, read_msp_improv, ("Evaluation.txt", "Evalution.txt", "*/Evaluation.txt",
+                                                "*/Evalution.txt"),
+                      emotions=tuple(e for e in EMOTION_OF_LETTER.values() if e))
