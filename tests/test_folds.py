@@ -46,7 +46,8 @@ def _speakers(rows, idx):
 def test_num_folds(rows, expected):
     assert {s: num_folds(rows, s) for s in expected} == expected
     assert num_folds(rows, "cross_corpus") == 1
-    assert SCHEMES == ("10fold", "loso", "loso_session", "cross_corpus")
+    assert SCHEMES == ("10fold", "loso", "loso_session", "speaker5fold", "speaker10fold", "official", "cross_corpus")
+    assert num_folds(rows, "speaker5fold") == 5 and num_folds(rows, "speaker10fold") == 10
 
 
 @pytest.mark.parametrize("rows", [IEMOCAP, MSP], ids=["iemocap", "msp"])
@@ -198,6 +199,39 @@ def test_write_folds_and_command(tmp_path, capsys):
 def test_command_rejects_unlabelled_manifest(tmp_path):
     manifest = tmp_path / "m.csv"
     write_manifest([r for r in MSP if not r.emotion], manifest)
-    with pytest.raises(ValueError, match="no utterance has an emotion label"):
+    with pytest.raises(ValueError, match=r"no utterance has a label among \[.angry., .happy., .neutral., .sad.\]"):
         folds(str(manifest), "loso", str(tmp_path / "f.csv"))
     assert not (tmp_path / "f.csv").exists()
+
+
+@pytest.mark.parametrize("k", [5, 10])
+def test_speaker_kfold_is_speaker_independent_balanced_and_seeded(k):
+    rows = _corpus("crema_d", 12, seed=3)  # 24 speakers
+    labelled = _labelled(rows)
+    tests = [make_split(rows, f"speaker{k}fold", fold, seed=7) for fold in range(k)]
+    # every labelled utterance is tested exactly once; test and validation speakers never train
+    assert sorted(i for sp in tests for i in sp.test) == sorted(labelled)
+    for fold, sp in enumerate(tests):
+        assert set(sp.train) | set(sp.val) | set(sp.test) == labelled
+        assert not (_speakers(rows, sp.train) & _speakers(rows, sp.test + sp.val))
+        assert set(sp.val) == set(tests[(fold + 1) % k].test)  # fold k+1 validates
+    sizes = [len(sp.test) for sp in tests]
+    per_speaker = max(Counter(rows[i].speaker for i in labelled).values())
+    assert max(sizes) - min(sizes) <= per_speaker  # greedy balancing: within one speaker's utterances
+    assert [make_split(rows, f"speaker{k}fold", 0, seed=7).test] == [tests[0].test]
+    assert make_split(rows, f"speaker{k}fold", 0, seed=8).test != tests[0].test
+    with pytest.raises(ValueError, match="speaker10fold needs at least 10 speakers"):
+        make_split(_corpus("crema_d", 2), "speaker10fold", 0, seed=0)
+
+
+def test_official_partition_trains_develops_and_tests_each_test_set():
+    parts = ["Train"] * 5 + ["Development"] * 2 + ["Test1"] * 2 + ["Test2"]
+    rows = [ManifestRow(f"u{i}", "msp_podcast", f"{i}.wav", 1.0, "" if i % 3 else f"s{i}", "F", part, "happy", "H",
+                        None, None, None) for i, part in enumerate(parts * 3)]
+    assert num_folds(rows, "official") == 2
+    first, second = (make_split(rows, "official", k, seed=0) for k in (0, 1))
+    assert [rows[i].session for i in first.train] == ["Train"] * 15
+    assert {rows[i].session for i in first.val} == {"Development"} and len(first.val) == 6
+    assert {rows[i].session for i in first.test} == {"Test1"} and {rows[i].session for i in second.test} == {"Test2"}
+    with pytest.raises(ValueError, match="needs the partition in the session column"):
+        make_split(IEMOCAP, "official", 0, seed=0)

@@ -25,6 +25,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from ser_mtl.data.data_summary import describe, skip_summary
 from ser_mtl.data.datasets import SegmentDataset, UtteranceLabels
+from ser_mtl.data.emobox_folds import emobox_scheme
 from ser_mtl.data.extractor import FeatureExtractor, extractor_from_config
 from ser_mtl.data.features import LogSpectrogram
 from ser_mtl.data.folds import FoldError, Split, make_split, num_folds
@@ -37,7 +38,7 @@ from ser_mtl.data.store import FeatureStore, running_stats
 from ser_mtl.frontend import FrontEnd
 
 Task = Literal["categorical", "activation", "valence", "av3", "av5"]
-Scheme = Literal["10fold", "loso", "loso_session", "cross_corpus"]
+Scheme = Literal["10fold", "loso", "loso_session", "speaker5fold", "speaker10fold", "official", "emobox", "cross_corpus"]
 _GENDER_INDEX = {"F": 0, "M": 1}
 DEFAULT_FEATURES = LogSpectrogram()  # paper 4.2 settings
 
@@ -68,9 +69,14 @@ class SERDataModule(pl.LightningDataModule):
         class_map: label -> class merges applied first (None: IEMOCAP's excited -> happy, as the paper;
             no merge for other corpora); e.g. ``{excited: happy}`` or ``{calm: neutral}``.
         scheme: ``10fold`` (speaker-stratified), ``loso`` (leave one speaker out), ``loso_session``
-            (leave one session out) or ``cross_corpus``.
+            (leave one session out), ``speaker5fold`` / ``speaker10fold`` (speaker-independent k-fold),
+            ``official`` (the corpus's published partition: MSP-Podcast), ``emobox`` (EmoBox's fold files,
+            ``folds_file``) or ``cross_corpus`` (``ser_mtl/data/folds.py``).
         fold: which fold of ``scheme`` this run trains/validates/tests.
         seed: seed of the fold assignment, both speaker draws and batch shuffling.
+        folds_file: ``scheme: emobox`` only: EmoBox's ``data/<dataset>/`` folder (``fold_1/...jsonl``); fold k
+            is EmoBox's fold_<k+1>; without an official validation file, a seeded 20 % of the training
+            speakers validates (``ser_mtl/data/emobox_folds.py``).
         use_unlabelled: let training-speaker utterances outside the task's classes join training
             (reconstruction, adversarial, gender and speaker losses; no emotion label).
         batch_size: segments per batch (paper: 32).
@@ -101,7 +107,7 @@ class SERDataModule(pl.LightningDataModule):
         aux_speakers: int | None = 600, aux_fraction: float = 0.5,
         target_corpus: str | None = None, target_root: str | None = None,
         task: Task = "categorical", classes: list[str] | None = None, class_map: dict[str, str] | None = None,
-        scheme: Scheme = "10fold", fold: int = 0, seed: int = 0,
+        scheme: Scheme = "10fold", fold: int = 0, seed: int = 0, folds_file: str | None = None,
         use_unlabelled: bool = False,
         batch_size: int = 32, segment_frames: int = 256, segment_hop: int = 128, eval_hop: int | None = None,
         features: FeatureExtractor = DEFAULT_FEATURES, feature_device: str | None = None,
@@ -141,13 +147,16 @@ class SERDataModule(pl.LightningDataModule):
         self.label_scheme = make_label_scheme(task, corpus, classes=classes, class_map=class_map)
         self._scheme_restored = False  # True once load_state_dict put a checkpoint's (fitted) scheme in place
         self._has_emotion = any(self.label_scheme.category(r) is not None for r in self.rows)
-        self.num_folds = num_folds(self.rows, scheme) if scheme != "cross_corpus" else 1
-        if not 0 <= fold < self.num_folds:
-            raise FoldError(f"data.fold={fold} is out of range: scheme {scheme!r} on {corpus} has "
-                            f"{self.num_folds} folds (0..{self.num_folds - 1})")
-        self.split: Split = make_split(self.rows, scheme, fold, seed, target_rows=self.target_rows or None,
-                                       labelled=[self.label_scheme.category(r) is not None or not self._has_emotion
-                                                 for r in self.rows])
+        labelled = [self.label_scheme.category(r) is not None or not self._has_emotion for r in self.rows]
+        if scheme == "emobox":
+            self.num_folds, self.split = emobox_scheme(folds_file, self.rows, labelled, fold, seed)
+        else:
+            self.num_folds = num_folds(self.rows, scheme, labelled) if scheme != "cross_corpus" else 1
+            if not 0 <= fold < self.num_folds:
+                raise FoldError(f"data.fold={fold} is out of range: scheme {scheme!r} on {corpus} has "
+                                f"{self.num_folds} folds (0..{self.num_folds - 1})")
+            self.split: Split = make_split(self.rows, scheme, fold, seed, target_rows=self.target_rows or None,
+                                           labelled=labelled)
         train_rows = [self.rows[i] for i in self.train_indices()]
         self.speakers = sorted({r.speaker for r in train_rows} | {r.speaker for r in self.aux_rows})
         self._speaker_index = {s: i for i, s in enumerate(self.speakers)}

@@ -298,3 +298,24 @@ def _remove_stale(root: Path, dataset: str, written: set[Path]) -> None:
                 file.unlink()
         if not any(folder.iterdir()):
             folder.rmdir()
+
+
+def emobox_scheme(folds_file: str | os.PathLike | None, rows: Sequence[ManifestRow], labelled: Sequence[bool],
+                  fold: int, seed: int) -> tuple[int, Split]:
+    """``data.scheme: emobox``: (number of folds, our `Split` of fold ``fold``, 0-based = EmoBox's fold_<fold+1>)
+    from EmoBox's files at ``folds_file``. Every utterance a fold names must have a label of the chosen classes
+    (``labelled``): EmoBox's class set and ours must agree, or the results would not be on EmoBox's splits."""
+    if not folds_file:
+        raise FoldError("scheme 'emobox' needs data.folds_file: EmoBox's data/<dataset>/ folder (fold_1, ...)")
+    folds = read_emobox_folds(folds_file, rows)
+    if not 0 <= fold < len(folds):
+        raise FoldError(f"data.fold={fold} is out of range: {folds_file} has {len(folds)} EmoBox folds "
+                        f"(0..{len(folds) - 1}; data.fold k is EmoBox's fold_<k+1>)")
+    chosen = folds[fold]
+    listed = [*chosen.train, *chosen.test, *(chosen.valid or [])]
+    if outside := [rows[i] for i in listed if not labelled[i]]:
+        labels = sorted({r.emotion for r in outside})
+        raise FoldError(f"{chosen.folder}: EmoBox's fold names {len(outside)} utterance(s) whose label is not "
+                        f"among data.classes (labels {labels}, e.g. {outside[0].utt_id}); set data.classes and "
+                        "data.class_map to EmoBox's label_map for this corpus")
+    return len(folds), emobox_split(chosen, rows, seed)

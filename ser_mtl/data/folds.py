@@ -12,6 +12,13 @@ corpora never share one. Schemes (the paper, section 5, offers 10-fold and leave
   exactly one partner, the next speaker in that order validates.
 - ``loso_session`` (one fold per session): session k tests, session (k+1) % n validates, so validation
   shares no speaker or dialog with training either (the cost: 3 of 5 IEMOCAP sessions train).
+- ``speaker5fold`` / ``speaker10fold`` (speaker-INDEPENDENT k-fold): the speakers, in a seeded order,
+  each go to the fold with the fewest utterances so far, so folds are balanced in utterances and share no
+  speaker; fold k tests, (k+1) % k_folds validates. For corpora with many speakers (CREMA-D's 91,
+  RAVDESS's 24) where one fold per speaker is too many fits.
+- ``official`` (a corpus's published partition, in the ``session`` column: MSP-Podcast's Split_Set):
+  ``Train`` trains, ``Development`` (older releases: ``Validation``) validates, and fold k tests the k-th
+  test set (``Test1``, ``Test2``, ... in natural order); rows of other partitions are left out.
 - ``cross_corpus`` (one fold): all labelled ``rows`` train; ``target_rows`` is split BY SPEAKER into
   ~30 % validation and ~70 % test (paper: "30% of the MSP-IMPROV data for parameter selection"), the
   validation speakers being the prefix of a seeded shuffle whose utterance share is closest to 30 %.
@@ -37,7 +44,8 @@ from ser_mtl.data.labels import make_label_scheme
 from ser_mtl.data.manifest import ManifestRow
 from ser_mtl.io_utils import atomic_open
 
-SCHEMES = ("10fold", "loso", "loso_session", "cross_corpus")
+SCHEMES = ("10fold", "loso", "loso_session", "speaker5fold", "speaker10fold", "official", "cross_corpus")
+OFFICIAL_TRAIN, OFFICIAL_VAL = ("Train",), ("Development", "Validation")
 N_TENFOLD = 10
 CROSS_CORPUS_VAL_FRACTION = 0.3
 
@@ -89,7 +97,49 @@ def num_folds(rows: Sequence[ManifestRow], scheme: str, labelled: Sequence[bool]
         return len({_speaker(rows[i]) for i in idx})
     if scheme == "loso_session":
         return len({(rows[i].corpus, rows[i].session) for i in idx})
+    if scheme.startswith("speaker"):
+        return _speaker_folds(scheme)
+    if scheme == "official":
+        if not (tests := _official_test_sets(rows, idx)):
+            found = sorted({rows[i].session for i in idx}, key=_natural_key)
+            raise FoldError(f"scheme 'official' needs the partition in the session column (Train, Development or "
+                            f"Validation, Test1, ...: MSP-Podcast's Split_Set); the labelled rows have {found[:8]}")
+        return len(tests)
     return 1
+
+
+def _speaker_folds(scheme: str) -> int:
+    return int(scheme.removeprefix("speaker").removesuffix("fold"))
+
+
+def _speaker_kfold(rows: Sequence[ManifestRow], idx: list[int], fold: int, k: int, seed: int) -> Split:
+    count: Counter = Counter(_speaker(rows[i]) for i in idx)
+    speakers = sorted(count, key=lambda s: (s[0], _natural_key(s[1])))
+    if len(speakers) < k:
+        raise FoldError(f"speaker{k}fold needs at least {k} speakers with labelled utterances, got {len(speakers)}")
+    load, fold_of = [0] * k, {}
+    for j in np.random.default_rng(seed).permutation(len(speakers)):  # greedy: the lightest fold takes it
+        target = int(np.argmin(load))
+        fold_of[speakers[j]], load[target] = target, load[target] + count[speakers[j]]
+    val_fold = (fold + 1) % k
+    part = {i: fold_of[_speaker(rows[i])] for i in idx}
+    return Split(train=[i for i in idx if part[i] not in (fold, val_fold)], val=[i for i in idx if part[i] == val_fold],
+                 test=[i for i in idx if part[i] == fold])
+
+
+def _official_test_sets(rows: Sequence[ManifestRow], idx: list[int]) -> list[str]:
+    return sorted({rows[i].session for i in idx if rows[i].session.lower().startswith("test")}, key=_natural_key)
+
+
+def _official(rows: Sequence[ManifestRow], idx: list[int], fold: int) -> Split:
+    tests = _official_test_sets(rows, idx)
+    train = [i for i in idx if rows[i].session in OFFICIAL_TRAIN]
+    val = [i for i in idx if rows[i].session in OFFICIAL_VAL]
+    if not (train and val):
+        found = sorted({rows[i].session for i in idx}, key=_natural_key)
+        raise FoldError(f"scheme 'official' needs Train and Development (or Validation) rows in the session column; "
+                        f"the labelled rows have {found[:8]}")
+    return Split(train=train, val=val, test=[i for i in idx if rows[i].session == tests[fold]])
 
 
 def _tenfold(rows: Sequence[ManifestRow], idx: list[int], fold: int, seed: int) -> Split:
@@ -198,7 +248,7 @@ def make_split(rows: Sequence[ManifestRow], scheme: str, fold: int, seed: int,
     idx = _labelled_indices(rows, labelled)
     if not idx:
         raise FoldError(f"scheme {scheme!r}: no labelled rows among {len(rows)}")
-    if scheme != "10fold":
+    if scheme not in ("10fold", "official"):
         _require(rows, idx, "speaker", scheme)
     if scheme == "10fold":
         split = _tenfold(rows, idx, fold, seed)
@@ -206,11 +256,16 @@ def make_split(rows: Sequence[ManifestRow], scheme: str, fold: int, seed: int,
         split = _loso(rows, idx, fold)
     elif scheme == "loso_session":
         split = _loso_session(rows, idx, fold)
+    elif scheme.startswith("speaker"):
+        split = _speaker_kfold(rows, idx, fold, _speaker_folds(scheme), seed)
+    elif scheme == "official":
+        split = _official(rows, idx, fold)
     else:
         target_idx = _labelled_indices(target_rows, target_labelled)
         _require(target_rows, target_idx, "speaker", scheme)
         split = Split(idx, *_cross_corpus(target_rows, target_idx, seed, val_fraction))
-    check_split(split, rows, speaker_independent=scheme != "10fold", target_rows=target_rows)
+    # the official partition is speaker-independent as published, except for unknown speakers
+    check_split(split, rows, speaker_independent=scheme not in ("10fold", "official"), target_rows=target_rows)
     return split
 
 

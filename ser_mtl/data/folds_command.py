@@ -1,38 +1,60 @@
 """`ser-mtl folds`: write the cross-validation folds of a manifest, to inspect or share them (training
-builds the same splits itself from scheme, fold and seed)."""
+builds the same splits itself from scheme, fold and seed), as CSV or as EmoBox's fold files."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 from ser_mtl.command_line import command
-from ser_mtl.data.folds import write_folds
-from ser_mtl.data.manifest import EMOTIONS, read_manifest
+from ser_mtl.data.emobox_folds import write_emobox_folds
+from ser_mtl.data.folds import make_split, num_folds, write_folds
+from ser_mtl.data.labels import make_label_scheme
+from ser_mtl.data.manifest import read_manifest
+
+FoldScheme = Literal["10fold", "loso", "loso_session", "speaker5fold", "speaker10fold", "official"]
 
 
 @command(errors=(ValueError,))
-def folds(manifest: str, scheme: Literal["10fold", "loso", "loso_session"], out: str, seed: int = 0) -> None:
-    """Write `fold,split,utt_id,speaker` for every emotion-labelled utterance of every fold.
+def folds(manifest: str, scheme: FoldScheme, out: str, seed: int = 0, classes: list[str] | None = None,
+          class_map: dict[str, str] | None = None, format: Literal["csv", "emobox"] = "csv",
+          dataset: str | None = None) -> None:
+    """Write `fold,split,utt_id,speaker` for every labelled utterance of every fold (or EmoBox's files).
 
     Prints one line per fold with the number of utterances and speakers in train, val and test.
 
     Args:
         manifest: A manifest CSV written by `ser-mtl manifest`.
         scheme: 10fold (speaker-dependent, every fold holds every speaker; fold k tests, k+1
-            validates), loso (one speaker tests, its session partner validates) or loso_session
-            (one session tests, the next session validates).
-        out: Where to write the folds CSV (written atomically; folders are created).
-        seed: Shuffles the utterances dealt into the 10 folds (the LOSO schemes do not depend on it).
+            validates), loso (one speaker tests, its session partner validates), loso_session
+            (one session tests, the next session validates), speaker5fold / speaker10fold
+            (speaker-independent k-fold) or official (the corpus's published partition: MSP-Podcast).
+        out: The folds CSV (written atomically; folders are created), or with --format emobox the folder
+            that receives <dataset>/fold_<k>/<dataset>_{train,valid,test}_fold_<k>.jsonl.
+        seed: Shuffles the utterances dealt into the 10 folds, or the speakers of the speaker k-folds.
+        classes: The emotion classes that count as labelled (default: the paper's four).
+        class_map: Label merges applied first (default: IEMOCAP's excited -> happy).
+        format: csv, or emobox (EmoBox's JSONL fold files, so its recipes run on these splits; labels are
+            the corpus's own codes, as EmoBox writes them).
+        dataset: EmoBox's name of the corpus (default: the manifest's corpus name).
 
     Raises:
-        ValueError: the manifest has no emotion-labelled utterance, or a scheme cannot be built on it
+        ValueError: the manifest has no labelled utterance, or a scheme cannot be built on it
             (e.g. a labelled utterance without speaker for loso).
     """
     rows = read_manifest(manifest)
-    n_labelled = sum(r.emotion in EMOTIONS for r in rows)
+    corpus = rows[0].corpus if rows else ""
+    label_scheme = make_label_scheme("categorical", corpus, classes=classes, class_map=class_map)
+    labelled = [label_scheme.category(r) is not None for r in rows]
+    n_labelled = sum(labelled)
     if n_labelled == 0:
-        raise ValueError(f"{manifest}: no utterance has an emotion label ({len(rows)} rows); nothing to split")
-    counts = write_folds(rows, scheme, seed, out)
+        raise ValueError(f"{manifest}: no utterance has a label among {label_scheme.classes} ({len(rows)} rows); "
+                         "nothing to split (set --classes)")
+    if format == "emobox":
+        splits = [make_split(rows, scheme, k, seed, labelled=labelled) for k in range(num_folds(rows, scheme, labelled))]
+        folder = write_emobox_folds(rows, splits, dataset or corpus, out, lambda r: r.raw_emotion or r.emotion)
+        print(f"{scheme}: {len(splits)} folds over {n_labelled} labelled of {len(rows)} utterances -> {folder}")
+        return
+    counts = write_folds(rows, scheme, seed, out, labelled=labelled)
     print(f"{scheme}: {len(counts)} folds over {n_labelled} labelled of {len(rows)} utterances -> {out}")
     for c in counts:
         print(f"  fold {c['fold']:2d}: train {c['train']:5d} ({c['train_speakers']} spk)  "
