@@ -23,9 +23,13 @@ BASE = ["iemocap.yaml", "msp_improv.yaml", "librispeech_pretrain.yaml", "cross_c
 # Pretrained-model front-ends: a base config plus the features and input stage (their model is not on disk
 # here; tests/test_ssl_pipeline.py runs the same configs on a tiny model built from a config).
 SSL = ["iemocap_wavlm.yaml", "librispeech_pretrain_wavlm.yaml"]
+# Other corpora in their own class sets: iemocap.yaml's model on another reader, classes and scheme
+# (tests/test_class_sets.py runs them on generated trees).
+OTHER_CORPORA = ["crema_d.yaml", "ravdess.yaml", "msp_podcast.yaml"]
 VARIANTS = sorted(str(p.relative_to(CONFIGS)) for p in (CONFIGS / "models").glob("*.yaml")) + \
     sorted(str(p.relative_to(CONFIGS)) for p in (CONFIGS / "tasks").glob("*.yaml"))
-NETWORKS = {"paper.yaml": ["iemocap.yaml", "msp_improv.yaml", "librispeech_pretrain.yaml", "cross_corpus.yaml", *SSL],
+NETWORKS = {"paper.yaml": ["iemocap.yaml", "msp_improv.yaml", "librispeech_pretrain.yaml", "cross_corpus.yaml", *SSL,
+                           *OTHER_CORPORA],
             "demo.yaml": ["demo.yaml", "demo_pretrain.yaml"]}
 # (pretraining config, fine-tuning config): --model.init_from loads the first one's weights into the second.
 PRETRAIN_FINETUNE = [("demo_pretrain.yaml", "demo.yaml")] + \
@@ -105,7 +109,7 @@ def _overrides(config: str, root: Path) -> list[str]:
 
 def test_every_config_is_listed():
     shipped = {p.name for p in CONFIGS.glob("*.yaml")}
-    assert shipped == set(BASE + SSL)
+    assert shipped == set(BASE + SSL + OTHER_CORPORA)
     assert len(VARIANTS) == 11  # 6 comparison models + categorical + 4 dimensional tasks
     assert {p.name for p in (CONFIGS / "networks").glob("*.yaml")} == set(NETWORKS)
     for network, users in NETWORKS.items():
@@ -113,7 +117,7 @@ def test_every_config_is_listed():
             assert _network_of(config) == f"networks/{network}", config
 
 
-@pytest.mark.parametrize("config", BASE + SSL + [f"iemocap.yaml+{v}" for v in VARIANTS])
+@pytest.mark.parametrize("config", BASE + SSL + OTHER_CORPORA + [f"iemocap.yaml+{v}" for v in VARIANTS])
 def test_print_config_parses(config):
     printed = _print_config(*config.split("+"))
     assert {"data", "model", "trainer", "lr_schedule", "checkpoint"} <= set(printed)
