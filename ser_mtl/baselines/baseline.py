@@ -68,6 +68,7 @@ class _Describer:
         if features not in FEATURES:
             raise BaselineError(f"--baseline.features must be one of {FEATURES}, got {features!r}")
         self.features, self.stats = features, stats
+        self.frontend = type(datamodule.features).__name__  # LogSpectrogram, PretrainedFeatures, ...
         self.num_workers = int(datamodule.hparams.num_workers)
         self.smile = (SmileCache(features, datamodule.features, datamodule.hparams.cache_dir, audio)
                       if features in FEATURE_SETS else None)
@@ -85,7 +86,8 @@ class _Describer:
             name, dim, _ = FEATURE_SETS[self.features]
             return f"openSMILE {name} functionals ({dim}) of the {self.smile.audio} audio"
         kind = "mean/std" if self.stats == "mean_std" else "std"
-        return f"per-row {kind} of log-spectrogram frames and deltas"
+        frames = "log-spectrogram frames" if self.frontend == "LogSpectrogram" else f"{self.frontend} frames"
+        return f"per-row {kind} of {frames} and deltas"
 
 
 def _labelled(store, rows, indices, label_scheme) -> tuple[list[int], np.ndarray]:
