@@ -165,7 +165,7 @@ def test_egemaps_baseline_every_fold_and_report(corpus, tmp_path, capsys):
     row = next(line for line in text.read_text().splitlines() if line.startswith("| eGeMAPS + LogReg |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1:5] == ["eGeMAPS + LogReg", "iemocap", "categorical", "loso_session"]
-    assert cells[6] == f"{100 * summary['wa_mean']:.1f} ± –" and cells[9:] == ["–", "–"]  # no paper numbers
+    assert cells[6] == f"{100 * summary['wa_mean']:.1f} ± –" and cells[10:] == ["–", "–"]  # no paper numbers
 
 
 def test_report_names_a_baseline_folder_beside_a_network_folder(tmp_path):
