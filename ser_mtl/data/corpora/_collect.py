@@ -3,6 +3,8 @@ the row or record a Skip naming the label file and line. One place, so all reade
 
 from __future__ import annotations
 
+import csv
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ser_mtl.data.corpora._audio_info import AudioProblem, audio_duration
@@ -20,6 +22,25 @@ def require_dir(root: str | Path, corpus: str) -> Path:
     if not path.is_dir():
         raise CorpusError(f"{path}: not a directory (expected the {corpus} root)")
     return path
+
+
+def table_rows(path: Path, where: str, out: Collector,
+               check_header: Callable[[list[str]], None]) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, {column: cell}) of every non-blank row of the CSV label file ``path`` (a BOM allowed),
+    after ``check_header`` has accepted its header (it raises CorpusError otherwise); a row with another
+    number of fields is a Skip at ``where``:line, as every reader reports it."""
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = [h.strip() for h in next(reader, [])]
+        check_header(header)
+        for cells in reader:
+            if not any(c.strip() for c in cells):
+                continue
+            if len(cells) != len(header):
+                out.skip(where, reader.line_num, f"expected {len(header)} fields ({','.join(header)}), "
+                                                 f"got {len(cells)}")
+                continue
+            yield reader.line_num, dict(zip(header, cells))
 
 
 class Collector:

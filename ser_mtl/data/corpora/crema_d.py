@@ -11,11 +11,10 @@ usable demographics row, are Skips naming the file.
 
 from __future__ import annotations
 
-import csv
 import re
 from pathlib import Path
 
-from ser_mtl.data.corpora._collect import Collector, rel, require_dir
+from ser_mtl.data.corpora._collect import Collector, rel, require_dir, table_rows
 from ser_mtl.data.corpora.reader_spec import CorpusReader
 from ser_mtl.data.manifest import CorpusError, ReadResult
 
@@ -35,31 +34,22 @@ def _read_demographics(root: Path, out: Collector) -> dict[str, str]:
     """actor id -> "F" | "M" from VideoDemographics.csv (columns found by header name); bad rows are Skips."""
     path = root / DEMOGRAPHICS
     genders: dict[str, str] = {}
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        header = [h.strip() for h in next(reader, [])]
+    def check_header(header: list[str]) -> None:
         if "ActorID" not in header or "Sex" not in header:
             raise CorpusError(f"{path}:1: header {','.join(header) or '(empty)'}: expected the columns "
                               f'"ActorID","Age","Sex","Race","Ethnicity" (at least ActorID and Sex)')
-        actor_col, sex_col = header.index("ActorID"), header.index("Sex")
-        for cells in reader:
-            if not any(c.strip() for c in cells):
-                continue
-            number = reader.line_num
-            if len(cells) != len(header):
-                out.skip(DEMOGRAPHICS, number, f"expected {len(header)} fields ({','.join(header)}), "
-                                               f"got {len(cells)}")
-                continue
-            actor, sex = cells[actor_col].strip(), cells[sex_col].strip()
-            gender = GENDER_OF_SEX.get(sex.lower())
-            if not re.fullmatch(r"\d{4}", actor) or gender is None:
-                out.skip(DEMOGRAPHICS, number, f"expected a 4-digit ActorID and Sex Male or Female, "
-                                               f"got ActorID {actor!r}, Sex {sex!r}")
-                continue
-            if actor in genders:
-                out.skip(DEMOGRAPHICS, number, f"actor {actor} listed twice (the first row is used)")
-                continue
-            genders[actor] = gender
+
+    for number, values in table_rows(path, DEMOGRAPHICS, out, check_header):
+        actor, sex = values["ActorID"].strip(), values["Sex"].strip()
+        gender = GENDER_OF_SEX.get(sex.lower())
+        if not re.fullmatch(r"\d{4}", actor) or gender is None:
+            out.skip(DEMOGRAPHICS, number, f"expected a 4-digit ActorID and Sex Male or Female, "
+                                           f"got ActorID {actor!r}, Sex {sex!r}")
+            continue
+        if actor in genders:
+            out.skip(DEMOGRAPHICS, number, f"actor {actor} listed twice (the first row is used)")
+            continue
+        genders[actor] = gender
     return genders
 
 

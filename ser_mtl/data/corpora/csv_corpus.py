@@ -9,11 +9,10 @@ the label scheme (`data.classes`, `data.class_map`) chooses the classes; other r
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path, PurePosixPath
 
-from ser_mtl.data.corpora._collect import Collector, require_dir
+from ser_mtl.data.corpora._collect import Collector, require_dir, table_rows
 from ser_mtl.data.corpora.reader_spec import CorpusReader
 from ser_mtl.data.manifest import COLUMNS, GENDERS, CorpusError, ReadResult
 
@@ -66,27 +65,19 @@ def read_csv_corpus(root: str | Path, csv_path: str | Path | None = None) -> Rea
                           f"paths relative to {root})")
     where = _label_name(root, csv_path)
     out = Collector(root)
-    with csv_path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        header = [h.strip() for h in next(reader, [])]
+    def check_header(header: list[str]) -> None:
         unknown = [h for h in header if h not in COLUMNS]
         if "path" not in header or unknown or len(set(header)) != len(header):
             raise CorpusError(f"{csv_path}:1: header {','.join(header) or '(empty)'}: expected a "
                               f"'path' column and only these names, each once: {','.join(COLUMNS)}"
                               + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
-        for cells in reader:
-            if not cells or not any(c.strip() for c in cells):
-                continue
-            number = reader.line_num
-            if len(cells) != len(header):
-                out.skip(where, number, f"expected {len(header)} fields ({','.join(header)}), "
-                                        f"got {len(cells)}")
-                continue
-            fields = _parse_row(dict(zip(header, cells)))
-            if isinstance(fields, str):
-                out.skip(where, number, fields)
-                continue
-            out.add(where, number, **fields)
+
+    for number, values in table_rows(csv_path, where, out, check_header):
+        fields = _parse_row(values)
+        if isinstance(fields, str):
+            out.skip(where, number, fields)
+            continue
+        out.add(where, number, **fields)
     return out.result
 
 

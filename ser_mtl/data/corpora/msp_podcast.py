@@ -12,11 +12,10 @@ Test1, Test2, ...; older releases say Validation), is the session, verbatim.
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
-from ser_mtl.data.corpora._collect import Collector, rel, require_dir
+from ser_mtl.data.corpora._collect import Collector, rel, require_dir, table_rows
 from ser_mtl.data.corpora.reader_spec import CorpusReader
 from ser_mtl.data.manifest import CorpusError, ReadResult
 
@@ -84,27 +83,17 @@ def read_msp_podcast(root: str | Path) -> ReadResult:
         raise CorpusError(f"{root}: no {AUDIO_DIR}/ folder (MSP-Podcast keeps its wav files there)")
     where = rel(root, label_file)
     out = Collector(root)
-    with label_file.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        header = [h.strip() for h in next(reader, [])]
-        missing = [c for c in COLUMNS if c not in header]
-        if missing:
+    def check_header(header: list[str]) -> None:
+        if missing := [c for c in COLUMNS if c not in header]:
             raise CorpusError(f"{label_file}:1: header {','.join(header) or '(empty)'}: missing the "
                               f"column(s) {', '.join(missing)} (expected {','.join(COLUMNS)})")
-        index = {c: header.index(c) for c in COLUMNS}
-        for cells in reader:
-            if not any(c.strip() for c in cells):
-                continue
-            number = reader.line_num
-            if len(cells) != len(header):
-                out.skip(where, number, f"expected {len(header)} fields ({','.join(header)}), "
-                                        f"got {len(cells)}")
-                continue
-            fields = _parse_row({c: cells[i].strip() for c, i in index.items()})
-            if isinstance(fields, str):
-                out.skip(where, number, fields)
-                continue
-            out.add(where, number, **fields)
+
+    for number, values in table_rows(label_file, where, out, check_header):
+        fields = _parse_row({c: values[c].strip() for c in COLUMNS})
+        if isinstance(fields, str):
+            out.skip(where, number, fields)
+            continue
+        out.add(where, number, **fields)
     return out.result
 
 
