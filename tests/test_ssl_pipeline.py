@@ -73,6 +73,23 @@ def test_fit_and_test_on_wavlm_layers(ssl_run, wavlm):
 
 
 @pytest.mark.slow
+def test_predict_gives_the_test_posteriors_and_cache_finds_the_stores_built(ssl_run, corpus, wavlm, capsys):
+    import csv
+
+    main(["predict", *ssl_args(corpus, ssl_run, wavlm), "--ckpt_path", str(ssl_run / "checkpoints" / "best.ckpt")])
+    with open(ssl_run / "predict.csv") as f:
+        predicted = {r["utt_id"]: r for r in csv.DictReader(f)}
+    with open(ssl_run / "predictions.csv") as f:
+        tested = list(csv.DictReader(f))
+    assert set(predicted) == {r["utt_id"] for r in tested}
+    for row in tested:
+        assert float(predicted[row["utt_id"]]["p_angry"]) == pytest.approx(float(row["p_angry"]), abs=1e-5)
+    stores = sorted(p.parent.name for p in (ssl_run.parent / "cache").glob("*/COMPLETE.json"))
+    main(["cache", *ssl_args(corpus, ssl_run, wavlm)])  # every store of the config is there: nothing rebuilt
+    assert sorted(p.parent.name for p in (ssl_run.parent / "cache").glob("*/COMPLETE.json")) == stores
+
+
+@pytest.mark.slow
 def test_classify_and_export_run_the_same_extractor(ssl_run, corpus, tmp_path):
     import onnxruntime
 
