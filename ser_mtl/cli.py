@@ -26,9 +26,9 @@ import sys
 # name -> (module, function, one-line help), run by ser_mtl.command_line. Imported only when run, so
 # `ser-mtl --help` is fast and a command whose module is missing leaves the others working.
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "synth": ("ser_mtl.data.synth", "synth", "write the synthetic demo corpus (IEMOCAP + LibriSpeech layouts)"),
-    "manifest": ("ser_mtl.data.manifest_command", "manifest", "read a corpus into a manifest CSV"),
-    "folds": ("ser_mtl.data.folds_command", "folds", "write the cross-validation folds of a manifest"),
+    "synth": ("ser_mtl.data_commands", "synth", "write the synthetic demo corpus (IEMOCAP + LibriSpeech layouts)"),
+    "manifest": ("ser_mtl.data_commands", "manifest", "read a corpus into a manifest CSV"),
+    "folds": ("ser_mtl.data_commands", "folds", "write the cross-validation folds of a manifest"),
     "cache": ("ser_mtl.cache_command", "cache_main", "build the feature stores of a config ahead of training"),
     "classify": ("ser_mtl.commands", "classify", "emotion probabilities for audio files with a trained model"),
     "export": ("ser_mtl.export_onnx", "export", "a trained model as an ONNX file"),

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from ser_mtl.data.folds import SCHEMES, Split, check_split, make_split, num_folds, write_folds
-from ser_mtl.data.folds_command import folds
 from ser_mtl.data.manifest import EMOTIONS, ManifestRow, write_manifest
+from ser_mtl.data_commands import folds
 
 
 def _corpus(name: str, sessions: int, seed: int = 0, unlabelled: int = 5) -> list[ManifestRow]:

@@ -19,7 +19,7 @@ from ser_mtl.data.manifest import (
     summarize,
     write_manifest,
 )
-from ser_mtl.data.manifest_command import manifest
+from ser_mtl.data_commands import manifest
 
 HEADER = "utt_id,corpus,path,duration,speaker,gender,session,emotion,raw_emotion,valence,activation,dominance"
 

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ser_mtl.command_line import command
 from ser_mtl.data.synth_librispeech import write_librispeech
 from ser_mtl.data.synth_voice import Voice, make_voice, render_utterance, write_audio
 from ser_mtl.io_utils import atomic_write_text
@@ -57,7 +56,6 @@ class _Utt:
     latent: tuple[float, float, float] = (3.0, 2.7, 3.0)  # (valence, activation, dominance)
 
 
-@command(errors=(FileExistsError, ValueError))
 def synth(out: str, seed: int = 0, iemocap_sessions: int = 5, iemocap_dialogs: int = 5,
           iemocap_utterances: int = 70, iemocap_seconds: tuple[float, float] = (1.5, 4.0),
           librispeech_train_speakers: int = 24, librispeech_train_utterances: int = 11,

@@ -1,17 +1,55 @@
-"""`ser-mtl folds`: write the cross-validation folds of a manifest, to inspect or share them (training
-builds the same splits itself from scheme, fold and seed), as CSV or as EmoBox's fold files."""
+"""The data commands of ``ser-mtl``: ``manifest`` (a corpus on disk -> manifest CSV), ``folds`` (a
+manifest's cross-validation folds, as CSV or EmoBox's fold files) and ``synth`` (the synthetic demo corpus).
+They live with the command line; the library under ``ser_mtl/data/`` does not import it."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 from ser_mtl.command_line import command
+from ser_mtl.data.corpora import build_manifest
 from ser_mtl.data.emobox_folds import write_emobox_folds
 from ser_mtl.data.folds import make_split, num_folds, write_folds
 from ser_mtl.data.labels import make_label_scheme
-from ser_mtl.data.manifest import read_manifest
+from ser_mtl.data.manifest import CorpusError, read_manifest, summarize, write_manifest
+from ser_mtl.data.synth import synth as write_synthetic_corpora
 
 FoldScheme = Literal["10fold", "loso", "loso_session", "speaker5fold", "speaker10fold", "official"]
+# `ser-mtl synth`: the function's signature and docstring are its options
+synth = command(errors=(FileExistsError, ValueError))(write_synthetic_corpora)
+
+
+@command(errors=(CorpusError,))
+def manifest(corpus: str, root: str, out: str,
+             subset: str | None = None, csv: str | None = None) -> None:
+    """Build the manifest of a corpus on disk and write it as CSV.
+
+    Prints a summary and every input that was left out, as `path:line: reason` relative to the root.
+
+    Args:
+        corpus: Which reader to use: iemocap (IEMOCAP_full_release/), msp_improv (MSP-IMPROV/),
+            librispeech (LibriSpeech/, one subset), crema_d (CREMA-D/: AudioWAV/, VideoDemographics.csv),
+            ravdess (Actor_NN/ folders), msp_podcast (Audios/, Labels/labels_consensus.csv) or csv (any
+            corpus described by a CSV); the registry is ser_mtl/data/corpora/__init__.py.
+        root: The corpus root folder as unpacked (e.g. /data/IEMOCAP_full_release).
+        out: Where to write the manifest CSV (written atomically; folders are created).
+        subset: LibriSpeech only: the subset folder to read (default train-clean-360).
+        csv: csv corpus only: the CSV describing the corpus (default <root>/manifest.csv), with a
+            `path` column relative to the root and optionally any other manifest column.
+
+    Raises:
+        CorpusError: `root` is not the named corpus, or no utterance could be used.
+    """
+    result = build_manifest(corpus, root, subset=subset, csv=csv)
+    if result.skipped:
+        print(f"skipped {len(result.skipped)} (paths relative to {root}):")
+        for skip in result.skipped:
+            print(f"  {skip}")
+    if not result.rows:
+        raise CorpusError(f"{root}: no usable {corpus} utterances found; nothing written to {out}")
+    write_manifest(result.rows, out)
+    print(f"wrote {len(result.rows)} rows to {out}")
+    print(summarize(result.rows))
 
 
 @command(errors=(ValueError,))
