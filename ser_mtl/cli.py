@@ -36,10 +36,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "sweep": ("ser_mtl.runs.sweep", "sweep_main", "one cross-validation per value of a parameter"),
     "baseline": ("ser_mtl.baselines.baseline_command", "baseline_main",
                  "utterance statistics + logistic regression on the same split (a reference)"),
-    "aggregate": ("ser_mtl.analysis.aggregate_command", "aggregate_main", "summarise finished cross-validation runs"),
-    "compare": ("ser_mtl.analysis.compare", "compare_main",
+    "aggregate": ("ser_mtl.analysis_commands", "aggregate_main", "summarise finished cross-validation runs"),
+    "compare": ("ser_mtl.analysis_commands", "compare_main",
                 "paired differences and tests (UA, WA) between cv folders over matching runs"),
-    "report": ("ser_mtl.analysis.report", "report_main", "Markdown tables and plots from cv summaries"),
+    "report": ("ser_mtl.analysis_commands", "report_main", "Markdown tables and plots from cv summaries"),
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 

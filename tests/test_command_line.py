@@ -9,7 +9,7 @@ import inspect
 import pytest
 
 from ser_mtl import cli
-from ser_mtl.analysis.report import report_main
+from ser_mtl.analysis_commands import report_main
 from ser_mtl.cli import main
 from ser_mtl.command_line import ForwardingCommand, parse_function_args, split_argv
 from ser_mtl.commands import classify

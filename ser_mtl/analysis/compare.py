@@ -30,7 +30,6 @@ Runs in only one folder are listed under ``unmatched``, never dropped silently. 
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +38,6 @@ from scipy import stats
 
 from ser_mtl.analysis.paper_results import config_section
 from ser_mtl.analysis.summary import SummaryError, collect_runs, read_record
-from ser_mtl.command_line import command, run_function
-from ser_mtl.io_utils import atomic_write_json
 
 COMPARED_METRICS = ("ua", "wa", "macro_f1", "eer", "gender_acc", "speaker_acc")
 LOWER_IS_BETTER = frozenset({"eer"})
@@ -343,29 +340,3 @@ def format_comparison(result: dict[str, Any]) -> str:
     if notes:
         lines += ["", "notes:", *(f"  - {n}" for n in notes)]
     return "\n".join(lines)
-
-
-@command(positional="dirs", errors=(SummaryError,))
-def compare_main(dirs: list[str], out: str | None = None, metric: str = "ua",
-                 allow_mismatch: list[str] | None = None) -> dict[str, Any]:
-    """Paired comparison of cross-validations: each later folder minus the first, over matching (fold, repeat) runs.
-
-    Prints mean differences, 95 % t intervals, Wilcoxon and sign-flip p-values, per repeat and per run.
-
-    Args:
-        dirs: cv folders (DIR/*/metrics.json); the first is the reference.
-        out: also write the full result (pairs, intervals, p-values) to this JSON file.
-        metric: the metric the verdict is about: ua, wa, eer, gender_acc or speaker_acc.
-        allow_mismatch: cv.json settings that may differ from the first folder's (else refused): data.corpus,
-            data.task, data.scheme, data.target_corpus, data.seed, base_seed.
-    """
-    result = compare_dirs(list(dirs), metric, allow_mismatch)
-    print(format_comparison(result))
-    if out:
-        atomic_write_json(out, result)
-        print(f"[compare] {out}")
-    return result
-
-
-if __name__ == "__main__":
-    run_function(compare_main, sys.argv[1:], "ser-mtl compare")

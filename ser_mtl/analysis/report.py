@@ -21,7 +21,6 @@ gender + speaker tasks) where there is one, else the first. A UA that differs wi
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from ser_mtl.analysis.figure4 import figure4_section
@@ -36,12 +35,10 @@ from ser_mtl.analysis.report_tables import (
     slug,
     summed_confusion,
 )
-from ser_mtl.analysis.summary import SummaryError
 from ser_mtl.analysis.sweep_report import sweep_section
-from ser_mtl.command_line import command, run_function
 from ser_mtl.io_utils import atomic_write_text
 
-__all__ = ["discover", "load_experiment", "report", "report_main", "summed_confusion"]
+__all__ = ["discover", "load_experiment", "report", "summed_confusion"]
 
 
 def report(dirs: list[str], out: str = "report") -> str:
@@ -96,18 +93,3 @@ def report(dirs: list[str], out: str = "report") -> str:
     atomic_write_text(path, "\n".join(lines))
     print(f"[report] {path} ({len(experiments)} cross-validations, {len(sweeps)} sweeps, {len(figures)} figures)")
     return str(path)
-
-
-@command(positional="dirs", errors=(SummaryError,))
-def report_main(dirs: list[str], out: str = "report") -> None:
-    """Markdown tables and PNG figures (``OUT/report.md``) from cv and sweep folders.
-
-    Args:
-        dirs: cv folders, sweep folders, or folders holding them.
-        out: output folder for report.md and the PNG figures.
-    """
-    report(dirs, out)
-
-
-if __name__ == "__main__":
-    run_function(report_main, sys.argv[1:], "ser-mtl report")
