@@ -46,7 +46,7 @@ def compare_main(dirs: list[str], out: str | None = None, metric: str = "ua",
     Args:
         dirs: cv folders (DIR/*/metrics.json); the first is the reference.
         out: also write the full result (pairs, intervals, p-values) to this JSON file.
-        metric: the metric the verdict is about: ua, wa, eer, gender_acc or speaker_acc.
+        metric: the metric the verdict is about: ua, wa, macro_f1, eer, gender_acc or speaker_acc.
         allow_mismatch: cv.json settings that may differ from the first folder's (else refused): data.corpus,
             data.task, data.scheme, data.target_corpus, data.seed, base_seed.
     """

@@ -24,3 +24,9 @@ def test_a_model_with_an_auxiliary_task_gets_the_auxiliary_corpus(corpus, tmp_pa
     assert dm.hparams.model_tasks == ["emotion", "gender"]
     assert len(dm.aux_rows) == 16 and {r.corpus for r in dm.aux_rows} == {"librispeech"}  # 4 speakers x 4
     assert "not used" not in dm.describe()
+
+
+def test_describe_names_the_front_end_and_the_segment_seconds(corpus, tmp_path):
+    dm = build_datamodule(_args(corpus, tmp_path))
+    assert "features: LogSpectrogram, 64 rows at 100 frames/s; segments of 128 frames = 1.28 s; class_map " \
+           "{'excited': 'happy'}" in dm.describe()
