@@ -128,11 +128,12 @@ class FeatureExtractor(abc.ABC):
 
     def check_recorded(self, recorded: dict[str, Any] | None, source: str) -> None:
         """ValueError naming ``source`` when ``recorded`` settings (a checkpoint's) are not this extractor's."""
-        if recorded is not None and recorded != self.settings():
-            differ = sorted(k for k in {*recorded, *self.settings()} if recorded.get(k) != self.settings().get(k))
+        now = self.settings()
+        if recorded is not None and recorded != now:
+            differ = sorted(k for k in {*recorded, *now} if recorded.get(k) != now.get(k))
             raise FeatureModelError(f"{source}: trained on other features than these settings give (they differ in "
-                                    f"{', '.join(differ)}: trained with "
-                                    f"{ {k: recorded.get(k) for k in differ} }, now { {k: self.settings().get(k) for k in differ} })")
+                                    f"{', '.join(differ)}: trained with {({k: recorded.get(k) for k in differ})}, "
+                                    f"now {({k: now.get(k) for k in differ})})")
 
 
 def checked_wave(wave: torch.Tensor) -> torch.Tensor:

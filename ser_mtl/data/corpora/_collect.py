@@ -24,6 +24,15 @@ def require_dir(root: str | Path, corpus: str) -> Path:
     return path
 
 
+def first_file(root: Path, names: tuple[str, ...], missing: str) -> Path:
+    """The first of ``names`` (paths under ``root``, e.g. a label file's spellings) that is a file;
+    CorpusError ``missing`` when none is."""
+    for name in names:
+        if (root / name).is_file():
+            return root / name
+    raise CorpusError(missing)
+
+
 def table_rows(path: Path, where: str, out: Collector,
                check_header: Callable[[list[str]], None]) -> Iterator[tuple[int, dict[str, str]]]:
     """(line number, {column: cell}) of every non-blank row of the CSV label file ``path`` (a BOM allowed),

@@ -18,7 +18,7 @@ import math
 import re
 from pathlib import Path
 
-from ser_mtl.data.corpora._collect import Collector, rel, require_dir
+from ser_mtl.data.corpora._collect import Collector, first_file, rel, require_dir
 from ser_mtl.data.corpora.reader_spec import CorpusReader
 from ser_mtl.data.manifest import CorpusError, ReadResult
 
@@ -34,14 +34,6 @@ _EXPECTED = ('expected "UTD-IMPROV-S01A-F01-P-FM01.avi; <A|H|S|N|O|X>; A:<activa
 def _speaker(session: int, turn_gender: str) -> tuple[str, str]:
     """(speaker id, gender) of a clip: the turn field's first letter is who speaks."""
     return f"MSP_{turn_gender}{session:02d}", turn_gender
-
-
-def _label_file(root: Path) -> Path:
-    for name in LABEL_FILES:
-        if (root / name).is_file():
-            return root / name
-    raise CorpusError(f"{root}: neither {' nor '.join(LABEL_FILES)} found; this is not the MSP-IMPROV "
-                      f"root (expected Evaluation.txt and Audio/session{{n}}/ or session{{n}}/)")
 
 
 def _audio_prefixes(root: Path) -> list[str]:
@@ -89,7 +81,8 @@ def read_msp_improv(root: str | Path) -> ReadResult:
     """Every clip of the label file under `root` (MSP-IMPROV/) whose audio is readable. CorpusError without
     a label file or audio folders; bad consensus lines and unusable audio become Skips."""
     root = require_dir(root, "MSP-IMPROV")
-    label_file = _label_file(root)
+    label_file = first_file(root, LABEL_FILES, f"{root}: neither {' nor '.join(LABEL_FILES)} found; this is not "
+                            "the MSP-IMPROV root (expected Evaluation.txt and Audio/session{n}/ or session{n}/)")
     prefixes = _audio_prefixes(root)
     out = Collector(root)
     where = rel(root, label_file)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ser_mtl.data.corpora._collect import Collector, rel, require_dir, table_rows
+from ser_mtl.data.corpora._collect import Collector, first_file, rel, require_dir, table_rows
 from ser_mtl.data.corpora.reader_spec import CorpusReader
 from ser_mtl.data.manifest import CorpusError, ReadResult
 
@@ -27,14 +27,6 @@ EMOTION_OF_CLASS = {"A": "angry", "S": "sad", "H": "happy", "U": "surprised", "F
 GENDER_OF_TEXT = {"male": "M", "female": "F"}
 COLUMNS = ("FileName", "EmoClass", "EmoAct", "EmoVal", "EmoDom", "SpkrID", "Gender", "Split_Set")
 _SCALE = (1.0, 7.0)
-
-
-def _label_file(root: Path) -> Path:
-    for name in LABEL_FILES:
-        if (root / name).is_file():
-            return root / name
-    raise CorpusError(f"{root}: no {LABEL_FILES[0]} (nor {LABEL_FILES[1]}); this is not the MSP-Podcast "
-                      f"root (expected {AUDIO_DIR}/<FileName> and {LABEL_FILES[0]})")
 
 
 def _attribute(column: str, text: str) -> float | None:
@@ -78,7 +70,8 @@ def read_msp_podcast(root: str | Path) -> ReadResult:
     """Every row of the consensus label file whose audio is readable, in file order. CorpusError without
     Audios/, the label file or one of its columns; bad rows and unusable audio become Skips (file, line)."""
     root = require_dir(root, "MSP-Podcast")
-    label_file = _label_file(root)
+    label_file = first_file(root, LABEL_FILES, f"{root}: no {LABEL_FILES[0]} (nor {LABEL_FILES[1]}); this is not "
+                            f"the MSP-Podcast root (expected {AUDIO_DIR}/<FileName> and {LABEL_FILES[0]})")
     if not (root / AUDIO_DIR).is_dir():
         raise CorpusError(f"{root}: no {AUDIO_DIR}/ folder (MSP-Podcast keeps its wav files there)")
     where = rel(root, label_file)
