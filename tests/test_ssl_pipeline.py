@@ -156,7 +156,9 @@ def test_two_fold_cv_on_wavlm_layers(corpus, wavlm, tmp_path):
     assert summary["wa_mean"] == pytest.approx(np.mean([m["wa"] for m in metrics]))
     # the report and the comparison read such a folder like any other
     main(["report", str(out), "--out", str(tmp_path / "report")])
-    assert "WA" in (tmp_path / "report" / "report.md").read_text()
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    row = next(line for line in markdown.splitlines() if line.startswith(f"| {out.name} |"))
+    assert f"{100 * summary['wa_mean']:.1f}" in row and f"{100 * summary['macro_f1_mean']:.1f}" in row
 
 
 @pytest.mark.slow
