@@ -250,6 +250,9 @@ def test_config_round_trip_and_pickle(models):
     assert spec["class_path"] == "ser_mtl.data.pretrained.PretrainedFeatures"
     again = extractor_from_config(spec)
     assert isinstance(again, PretrainedFeatures) and again == ext and again.key() == ext.key()
+    # what the fit prints at its start: model, weights hash, layers, rows (2 x 16) and frame rate (16 kHz / 64)
+    assert ext.describe() == (f"wavlm {Path(models['wavlm']).name} (weights sha256 {ext.weights_sha256[:12]}), "
+                              "hidden states [0, 2] of 0..2 (stack): 32 rows at 250 frames/s, float32 on cpu")
     from jsonargparse import ArgumentParser
 
     parser = ArgumentParser(exit_on_error=False)

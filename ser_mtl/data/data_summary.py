@@ -37,11 +37,9 @@ def describe(dm: SERDataModule) -> str:
          f"test {len(dm.split.test)} utts / {spk(eval_rows, dm.split.test)} speakers"),
     ]
     features, width = dm.features, dm.hparams.segment_frames
-    lines.append(f"  features: {type(features).__name__}, {features.rows} rows"
-                 + (f" ({features.channels} layers x {features.rows_per_channel})" if features.channels > 1 else "")
-                 + f" at {features.frames_per_second:g} frames/s; segments of {width} frames = "
-                 f"{width / features.frames_per_second:.2f} s" + (f"; class_map {dm.label_scheme.class_map}"
-                                                                  if dm.label_scheme.class_map else ""))
+    lines.append(f"  features: {features.describe()}; segments of {width} frames = "
+                 f"{width / features.frames_per_second:.2f} s"
+                 + (f"; class_map {dm.label_scheme.class_map}" if dm.label_scheme.class_map else ""))
     if dm.hparams.speakers is not None:
         lines.append(f"  primary: {dm.primary_draw.describe()}")
     if dm.aux_draw is not None:

@@ -113,6 +113,11 @@ class FeatureExtractor(abc.ABC):
         settings = self.settings()
         return [settings.get(k) for k in ("trim_silence", "silence_db", "silence_frame_ms", "silence_hop_ms")]
 
+    def describe(self) -> str:
+        """One line for the start of a fit: what the features are, their rows and frame rate."""
+        layers = f" ({self.channels} layers x {self.rows_per_channel})" if self.channels > 1 else ""
+        return f"{type(self).__name__}, {self.rows} rows{layers} at {self.frames_per_second:g} frames/s"
+
     def to(self, device: str | torch.device) -> FeatureExtractor:
         """Run on ``device`` from now on (the spectrogram follows the wave's device; models move)."""
         return self
