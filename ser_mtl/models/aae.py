@@ -181,10 +181,14 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
             x = self.input_stage(x)  # (B, 1, out_rows, T)
         return self.encoder(self._formatted(x))
 
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """x_hat of segments x (B, input_channels, F, T), same shape: decoder, then the input stage's way back."""
-        x_hat = self.decoder(self.encode(x))  # (B, 1, F_enc, T)
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """x_hat (B, input_channels, F, T) of codes z: the decoder, then the input stage's way back."""
+        x_hat = self.decoder(z)  # (B, 1, F_enc, T)
         return self.input_stage.reconstruct(x_hat) if self.input_stage is not None else x_hat
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """x_hat of segments x (B, input_channels, F, T), same shape."""
+        return self.decode(self.encode(x))
 
     def _formatted(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, C, H, W) in the model's memory format (left alone while tracing: ONNX has no layouts)."""

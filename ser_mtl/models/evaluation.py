@@ -22,7 +22,7 @@ AUX_TASKS = ("gender", "speaker")
 
 class EvaluationSteps(pl.LightningModule):
     """Validation/test steps and epoch hooks, mixed into `MultiTaskAAE` (which provides ``encode``, ``heads``,
-    ``decoder``, ``input_stage``, the metrics, ``n_classes`` and ``_labelled``)."""
+    ``decode``, ``decoder``, the metrics, ``n_classes`` and ``_labelled``)."""
 
     def _log_task(self, stage: str, task: str, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor,
                   n: int) -> None:
@@ -68,10 +68,7 @@ class EvaluationSteps(pl.LightningModule):
         else:
             self._log_nothing(stage, ["loss_cls"])
         if self.decoder is not None:
-            x_hat = self.decoder(z)  # (B, 1, F_enc, T)
-            if self.input_stage is not None:
-                x_hat = self.input_stage.reconstruct(x_hat)  # (B, C, F, T): the features, as in training
-            self.log(f"{stage}/loss_rec", F.mse_loss(x_hat, x), batch_size=x.shape[0], sync_dist=True)
+            self.log(f"{stage}/loss_rec", F.mse_loss(self.decode(z), x), batch_size=x.shape[0], sync_dist=True)
 
     def on_validation_epoch_start(self) -> None:
         self._reset_stage("val", self.val_metric)
