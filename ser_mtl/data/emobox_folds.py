@@ -34,7 +34,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from ser_mtl.data.folds import FoldError, Split, check_split
+from ser_mtl.data.folds import FoldError, Split, check_split, speaker_share
 from ser_mtl.data.manifest import ManifestRow
 from ser_mtl.io_utils import atomic_open
 
@@ -182,10 +182,6 @@ def _speaker_key(row: ManifestRow) -> tuple[str, str] | None:
     return None if row.speaker.strip().lower() in _UNKNOWN_SPEAKERS else (row.corpus, row.speaker)
 
 
-def _natural(text: str) -> tuple:
-    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text))
-
-
 def validation_from_train(rows: Sequence[ManifestRow], train: Sequence[int], seed: int,
                           fraction: float = DEFAULT_VAL_FRACTION) -> tuple[list[int], list[int]]:
     """Split EmoBox's training part into (train, val) for model selection, deterministic for `seed`.
@@ -214,11 +210,7 @@ def validation_from_train(rows: Sequence[ManifestRow], train: Sequence[int], see
         n_val = min(max(round(fraction * len(train)), 1), len(train) - 1)
         val = {int(j) for j in rng.permutation(train)[:n_val]}
     else:
-        speakers = sorted(by_speaker, key=lambda s: (s[0], _natural(s[1])))
-        order = [speakers[j] for j in rng.permutation(len(speakers))]
-        shares = np.cumsum([len(by_speaker[s]) for s in order[:-1]]) / len(train)
-        chosen = order[:int(np.argmin(np.abs(shares - fraction))) + 1]
-        val = {i for s in chosen for i in by_speaker[s]}
+        val = {i for s in speaker_share(by_speaker, len(train), fraction, rng) for i in by_speaker[s]}
     return [i for i in train if i not in val], [i for i in train if i in val]
 
 

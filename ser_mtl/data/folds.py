@@ -190,17 +190,25 @@ def _loso_session(rows: Sequence[ManifestRow], idx: list[int], fold: int) -> Spl
                  test=[i for i in idx if ses[i] == test_ses])
 
 
+def speaker_share(by_speaker: dict[tuple[str, str], list[int]], total: int, fraction: float,
+                  rng: np.random.Generator) -> set[tuple[str, str]]:
+    """The speakers (corpus, speaker) -> utterances of ``by_speaker`` (at least 2) that hold the share of ``total``
+    utterances closest to ``fraction``: the prefix of one ``rng`` shuffle of them in natural order, with at least
+    one speaker on each side (cross_corpus validation, and EmoBox's validation from its training part)."""
+    speakers = sorted(by_speaker, key=lambda s: (s[0], _natural_key(s[1])))
+    order = [speakers[j] for j in rng.permutation(len(speakers))]
+    shares = np.cumsum([len(by_speaker[s]) for s in order[:-1]]) / total
+    return set(order[:int(np.argmin(np.abs(shares - fraction))) + 1])
+
+
 def _cross_corpus(target_rows: Sequence[ManifestRow], target_idx: list[int], seed: int,
                   val_fraction: float) -> tuple[list[int], list[int]]:
     by_speaker: dict[tuple[str, str], list[int]] = defaultdict(list)
     for i in target_idx:
         by_speaker[_speaker(target_rows[i])].append(i)
-    speakers = sorted(by_speaker, key=lambda s: (s[0], _natural_key(s[1])))
-    if len(speakers) < 2:
-        raise FoldError(f"cross_corpus needs at least 2 target speakers to split, got {len(speakers)}")
-    order = [speakers[j] for j in np.random.default_rng(seed).permutation(len(speakers))]
-    shares = np.cumsum([len(by_speaker[s]) for s in order[:-1]]) / len(target_idx)  # >= 1 speaker each side
-    val_spk = set(order[:int(np.argmin(np.abs(shares - val_fraction))) + 1])
+    if len(by_speaker) < 2:
+        raise FoldError(f"cross_corpus needs at least 2 target speakers to split, got {len(by_speaker)}")
+    val_spk = speaker_share(by_speaker, len(target_idx), val_fraction, np.random.default_rng(seed))
     return ([i for i in target_idx if _speaker(target_rows[i]) in val_spk],
             [i for i in target_idx if _speaker(target_rows[i]) not in val_spk])
 
