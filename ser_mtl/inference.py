@@ -19,7 +19,7 @@ import torch
 
 from ser_mtl.checkpoint_io import CheckpointError, read_checkpoint
 from ser_mtl.data.audio import audio_chunks, mono_at_rate
-from ser_mtl.data.extractor import NoSpeechError
+from ser_mtl.data.extractor import NoSpeechError, extractor_from_config
 from ser_mtl.data.labels import LabelScheme
 from ser_mtl.data.manifest import CorpusError
 from ser_mtl.frontend import FrontEnd
@@ -84,8 +84,6 @@ def _moved_features(state: dict, features_model: str | None):
     """The checkpoint's extractor with its pretrained model read from ``features_model`` (None: as recorded)."""
     if features_model is None:
         return None
-    from ser_mtl.data.extractor import extractor_from_config
-
     spec = state.get("features")
     if not (isinstance(spec, dict) and "model" in spec.get("init_args", {})):
         raise CheckpointError(f"features_model={features_model}: the checkpoint's front-end has no pretrained model "

@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ser_mtl.config_parts import build_part
+
 _AMIN = 1e-10  # librosa's floor on power before dB, so an all-zero wave counts as non-silent
 SILENCE_FLOOR_DBFS = -90.0  # below 16-bit quantisation noise: nothing in the file was ever sound
 
@@ -194,8 +196,4 @@ def extractor_from_config(spec: FeatureExtractor | dict[str, Any]) -> FeatureExt
                          f"got {type(spec).__name__}")
     if "class_path" not in spec:  # a checkpoint written before front-ends had a class path
         spec = {"class_path": "ser_mtl.data.features.LogSpectrogram", "init_args": spec}
-    from jsonargparse import ArgumentParser
-
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_argument("--features", type=FeatureExtractor)
-    return parser.instantiate(parser.parse_object({"features": spec})).features
+    return build_part(spec, FeatureExtractor)

@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ser_mtl.config_parts import build_part
+
 
 class InputStage(nn.Module, abc.ABC):
     """(B, in_channels, in_rows, T) -> (B, 1, out_rows, T) for the encoder, and back for reconstruction.
@@ -97,11 +99,7 @@ def build_input_stage(spec: StageSpec | dict[str, Any] | None, in_channels: int,
     if spec is None:
         return None
     if isinstance(spec, dict):
-        from jsonargparse import ArgumentParser
-
-        parser = ArgumentParser(exit_on_error=False)
-        parser.add_argument("--stage", type=Callable[[int, int], InputStage])
-        spec = parser.instantiate(parser.parse_object({"stage": spec})).stage
+        spec = build_part(spec, Callable[[int, int], InputStage])
     stage = spec(in_channels, in_rows)
     if not isinstance(stage, InputStage):
         raise TypeError(f"model.input_stage: expected an InputStage (ser_mtl/models/input_stage.py), got "
