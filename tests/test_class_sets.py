@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from cli_args import run_args
 from corpus_trees_extra import make_crema_d, make_msp_podcast, make_ravdess
+from sklearn.metrics import f1_score
 
 from ser_mtl.cli import main
 from ser_mtl.data.corpora import build_manifest
@@ -34,8 +35,6 @@ def eight_class_run(corpus, tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_an_eight_class_model_fits_tests_classifies_and_exports(eight_class_run, corpus, tmp_path):
-    from sklearn.metrics import f1_score
-
     metrics = json.loads((eight_class_run / "test_metrics.json").read_text())
     assert metrics["classes"] == EIGHT and np.asarray(metrics["confmat"]).shape == (8, 8)
     with open(eight_class_run / "predictions.csv", newline="") as f:
@@ -114,7 +113,11 @@ def test_cv_on_corpora_in_their_own_class_sets(tmp_path, config, make, classes):
     for fold in (0, 1):
         metrics = json.loads((tmp_path / "cv" / f"fold{fold}_rep0" / "metrics.json").read_text())
         assert metrics["classes"] == classes and np.asarray(metrics["confmat"]).shape == (len(classes),) * 2
-        assert 0.0 <= metrics["macro_f1"] <= 1.0
+        with open(tmp_path / "cv" / f"fold{fold}_rep0" / "predictions.csv", newline="") as f:
+            table = list(csv.DictReader(f))
+        assert {row["label"] for row in table} <= set(classes) and len(table) == metrics["n_utterances"]
+        assert metrics["macro_f1"] == pytest.approx(f1_score([r["label"] for r in table], [r["pred"] for r in table],
+                                                             average="macro", zero_division=0))
 
 
 @pytest.mark.slow
