@@ -37,7 +37,7 @@ def aggregate_main(dirs: list[str]) -> None:
 
 
 @command(positional="dirs", errors=(SummaryError,))
-def compare_main(dirs: list[str], out: str | None = None, metric: str = "ua",
+def compare_main(dirs: list[str], out: str | None = None, metric: str = "auto",
                  allow_mismatch: list[str] | None = None) -> dict[str, Any]:
     """Paired comparison of cross-validations: each later folder minus the first, over matching (fold, repeat) runs.
 
@@ -46,7 +46,9 @@ def compare_main(dirs: list[str], out: str | None = None, metric: str = "ua",
     Args:
         dirs: cv folders (DIR/*/metrics.json); the first is the reference.
         out: also write the full result (pairs, intervals, p-values) to this JSON file.
-        metric: the metric the verdict is about: ua, wa, macro_f1, eer, gender_acc or speaker_acc.
+        metric: the metric the verdict is about: auto (ua where the runs have it, else ccc_mean), or a score of
+            ser_mtl/tasks.py: ua, wa, macro_f1, ccc_activation, ccc_valence, ccc_dominance, ccc_mean, eer,
+            gender_acc, speaker_acc, age_mae.
         allow_mismatch: cv.json settings that may differ from the first folder's (else refused): data.corpus,
             data.task, data.scheme, data.target_corpus, data.seed, base_seed.
     """

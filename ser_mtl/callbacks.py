@@ -17,14 +17,14 @@ import sys
 import time
 from typing import Any, Literal
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 
+from ser_mtl.data.datasets import labelled_tasks
 from ser_mtl.io_utils import atomic_write_json
-from ser_mtl.models.losses import ACC_NAME, TASKS
+from ser_mtl.tasks import auto_monitor, monitor_mode
 
 AUTO = "auto"
 
@@ -34,26 +34,30 @@ class MonitorError(ValueError):
 
 
 def resolve_monitor(monitor: str, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> str:
-    """``monitor``, or for ``"auto"`` the model's own: ``val/ua`` with the emotion task (or without
-    ``tasks``), else its first task's accuracy. In a fit, `MonitorError` if the module's
-    ``validation_metrics`` (given the tasks some validation utterance is labelled for) never logs it."""
+    """``monitor``, or for ``"auto"`` the model's own (`ser_mtl.tasks.auto_monitor`): ``val/ua`` with the
+    emotion task (or without ``tasks``), else ``val/ccc_mean`` with a dimension, else its first task's. In a
+    fit, `MonitorError` if the module's ``validation_metrics`` (given the tasks some validation utterance is
+    labelled for) never logs it."""
     tasks = list(getattr(pl_module, "tasks", None) or ["emotion"])
     if monitor == AUTO:
-        monitor = "val/ua" if "emotion" in tasks else f"val/{ACC_NAME[tasks[0]]}"
+        monitor = auto_monitor(tasks)
     declared = getattr(pl_module, "validation_metrics", None)
     if stage != "fit" or not callable(declared):
         return monitor
     labels = getattr(getattr(trainer.datamodule, "val_set", None), "labels", None)
-    labelled = None if labels is None else {  # None: unknown
-        t for t in TASKS if hasattr(labels, t) and bool(np.any(np.asarray(getattr(labels, t)) >= 0))}
+    labelled = None if labels is None else labelled_tasks(labels)  # None: unknown
     logged = declared(labelled)
     if monitor not in logged:
         unlabelled = [t for t in tasks if labelled is not None and t not in labelled]
         why = f"; no validation utterance has a {' or '.join(unlabelled)} label" if unlabelled else ""
         raise MonitorError(f"monitor {monitor!r} is never logged in validation of this model (tasks {tasks}{why}); "
-                           f"it logs {', '.join(logged) or 'nothing'}: choose one with --checkpoint.monitor "
-                           f"(and --checkpoint.mode min for a loss)")
+                           f"it logs {', '.join(logged) or 'nothing'}: choose one with --checkpoint.monitor")
     return monitor
+
+
+def resolve_mode(mode: str, monitor: str) -> str:
+    """``mode``, or for ``"auto"`` the monitored key's direction (`ser_mtl.tasks.monitor_mode`)."""
+    return monitor_mode(monitor) if mode == AUTO else mode
 
 
 class BestCheckpoint(ModelCheckpoint):
@@ -63,15 +67,18 @@ class BestCheckpoint(ModelCheckpoint):
         dirpath: folder of the checkpoint files.
         filename: checkpoint file name without ``.ckpt``.
         monitor: logged metric to keep the best epoch of; ``"auto"``: ``val/ua`` with the emotion task, else
-            the first task's accuracy (``val/gender_acc``, ``val/speaker_acc``); None: no metric, the latest epoch.
-        mode: "max" if a higher value is better, "min" if lower is better.
+            ``val/ccc_mean`` with a dimension, else the first task's (``val/gender_acc``, ``val/loss_age``);
+            None: no metric, the latest epoch.
+        mode: "max" if a higher value is better, "min" if lower is better; ``"auto"``: the monitor's own
+            direction (min for a loss, the EER or an error; max for accuracies, UA, CCC).
         **kwargs: the other `ModelCheckpoint` arguments.
     """
 
     def __init__(self, dirpath: str | None = None, filename: str | None = None, monitor: str | None = AUTO,
-                 mode: Literal["max", "min"] = "max", **kwargs: Any) -> None:
-        super().__init__(dirpath=dirpath, filename=filename, monitor=monitor, mode=mode, **kwargs)
-        self.requested_monitor = monitor
+                 mode: Literal["max", "min", "auto"] = AUTO, **kwargs: Any) -> None:
+        super().__init__(dirpath=dirpath, filename=filename, monitor=monitor, mode="max" if mode == AUTO else mode,
+                         **kwargs)
+        self.requested_monitor, self.requested_mode = monitor, mode
 
     @property
     def state_key(self) -> str:
@@ -81,6 +88,9 @@ class BestCheckpoint(ModelCheckpoint):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self.requested_monitor is not None:
             self.monitor = resolve_monitor(self.requested_monitor, trainer, pl_module, stage)
+            mode = resolve_mode(self.requested_mode, self.monitor)
+            if mode != self.mode:  # what ModelCheckpoint's constructor sets for a mode (its public attributes)
+                self.mode, self.kth_value = mode, torch.tensor(math.inf if mode == "min" else -math.inf)
         super().setup(trainer, pl_module, stage)
 
 
@@ -102,7 +112,7 @@ class RestoreBestHalveLR(pl.Callback):
 
     Args:
         monitor: logged metric to watch (e.g. "val/ua"); "auto": the model's own (see `resolve_monitor`).
-        mode: "max" if a higher value is better, "min" if lower is better.
+        mode: "max" if a higher value is better, "min" if lower is better; "auto": the monitor's direction.
         patience: validations without improvement before restoring and halving (paper: 5).
         factor: multiplier applied to every learning rate (paper: 0.5).
         min_lr: training stops once a learning rate falls below this (paper: 1e-5).
@@ -113,12 +123,12 @@ class RestoreBestHalveLR(pl.Callback):
             best weights, so that the module tested after `fit` is the best one, as after a normal stop.
     """
 
-    def __init__(self, monitor: str = AUTO, mode: Literal["max", "min"] = "max", patience: int = 5,
+    def __init__(self, monitor: str = AUTO, mode: Literal["max", "min", "auto"] = AUTO, patience: int = 5,
                  factor: float = 0.5, min_lr: float = 1e-5, min_delta: float = 0.0,
                  restore_optimizer_state: bool = False, restore_best_on_train_end: bool = True) -> None:
         super().__init__()
-        if mode not in ("max", "min"):
-            raise ValueError(f"RestoreBestHalveLR: mode must be 'max' or 'min', got {mode!r}")
+        if mode not in ("max", "min", AUTO):
+            raise ValueError(f"RestoreBestHalveLR: mode must be 'max', 'min' or 'auto', got {mode!r}")
         if patience < 1:
             raise ValueError(f"RestoreBestHalveLR: patience must be >= 1, got {patience}")
         if not 0.0 < factor < 1.0:
@@ -126,10 +136,10 @@ class RestoreBestHalveLR(pl.Callback):
         if min_lr <= 0 or min_delta < 0:
             raise ValueError(f"RestoreBestHalveLR: need min_lr > 0 and min_delta >= 0, got {min_lr}, {min_delta}")
         self.monitor, self.mode, self.patience, self.factor = monitor, mode, patience, factor
-        self.requested_monitor, self.min_lr, self.min_delta = monitor, min_lr, min_delta
+        self.requested_monitor, self.requested_mode, self.min_lr, self.min_delta = monitor, mode, min_lr, min_delta
         self.restore_optimizer_state = restore_optimizer_state
         self.restore_best_on_train_end = restore_best_on_train_end
-        self.best_score = -math.inf if mode == "max" else math.inf
+        self.best_score = math.inf if mode == "min" else -math.inf
         self.best_epoch, self.wait, self.num_restores = -1, 0, 0
         self.best_state: dict[str, torch.Tensor] | None = None  # CPU copy of the module's state_dict
         self.best_optimizer_states: list[dict[str, Any]] | None = None
@@ -144,6 +154,10 @@ class RestoreBestHalveLR(pl.Callback):
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self.monitor = resolve_monitor(self.requested_monitor, trainer, pl_module, stage)
+        mode = resolve_mode(self.requested_mode, self.monitor)
+        if mode != self.mode and self.best_epoch < 0:  # nothing seen yet (a restored state keeps its own)
+            self.best_score = math.inf if mode == "min" else -math.inf
+        self.mode = mode
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         low = [g["lr"] for opt in trainer.optimizers for g in opt.param_groups if g["lr"] < self.min_lr]

@@ -48,7 +48,7 @@ USER_ERRORS = (CheckpointError, CorpusError, FeatureModelError, FoldError, Label
                StoreNotBuiltError)
 
 
-def run_callbacks(run_dir: str | os.PathLike, monitor: str = AUTO, mode: str = "max", **schedule) -> list:
+def run_callbacks(run_dir: str | os.PathLike, monitor: str = AUTO, mode: str = AUTO, **schedule) -> list:
     """The callbacks ``ser-mtl fit/test/predict`` add, with their CLI defaults, for a ``Trainer`` built in
     Python (``schedule``: `RestoreBestHalveLR` arguments)."""
     checkpoints = os.path.join(run_dir, "checkpoints")

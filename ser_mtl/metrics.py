@@ -1,4 +1,4 @@
-"""Utterance-level emotion scores (WA, UA, macro-F1) from segment posteriors, and the speaker-verification EER.
+"""Utterance-level scores from segment outputs (emotion WA, UA, macro-F1; a value's CCC) and the speaker-verification EER.
 
 As in the paper (4.2) an utterance's segment posteriors are averaged: `UtteranceAccuracy` keeps every
 labelled segment's and averages only in `compute()`; its list states are ``cat``-reduced across DDP
@@ -14,6 +14,8 @@ import torch
 from sklearn.metrics import roc_curve
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
+
+from ser_mtl.tasks import concordance_correlation
 
 
 def mean_per_utterance(values: torch.Tensor, utt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -138,6 +140,56 @@ class UtteranceAccuracy(Metric):
 
     def utterance_table(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(utt (U,) int64, averaged posteriors (U, C), labels (U,)) sorted by utt, gathered over ranks."""
+        with self.sync_context(should_sync=self.sync_on_compute and not self._is_synced, should_unsync=True):
+            return self._utterances()
+
+
+class UtteranceRegression(Metric):
+    """Utterance-level values of a regression task: an utterance's prediction is the mean of its segments'
+    (as posteriors are averaged, paper 4.2); `compute` gives Lin's CCC over the utterances. States are
+    ``cat``-reduced across DDP ranks; segments whose target is NaN are ignored."""
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.add_state("preds", default=[], dist_reduce_fx="cat")  # list of (B',) float32
+        self.add_state("utt", default=[], dist_reduce_fx="cat")  # list of (B',) int64
+        self.add_state("targets", default=[], dist_reduce_fx="cat")  # list of (B',) float32
+
+    def update(self, preds: torch.Tensor, utt: torch.Tensor, targets: torch.Tensor) -> None:
+        """Add segment predictions ``preds`` (B,) of utterances ``utt`` (B,) with ``targets`` (B,), NaN = none."""
+        if preds.ndim != 1 or utt.shape != preds.shape or targets.shape != preds.shape:
+            raise ValueError(f"UtteranceRegression.update: preds, utt and targets must be (B,), got "
+                             f"{tuple(preds.shape)}, {tuple(utt.shape)} and {tuple(targets.shape)}")
+        keep = ~torch.isnan(targets)  # (B,)
+        self.preds.append(preds[keep].detach().float())
+        self.utt.append(utt[keep].detach().long())
+        self.targets.append(targets[keep].detach().float())
+
+    def _utterances(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        seen = sum(len(p) for p in self.preds) if isinstance(self.preds, list) else len(self.preds)
+        if seen == 0:
+            raise RuntimeError("UtteranceRegression: no labelled segment was seen (all targets NaN or no "
+                               "update() call); check that the evaluated split has values for this task")
+        preds, utt, targets = map(dim_zero_cat, (self.preds, self.utt, self.targets))  # (N,) each
+        ids, mean_pred, _ = mean_per_utterance(preds[:, None].double(), utt)  # (U,), (U, 1)
+        _, mean_target, _ = mean_per_utterance(targets[:, None].double(), utt)  # one value per utterance
+        return ids, mean_pred[:, 0], mean_target[:, 0]
+
+    def compute(self) -> torch.Tensor:
+        """Lin's CCC over utterances (`ser_mtl.tasks.concordance_correlation`); NaN for fewer than 2 utterances
+        or constant values."""
+        _, pred, target = self._utterances()
+        try:
+            return torch.tensor(concordance_correlation(pred.cpu().numpy(), target.cpu().numpy()))
+        except ValueError:
+            return torch.tensor(float("nan"))
+
+    def utterance_table(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(utt (U,) int64, mean prediction (U,), target (U,)) float64, sorted by utt, gathered over ranks."""
         with self.sync_context(should_sync=self.sync_on_compute and not self._is_synced, should_unsync=True):
             return self._utterances()
 

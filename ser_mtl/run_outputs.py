@@ -3,7 +3,10 @@
 ``predictions.csv`` holds each test utterance's averaged segment posteriors, the numbers WA/UA come from,
 so it reproduces the table exactly. ``test_metrics.json`` also has the auxiliary heads' utterance-level
 ``gender_acc`` and ``speaker_acc`` over the test utterances labelled for them: none (not 0) for unseen
-test speakers; a model without emotion has no ``wa``/``ua``.
+test speakers; a model without emotion has no ``wa``/``ua``. A value task (``ser_mtl/tasks.py``) adds its
+utterance-level scores on the corpus's scale (``ccc_<dim>`` per dimension, ``ccc_mean`` over the model's
+dimensions, ``age_mae`` in years, with ``n_<task>_utterances``) and ``<task>_true``/``<task>_pred`` columns to
+``predictions.csv``, one row per test utterance labelled for some task (empty cells where it has no label).
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import pytorch_lightning as pl
 import torch
 
 from ser_mtl.io_utils import atomic_write_json, atomic_write_text
-from ser_mtl.metrics import UtteranceAccuracy, mean_per_utterance, score_predictions
+from ser_mtl.metrics import UtteranceAccuracy, UtteranceRegression, mean_per_utterance, score_predictions
+from ser_mtl.tasks import CCC_MEAN, DIMENSIONS, TASKS, concordance_correlation
 
 
 def format_table(wa: float, ua: float, n_utts: int, classes: list[str], confmat: np.ndarray) -> str:
@@ -40,6 +44,62 @@ def predictions_csv(utt_ids: list[str], speakers: list[str], labels: np.ndarray,
         writer.writerow([uid, spk, classes[int(lab)] if lab >= 0 else "", classes[int(pred)]]
                         + [f"{v:.6f}" for v in p])
     return buffer.getvalue()
+
+
+def value_columns(utt_ids: list[str], speakers: list[str], values: dict[str, dict[str, tuple[float, float]]],
+                  emotion_csv: str | None) -> str:
+    """``predictions.csv`` with ``<task>_true``, ``<task>_pred`` columns per value task: ``values`` task ->
+    utt_id -> (true, predicted) on the corpus's scale; ``emotion_csv`` (`predictions_csv`'s text) gives the
+    emotion columns of its utterances. Rows: every utterance of ``utt_ids`` (sorted by the caller)."""
+    emotion_rows, emotion_header = {}, []
+    if emotion_csv is not None:
+        reader = csv.reader(io.StringIO(emotion_csv))
+        emotion_header = next(reader)[2:]  # label, pred, p_<class>...
+        emotion_rows = {row[0]: row[2:] for row in reader}
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["utt_id", "speaker", *emotion_header, *(f"{t}_{c}" for t in values for c in ("true", "pred"))])
+    for uid, spk in zip(utt_ids, speakers):
+        cells = emotion_rows.get(uid, [""] * len(emotion_header))
+        for task_values in values.values():
+            true, pred = task_values.get(uid, (None, None))
+            cells += ["", ""] if true is None else [repr(round(true, 6)), f"{pred:.6f}"]
+        writer.writerow([uid, spk, *cells])
+    return buffer.getvalue()
+
+
+def value_scores(tables: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], rows: dict[str, list],
+                 scale) -> tuple[dict[str, Any], dict[str, dict[str, tuple[float, float]]]]:
+    """Scores of each value task's utterance table (utt (U,), mean prediction (U,), target (U,) on [0, 1];
+    ``rows[task]`` the utterances' manifest rows) on the corpus's scale (``scale(task, row)`` -> (low, high)):
+    ``ccc_<dim>`` (Lin's CCC, float64; left out below 2 utterances or for constant values), ``ccc_mean`` when
+    every dimension has one, ``age_mae`` (mean absolute error), ``n_<task>_utterances``. Also task -> utt_id
+    -> (true, predicted) for ``predictions.csv``."""
+    metrics: dict[str, Any] = {}
+    values: dict[str, dict[str, tuple[float, float]]] = {}
+    for task, (_, pred, target) in tables.items():
+        spans = np.array([scale(task, r) for r in rows[task]], dtype=np.float64).reshape(-1, 2)  # (U, 2)
+        true_v = spans[:, 0] + target * (spans[:, 1] - spans[:, 0])  # (U,)
+        pred_v = spans[:, 0] + pred * (spans[:, 1] - spans[:, 0])  # (U,)
+        values[task] = {r.utt_id: (float(t), float(p)) for r, t, p in zip(rows[task], true_v, pred_v)}
+        metrics[f"n_{task}_utterances"] = len(true_v)
+        if task in DIMENSIONS:
+            try:
+                metrics[f"ccc_{task}"] = concordance_correlation(pred_v, true_v)
+            except ValueError:
+                continue
+        else:  # age: the error in the column's unit
+            metrics[TASKS[task].scores[0].key] = float(np.mean(np.abs(pred_v - true_v)))
+    dims = [t for t in tables if t in DIMENSIONS]
+    if dims and all(f"ccc_{t}" in metrics for t in dims):
+        metrics[CCC_MEAN.key] = float(np.mean([metrics[f"ccc_{t}"] for t in dims]))
+    return metrics, values
+
+
+def value_tables(pl_module: pl.LightningModule) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Utterance tables of the model's test ``value_metrics`` with a labelled segment; call on every rank."""
+    tables = {task: _table(m) for task, m in getattr(pl_module, "value_metrics", {}).items()}
+    return {task: table for task, table in tables.items() if table is not None}
 
 
 def aux_accuracies(tables: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, Any]:
@@ -91,20 +151,29 @@ class ResultWriter(pl.Callback):
         emotion = _table(getattr(pl_module, "test_metric", None))
         aux = aux_accuracies(aux_tables(pl_module))
         eer = _verification_eer(trainer)
-        if emotion is None and not aux and eer is None:
+        tables = value_tables(pl_module)
+        if emotion is None and not aux and eer is None and not tables:
             return
         datamodule = trainer.datamodule
         classes = list(datamodule.class_names)
-        self.metrics = {**({} if emotion is None else test_metrics(*emotion, classes)),
+        value_rows = {task: [datamodule.utterances[int(u)] for u in table[0]] for task, table in tables.items()}
+        scores, values = value_scores(tables, value_rows, datamodule.value_scale)
+        self.metrics = {**({} if emotion is None else test_metrics(*emotion, classes)), **scores,
                         **({} if eer is None else {"eer": float(eer)}), **aux}
         if not trainer.is_global_zero:
             return
         run_dir = Path(trainer.default_root_dir)
+        text = None
         if emotion is not None:
             utt, probs, labels = emotion
             rows = [datamodule.utterances[int(u)] for u in utt]
-            atomic_write_text(run_dir / "predictions.csv", predictions_csv(
-                [r.utt_id for r in rows], [r.speaker for r in rows], labels, probs, classes))
+            text = predictions_csv([r.utt_id for r in rows], [r.speaker for r in rows], labels, probs, classes)
+        if tables:
+            ids = sorted({int(u) for table in [*tables.values(), *([emotion] if emotion else [])] for u in table[0]})
+            rows = [datamodule.utterances[u] for u in ids]
+            text = value_columns([r.utt_id for r in rows], [r.speaker for r in rows], values, text)
+        if text is not None:
+            atomic_write_text(run_dir / "predictions.csv", text)
         atomic_write_json(run_dir / "test_metrics.json", self.metrics)
         if self.print_table:
             if emotion is not None:
@@ -114,10 +183,14 @@ class ResultWriter(pl.Callback):
                 if f"{task}_acc" in aux:
                     print(f"  {task} accuracy {100 * aux[f'{task}_acc']:6.2f} % over "
                           f"{aux[f'n_{task}_utterances']} test utterances")
+            for task in tables:
+                score = TASKS[task].scores[0]
+                shown = score.text(scores[score.key]) if score.key in scores else "undefined (constant values)"
+                print(f"  {score.label} {shown} over {scores[f'n_{task}_utterances']} test utterances")
 
 
-def _table(metric: UtteranceAccuracy | None) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(utt (U,), averaged posteriors (U, C), labels (U,)) of a test metric, or None."""
+def _table(metric: UtteranceAccuracy | UtteranceRegression | None) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(utt (U,), averaged posteriors (U, C) or values (U,), labels (U,)) of a test metric, or None."""
     if metric is None or not metric.update_called:
         return None
     try:

@@ -4,7 +4,7 @@ Each builder writes a tiny copy of one corpus as it unpacks (docs/corpora.md) wi
 and returns what a correct reader must find, in corpus_trees' format (`rows`, `emotion`, `gender`,
 `session`, `speakers`, `utts`, `skips` as (path relative to root, line or None, reason fragment)).
 
-    make_crema_d(root, actors=(...), bad_files=False)     # root/AudioWAV/ + root/VideoDemographics.csv
+    make_crema_d(root, actors=(...), bad_files=False, bad_ages=False)  # root/AudioWAV/ + VideoDemographics.csv
     make_ravdess(root, songs=True, bad_files=False)       # root/Actor_01/ .. root/Actor_24/
     make_msp_podcast(root, bad_rows=False, columns=...)   # root/Audios/ + root/Labels/labels_consensus.csv
 """
@@ -19,12 +19,16 @@ from corpus_trees import _summary, _utt, _write_lines, write_empty_audio, write_
 CREMA_SENTENCES = ("IEO", "TIE", "IOM", "IWW", "TAI", "MTI", "IWL", "ITH", "DFA", "ITS", "TSI", "WSI")
 CREMA_EMOTION = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral",
                  "SAD": "sad"}
-# actor -> (age, sex, race, ethnicity) as VideoDemographics.csv writes them (values made up)
+# actor -> (age, sex, race, ethnicity) as VideoDemographics.csv writes them (values made up); readers give
+# every clip of the actor age float(age), e.g. 51.0 for 1001
 CREMA_ACTORS = {"1001": ("51", "Male", "Caucasian", "Not Hispanic"),
                 "1002": ("21", "Female", "Caucasian", "Not Hispanic"),
                 "1003": ("21", "Female", "Caucasian", "Not Hispanic"),
                 "1004": ("42", "Female", "Caucasian", "Not Hispanic")}
 _CREMA_HEADER = '"ActorID","Age","Sex","Race","Ethnicity"'
+# with bad_ages: actor -> (Age cell written instead, reason fragment); the actor is kept with age None
+CREMA_BAD_AGES = {"1002": ("abc", "Age 'abc': expected years"), "1003": ("", "Age '': expected years"),
+                  "1004": ("150", "Age '150': expected years")}
 
 
 def crema_levels(sentence: str, code: str) -> tuple[str, ...]:
@@ -35,15 +39,20 @@ def crema_levels(sentence: str, code: str) -> tuple[str, ...]:
 
 
 def make_crema_d(root: Path, actors: tuple[str, ...] = ("1001", "1002", "1003"), bad_files: bool = False,
-                 seconds: float = 0.05, sample_rate: int = 16000) -> dict:
+                 seconds: float = 0.05, sample_rate: int = 16000, bad_ages: bool = False) -> dict:
     """Write the CREMA-D root: 82 clips per actor in `actors` (crema_levels), VideoDemographics.csv
-    listing CREMA_ACTORS (the 1003 row quoted field by field), a `._` fork and a readme in AudioWAV/.
+    listing CREMA_ACTORS (lines 2-5; the 1003 row quoted field by field), a `._` fork and a readme in
+    AudioWAV/. Each utterance's expected `age` is float(CREMA_ACTORS[actor][0]).
     With bad_files: actor 1004 adds a kept clip, the kept quirk `1004_ITH_SAD_X.wav`, an empty and a
     garbage clip, and five misnamed clips; 1005 has a demographics row with Sex "Unknown" (line 6) and
-    one clip; 1099 has a clip and no row."""
+    one clip; 1099 has a clip and no row. With bad_ages: the Age cells of 1002, 1003 and 1004 are
+    CREMA_BAD_AGES' "abc", "" and "150" (Skips on lines 3, 4, 5); those actors keep their clips, age None."""
     root = Path(root)
     utts: dict[str, dict] = {}
     skips: list[tuple[str, int | None, str]] = []
+    table = {a: (CREMA_BAD_AGES[a][0], *values[1:]) if bad_ages and a in CREMA_BAD_AGES else values
+             for a, values in CREMA_ACTORS.items()}
+    ages = {a: None if bad_ages and a in CREMA_BAD_AGES else float(values[0]) for a, values in CREMA_ACTORS.items()}
     i = 0
     for actor in actors:
         gender = CREMA_ACTORS[actor][1][0]
@@ -53,24 +62,29 @@ def make_crema_d(root: Path, actors: tuple[str, ...] = ("1001", "1002", "1003"),
                     stem = f"{actor}_{sentence}_{code}_{level}"
                     path = f"AudioWAV/{stem}.wav"
                     duration = write_tone(root / path, seconds, sample_rate, emotion, gender, seed=i)
-                    utts[stem] = _utt(path, duration, actor, gender, "", emotion, code)
+                    utts[stem] = {**_utt(path, duration, actor, gender, "", emotion, code), "age": ages[actor]}
                     i += 1
     lines = [_CREMA_HEADER] + [f'"{a}",' + ",".join(f'"{v}"' for v in values) if a == "1003"
-                               else ",".join((a, *values)) for a, values in CREMA_ACTORS.items()]
+                               else ",".join((a, *values)) for a, values in table.items()]
+    if bad_ages:
+        skips += [("VideoDemographics.csv", n, CREMA_BAD_AGES[a][1]) for n, a in enumerate(table, start=2)
+                  if a in CREMA_BAD_AGES]
     write_garbage(root / "AudioWAV" / f"._{actors[0]}_DFA_ANG_XX.wav")
     (root / "AudioWAV" / "readme.txt").write_text("not audio\n")
     if bad_files:
         lines.append("1005,30,Unknown,Asian,Not Hispanic")
         skips.append(("VideoDemographics.csv", len(lines), "Sex 'Unknown'"))
-        _crema_bad_files(root, utts, skips, seconds, sample_rate)
+        _crema_bad_files(root, utts, skips, seconds, sample_rate, ages["1004"])
     _write_lines(root / "VideoDemographics.csv", lines)
     return _summary(utts, skips)
 
 
-def _crema_bad_files(root: Path, utts: dict, skips: list, seconds: float, sample_rate: int) -> None:
+def _crema_bad_files(root: Path, utts: dict, skips: list, seconds: float, sample_rate: int,
+                     age: float | None) -> None:
     for stem, code in (("1004_DFA_SAD_XX", "SAD"), ("1004_ITH_SAD_X", "SAD")):
         duration = write_tone(root / f"AudioWAV/{stem}.wav", seconds, sample_rate, "sad", "F")
-        utts[stem] = _utt(f"AudioWAV/{stem}.wav", duration, "1004", "F", "", CREMA_EMOTION[code], code)
+        utts[stem] = {**_utt(f"AudioWAV/{stem}.wav", duration, "1004", "F", "", CREMA_EMOTION[code], code),
+                      "age": age}
     write_empty_audio(root / "AudioWAV/1004_DFA_ANG_XX.wav", sample_rate)
     write_garbage(root / "AudioWAV/1004_DFA_HAP_XX.wav")
     bad = {"1004_ABC_ANG_XX": "unknown sentence code 'ABC'", "1004_DFA_ANG": "expected <actor>_",

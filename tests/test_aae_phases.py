@@ -288,7 +288,7 @@ def test_predict_and_embed_shapes():
 
 def test_bad_arguments_and_inputs_are_named():
     with pytest.raises(ValueError, match="subset of"):
-        MultiTaskAAE(**{**TINY, "tasks": ["emotion", "age"]})
+        MultiTaskAAE(**{**TINY, "tasks": ["emotion", "arousal_typo"]})
     with pytest.raises(ValueError, match="'speaker' needs at least 2 classes"):
         MultiTaskAAE(**{**TINY, "num_speakers": 1})
     with pytest.raises(ValueError, match="class_names"):

@@ -1,6 +1,6 @@
 """CREMA-D reader on miniature trees in the release's naming (tests/corpus_trees_extra.py).
 
-The default miniature: actors 1001 (Male), 1002 and 1003 (Female) x 82 clips each: 12 sentences x 6
+The default miniature: actors 1001 (Male, 51), 1002 and 1003 (Female, 21) x 82 clips each: 12 sentences x 6
 emotions at level XX, except IEO whose five non-neutral emotions come at LO, MD and HI. So per actor
 14 clips of each emotion and 12 neutral: 246 clips, 42 per emotion, 36 neutral.
 """
@@ -11,10 +11,10 @@ import glob
 from collections import Counter
 
 import pytest
-from corpus_trees_extra import make_crema_d
+from corpus_trees_extra import CREMA_ACTORS, make_crema_d
 
 from ser_mtl.data.corpora.crema_d import READER, read_crema_d
-from ser_mtl.data.manifest import CorpusError
+from ser_mtl.data.manifest import CorpusError, read_manifest, write_manifest
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +38,61 @@ def test_counts_per_emotion_gender_speaker(tree):
                                                             ("1003", "F"): 82}
     assert {r.session for r in rows} == {""} and {r.corpus for r in rows} == {"crema_d"}
     assert all(r.valence is r.activation is r.dominance is None for r in rows)
+
+
+def test_ages_come_from_the_demographics_table(tree, tmp_path):
+    root, _ = tree
+    rows = read_crema_d(root).rows
+    assert Counter((r.speaker, r.age) for r in rows) == {("1001", 51.0): 82, ("1002", 21.0): 82,
+                                                         ("1003", 21.0): 82}
+    assert all(r.age == float(CREMA_ACTORS[r.speaker][0]) and isinstance(r.age, float) for r in rows)
+    write_manifest(rows, tmp_path / "m.csv")
+    assert read_manifest(tmp_path / "m.csv") == rows
+
+
+def test_bad_ages_are_skips_and_the_actors_keep_their_clips(tmp_path):
+    root = tmp_path / "CREMA-D"
+    expected = make_crema_d(root, actors=("1001", "1002", "1003", "1004"), bad_ages=True)
+    result = read_crema_d(root)
+    assert [(s.path, s.line) for s in result.skipped] == [(p, line) for p, line, _ in expected["skips"]] == [
+        ("VideoDemographics.csv", 3), ("VideoDemographics.csv", 4), ("VideoDemographics.csv", 5)]
+    for skip, (_, _, fragment) in zip(result.skipped, expected["skips"]):
+        assert fragment in skip.reason, (skip, fragment)
+    assert str(result.skipped[0]) == ("VideoDemographics.csv:3: Age 'abc': expected years from 0 to below 150 "
+                                      "(actor 1002 kept with age unknown)")
+    assert len(result.rows) == 4 * 82 == expected["rows"]
+    assert Counter((r.speaker, r.gender, r.age) for r in result.rows) == {
+        ("1001", "M", 51.0): 82, ("1002", "F", None): 82, ("1003", "F", None): 82, ("1004", "F", None): 82}
+    rows = {r.utt_id: r for r in result.rows}
+    for utt_id, want in expected["utts"].items():
+        assert {k: getattr(rows[utt_id], k) for k in want} == want, utt_id
+
+
+@pytest.mark.parametrize("age, kept", [("30", 30.0), (" 30.5 ", 30.5), ("0", 0.0), ("149.9", 149.9),
+                                       ("-1", None), ("150", None), ("nan", None), ("inf", None),
+                                       ("thirty", None), ("", None)])
+def test_age_cells(tmp_path, age, kept):
+    root = tmp_path / "CREMA-D"
+    make_crema_d(root, actors=("1001",))
+    (root / "VideoDemographics.csv").write_text(
+        f'"ActorID","Age","Sex","Race","Ethnicity"\n1001,{age},Male,Caucasian,Not Hispanic\n')
+    result = read_crema_d(root)
+    assert {(r.gender, r.age) for r in result.rows} == {("M", kept)} and len(result.rows) == 82
+    if kept is None:
+        assert [(s.path, s.line) for s in result.skipped] == [("VideoDemographics.csv", 2)]
+        assert result.skipped[0].reason.startswith(f"Age {age.strip()!r}: expected years")
+    else:
+        assert result.skipped == []
+
+
+def test_demographics_without_an_age_column_give_no_ages(tmp_path):
+    root = tmp_path / "CREMA-D"
+    make_crema_d(root, actors=("1001", "1002"))
+    (root / "VideoDemographics.csv").write_text('"ActorID","Sex"\n1001,Male\n1002,Female\n')
+    result = read_crema_d(root)
+    assert result.skipped == []
+    assert Counter((r.speaker, r.gender, r.age) for r in result.rows) == {("1001", "M", None): 82,
+                                                                           ("1002", "F", None): 82}
 
 
 def test_every_row_matches_what_was_written(tree):
@@ -79,7 +134,8 @@ def test_bad_inputs_are_skips_naming_the_file(tmp_path):
     # 246 + 1004_DFA_SAD_XX + the release's misnamed-level quirk 1004_ITH_SAD_X (level X read as XX)
     assert len(result.rows) == 248 == expected["rows"]
     rows = {r.utt_id: r for r in result.rows}
-    assert (rows["1004_ITH_SAD_X"].emotion, rows["1004_ITH_SAD_X"].gender) == ("sad", "F")
+    assert (rows["1004_ITH_SAD_X"].emotion, rows["1004_ITH_SAD_X"].gender, rows["1004_ITH_SAD_X"].age) == (
+        "sad", "F", 42.0)
     assert Counter(r.emotion for r in result.rows)["sad"] == 44
 
 
@@ -91,7 +147,8 @@ def test_demographics_columns_are_read_by_header_name(tmp_path):
         '"Male","1002","21","Asian","Not Hispanic"\r\n\r\n', encoding="utf-8")
     result = read_crema_d(root)
     assert result.skipped == []
-    assert Counter((r.speaker, r.gender) for r in result.rows) == {("1001", "F"): 82, ("1002", "M"): 82}
+    assert Counter((r.speaker, r.gender, r.age) for r in result.rows) == {("1001", "F", 51.0): 82,
+                                                                           ("1002", "M", 21.0): 82}
 
 
 def test_missing_parts_are_corpus_errors(tmp_path):

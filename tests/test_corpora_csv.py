@@ -70,3 +70,22 @@ def test_paths_must_stay_inside_the_root(tmp_path):
     assert result.rows == []
     assert [(s.line, "must be relative to the root" in s.reason) for s in result.skipped] == [
         (2, True), (3, True)]
+
+
+def test_age_column(tmp_path):
+    for i in range(7):
+        write_tone(tmp_path / f"a{i}.wav", 0.3)
+    (tmp_path / "manifest.csv").write_text(
+        "path,speaker,age\na0.wav,s1,51\na1.wav,s1, 21.5 \na2.wav,s2,\na3.wav,s2,NaN\n"
+        "a4.wav,s3,abc\na5.wav,s3,150\na6.wav,s3,-2\n")
+    result = read_csv_corpus(tmp_path)
+    assert [(r.utt_id, r.age) for r in result.rows] == [("a0", 51.0), ("a1", 21.5), ("a2", None), ("a3", None)]
+    assert [str(s) for s in result.skipped] == [
+        "manifest.csv:6: age 'abc': expected a number or empty",
+        "manifest.csv:7: age '150': expected years from 0 to below 150 or empty",
+        "manifest.csv:8: age '-2': expected years from 0 to below 150 or empty"]
+
+
+def test_rows_without_an_age_column_have_no_age(tmp_path):
+    make_csv_corpus(tmp_path)
+    assert {r.age for r in read_csv_corpus(tmp_path).rows} == {None}

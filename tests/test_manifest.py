@@ -21,18 +21,20 @@ from ser_mtl.data.manifest import (
 )
 from ser_mtl.data_commands import manifest
 
-HEADER = "utt_id,corpus,path,duration,speaker,gender,session,emotion,raw_emotion,valence,activation,dominance"
+OLD_HEADER = "utt_id,corpus,path,duration,speaker,gender,session,emotion,raw_emotion,valence,activation,dominance"
+HEADER = OLD_HEADER + ",age"  # manifests gained the age column last; OLD_HEADER files still read
 
 
 def row(utt_id="u1", corpus="iemocap", path="a/u1.wav", duration=1.5, speaker="s1", gender="F",
         session="1", emotion="angry", raw_emotion="ang", valence=2.5, activation=None,
-        dominance=None) -> ManifestRow:
+        dominance=None, age=None) -> ManifestRow:
     return ManifestRow(utt_id, corpus, path, duration, speaker, gender, session, emotion, raw_emotion,
-                       valence, activation, dominance)
+                       valence, activation, dominance, age)
 
 
 def test_schema_constants():
-    assert ",".join(COLUMNS) == HEADER
+    assert ",".join(COLUMNS) == HEADER and COLUMNS[-1] == "age"
+    assert ManifestRow("u", "c", "p.wav", 1.0, "s", "F", "", "", "", None, None, None).age is None
     assert EMOTIONS == ("angry", "happy", "neutral", "sad")
     assert str(Skip("x/y.txt", 7, "bad line")) == "x/y.txt:7: bad line"
     assert str(Skip("x/y.flac", None, "empty audio")) == "x/y.flac: empty audio"
@@ -50,7 +52,7 @@ def test_round_trip_is_exact_and_atomic(tmp_path):
     write_manifest(rows, out)
     assert out.read_text(encoding="utf-8").splitlines()[0] == HEADER
     assert out.read_text(encoding="utf-8").splitlines()[3] == (
-        "u3,librispeech,test-clean/61/100/61-100-0000.flac,12.345,libri_61,,test-clean,,,,,")
+        "u3,librispeech,test-clean/61/100/61-100-0000.flac,12.345,libri_61,,test-clean,,,,,,")
     back = read_manifest(out)
     assert back == rows
     assert back[1].duration == 0.30000000000000004
@@ -74,19 +76,55 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
 
 @pytest.mark.parametrize("body, match", [
     ("utt_id,path\n", r"m.csv:1: expected the header"),
-    (f"{HEADER}\nu1,iemocap,a.wav,1.0,s,F,1,angry,ang,1,2\n", r"m.csv:2: expected 12 fields"),
-    (f"{HEADER}\nu1,iemocap,a.wav,1.0,s,F,1,angry,ang,,,\nu2,iemocap,b.wav,abc,s,F,1,,,,,\n",
+    (f"{HEADER},gender\n", r"m.csv:1: expected the header"),
+    (f"{OLD_HEADER.replace(',dominance', '')},age\n", r"m.csv:1: expected the header"),
+    (f"{HEADER}\nu1,iemocap,a.wav,1.0,s,F,1,angry,ang,1,2,\n", r"m.csv:2: expected 13 fields"),
+    (f"{OLD_HEADER}\nu1,iemocap,a.wav,1.0,s,F,1,angry,ang,1,2,,\n", r"m.csv:2: expected 12 fields"),
+    (f"{HEADER}\nu1,iemocap,a.wav,1.0,s,F,1,angry,ang,,,,\nu2,iemocap,b.wav,abc,s,F,1,,,,,,\n",
      r"m.csv:3: column 'duration': expected a number, got 'abc'"),
-    (f"{HEADER}\nu1,iemocap,a.wav,1.0,s,F,1,Bored ,,,,\n", r"m.csv:2: column 'emotion'"),
-    (f"{HEADER}\nu1,iemocap,a.wav,1.0,s,X,1,,,,,\n", r"m.csv:2: column 'gender'"),
-    (f"{HEADER}\nu1,iemocap,a.wav,1.0,s,F,1,,,high,,\n", r"m.csv:2: column 'valence'"),
-    (f"{HEADER}\nu1,iemocap,a.wav,1.0,s,F,1,,,,,\nu1,iemocap,b.wav,1.0,s,F,1,,,,,\n",
+    (f"{HEADER}\nu1,iemocap,a.wav,1.0,s,F,1,Bored ,,,,,\n", r"m.csv:2: column 'emotion'"),
+    (f"{HEADER}\nu1,iemocap,a.wav,1.0,s,X,1,,,,,,\n", r"m.csv:2: column 'gender'"),
+    (f"{HEADER}\nu1,iemocap,a.wav,1.0,s,F,1,,,high,,,\n", r"m.csv:2: column 'valence'"),
+    (f"{HEADER}\nu1,iemocap,a.wav,1.0,s,F,1,,,,,,\nu1,iemocap,b.wav,1.0,s,F,1,,,,,,\n",
      r"m.csv:3: duplicate utt_id 'u1' \(first on line 2\)"),
     ("", r"m.csv:1: expected the header .* got an empty file"),
 ])
 def test_read_rejects_bad_files_naming_file_and_line(tmp_path, body, match):
     (tmp_path / "m.csv").write_text(body)
     with pytest.raises(CorpusError, match=match):
+        read_manifest(tmp_path / "m.csv")
+
+
+def test_round_trip_with_ages(tmp_path):
+    rows = [row("u1", age=51.0), row("u2", age=0.0), row("u3", age=149.5), row("u4", age=None),
+            row("u5", age=1 / 3)]
+    write_manifest(rows, tmp_path / "m.csv")
+    lines = (tmp_path / "m.csv").read_text(encoding="utf-8").splitlines()
+    assert [line.rsplit(",", 1)[1] for line in lines] == ["age", "51.0", "0.0", "149.5", "", repr(1 / 3)]
+    back = read_manifest(tmp_path / "m.csv")
+    assert back == rows and [r.age for r in back] == [51.0, 0.0, 149.5, None, 1 / 3]
+
+
+def test_manifest_from_before_the_age_column_reads_with_age_none(tmp_path):
+    (tmp_path / "old.csv").write_text(f"{OLD_HEADER}\nu1,iemocap,a/u1.wav,1.5,s1,F,1,angry,ang,2.5,,\n"
+                                      "u2,crema_d,b.wav,2.0,1001,M,,sad,SAD,,,\n")
+    back = read_manifest(tmp_path / "old.csv")
+    assert back == [row(), row("u2", "crema_d", "b.wav", 2.0, "1001", "M", "", "sad", "SAD", None)]
+    assert [r.age for r in back] == [None, None]
+    write_manifest(back, tmp_path / "new.csv")  # always written with the new header
+    assert (tmp_path / "new.csv").read_text(encoding="utf-8").splitlines()[0] == HEADER
+    assert read_manifest(tmp_path / "new.csv") == back
+
+
+@pytest.mark.parametrize("age, match", [
+    ("abc", r"expected a number, got 'abc'"), ("nan", r"expected a finite number, got 'nan'"),
+    ("inf", r"expected a finite number"), ("-1", r"expected years .*, got '-1'"),
+    ("150", r"expected years .*, got '150'"), ("1e3", r"expected years .*, got '1e3'"),
+])
+def test_bad_age_is_a_corpus_error_naming_the_line(tmp_path, age, match):
+    (tmp_path / "m.csv").write_text(f"{HEADER}\nu1,crema_d,a.wav,1.0,1001,M,,sad,SAD,,,,51\n"
+                                    f"u2,crema_d,b.wav,1.0,1001,M,,sad,SAD,,,,{age}\n")
+    with pytest.raises(CorpusError, match=rf"m.csv:3: column 'age': {match}"):
         read_manifest(tmp_path / "m.csv")
 
 
@@ -106,6 +144,8 @@ def test_summarize_counts():
         "  session  1 1, 2 1, 10 1, test-clean 1",
         "  speakers 3",
     ]
+    with_ages = rows[:2] + [row("e", speaker="C", age=30.0), row("f", speaker="C", age=45.0)]
+    assert summarize(with_ages).splitlines()[-2:] == ["  speakers 3", "  age      2 known, mean 37.5"]
 
 
 def test_command_writes_manifest_and_prints_summary_and_skips(tmp_path, capsys):

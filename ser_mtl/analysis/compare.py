@@ -38,9 +38,11 @@ from scipy import stats
 
 from ser_mtl.analysis.paper_results import config_section
 from ser_mtl.analysis.summary import SummaryError, collect_runs, read_record
+from ser_mtl.tasks import SCORES
 
-COMPARED_METRICS = ("ua", "wa", "macro_f1", "eer", "gender_acc", "speaker_acc")
-LOWER_IS_BETTER = frozenset({"eer"})
+COMPARED_METRICS = ("ua", *(key for key in SCORES if key != "ua"))  # the registry's scores (ser_mtl/tasks.py)
+LOWER_IS_BETTER = frozenset(key for key, score in SCORES.items() if not score.higher_is_better)  # eer, age_mae
+AUTO_METRIC = "auto"  # ua where the runs have it, else the mean CCC of dimensional emotion, else the first present
 UNITS = ("per_repeat", "per_run")
 DECISION_UNIT = "per_repeat"
 DECISION_TEST = "sign_flip"
@@ -219,7 +221,9 @@ def table_significance(rows: list[tuple[str, list[dict]]], reference: int,
         p = s[DECISION_TEST]["p"]
         running = max(running, min(1.0, (m - rank) * p))  # Holm's step-down adjustment over the table's m tests
         flags[i] = significant and running < ALPHA
-        lines[at] = (f"- {name}: {_pp(s['mean_diff'])} pp, 95 % CI [{_pp(s['ci95'][0])}, {_pp(s['ci95'][1])}], "
+        unit = " pp" if SCORES[metric].percent else ""
+        lines[at] = (f"- {name}: {_pp(s['mean_diff'], metric)}{unit}, 95 % CI [{_pp(s['ci95'][0], metric)}, "
+                     f"{_pp(s['ci95'][1], metric)}], "
                      f"p = {p:.3g}" + (f" (Holm {running:.3g})" if m > 1 else "") + f" over {s['n']} repeats"
                      + (" \\*" if flags[i] else "") + (" (fewer than 6: p < 0.05 is out of reach)" if s["n"] < 6 else ""))
     exact = all(t[2][DECISION_TEST]["exact"] for t in tested)
@@ -238,14 +242,18 @@ def reference_row(protocols: list[Any]) -> int:
 
 
 def group_significance(rows: list[tuple[str, list[dict], Any]],
-                       groups: list[list[int]]) -> tuple[list[bool], list[str]]:
+                       groups: list[list[int]]) -> tuple[list[str | bool], list[str]]:
     """``table_significance`` per group of row indices (rows: name, runs, protocol), each group against
-    its ``reference_row``; one flag per row and the footnotes of every group of two or more rows."""
-    flags, notes = [False] * len(rows), []
+    its ``reference_row`` in its ``primary_metric`` (UA, else the mean CCC); per row the metric it differs in
+    significantly (False where it does not), and the footnotes of every group of two or more rows."""
+    flags: list[str | bool] = [False] * len(rows)
+    notes: list[str] = []
     for group in (g for g in groups if len(g) > 1):
-        marks, lines = table_significance([rows[i][:2] for i in group], reference_row([rows[i][2] for i in group]))
+        reference = reference_row([rows[i][2] for i in group])
+        metric = primary_metric(rows[group[reference]][1])
+        marks, lines = table_significance([rows[i][:2] for i in group], reference, metric)
         for i, mark in zip(group, marks):
-            flags[i] = mark
+            flags[i] = metric if mark else False
         notes += ["", *lines]
     return flags, notes
 
@@ -277,16 +285,25 @@ def check_settings(reference: str, other: str, allow: frozenset[str] = frozenset
     return notes + ([f"{', '.join(unknown)} not in both cv.json files: not checked"] if unknown else [])
 
 
-def compare_dirs(dirs: list[str], metric: str = "ua", allow_mismatch: list[str] | None = None) -> dict[str, Any]:
+def primary_metric(runs: list[dict]) -> str:
+    """What ``--metric auto`` decides on for a reference's runs: ``ua``, else ``ccc_mean``, else the first
+    score of `COMPARED_METRICS` some run has."""
+    present = [m for m in COMPARED_METRICS if any(r.get(m) is not None for r in runs)]
+    return next((m for m in ("ua", "ccc_mean") if m in present), present[0] if present else "ua")
+
+
+def compare_dirs(dirs: list[str], metric: str = AUTO_METRIC, allow_mismatch: list[str] | None = None) -> dict[str, Any]:
     """Each later cv folder against the first, after ``check_settings``; the JSON-ready result."""
     if len(dirs) < 2:
         raise CompareError(f"compare needs at least two cv folders (the reference first), got {len(dirs)}")
-    if metric not in COMPARED_METRICS:
-        raise CompareError(f"--metric {metric!r}: expected one of {', '.join(COMPARED_METRICS)}")
+    if metric not in (*COMPARED_METRICS, AUTO_METRIC):
+        raise CompareError(f"--metric {metric!r}: expected {AUTO_METRIC} or one of {', '.join(COMPARED_METRICS)}")
     runs = {d: collect_runs(d) for d in dirs}
     for d, found in runs.items():
         if not found:
             raise CompareError(f"{d}: no */metrics.json (finished runs) to compare")
+    if metric == AUTO_METRIC:
+        metric = primary_metric(runs[dirs[0]])
     reference = dirs[0]
     comparisons = []
     for other in dirs[1:]:
@@ -296,12 +313,18 @@ def compare_dirs(dirs: list[str], metric: str = "ua", allow_mismatch: list[str] 
         except CompareError as err:
             raise CompareError(f"{other} against {reference}: {err}") from err
         comparisons.append({"reference": reference, "other": other, "settings": settings, **result})
-    return {"difference": "other - reference (fractions; positive = other higher)", "metric": metric,
+    return {"difference": "other - reference (fractions, CCC or years as scored; positive = other higher)",
+            "metric": metric,
             "units": {u: UNIT_TEXT[u] for u in UNITS}, "comparisons": comparisons}
 
 
-def _pp(value: float) -> str:
-    return f"{100 * value:+.2f}"
+def _pp(value: float, metric: str = "ua") -> str:
+    """A difference as shown: percentage points for a fraction (``+1.25``), else in the score's own unit
+    (``+0.031`` CCC, ``-1.20`` years)."""
+    score = SCORES.get(metric)
+    if score is None or score.percent:
+        return f"{100 * value:+.2f}"
+    return f"{value:+.3f}" if not score.unit else f"{value:+.2f}"
 
 
 def format_comparison(result: dict[str, Any]) -> str:
@@ -318,8 +341,8 @@ def format_comparison(result: dict[str, Any]) -> str:
                 if "error" in s:
                     lines.append(f"{name:<36} {metric:<11} {UNIT_TEXT[unit]:<27} {s['n']:>4}   {s['error']}")
                     continue
-                ci = f"[{_pp(s['ci95'][0])}, {_pp(s['ci95'][1])}]"
-                lines.append(f"{name:<36} {metric:<11} {UNIT_TEXT[unit]:<27} {s['n']:>4} {_pp(s['mean_diff']):>9} "
+                ci = f"[{_pp(s['ci95'][0], metric)}, {_pp(s['ci95'][1], metric)}]"
+                lines.append(f"{name:<36} {metric:<11} {UNIT_TEXT[unit]:<27} {s['n']:>4} {_pp(s['mean_diff'], metric):>9} "
                              f"{ci:>17} {s['wilcoxon']['p']:>10.4g} {s['sign_flip']['p']:>11.4g}")
                 notes += [f"{name}, {metric} {UNIT_TEXT[unit]}: {n}" for n in s["notes"]]
                 random_flips |= not s["sign_flip"]["exact"]
@@ -331,7 +354,8 @@ def format_comparison(result: dict[str, Any]) -> str:
             notes.append(f"{name}: repeat(s) {', '.join(map(str, left))} lack some fold in one folder; "
                          "left out of the per-repeat pairs")
         notes += [f"{name}: {s}" for s in [*comp["settings"], *comp["skipped"]]]
-    lines += ["", (f"difference = other - reference, percentage points; verdict: two-sided sign-flip test on "
+    lines += ["", (f"difference = other - reference, percentage points (CCC and years: their own units); verdict: "
+              f"two-sided sign-flip test on "
               f"{UNIT_TEXT[DECISION_UNIT]} {result['metric']}, p < {ALPHA}")]
     lines += [f"  {Path(c['other']).name} vs {Path(c['reference']).name}: {c['verdict']['text']}"
               for c in result["comparisons"]]

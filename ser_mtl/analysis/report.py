@@ -15,8 +15,10 @@ is shown beside ours in a "paper" column (``ser_mtl.analysis.paper_results``); a
 
 Significance: the rows of one protocol (corpus, target, scheme, label task) in the cross-validation
 table, and a sweep's settings, are compared with their reference row: the proposed model (AAE with
-gender + speaker tasks) where there is one, else the first. A UA that differs with p < 0.05 gets
-``*``; the footnote names the test (``ser_mtl.analysis.compare``) and gives every row's difference.
+gender + speaker tasks) where there is one, else the first. A UA (without emotion classes: the mean CCC of
+dimensional emotion) that differs with p < 0.05 gets ``*``; the footnote names the test
+(``ser_mtl.analysis.compare``) and gives every row's difference. Dimensional emotion also gets its own table
+of CCC per dimension (``dimension_table``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ser_mtl.analysis.figure4 import figure4_section
 from ser_mtl.analysis.report_tables import (
     Experiment,
     Sweep,
+    dimension_table,
     discover,
     load_experiment,
     mark_baselines,
@@ -58,6 +61,11 @@ def report(dirs: list[str], out: str = "report") -> str:
               "(T3-T6 = their Tables 3-6), not ours."), ""]
     if experiments:
         lines += ["## Cross-validations", "", *results_table(experiments), ""]
+    if dims := dimension_table(experiments):
+        lines += ["## Dimensional emotion", "",
+                  ("Concordance correlation coefficient (CCC, Lin 1989) per dimension at utterance level (the "
+                   "segments' predictions averaged), on the corpus's own scale; mean ± sample std over repeats of "
+                   "each repeat's fold average. 1 is perfect agreement, 0 none."), "", *dims, ""]
     if sweeps:
         lines += ["## Sweeps", ""]
         for sweep in sweeps:

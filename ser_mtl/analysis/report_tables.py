@@ -21,6 +21,7 @@ from ser_mtl.analysis.summary import (
     read_json,
     summarise_folder,
 )
+from ser_mtl.tasks import SCORES
 
 
 @dataclass
@@ -52,10 +53,19 @@ def pct(mean: float | None, std: float | None = None) -> str:
     return f"{100 * mean:.1f}" if std is None else f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
-def cell(s: dict[str, Any], key: str) -> str:
-    """``key``'s mean ± std from a summary (or a per-fold entry) in percent; one repeat has no spread: ``± –``."""
-    one = s.get(f"{key}_repeats", s.get("n_repeats")) == 1 and s.get(f"{key}_mean") is not None
-    return pct(s.get(f"{key}_mean"), None if one else s.get(f"{key}_std")) + (" ± –" if one else "")
+def cell(s: dict[str, Any], key: str, flag: str | bool = False) -> str:
+    """``key``'s mean ± std from a summary (or a per-fold entry): in percent for a fraction, else in the score's
+    own unit (CCC, years; `ser_mtl.tasks.SCORES`); one repeat has no spread: ``± –``; `` *`` where ``flag``
+    names ``key`` (significance)."""
+    mean, std = s.get(f"{key}_mean"), s.get(f"{key}_std")
+    one = s.get(f"{key}_repeats", s.get("n_repeats")) == 1 and mean is not None
+    score = SCORES.get(key)
+    if mean is None or score is None or score.percent:
+        text = pct(mean, None if one else std)
+    else:
+        digits = 3 if not score.unit else 2
+        text = f"{mean:.{digits}f}" + ("" if one or std is None else f" ± {std:.{digits}f}")
+    return text + (" ± –" if one else "") + (" *" if flag == key else "")
 
 
 def protocol_groups(exps: list[Experiment]) -> list[list[int]]:
@@ -152,11 +162,20 @@ def protocol_cells(p: Protocol | None) -> list[str]:
     return [p.model_name(), corpus, p.task or "?", p.scheme or "?"]
 
 
-AUX_COLUMNS = (("gender_acc", "gender acc (%)"), ("speaker_acc", "speaker acc (%)"))
+# Score columns beside WA / UA / macro-F1 / EER: dimensional emotion's CCC, then the auxiliary tasks' scores.
+def _column_head(key: str) -> str:
+    score = SCORES[key]
+    if key.endswith("_acc"):
+        return f"{score.label} acc (%)"  # gender acc (%), speaker acc (%)
+    return f"{score.label} ({score.unit})" if score.unit and not score.percent else score.label
+
+
+AUX_COLUMNS = tuple((key, _column_head(key)) for key in SCORES if key not in ("wa", "ua", "macro_f1", "eer"))
 
 
 def aux_columns(summaries: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """The auxiliary-task accuracy columns some row of a table has (``<key>_mean`` in its summary)."""
+    """The score columns beyond the emotion classes' and the EER that some row of a table has (``<key>_mean``
+    in its summary): CCC per dimension and mean, gender / speaker accuracy, age error."""
     return [(key, head) for key, head in AUX_COLUMNS if any(s.get(f"{key}_mean") is not None for s in summaries)]
 
 
@@ -172,7 +191,8 @@ def protocol_key(p: Protocol | None) -> tuple:
 
 def results_table(experiments: list[Experiment]) -> list[str]:
     """One row per cross-validation; rows of one protocol (corpus, scheme, task) are tested against
-    its reference row (``significance``), with ``*`` on a significant UA and a footnote."""
+    its reference row (``significance``), with ``*`` on a significant UA (the mean CCC for dimensional
+    emotion without classes) and a footnote."""
     aux = aux_columns([e.summary for e in experiments])
     lines = [("| experiment | model | corpus | task | scheme | folds×repeats | WA (%) | UA (%) | macro-F1 (%) | "
               "EER (%) | " + "".join(f"{head} | " for _, head in aux) + "paper WA (%) | paper UA (%) |"),
@@ -182,19 +202,39 @@ def results_table(experiments: list[Experiment]) -> list[str]:
         s = exp.summary
         paper_wa, paper_ua = paper_cells(match(exp.protocol))
         cells = [exp.name, *protocol_cells(exp.protocol), grid_text(s), cell(s, "wa"),
-                 cell(s, "ua") + (" *" if flag else ""), cell(s, "macro_f1"), cell(s, "eer"), *(cell(s, k) for k, _ in aux),
+                 cell(s, "ua", flag), cell(s, "macro_f1"), cell(s, "eer"), *(cell(s, k, flag) for k, _ in aux),
                  paper_wa, paper_ua]
         lines.append("| " + " | ".join(cells) + " |")
     return lines + notes + cost_line([e.summary for e in experiments])
 
 
 def per_fold_table(exp: Experiment) -> list[str]:
-    has_eer = any("eer_mean" in f for f in exp.summary["per_fold"])
-    lines = ["| fold | repeats | WA (%) | UA (%) | macro-F1 (%) |" + " EER (%) |" * has_eer, "|" + "---|" * (5 + has_eer)]
-    for f in exp.summary["per_fold"]:
+    folds = exp.summary["per_fold"]
+    has_eer = any("eer_mean" in f for f in folds)
+    extra = [(k, head) for k, head in AUX_COLUMNS if not k.endswith("_acc") and any(f"{k}_mean" in f for f in folds)]
+    lines = ["| fold | repeats | WA (%) | UA (%) | macro-F1 (%) |" + " EER (%) |" * has_eer
+             + "".join(f" {head} |" for _, head in extra), "|" + "---|" * (5 + has_eer + len(extra))]
+    for f in folds:
         cells = [str(f["fold"]), str(f["n_repeats"]), cell(f, "wa"), cell(f, "ua"), cell(f, "macro_f1")] \
-            + [cell(f, "eer")] * has_eer
+            + [cell(f, "eer")] * has_eer + [cell(f, k) for k, _ in extra]
         lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def dimension_table(experiments: list[Experiment]) -> list[str]:
+    """Dimensional emotion: per cross-validation the CCC of each dimension and their mean (mean ± sample std
+    over repeats), the MSP-Podcast challenge's score; nothing when no experiment predicts a dimension."""
+    keys = [k for k in SCORES if k.startswith("ccc_") and any(e.summary.get(f"{k}_mean") is not None
+                                                                for e in experiments)]
+    rows = [e for e in experiments if any(e.summary.get(f"{k}_mean") is not None for k in keys)]
+    if not rows:
+        return []
+    lines = ["| experiment | model | corpus | scheme | folds×repeats | " + " | ".join(SCORES[k].label for k in keys)
+             + " |", "|" + "---|" * (5 + len(keys))]
+    for exp in rows:
+        model, corpus, _, scheme = protocol_cells(exp.protocol)
+        lines.append("| " + " | ".join([exp.name, model, corpus, scheme, grid_text(exp.summary),
+                                        *(cell(exp.summary, k) for k in keys)]) + " |")
     return lines
 
 

@@ -13,7 +13,9 @@ least one score of ``wa``/``ua`` (absent without the emotion task), ``eer``, ``g
 ``speaker_acc``, and optionally ``n_utterances``, ``classes``, ``confmat``. ``eer`` and the accuracies
 get mean ± std over the complete repeats whose every run has them, with ``{key}_repeats`` saying how
 many, and are absent when no repeat qualifies; ``wa_*``/``ua_*`` are always present (null without a
-value). ``DIR/cv.json``, when present, is copied under ``config``. Values are fractions in [0, 1].
+value). ``DIR/cv.json``, when present, is copied under ``config``. Scores are checked against their range in
+the task registry (``ser_mtl/tasks.py``): fractions in [0, 1] for accuracies and the EER, [-1, 1] for a CCC
+(``ccc_<dim>``, ``ccc_mean``), years >= 0 for ``age_mae``.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from ser_mtl.io_utils import atomic_write_json
+from ser_mtl.tasks import SCORES
 
-METRICS = ("wa", "ua", "macro_f1", "eer", "gender_acc", "speaker_acc")
+METRICS = tuple(SCORES)  # wa, ua, macro_f1, ccc_<dim>..., ccc_mean, eer, gender_acc, speaker_acc, age_mae
 HEADLINE_METRICS = ("wa", "ua")  # always in summary.json (null when no complete repeat has them)
 REQUIRED_KEYS = ("fold", "repeat", "seed")
 SUMMARY_NAME = "summary.json"
@@ -54,18 +57,17 @@ def _check_int(path: Path, data: dict, key: str) -> None:
 
 
 def _check_fraction(path: Path, data: dict, key: str) -> float:
+    """``data[key]`` as a float if it lies in the score's range (`ser_mtl.tasks.SCORES`), else SummaryError."""
     value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not 0.0 <= value <= 1.0:
+    if (problem := SCORES[key].check(value)) is not None:
         nan = isinstance(value, float) and math.isnan(value)
         hint = " (NaN: the test split had no labelled utterance)" if nan else ""
-        raise SummaryError(f"{path}: expected {key!r} to be a number in [0, 1] (a fraction, not percent), "
-                           f"got {value!r}{hint}")
+        raise SummaryError(f"{path}: expected {key!r} to be {problem}{hint}")
     return float(value)
 
 
 def check_scores(path: Path, data: dict[str, Any], lenient_eer: bool = False) -> dict[str, Any]:
-    """A copy of ``data`` whose scores (``METRICS`` not None) are checked fractions in [0, 1]; else (also
+    """A copy of ``data`` whose scores (``METRICS`` not None) are checked against their ranges; else (also
     without any score, or with only one of ``wa``/``ua``) ``SummaryError`` naming ``path``. With
     ``lenient_eer`` an ``eer`` that is no fraction (NaN: verification could not run) becomes None instead."""
     checked = dict(data)
@@ -237,19 +239,19 @@ def aggregate(out: str, verbose: bool = True) -> dict:
 
 
 def format_headline(summary: dict[str, Any], name: str = "") -> str:
-    """``name: WA 66.1 ± 1.2 %  UA 64.0 ± 0.9 %  (10 folds x 3 repeats)`` plus what is missing; a model
-    without the emotion task shows its gender / speaker accuracy and EER instead."""
+    """``name: WA 66.1 ± 1.2 %  UA 64.0 ± 0.9 %  (10 folds x 3 repeats)`` plus what is missing; with dimensions
+    their CCC (``CCC valence 0.512 ± 0.030``); a model without emotion of either kind shows its auxiliary
+    scores (gender / speaker accuracy, age error) and EER instead."""
     grid = f"{len(summary['folds'])} folds x {summary['n_repeats']} complete repeats"
-    shown = [(label, key) for label, key in (("WA", "wa"), ("UA", "ua"), ("F1", "macro_f1"))
-             if summary.get(f"{key}_mean") is not None]
+    primary = ("wa", "ua", "macro_f1", *(k for k in SCORES if k.startswith("ccc_")))
+    shown = [SCORES[k] for k in primary if summary.get(f"{k}_mean") is not None]
     if not shown:
-        shown = [(label, key) for label, key in (("gender", "gender_acc"), ("speaker", "speaker_acc"), ("EER", "eer"))
-                 if summary.get(f"{key}_mean") is not None]
+        shown = [s for k, s in SCORES.items() if k not in primary and summary.get(f"{k}_mean") is not None]
     if not shown:
         text = f"{name}: no complete repeat yet ({summary['n_runs']} runs done)"
     else:
-        text = f"{name}: " + "  ".join(f"{label} {100 * summary[f'{key}_mean']:.1f} ± "
-                                       f"{100 * summary[f'{key}_std']:.1f} %" for label, key in shown) + f"  ({grid})"
+        text = f"{name}: " + "  ".join(f"{s.label} {s.text(summary[f'{s.key}_mean'], summary[f'{s.key}_std'])}"
+                                       for s in shown) + f"  ({grid})"
     if summary["missing"]:
         text += f"; {len(summary['missing'])} run(s) missing"
     return text

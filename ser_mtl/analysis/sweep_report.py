@@ -25,9 +25,8 @@ from ser_mtl.analysis.selection import value_label
 from ser_mtl.analysis.summary import format_value
 
 
-def _score_cells(s: dict[str, Any], aux: list[tuple[str, str]], flag: bool = False) -> list[str]:
-    return [grid_text(s), cell(s, "wa"), cell(s, "ua") + (" *" if flag else ""), cell(s, "eer"),
-            *(cell(s, k) for k, _ in aux)]
+def _score_cells(s: dict[str, Any], aux: list[tuple[str, str]], flag: str | bool = False) -> list[str]:
+    return [grid_text(s), cell(s, "wa"), cell(s, "ua", flag), cell(s, "eer"), *(cell(s, k, flag) for k, _ in aux)]
 
 
 def sweep_table(sweep: Sweep) -> list[str]:

@@ -8,7 +8,8 @@ label space, so ``num_classes`` and ``num_speakers`` exist for LightningCLI's ar
 ``prepare_data`` builds the feature stores; ``setup`` fits the label scheme (K-means for av3/av5) and
 the normalisation statistics on the training split only, unless ``load_state_dict`` restored a
 checkpoint's. Batches (docs/interfaces.md): ``x`` (B, C, F, T) (C = 1 but for model layers kept apart); ``emotion``, ``gender``, ``speaker``,
-``utt`` (B,), -1 where a label is missing.
+``utt`` (B,), -1 where a label is missing; and per value task of the model (``ser_mtl/tasks.py``: ``activation``,
+``valence``, ``dominance``, ``age``) its (B,) float32 values on [0, 1], NaN where missing.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from ser_mtl.data.sampling import MixedBatchSampler, SamplingError, ShardedEvalS
 from ser_mtl.data.speaker_draw import draw_rows, draw_source
 from ser_mtl.data.store import FeatureStore, running_stats
 from ser_mtl.frontend import FrontEnd
+from ser_mtl.tasks import TASKS, regression_tasks, value_range
 
 Task = Literal["categorical", "activation", "valence", "av3", "av5"]
 Scheme = Literal["10fold", "loso", "loso_session", "speaker5fold", "speaker10fold", "official", "emobox", "cross_corpus"]
@@ -95,8 +97,13 @@ class SERDataModule(pl.LightningDataModule):
         verification_subset: auxiliary subset enrolled with the emotion test speakers for speaker verification
             at test time (paper: ``test-clean``); speaker-independent schemes only; ``None`` disables it.
         verification_enrol: utterances per speaker for enrolment (paper: 20).
-        model_tasks: the model's tasks (linked from ``model.tasks``; None: all). Without a gender or speaker
-            task the auxiliary corpus is not used, whatever ``aux_root`` says (``describe`` says so).
+        model_tasks: the model's tasks (linked from ``model.tasks``; None: the paper's three). Without a gender or
+            speaker task the auxiliary corpus is not used, whatever ``aux_root`` says (``describe`` says so). Its
+            value tasks (``activation``, ``valence``, ``dominance``, ``age``) get targets from the manifest; a
+            model without the emotion task folds (and tests) the utterances that have one of those values.
+        value_ranges: per value task, the [low, high] of the corpus's scale, mapped onto the [0, 1] the model
+            learns (e.g. ``{valence: [1, 7]}``); None: each corpus's own (IEMOCAP and MSP-IMPROV 1-5, MSP-Podcast
+            1-7; age 0-100 years). A value outside its range is an error naming the utterance.
     """
 
     def __init__(
@@ -114,7 +121,7 @@ class SERDataModule(pl.LightningDataModule):
         cache_dir: str = ".cache/ser-mtl", num_workers: int = 0,
         max_stats_utterances: int = 4000,
         verification_subset: str | None = "test-clean", verification_enrol: int = 20,
-        model_tasks: list[str] | None = None,
+        model_tasks: list[str] | None = None, value_ranges: dict[str, list[float]] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -146,8 +153,16 @@ class SERDataModule(pl.LightningDataModule):
                               f"(set data.verification_subset, or null to silence this)", stacklevel=2)
         self.label_scheme = make_label_scheme(task, corpus, classes=classes, class_map=class_map)
         self._scheme_restored = False  # True once load_state_dict put a checkpoint's (fitted) scheme in place
+        self.value_tasks = regression_tasks(model_tasks or [])
+        if unknown := sorted(set(value_ranges or {}) - {t for t, spec in TASKS.items() if spec.column}):
+            raise ValueError(f"data.value_ranges names {unknown}; expected value tasks of "
+                             f"{[t for t, spec in TASKS.items() if spec.column]}")
         self._has_emotion = any(self.label_scheme.category(r) is not None for r in self.rows)
-        labelled = [self.label_scheme.category(r) is not None or not self._has_emotion for r in self.rows]
+        if self.value_tasks and "emotion" not in model_tasks:  # fold the utterances the model learns from
+            labelled = [any(getattr(r, TASKS[t].column) is not None for t in self.value_tasks) for r in self.rows]
+            self._has_emotion = False
+        else:
+            labelled = [self.label_scheme.category(r) is not None or not self._has_emotion for r in self.rows]
         if scheme == "emobox":
             self.num_folds, self.split = emobox_scheme(folds_file, self.rows, labelled, fold, seed)
         else:
@@ -230,8 +245,27 @@ class SERDataModule(pl.LightningDataModule):
             gender=np.array([_GENDER_INDEX.get(rows[i].gender, -1) for i in indices], dtype=np.int64),
             speaker=np.array([self._speaker_index.get(rows[i].speaker, -1) for i in indices], dtype=np.int64),
             utt=indices + utt_offset,
+            values={task: np.array([self.scaled_value(task, rows[i]) for i in indices], dtype=np.float32)
+                    for task in self.value_tasks},
         )
         return SegmentDataset(store, labels, self.frontend, hop)
+
+    def value_scale(self, task: str, row: ManifestRow) -> tuple[float, float]:
+        """(low, high) of ``task``'s values in ``row``'s corpus (``data.value_ranges`` or the corpus's scale)."""
+        return value_range(task, row.corpus, self.hparams.value_ranges)
+
+    def scaled_value(self, task: str, row: ManifestRow) -> float:
+        """``row``'s value for ``task`` mapped from its corpus's scale onto [0, 1]; NaN without one; ValueError
+        naming the utterance when it lies outside the scale."""
+        value = getattr(row, TASKS[task].column)
+        if value is None:
+            return float("nan")
+        low, high = self.value_scale(task, row)
+        if not low <= value <= high:
+            raise ValueError(f"utterance {row.utt_id} ({row.corpus}, {row.path}): {TASKS[task].column} {value} lies "
+                             f"outside the scale [{low:g}, {high:g}]; set data.value_ranges, e.g. "
+                             f"{{{task}: [{min(low, value):g}, {max(high, value):g}]}}")
+        return (value - low) / (high - low)
 
     # ----------------------------------------------------------------- Lightning hooks
     def prepare_data(self) -> None:

@@ -6,7 +6,7 @@ Items are the batch dicts of docs/interfaces.md; cutting and normalising are the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -26,6 +26,16 @@ class UtteranceLabels:
     gender: np.ndarray  # (U,) int64, F=0, M=1, -1 = unknown
     speaker: np.ndarray  # (U,) int64 index into the training speaker space, -1 = not a training speaker
     utt: np.ndarray  # (U,) int64 global utterance index, unique within the datamodule
+    # value task (ser_mtl/tasks.py) -> (U,) float32 target on [0, 1], NaN = no value
+    values: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def labelled_tasks(labels: UtteranceLabels) -> set[str]:
+    """The tasks some utterance of ``labels`` has a label (class >= 0) or a value (not NaN) for."""
+    classes = {task for task in ("emotion", "gender", "speaker")
+               if hasattr(labels, task) and bool(np.any(np.asarray(getattr(labels, task)) >= 0))}
+    values = getattr(labels, "values", {})
+    return classes | {task for task, v in values.items() if bool(np.any(~np.isnan(np.asarray(v, dtype=float))))}
 
 
 class SegmentDataset(Dataset):
@@ -49,4 +59,5 @@ class SegmentDataset(Dataset):
             "gender": torch.tensor(int(self.labels.gender[local])),
             "speaker": torch.tensor(int(self.labels.speaker[local])),
             "utt": torch.tensor(int(self.labels.utt[local])),
+            **{task: torch.tensor(float(v[local]), dtype=torch.float32) for task, v in self.labels.values.items()},
         }

@@ -3,6 +3,8 @@
 Readers (`ser_mtl.data.corpora`) turn a corpus layout into `ManifestRow`s, so corpus quirks stop there.
 Paths are relative to the corpus root, so a manifest survives moving the corpus. Empty cells mean
 "absent"; floats are written with `repr`, so `read_manifest(write_manifest(rows))` gives equal rows.
+`age` (the speaker's age in years at recording) is the newest column: a manifest written before it
+(header COLUMNS without `age`) still reads, its rows with age None.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from pathlib import Path
 from ser_mtl.io_utils import atomic_open
 
 COLUMNS = ["utt_id", "corpus", "path", "duration", "speaker", "gender", "session", "emotion",
-           "raw_emotion", "valence", "activation", "dominance"]
+           "raw_emotion", "valence", "activation", "dominance", "age"]
+LEGACY_COLUMNS = COLUMNS[:-1]  # manifests written before the age column; read with age None
 EMOTIONS = ("angry", "happy", "neutral", "sad")  # the paper's 4 classes: data.classes' default, in index order
 GENDERS = ("F", "M")
-_FLOAT_COLUMNS = ("valence", "activation", "dominance")
+_FLOAT_COLUMNS = ("valence", "activation", "dominance", "age")
+MAX_AGE = 150.0  # ages are years in [0, MAX_AGE)
 
 
 class CorpusError(ValueError):
@@ -45,6 +49,7 @@ class ManifestRow:
     valence: float | None
     activation: float | None
     dominance: float | None
+    age: float | None = None  # the speaker's age in years at recording, None = unknown
 
 
 @dataclass
@@ -93,11 +98,19 @@ def _parse_float(text: str, column: str, where: str, optional: bool) -> float | 
     return value
 
 
-def _parse_row(cells: list[str], where: str) -> ManifestRow:
-    if len(cells) != len(COLUMNS):
-        raise CorpusError(f"{where}: expected {len(COLUMNS)} fields ({','.join(COLUMNS)}), "
+def age_problem(value: float) -> str | None:
+    """Why `value` is not an age in years (0 <= age < MAX_AGE), or None when it is one."""
+    if not math.isfinite(value) or not 0.0 <= value < MAX_AGE:
+        return f"expected years from 0 to below {MAX_AGE:g}"
+    return None
+
+
+def _parse_row(cells: list[str], where: str, columns: list[str]) -> ManifestRow:
+    if len(cells) != len(columns):
+        raise CorpusError(f"{where}: expected {len(columns)} fields ({','.join(columns)}), "
                           f"got {len(cells)}")
-    values = dict(zip(COLUMNS, cells))
+    values = dict(zip(columns, cells))
+    values.setdefault("age", "")  # a manifest from before the age column
     if not values["utt_id"] or not values["path"]:
         raise CorpusError(f"{where}: utt_id and path must not be empty")
     duration = _parse_float(values["duration"], "duration", where, optional=False)
@@ -109,12 +122,15 @@ def _parse_row(cells: list[str], where: str) -> ManifestRow:
         raise CorpusError(f"{where}: column 'emotion': expected a lower-case label without surrounding spaces "
                           f"(e.g. {', '.join(EMOTIONS)}) or empty, got {values['emotion']!r}")
     floats = {c: _parse_float(values[c], c, where, optional=True) for c in _FLOAT_COLUMNS}
+    if floats["age"] is not None and (problem := age_problem(floats["age"])):
+        raise CorpusError(f"{where}: column 'age': {problem}, got {values['age']!r}")
     strings = {c: values[c] for c in COLUMNS if c not in _FLOAT_COLUMNS and c != "duration"}
     return ManifestRow(duration=duration, **strings, **floats)
 
 
 def read_manifest(path: str | os.PathLike) -> list[ManifestRow]:
-    """Read a manifest written by `write_manifest`; CorpusError naming file:line on a bad row."""
+    """Read a manifest written by `write_manifest` (or one from before the age column: ages None);
+    CorpusError naming file:line on a bad row."""
     path = Path(path)
     if not path.is_file():
         raise CorpusError(f"{path}: manifest not found")
@@ -123,14 +139,14 @@ def read_manifest(path: str | os.PathLike) -> list[ManifestRow]:
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         header = next(reader, None)
-        if header != COLUMNS:
+        if header != COLUMNS and header != LEGACY_COLUMNS:
             raise CorpusError(f"{path}:1: expected the header {','.join(COLUMNS)}, "
                               f"got {','.join(header) if header else 'an empty file'}")
         for cells in reader:
             if not cells:  # a blank line (e.g. a trailing one) carries no row
                 continue
             where = f"{path}:{reader.line_num}"
-            row = _parse_row(cells, where)
+            row = _parse_row(cells, where, header)
             if row.utt_id in seen:
                 raise CorpusError(f"{where}: duplicate utt_id {row.utt_id!r} "
                                   f"(first on line {seen[row.utt_id]})")
@@ -155,10 +171,13 @@ def _counts(label: str, counter: Counter, order: tuple[str, ...], missing: str) 
 
 
 def summarize(rows: Iterable[ManifestRow]) -> str:
-    """A multi-line human summary: totals, counts per corpus, emotion, gender, session, speakers."""
+    """A multi-line human summary: totals, counts per corpus, emotion, gender, session, speakers (and
+    the known ages, when any row has one)."""
     rows = list(rows)
     hours = sum(r.duration for r in rows) / 3600.0
     speakers = {r.speaker for r in rows if r.speaker}
+    ages = [r.age for r in rows if r.age is not None]
+    age_line = [f"  {'age':<9}{len(ages)} known, mean {sum(ages) / len(ages):.1f}"] if ages else []
     return "\n".join([
         f"{len(rows)} utterances, {hours:.2f} h, {len(speakers)} speakers",
         _counts("corpus", Counter(r.corpus for r in rows), (), "(none)"),
@@ -166,4 +185,5 @@ def summarize(rows: Iterable[ManifestRow]) -> str:
         _counts("gender", Counter(r.gender for r in rows), GENDERS, "(unknown)"),
         _counts("session", Counter(r.session for r in rows), (), "(none)"),
         f"  {'speakers':<9}{len(speakers)}",
+        *age_line,
     ])

@@ -15,7 +15,8 @@ from ser_mtl.data.manifest import CorpusError, ManifestRow, read_manifest, write
 
 def _signature(corpus: str, root: Path, subset: str | None) -> str:
     # v2: readers keep every emotion label (class sets belong to the label scheme): older caches are re-read
-    digest = hashlib.sha1(f"v2|{corpus}|{root}|{subset}".encode())
+    # v3: manifests gained the age column (CREMA-D's actor ages): older caches are re-read
+    digest = hashlib.sha1(f"v3|{corpus}|{root}|{subset}".encode())
     for pattern in reader(corpus).label_globs:  # files whose change means the manifest must be read again
         for path in sorted(glob.glob(str(root / pattern.format(subset=subset or "")))):
             st = os.stat(path)

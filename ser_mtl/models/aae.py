@@ -7,6 +7,7 @@ Per training batch, in the paper's order (section 3, "these three phases run in 
                    d ~ N(0, I), z = E_theta(x) detached                        -> discriminator
                    generator: BCE(D_omega(z), 1) (non-saturating form)         -> encoder only
 3. classification  L_c = beta * L_E + (1 - beta) * (L_G + L_S)                 -> encoder + heads
+                   (over the tasks of ``ser_mtl/tasks.py``: primary ones beta, auxiliary ones 1 - beta)
 
 Each phase encodes x afresh, so it sees the encoder as the previous phase left it. The paper's
 comparison models switch parts off: single-task AAE ``tasks=["emotion"]``; supervised CNN also
@@ -35,13 +36,14 @@ from ser_mtl.models.input_stage import StageSpec, build_input_stage
 from ser_mtl.models.losses import (
     ACC_NAME,
     LABELLED,
-    TASKS,
     check_label_tensor,
     classification_loss,
     labelled_index,
+    task_loss,
 )
 from ser_mtl.models.paper_weights import paper_weights
 from ser_mtl.models.step_hooks import StepHooks
+from ser_mtl.tasks import DIMENSIONS, TASKS, TaskError, check_tasks
 
 
 class MultiTaskAAE(StepHooks, EvaluationSteps):
@@ -59,7 +61,11 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
         num_emotions: emotion classes (linked from the DataModule).
         num_speakers: speaker classes, i.e. training speakers of all corpora (linked from the DataModule).
         num_genders: gender classes (F = 0, M = 1).
-        tasks: classification tasks to build and train, a subset of ("emotion", "gender", "speaker").
+        tasks: the tasks to build and train, a subset of the registry ``ser_mtl/tasks.py``: ``emotion``,
+            ``gender``, ``speaker`` (the paper's), ``activation``, ``valence``, ``dominance`` (values, scored by
+            CCC) and ``age`` (years); each gets a head (class logits or one value) on the code.
+        task_losses: per task, a loss other than its registry default (``ccc`` or ``mse`` for a value task,
+            e.g. ``{valence: mse}``); None: the registry's (1 - CCC for dimensions, MSE for age).
         use_decoder: build the decoder and run the reconstruction phase.
         use_discriminator: build the discriminator and run the regularisation phase.
         alpha: weight of the reconstruction loss (paper eq. 1); None = paper 5.1's value for this model.
@@ -94,6 +100,7 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
         num_speakers: int = 1,
         num_genders: int = 2,
         tasks: Sequence[str] = ("emotion", "gender", "speaker"),
+        task_losses: dict[str, str] | None = None,
         use_decoder: bool = True,
         use_discriminator: bool = True,
         alpha: float | None = None,
@@ -125,7 +132,9 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
         self.automatic_optimization = False
         self.tasks = list(tasks)
         n_classes = {"emotion": num_emotions, "gender": num_genders, "speaker": num_speakers}
+        n_classes |= {task: 1 for task in self.tasks if task in TASKS and TASKS[task].kind == "regression"}
         self._check_arguments(n_classes, class_names)
+        self.task_losses = self._resolve_losses(task_losses or {})
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.input_channels = int(input_channels)
         self.input_stage = build_input_stage(input_stage, self.input_channels, self.input_size[0])
@@ -140,6 +149,7 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
         self.decoder = Decoder(encoder_channels, encoder_pools) if use_decoder else None
         self.discriminator = (Discriminator(c, (h, w), head_conv_channels, head_hidden)
                               if use_discriminator else None)
+        # one head per task: class logits (n_classes) or one value (a regression task)
         self.heads = nn.ModuleDict({task: ClassifierHead(c, (h, w), n_classes[task], head_conv_channels,
                                                          head_hidden, dropout, head_pool) for task in self.tasks})
         self.n_classes = {task: n_classes[task] for task in self.tasks}
@@ -157,12 +167,12 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
         self.to(memory_format=self.memory_format)  # once; load_state_dict copies into these layouts
 
     def _check_arguments(self, n_classes: dict[str, int], class_names: Sequence[str] | None) -> None:
-        unknown = [t for t in self.tasks if t not in TASKS]
-        if unknown or not self.tasks or len(set(self.tasks)) != len(self.tasks):
-            raise ValueError(f"MultiTaskAAE: tasks must be a non-empty subset of {TASKS} without repeats, "
-                             f"got {self.tasks}")
+        try:
+            check_tasks(self.tasks)
+        except TaskError as err:
+            raise ValueError(f"MultiTaskAAE: {err}") from None
         for task in self.tasks:
-            if n_classes[task] < 2:
+            if TASKS[task].kind == "classification" and n_classes[task] < 2:
                 raise ValueError(f"MultiTaskAAE: task '{task}' needs at least 2 classes, got {n_classes[task]} "
                                  f"(set num_{task}s, linked from the DataModule, or drop '{task}' from tasks)")
         if class_names is not None and len(class_names) != n_classes["emotion"]:
@@ -171,6 +181,21 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
         if not 0.0 <= self.hparams.beta <= 1.0 or self.hparams.alpha < 0:
             raise ValueError(f"MultiTaskAAE: need alpha >= 0 and 0 <= beta <= 1, got alpha={self.hparams.alpha}, "
                              f"beta={self.hparams.beta}")
+
+    def _resolve_losses(self, overrides: dict[str, str]) -> dict[str, str]:
+        """task -> loss name: the registry's, or ``task_losses``' for a value task (``ccc`` or ``mse``)."""
+        if unknown := sorted(set(overrides) - set(self.tasks)):
+            raise ValueError(f"MultiTaskAAE: task_losses names {unknown}, not among tasks {self.tasks}")
+        for task, loss in overrides.items():
+            allowed = ("ccc", "mse") if TASKS[task].kind == "regression" else ("cross_entropy",)
+            if loss not in allowed:
+                raise ValueError(f"MultiTaskAAE: task_losses[{task!r}] = {loss!r}; expected one of {list(allowed)}")
+        return {task: overrides.get(task, TASKS[task].loss) for task in self.tasks}
+
+    def head_output(self, task: str, z: torch.Tensor) -> torch.Tensor:
+        """Task ``task``'s head on codes z (B, C, H, W): logits (B, n_classes), or values (B,) of a value task."""
+        out = self.heads[task](z)  # (B, n_classes) or (B, 1)
+        return out.squeeze(-1) if TASKS[task].kind == "regression" else out
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Latent code z (B, C, H, W) of feature segments x (B, input_channels, F, T)."""
@@ -197,9 +222,10 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
         return x.contiguous(memory_format=self.memory_format)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Logits (B, n_classes[task]) of every task for segments x (B, input_channels, F, T)."""
+        """Logits (B, n_classes[task]), or values (B,) on [0, 1] of a value task, of every task for segments
+        x (B, input_channels, F, T)."""
         z = self.encode(x)
-        return {task: head(z) for task, head in self.heads.items()}
+        return {task: self.head_output(task, z) for task in self.heads}
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Speaker d-vectors (B, head_hidden): the speaker head's last hidden layer (call in eval mode)."""
@@ -218,7 +244,10 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
         """The keys validation logs every epoch for the tasks in ``labelled`` (None: every task)."""
         tasks = [task for task in self.tasks if labelled is None or task in labelled]
         keys = ["val/wa", "val/ua", "val/macro_f1"] if "emotion" in tasks else []
-        keys += [f"val/{key}" for task in tasks for key in (ACC_NAME[task], f"loss_{task}")]
+        keys += [f"val/{key}" for task in tasks if task in ACC_NAME for key in (ACC_NAME[task], f"loss_{task}")]
+        keys += [f"val/{key}" for task in tasks if task not in ACC_NAME
+                 for key in (f"loss_{task}", *(s.key for s in TASKS[task].scores if task in DIMENSIONS))]
+        keys += ["val/ccc_mean"] if any(task in DIMENSIONS for task in tasks) else []
         return keys + (["val/loss_cls"] if tasks else []) + (["val/loss_rec"] if self.decoder is not None else [])
 
     def predict_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int = 0,
@@ -318,10 +347,10 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
             z = self.encode(batch["x"])  # (B, C, H, W)
             losses = {}
             for task, (labels, index) in present.items():
-                logits = self.heads[task](z).index_select(0, index)  # (n, n_classes), fp32
+                outputs = self.head_output(task, z).index_select(0, index)  # (n, n_classes) fp32, or values (n,)
                 targets = labels.index_select(0, index)  # (n,)
-                losses[task] = F.cross_entropy(logits, targets)
-                self._log_task("train", task, losses[task], logits, targets, len(index))
+                losses[task] = task_loss(self.task_losses[task], outputs, targets)
+                self._log_task("train", task, losses[task], outputs, targets, len(index))
             # A rank without labels still joins the backward (DDP all-reduces inside it), with zero gradient.
             loss = classification_loss(losses, self.hparams.beta) if losses else 0.0 * z.sum()
             self._optimise(opt, loss)
@@ -344,7 +373,8 @@ class MultiTaskAAE(StepHooks, EvaluationSteps):
         where ``on_before_batch_transfer`` checked the host batch (no device read), else checked here."""
         if task not in batch:
             raise ValueError(f"MultiTaskAAE: the batch has no '{task}' labels (keys {sorted(batch)}); "
-                             f"tasks {self.tasks} need them (-1 where missing)")
+                             f"tasks {self.tasks} need them (-1 or NaN where missing; the DataModule adds them "
+                             "when model.tasks is linked into data.model_tasks)")
         labels = check_label_tensor(batch[task], task)  # (B,)
         known = batch.get(LABELLED, {})
         return labels, known[task] if task in known else labelled_index(labels, task, self.n_classes[task])

@@ -32,14 +32,13 @@ from ser_mtl.analysis.summary import (
 from ser_mtl.io_utils import atomic_write_json
 from ser_mtl.runs.errors import CVError, RunFailed
 from ser_mtl.runs.stages import CVBackend, run_lock
+from ser_mtl.tasks import SCORES, TASKS
 
 PRETRAIN_FOLD = 10**6  # stands in for the fold in a pretraining's seed: never a fold run's seed
 FIT_DONE = "fit_done.json"
 FIT_RECORD = "fit_record.json"  # written by ser_mtl.callbacks.FitRecord at the end of a fit
 # What metrics.json copies from test_metrics.json besides the scores, and how the log names the scores.
-RUN_COUNTS = ("n_utterances", "n_gender_utterances", "n_speaker_utterances")
-SCORE_LABELS = (("WA", "wa"), ("UA", "ua"), ("F1", "macro_f1"), ("gender", "gender_acc"), ("speaker", "speaker_acc"),
-                ("EER", "eer"))
+RUN_COUNTS = ("n_utterances", *(f"n_{task}_utterances" for task in TASKS if task != "emotion"))
 
 
 def derive_seed(base_seed: int, fold: int, repeat: int) -> int:
@@ -177,7 +176,7 @@ def _test(run: Run, backend: CVBackend, args: list[str], rank_zero: bool) -> Run
             metrics[key] = tested[key]
     metrics.update(selection=fit.get("selection"), cost={**(fit.get("cost") or {}), "test_seconds": test_seconds})
     atomic_write_json(run.dir / METRICS_NAME, metrics)
-    say(f"{run.name}: " + "  ".join(f"{label} {100 * metrics[key]:.1f} %" for label, key in SCORE_LABELS
+    say(f"{run.name}: " + "  ".join(f"{score.label} {score.text(metrics[key])}" for key, score in SCORES.items()
                                     if key in metrics))
     return RunResult(run, "done", metrics)
 

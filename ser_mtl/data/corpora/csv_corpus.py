@@ -5,6 +5,8 @@ is required, any other manifest column optional (empty if missing; utt_id defaul
 `path`, corpus to "csv"). `duration` always comes from the audio header. An unknown column is an
 error, so that a typo (`emotions`) cannot silently lose the labels. Any emotion label is kept (lower-cased):
 the label scheme (`data.classes`, `data.class_map`) chooses the classes; other rows are unlabelled speech.
+`valence`, `activation`, `dominance` and `age` (the speaker's age in years, from 0 to below 150) are numbers
+or empty (NaN reads as empty); a line with another value is a Skip naming the line and the value.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path, PurePosixPath
 
 from ser_mtl.data.corpora._collect import Collector, require_dir, table_rows
 from ser_mtl.data.corpora.reader_spec import CorpusReader
-from ser_mtl.data.manifest import COLUMNS, GENDERS, CorpusError, ReadResult
+from ser_mtl.data.manifest import COLUMNS, GENDERS, CorpusError, ReadResult, age_problem
 
 CORPUS = "csv"
 DEFAULT_CSV = "manifest.csv"
@@ -45,12 +47,14 @@ def _parse_row(values: dict[str, str]) -> dict[str, object] | str:
         "session": values.get("session", "").strip(), "emotion": emotion,
         "raw_emotion": values.get("raw_emotion", "").strip(),
     }
-    for column in ("valence", "activation", "dominance"):
+    for column in ("valence", "activation", "dominance", "age"):
         text = values.get(column, "").strip()
         try:
             value = float(text) if text else math.nan
         except ValueError:
             return f"{column} {text!r}: expected a number or empty"
+        if column == "age" and not math.isnan(value) and (problem := age_problem(value)):
+            return f"age {text!r}: {problem} or empty"
         fields[column] = None if math.isnan(value) else value
     return fields
 
