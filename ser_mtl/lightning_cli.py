@@ -41,11 +41,12 @@ from ser_mtl.models.aae import MultiTaskAAE
 from ser_mtl.models.init_from import read_state_dict
 from ser_mtl.random_state import RandomStateCheckpoint
 from ser_mtl.run_outputs import PredictionWriter, ResultWriter
+from ser_mtl.tasks import TaskError
 from ser_mtl.verification import SpeakerVerification
 
 # The package's errors for a user's mistake (a path, a setting, a damaged file): one line, not a traceback.
 USER_ERRORS = (CheckpointError, CorpusError, FeatureModelError, FoldError, LabelSchemeError, MonitorError, SamplingError,
-               StoreNotBuiltError)
+               StoreNotBuiltError, TaskError)
 
 
 def run_callbacks(run_dir: str | os.PathLike, monitor: str = AUTO, mode: str = AUTO, **schedule) -> list:

@@ -63,23 +63,23 @@ def value_columns(utt_ids: list[str], speakers: list[str], values: dict[str, dic
         cells = emotion_rows.get(uid, [""] * len(emotion_header))
         for task_values in values.values():
             true, pred = task_values.get(uid, (None, None))
-            cells += ["", ""] if true is None else [repr(round(true, 6)), f"{pred:.6f}"]
+            cells += ["", ""] if true is None else [repr(true), f"{pred:.6f}"]
         writer.writerow([uid, spk, *cells])
     return buffer.getvalue()
 
 
 def value_scores(tables: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], rows: dict[str, list],
                  scale) -> tuple[dict[str, Any], dict[str, dict[str, tuple[float, float]]]]:
-    """Scores of each value task's utterance table (utt (U,), mean prediction (U,), target (U,) on [0, 1];
+    """Scores of each value task's utterance table (utt (U,), mean prediction (U,) on [0, 1], target (U,));
     ``rows[task]`` the utterances' manifest rows) on the corpus's scale (``scale(task, row)`` -> (low, high)):
     ``ccc_<dim>`` (Lin's CCC, float64; left out below 2 utterances or for constant values), ``ccc_mean`` when
     every dimension has one, ``age_mae`` (mean absolute error), ``n_<task>_utterances``. Also task -> utt_id
     -> (true, predicted) for ``predictions.csv``."""
     metrics: dict[str, Any] = {}
     values: dict[str, dict[str, tuple[float, float]]] = {}
-    for task, (_, pred, target) in tables.items():
+    for task, (_, pred, _) in tables.items():
         spans = np.array([scale(task, r) for r in rows[task]], dtype=np.float64).reshape(-1, 2)  # (U, 2)
-        true_v = spans[:, 0] + target * (spans[:, 1] - spans[:, 0])  # (U,)
+        true_v = np.array([getattr(r, TASKS[task].column) for r in rows[task]], dtype=np.float64)  # (U,) as written
         pred_v = spans[:, 0] + pred * (spans[:, 1] - spans[:, 0])  # (U,)
         values[task] = {r.utt_id: (float(t), float(p)) for r, t, p in zip(rows[task], true_v, pred_v)}
         metrics[f"n_{task}_utterances"] = len(true_v)

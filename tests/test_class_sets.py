@@ -77,13 +77,14 @@ def test_eight_class_baseline_and_report(eight_class_run, corpus, tmp_path):
     assert list((tmp_path / "report").glob("*confusion*.png"))
 
 
-def corpus_cv(tmp_path: Path, config: str, root: Path, folds: str) -> dict:
+def corpus_cv(tmp_path: Path, config: str, root: Path, folds: str, *extra: str) -> dict:
     out = tmp_path / "cv"
     main(["cv", "--config", f"configs/{config}", "--data.root", str(root), "--data.aux_root", "null",
           "--data.cache_dir", str(tmp_path / "cache"), "--data.segment_frames", "64", "--data.segment_hop", "32",
           "--model.encoder_pools", "[[2, 2], [2, 2], [2, 2]]", "--trainer.logger", "false",
           "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.accelerator", "cpu",
-          "--data.num_workers", "0", "--model.tasks", "[emotion, gender]", "--cv.folds", folds, "--cv.out", str(out)])
+          "--data.num_workers", "0", "--model.tasks", "[emotion, gender]", "--cv.folds", folds, "--cv.out", str(out),
+          *extra])
     return json.loads((out / "summary.json").read_text())
 
 

@@ -37,7 +37,7 @@ from ser_mtl.data.sampling import MixedBatchSampler, SamplingError, ShardedEvalS
 from ser_mtl.data.speaker_draw import draw_rows, draw_source
 from ser_mtl.data.store import FeatureStore, running_stats
 from ser_mtl.frontend import FrontEnd
-from ser_mtl.tasks import TASKS, regression_tasks, value_range
+from ser_mtl.tasks import TASKS, TaskError, regression_tasks, value_range
 
 Task = Literal["categorical", "activation", "valence", "av3", "av5"]
 Scheme = Literal["10fold", "loso", "loso_session", "speaker5fold", "speaker10fold", "official", "emobox", "cross_corpus"]
@@ -155,7 +155,7 @@ class SERDataModule(pl.LightningDataModule):
         self._scheme_restored = False  # True once load_state_dict put a checkpoint's (fitted) scheme in place
         self.value_tasks = regression_tasks(model_tasks or [])
         if unknown := sorted(set(value_ranges or {}) - {t for t, spec in TASKS.items() if spec.column}):
-            raise ValueError(f"data.value_ranges names {unknown}; expected value tasks of "
+            raise TaskError(f"data.value_ranges names {unknown}; expected value tasks of "
                              f"{[t for t, spec in TASKS.items() if spec.column]}")
         self._has_emotion = any(self.label_scheme.category(r) is not None for r in self.rows)
         if self.value_tasks and "emotion" not in model_tasks:  # fold the utterances the model learns from
@@ -255,14 +255,14 @@ class SERDataModule(pl.LightningDataModule):
         return value_range(task, row.corpus, self.hparams.value_ranges)
 
     def scaled_value(self, task: str, row: ManifestRow) -> float:
-        """``row``'s value for ``task`` mapped from its corpus's scale onto [0, 1]; NaN without one; ValueError
+        """``row``'s value for ``task`` mapped from its corpus's scale onto [0, 1]; NaN without one; TaskError
         naming the utterance when it lies outside the scale."""
         value = getattr(row, TASKS[task].column)
         if value is None:
             return float("nan")
         low, high = self.value_scale(task, row)
         if not low <= value <= high:
-            raise ValueError(f"utterance {row.utt_id} ({row.corpus}, {row.path}): {TASKS[task].column} {value} lies "
+            raise TaskError(f"utterance {row.utt_id} ({row.corpus}, {row.path}): {TASKS[task].column} {value} lies "
                              f"outside the scale [{low:g}, {high:g}]; set data.value_ranges, e.g. "
                              f"{{{task}: [{min(low, value):g}, {max(high, value):g}]}}")
         return (value - low) / (high - low)
