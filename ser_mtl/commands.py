@@ -19,7 +19,8 @@ def classify(inputs: list[str], ckpt: str, out: str = "predictions.csv", device:
     Args:
         inputs: audio files and/or folders (searched recursively for .wav/.flac/.ogg/...).
         ckpt: a ``ser-mtl fit`` checkpoint (it carries the features, normalisation and class names).
-        out: output file; ``.json`` writes JSON, anything else CSV (``path,pred,p_<class>...``).
+        out: output file; ``.json`` writes JSON, anything else CSV (``path,pred,p_<class>...``, then one column
+            per value task of the model, e.g. ``valence``, on the training corpus's scale).
         device: torch device for features and the network (``cpu``, ``cuda``, ``cuda:1``).
         batch_size: segments per forward pass.
         segments_out: also write one CSV row per segment here (``path,offset_frames,p_<class>...``).
@@ -31,14 +32,17 @@ def classify(inputs: list[str], ckpt: str, out: str = "predictions.csv", device:
 
     recognizer = EmotionRecognizer.from_checkpoint(ckpt, device, features_model, batch_size=batch_size,
                                                    chunk_seconds=chunk_seconds)
-    classes = recognizer.classes
+    classes = recognizer.classes if "emotion" in recognizer.model.heads else []
+    values = recognizer.value_tasks
     predictions = recognizer.classify(inputs, segments=segments_out is not None)
     done = [p for p in predictions if p.skipped is None]
     for p in predictions:
         if p.skipped is not None:
             print(f"skipped {p.skipped}")
-    rows = [{"path": p.source, "pred": p.label, **{f"p_{c}": round(p.probs[c], 6) for c in classes}} for p in done]
-    columns = ["path", "pred"] + [f"p_{c}" for c in classes]
+    rows = [{"path": p.source, **({"pred": p.label} if classes else {}),
+             **{f"p_{c}": round(p.probs[c], 6) for c in classes}, **{t: round(p.values[t], 6) for t in values}}
+            for p in done]
+    columns = ["path"] + (["pred"] if classes else []) + [f"p_{c}" for c in classes] + values
     text = json.dumps(rows, indent=2) + "\n" if out.endswith(".json") else _csv(columns, rows)
     atomic_write_text(out, text)
     if segments_out is not None:

@@ -36,11 +36,14 @@ class FrontEnd:
         class_names: emotion class names in class-index order.
         label_scheme: the fitted `LabelScheme` whose classes are ``class_names`` (for av3/av5 its
             ``centroids``, (k, 2) valence, activation); None for a checkpoint that does not carry one.
+        value_scales: value task (``ser_mtl/tasks.py``) -> (low, high) of the training corpus's scale, onto which
+            a model's [0, 1] outputs map back (``ser-mtl classify``); empty without value tasks.
     """
 
     def __init__(self, features: FeatureExtractor, mean: Sequence[float] | np.ndarray,
                  std: Sequence[float] | np.ndarray, segment_frames: int, segment_hop: int, class_names: Sequence[str],
-                 label_scheme: LabelScheme | None = None) -> None:
+                 label_scheme: LabelScheme | None = None,
+                 value_scales: dict[str, Sequence[float]] | None = None) -> None:
         mean, std = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
         if mean.shape != (features.rows,) or std.shape != (features.rows,):
             raise ValueError(f"FrontEnd: mean and std must be ({features.rows},) (features.rows), "
@@ -58,6 +61,7 @@ class FrontEnd:
             raise ValueError(f"FrontEnd: the label scheme's classes {label_scheme.classes} are not the class names "
                              f"{self.class_names}")
         self.label_scheme = label_scheme
+        self.value_scales = {task: (float(lo), float(hi)) for task, (lo, hi) in (value_scales or {}).items()}
         self._mean32 = mean.astype(np.float32)[:, None]  # (F, 1)
         self._inv_std32 = (1.0 / np.maximum(std, MIN_STD)).astype(np.float32)[:, None]  # (F, 1)
 
@@ -99,6 +103,8 @@ class FrontEnd:
                  "classes": list(self.class_names)}
         if self.label_scheme is not None:
             state["label_scheme"] = self.label_scheme.state_dict()
+        if self.value_scales:  # only models with value tasks: other checkpoints keep their bytes
+            state["value_scales"] = {task: list(scale) for task, scale in self.value_scales.items()}
         return state
 
     @classmethod
@@ -122,7 +128,8 @@ class FrontEnd:
             extractor = features if features is not None else extractor_from_config(state["features"])
             extractor.check_recorded(state.get("feature_settings"), source)
             return cls(extractor, state["mean"], state["std"], state["segment_frames"],
-                       state["segment_hop"], state["classes"], label_scheme=scheme)
+                       state["segment_hop"], state["classes"], label_scheme=scheme,
+                       value_scales=state.get("value_scales"))
         except ValueError as err:
             raise ValueError(err if str(err).startswith(source) else f"{source}: {err}") from None
 

@@ -1,4 +1,5 @@
-"""Using a trained model from Python: emotion posteriors for audio files, folders and arrays (README).
+"""Using a trained model from Python: emotion posteriors (and a value task's values) for audio files, folders
+and arrays (README).
 
 The audio goes through the checkpoint's `FrontEnd`, as in training; a file's posterior is the mean of
 its segments' (paper 4.2). ``ser-mtl classify`` is `EmotionRecognizer` writing CSV or JSON. A recording
@@ -41,6 +42,8 @@ class Prediction:
             second: 100 for the spectrogram, 50 for wav2vec 2.0-like models) of the speech left after silence
             removal, counted over the whole file; with ``segments=True``.
         skipped: why the recording could not be classified (unreadable, no speech, ...), else None.
+        values: value task (``valence``, ``age``, ...) -> the mean of its segments' predictions on the training
+            corpus's scale (e.g. IEMOCAP's 1-5, years); empty for a model without value tasks.
     """
 
     source: str
@@ -50,6 +53,7 @@ class Prediction:
     segment_probs: np.ndarray | None = None
     segment_offsets: np.ndarray | None = None
     skipped: str | None = None
+    values: dict[str, float] = field(default_factory=dict)
 
 
 def load_checkpoint(ckpt: str | os.PathLike, device: str | torch.device = "cpu", features_model: str | None = None):
@@ -167,24 +171,47 @@ class EmotionRecognizer:
         sr = self.frontend.features.sample_rate
         return self._predict(source, lambda: [mono_at_rate(data, int(sample_rate), sr, source)], segments)
 
+    @property
+    def value_tasks(self) -> list[str]:
+        """The model's value tasks (``ser_mtl/tasks.py``) whose scale the checkpoint records."""
+        return [task for task in self.model.tasks if task in self.frontend.value_scales]
+
     @torch.no_grad()
     def segment_posteriors(self, frames: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(offsets (b,), posteriors (b, C)) of the segments of (F, L) frames, ``batch_size`` at a time."""
+        for offsets, probs, _ in self.segment_outputs(frames):
+            yield offsets, probs
+
+    @torch.no_grad()
+    def segment_outputs(self, frames: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
+        """(offsets (b,), emotion posteriors (b, C) (C = 0 without the emotion head), values: task -> (b,) on
+        the corpus's scale) of the segments of (F, L) frames, ``batch_size`` at a time."""
         for offsets, x in self.frontend.batches(frames, self.batch_size):
-            probs = self.model.emotion_posteriors(torch.from_numpy(x).to(self.device))  # (b, C)
-            yield offsets, probs.double().cpu().numpy()
+            x = torch.from_numpy(x).to(self.device)
+            z = self.model.encode(x)
+            probs = (self.model.head_output("emotion", z).softmax(dim=-1).double().cpu().numpy()
+                     if "emotion" in self.model.heads else np.zeros((len(offsets), 0)))  # (b, C)
+            values = {}
+            for task in self.value_tasks:
+                low, high = self.frontend.value_scales[task]
+                values[task] = low + self.model.head_output(task, z).double().cpu().numpy() * (high - low)  # (b,)
+            yield offsets, probs, values
 
     def _predict(self, source: str, waves: Callable[[], Iterable[torch.Tensor]],
                  segments: bool) -> Prediction:
         """The posterior of the recording whose (T,) chunks ``waves()`` yields; unusable: ``skipped`` set."""
-        total, count, shift = np.zeros(len(self.classes)), 0, 0
+        has_emotion = "emotion" in self.model.heads
+        total, count, shift = np.zeros(len(self.classes) if has_emotion else 0), 0, 0
+        value_sums = dict.fromkeys(self.value_tasks, 0.0)
         kept_probs, kept_offsets = [], []
         try:
             for wave in waves():
                 frames = self.frontend.frames(wave.to(self.device))  # (F, L_k)
-                for offsets, probs in self.segment_posteriors(frames):
+                for offsets, probs, values in self.segment_outputs(frames):
                     total += probs.sum(axis=0)
-                    count += len(probs)
+                    count += len(offsets)
+                    for task, v in values.items():
+                        value_sums[task] += float(v.sum())
                     if segments:
                         kept_probs.append(probs.astype(np.float32))
                         kept_offsets.append(offsets + shift)
@@ -196,8 +223,9 @@ class EmotionRecognizer:
         if count == 0:
             return Prediction(source=source, skipped=f"{source}: no speech left after silence removal")
         mean = total / count  # (C,)
-        pred = Prediction(source=source, label=self.classes[int(mean.argmax())], n_segments=count,
-                          probs={c: float(v) for c, v in zip(self.classes, mean)})
+        pred = Prediction(source=source, label=self.classes[int(mean.argmax())] if has_emotion else None,
+                          n_segments=count, probs={c: float(v) for c, v in zip(self.classes, mean)} if has_emotion else {},
+                          values={task: value / count for task, value in value_sums.items()})
         if segments:
             pred.segment_probs = np.concatenate(kept_probs)  # (S, C)
             pred.segment_offsets = np.concatenate(kept_offsets)  # (S,)

@@ -25,7 +25,8 @@ def test_two_process_ddp_keeps_ranks_identical_and_metrics_global(corpus, tmp_pa
               "--data.aux_root", str(corpus / "LibriSpeech"), "--data.cache_dir", str(tmp_path / "cache"),
               "--data.segment_frames", "64", "--data.segment_hop", "32",
               "--model.encoder_pools", "[[2, 2], [2, 2], [2, 2]]", "--trainer.logger", "false",
-              "--trainer.default_root_dir", str(run), "--trainer.accelerator", "cpu"]
+              "--trainer.default_root_dir", str(run), "--trainer.accelerator", "cpu",
+              "--model.tasks", "[emotion, gender, speaker, valence]"]  # a value task's CCC gathered over ranks too
     ddp = ["--trainer.strategy", "ddp_find_unused_parameters_true", "--trainer.devices", "2"]
     _cli("fit", *common, *ddp, "--trainer.max_epochs", "2",
          "--trainer.callbacks+=ser_mtl.diagnostics.ParameterDigest")
@@ -42,3 +43,5 @@ def test_two_process_ddp_keeps_ranks_identical_and_metrics_global(corpus, tmp_pa
     assert two["n_utterances"] == one["n_utterances"] > 0
     assert two["wa"] == pytest.approx(one["wa"]) and two["ua"] == pytest.approx(one["ua"])
     assert two["confmat"] == one["confmat"]
+    assert two["n_valence_utterances"] == one["n_valence_utterances"] > 0
+    assert two["ccc_valence"] == pytest.approx(one["ccc_valence"], abs=1e-6)

@@ -145,3 +145,17 @@ def test_age_trains_beside_emotion_with_its_error_in_years(tmp_path):
     assert summary["age_mae_mean"] == pytest.approx(metrics["age_mae"]) and "ua" in metrics
     main(["report", str(tmp_path / "cv"), "--out", str(tmp_path / "report")])
     assert "age MAE (years)" in (tmp_path / "report" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_classify_gives_the_values_test_gave(beside_categories, corpus, tmp_path):
+    table = {row["utt_id"]: row for row in read_table(beside_categories / "predictions.csv")}
+    utt_id = sorted(table)[0]
+    wav = next((corpus / "IEMOCAP_full_release").rglob(f"{utt_id}.wav"))
+    main(["classify", "--ckpt", str(beside_categories / "checkpoints" / "best.ckpt"), "--inputs", str(wav),
+          "--out", str(tmp_path / "p.json")])
+    (prediction,) = json.loads((tmp_path / "p.json").read_text())
+    assert set(prediction) == {"path", "pred", "p_angry", "p_happy", "p_neutral", "p_sad", *DIMS}
+    for dim in DIMS:  # the same segments through the same front-end: test's utterance mean, on the 1-5 scale
+        assert prediction[dim] == pytest.approx(float(table[utt_id][f"{dim}_pred"]), abs=1e-4)
+    assert prediction["p_sad"] == pytest.approx(float(table[utt_id]["p_sad"]), abs=1e-4)

@@ -19,6 +19,7 @@ from importlib import resources
 from typing import Any
 
 from ser_mtl.data.manifest import EMOTIONS
+from ser_mtl.tasks import DIMENSIONS
 
 LOSO = ("loso", "loso_session")
 DATA_FILE = "paper_results.csv"
@@ -86,12 +87,14 @@ def protocol_from_config(config: dict[str, Any] | None) -> Protocol | None:
     data, model = config_section(config, "data"), config_section(config, "model")
     tasks = tuple(model.get("tasks") or ())
     aux = {(): "none", ("gender",): "gender", ("speaker",): "speaker", ("gender", "speaker"): "both"}.get(
-        tuple(sorted(set(tasks) - {"emotion"}))) if tasks else None
+        tuple(sorted(set(tasks) - {"emotion", *DIMENSIONS}))) if tasks else None
     flags = (model.get("use_decoder"), model.get("use_discriminator"))
     arch = {(True, True): "aae", (True, False): "ae", (False, False): "cnn"}.get(flags)
     task = data.get("task")
     if task == "categorical" and data.get("classes") and list(data["classes"]) != list(EMOTIONS):
         task = f"categorical ({len(data['classes'])}: {', '.join(data['classes'])})"  # never the paper's 4 classes
+    if dims := [t for t in tasks if t in DIMENSIONS]:  # values (CCC): never beside the paper's class numbers
+        task = f"{task} + " * ("emotion" in tasks) + f"dimensions ({', '.join(dims)})"
     return Protocol(corpus=data.get("corpus"), scheme=data.get("scheme"), task=task, arch=arch,
                     aux=aux, target=data.get("target_corpus") if data.get("scheme") == "cross_corpus" else None,
                     tasks=tasks)

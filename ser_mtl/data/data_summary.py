@@ -6,6 +6,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from ser_mtl.data.store import FeatureStore
+from ser_mtl.tasks import TASKS
 
 if TYPE_CHECKING:
     from ser_mtl.data.datamodule import SERDataModule
@@ -40,6 +41,12 @@ def describe(dm: SERDataModule) -> str:
     lines.append(f"  features: {features.describe()}; segments of {width} frames = "
                  f"{width / features.frames_per_second:.2f} s"
                  + (f"; class_map {dm.label_scheme.class_map}" if dm.label_scheme.class_map else ""))
+    for task in dm.value_tasks:  # how many training utterances carry the value, on which scale
+        column = TASKS[task].column
+        known = [dm.rows[i] for i in train if getattr(dm.rows[i], column) is not None]
+        scales = sorted({dm.value_scale(task, r) for r in known})
+        lines.append(f"  {task}: {len(known)} of {len(train)} training utts have a value"
+                     + (f", scale {', '.join(f'[{lo:g}, {hi:g}]' for lo, hi in scales)} -> [0, 1]" if scales else ""))
     if dm.hparams.speakers is not None:
         lines.append(f"  primary: {dm.primary_draw.describe()}")
     if dm.aux_draw is not None:

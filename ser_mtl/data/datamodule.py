@@ -299,7 +299,8 @@ class SERDataModule(pl.LightningDataModule):
     def _make_frontend(self) -> FrontEnd:
         hp = self.hparams
         return FrontEnd(self.features, self.mean, self.std, hp.segment_frames, hp.eval_hop or hp.segment_hop,
-                        self.class_names, label_scheme=self.label_scheme)
+                        self.class_names, label_scheme=self.label_scheme,
+                        value_scales={task: value_range(task, hp.corpus, hp.value_ranges) for task in self.value_tasks})
 
     def _rank(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)

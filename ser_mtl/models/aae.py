@@ -47,7 +47,7 @@ from ser_mtl.tasks import DIMENSIONS, TASKS, TaskError, check_tasks
 
 
 class MultiTaskAAE(StepHooks, EvaluationSteps):
-    """Encoder, decoder, discriminator and one classifier head per task, trained in three phases.
+    """Encoder, decoder, discriminator and one head per task (class logits, or one value), trained in three phases.
 
     One optimizer (SGD in the paper), with its own momentum, per existing part: ``autoencoder`` (encoder +
     decoder; also stepped by the generator step, which leaves the decoder's grads None), ``discriminator``,
