@@ -47,7 +47,7 @@ def test_a_monitor_the_model_never_logs_stops_before_the_first_epoch(corpus: Pat
                            "--checkpoint.monitor", "val/nonexistent"], capsys)
     assert line == ("ser-mtl fit: monitor 'val/nonexistent' is never logged in validation of this model (tasks "
                     "['gender']); it logs val/gender_acc, val/loss_gender, val/loss_cls, val/loss_rec: choose one "
-                    "with --checkpoint.monitor (and --checkpoint.mode min for a loss)")
+                    "with --checkpoint.monitor")  # checkpoint.mode auto follows the chosen key's direction
     assert not (run / "checkpoints").exists()  # last.ckpt is written after every epoch
 
 

@@ -25,7 +25,7 @@ BASE = ["iemocap.yaml", "msp_improv.yaml", "librispeech_pretrain.yaml", "cross_c
 SSL = ["iemocap_wavlm.yaml", "librispeech_pretrain_wavlm.yaml"]
 # Other corpora in their own class sets: iemocap.yaml's model on another reader, classes and scheme
 # (tests/test_class_sets.py runs them on generated trees).
-OTHER_CORPORA = ["crema_d.yaml", "ravdess.yaml", "msp_podcast.yaml"]
+OTHER_CORPORA = ["crema_d.yaml", "ravdess.yaml", "msp_podcast.yaml", "msp_podcast_dimensions.yaml"]
 VARIANTS = sorted(str(p.relative_to(CONFIGS)) for p in (CONFIGS / "models").glob("*.yaml")) + \
     sorted(str(p.relative_to(CONFIGS)) for p in (CONFIGS / "tasks").glob("*.yaml"))
 NETWORKS = {"paper.yaml": ["iemocap.yaml", "msp_improv.yaml", "librispeech_pretrain.yaml", "cross_corpus.yaml", *SSL,
