@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+ZIP_MAGIC, PICKLE_MAGIC = b"PK\x03\x04", b"\x80"
+
 
 class CheckpointError(ValueError):
     """A file that is not a usable ser-mtl checkpoint; the message names the file and the fix."""
@@ -26,6 +28,12 @@ def read_checkpoint(path: str | os.PathLike, require_lightning: bool = True) -> 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if not head.startswith((ZIP_MAGIC, PICKLE_MAGIC)):  # torch.save writes a zip archive (a pickle before 1.6)
+        what = "an empty file" if not head else f"a file starting with {head!r}"
+        raise CheckpointError(f"{path}: not a checkpoint ({what}; a PyTorch checkpoint is a zip archive); give a "
+                              "run's checkpoints/best.ckpt or last.ckpt")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:

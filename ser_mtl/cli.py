@@ -65,6 +65,23 @@ def _load(command: str):
     return getattr(module, function)
 
 
+def num_folds(config_args: list[str]) -> int:
+    """The folds of ``data.scheme`` for ``ser-mtl fit`` arguments (the cv runner's check before its runs): the
+    DataModule is built, so a mistake in the data settings raises here (one line in ``ser-mtl cv``)."""
+    from ser_mtl.lightning_cli import (
+        build_datamodule,  # torch and Lightning: only when asked
+        user_mistake,
+    )
+
+    try:
+        return int(build_datamodule(config_args).num_folds)
+    except Exception as err:
+        mistake = user_mistake(err)
+        if mistake is None:
+            raise
+        raise ValueError(str(mistake)) from err  # the mistake's own line (LightningCLI may have wrapped it)
+
+
 def main(args: list[str] | None = None) -> None:
     """Run one ``ser-mtl`` subcommand; ``args`` defaults to ``sys.argv[1:]``. A user's mistake ends it with
     one line and exit status 1; ``SER_MTL_TRACEBACK=1`` raises the error itself, with its traceback."""

@@ -18,14 +18,17 @@ Decisions (each one learnt the hard way on Lightning 2.6 / jsonargparse 4.53):
 from __future__ import annotations
 
 import contextlib
+import difflib
 import os
+import re
 import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, NoReturn
 
 from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from ser_mtl.callbacks import AUTO, BestCheckpoint, FitRecord, MonitorError, RestoreBestHalveLR
 from ser_mtl.checkpoint_io import CheckpointError, read_checkpoint
@@ -76,6 +79,34 @@ class AtomicSaveConfig(SaveConfigCallback):
                 atomic_write_text(path, text)
             self.already_saved = True
         self.already_saved = trainer.strategy.broadcast(self.already_saved)
+
+
+class OneLineParser(LightningArgumentParser):
+    """LightningCLI's parser with no prefix matching (``--trainer.max_epoch`` is not ``max_epochs``) and one line
+    for a bad argument, naming the closest option, instead of the whole usage (argparse's ``error`` hook)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if not self.exit_on_error:  # jsonargparse trying alternatives (union types, subcommands): not final
+            super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        prog = parser.prog.replace(" [options]", "")
+        text = " ".join(line.strip() for line in message.strip().splitlines()[:3]) or "invalid arguments"
+        print(f"{prog}: error: {text}{closest_option(parser, text)} (see {prog} --help)", file=sys.stderr)
+        self.exit(2)
+
+
+def closest_option(parser: Any, message: str) -> str:
+    """``; did you mean --model.alpha?`` for the first unrecognised ``--option`` of ``message``, else ``""``."""
+    unknown = next((word for word in message.replace(",", " ").split() if word.startswith("--")), None)
+    if unknown is None:
+        return ""
+    known = sorted(set(re.findall(r"--[\w.+-]+", parser.format_usage())))  # every option the usage lists
+    close = difflib.get_close_matches(unknown.split("=", 1)[0], known, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
 
 
 class SERCLI(LightningCLI):
@@ -137,6 +168,7 @@ def run_lightning_cli(args: list[str], run: bool = True) -> SERCLI:
     os.environ.setdefault("WANDB_SILENT", "true")
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     return SERCLI(MultiTaskAAE, SERDataModule, args=args, run=run, auto_configure_optimizers=False,
+                  parser_class=OneLineParser, parser_kwargs={"prog": "ser-mtl"},
                   save_config_callback=AtomicSaveConfig, save_config_kwargs={"overwrite": True},
                   trainer_defaults={"use_distributed_sampler": False, "log_every_n_steps": 10})
 

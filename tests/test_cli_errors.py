@@ -94,3 +94,25 @@ def test_a_declared_error_is_found_along_the_chain_a_traceback_shows(how: str, f
     wrapped = _raised(RuntimeError("while instantiating SERDataModule"), fold, how)
     assert user_mistake(wrapped) is (fold if found else None)
     assert user_mistake(fold) is fold and user_mistake(ValueError("a bug")) is None
+
+
+@pytest.mark.parametrize("typo, closest", [(["--model.alpah", "0.3"], "--model.alpha"),
+                                           (["--trainer.max_epoch", "2"], "--trainer.max_epochs")])
+def test_a_typo_is_one_line_naming_the_closest_option(corpus: Path, tmp_path: Path, capsys, typo, closest) -> None:
+    # no prefix matching: --trainer.max_epoch is refused, not taken for --trainer.max_epochs
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", *run_args(corpus, tmp_path / "run"), *typo])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err == (f"ser-mtl fit: error: unrecognized arguments: {' '.join(typo)}; did you mean {closest}? "
+                   "(see ser-mtl fit --help)\n")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_typo_in_cv_is_the_same_one_line(corpus: Path, tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["cv", "--config", "configs/demo.yaml", "--model.alpah", "0.3", "--cv.out", str(tmp_path / "cv")])
+    assert exit_.value.code == 1
+    assert capsys.readouterr().err == ("ser-mtl cv: the configuration does not parse: error: unrecognized arguments: "
+                                       "--model.alpah 0.3; did you mean --model.alpha? (see ser-mtl fit --help)\n")
+    assert not (tmp_path / "cv").exists()

@@ -207,6 +207,10 @@ class SIGTERMException(SystemExit):  # what Lightning raises on SIGTERM
     pass
 
 
+def num_folds(config_args):
+    return 4
+
+
 def main(args):
     stage, rest = args[0], args[1:]
     get = lambda name: ([rest[i + 1] for i, a in enumerate(rest[:-1]) if a == name] or [None])[-1]

@@ -303,6 +303,10 @@ def block(root):
         time.sleep(0.05)
 
 
+def num_folds(config_args):
+    return 4
+
+
 def main(args):
     stage, rest = args[0], args[1:]
     get = lambda name: [rest[i + 1] for i, a in enumerate(rest[:-1]) if a == name][-1:] or [None]

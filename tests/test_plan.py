@@ -56,6 +56,7 @@ def test_a_cv_plan_counts_its_pretrainings(corpus: Path, tmp_path: Path, capsys)
     assert not (tmp_path / "cv").exists() and not list(tmp_path.rglob("*.ckpt"))
 
 
-def test_the_command_takes_the_plan_option(corpus: Path, tmp_path: Path, capsys) -> None:
-    main(["cv", *config(corpus, tmp_path), "--cv.folds", "0", "--cv.out", str(tmp_path / "cv"), "--cv.plan", "true"])
+@pytest.mark.parametrize("flag", [["--cv.plan", "true"], ["--cv.plan"]])  # a bare boolean option means true
+def test_the_command_takes_the_plan_option(corpus: Path, tmp_path: Path, capsys, flag: list[str]) -> None:
+    main(["cv", *config(corpus, tmp_path), *flag, "--cv.folds", "0", "--cv.out", str(tmp_path / "cv")])
     assert "plan: 1 fits and 0 pretrainings" in capsys.readouterr().out and not (tmp_path / "cv").exists()

@@ -40,6 +40,10 @@ import os
 from pathlib import Path
 
 
+def num_folds(config_args):
+    return 4
+
+
 def main(argv):
     if "--print_config" in argv:
         print("model:\\n  alpha: 0.4")
@@ -132,7 +136,8 @@ def arg(args: list[str], name: str) -> str | None:
 def test_the_run_array_and_the_summary_job_ask_for_the_options_resources(tmp_path, config, stand_in,
                                                                           slurm_bin) -> None:
     options = ClusterOptions(partition="gpu", account="lab", gpus=1, cpus=6, mem="20G", time="02:00:00",
-                             max_parallel=4, setup=["module load cuda/12"], extra={"qos": "high"})
+                             max_parallel=4, setup=["module load cuda/12"],
+                             extra={"qos": "high", "gres": "gpu:a100:1", "exclusive": True})
     out = tmp_path / "cv"
     ids = run_cv(config, [0, 1, 2], 2, str(out), slurm=True, cluster_options=options, backend=stand_in)
     assert ids == {"runs": [f"101_{i}" for i in range(6)], "summary": "102"}
@@ -147,6 +152,9 @@ def test_the_run_array_and_the_summary_job_ask_for_the_options_resources(tmp_pat
     assert "#SBATCH --dependency=afterany:101" in summary and "#SBATCH --cpus-per-task=1" in summary
     assert not any("gpus" in line or "--array" in line for line in summary)
     assert {"#SBATCH --account=lab", "#SBATCH --qos=high", "#SBATCH --job-name=ser-mtl-summary"} <= set(summary)
+    # the runs' resources in --cv.slurm_extra stay with the runs: the summary job asks for one CPU only
+    assert {"#SBATCH --gres=gpu:a100:1", "#SBATCH --exclusive"} <= set(array)
+    assert not any(line.startswith(("#SBATCH --gres", "#SBATCH --exclusive")) for line in summary)
     assert task_args(out / "slurm", "102") == [[str(out)]]
     assert not list(out.glob("fold*"))  # nothing ran here
 
@@ -158,7 +166,8 @@ def test_pretrainings_come_first_and_the_runs_wait_for_them(tmp_path, config, st
     assert ids == {"pretrain": ["101_0", "101_1"], "runs": [f"102_{i}" for i in range(4)], "summary": "103"}
     submitted = scripts(slurm_bin)
     assert "#SBATCH --array=0-1%2" in submitted["101"] and not any("dependency" in x for x in submitted["101"])
-    assert {"#SBATCH --array=0-3%4", "#SBATCH --dependency=afterok:101"} <= set(submitted["102"])
+    # afterany: a failed pretraining fails its own repeat's runs (naming it), never leaves them pending forever
+    assert {"#SBATCH --array=0-3%4", "#SBATCH --dependency=afterany:101"} <= set(submitted["102"])
     assert "#SBATCH --dependency=afterany:102" in submitted["103"]
     assert run_names(out / "slurm", "101") == ["cv/pretrain_rep0", "cv/pretrain_rep1"]
 
@@ -196,6 +205,28 @@ def test_a_malformed_time_limit_is_refused() -> None:
         ClusterOptions(time="2h").minutes()
 
 
+@pytest.mark.parametrize(("options", "message"), [
+    ({"time": "1"}, "--cv.slurm_time '1': submitit signals a task 90 s before its time limit"),
+    ({"time": "0:04:00"}, "give at least 5 minutes"),
+    ({"gpus": -1}, "--cv.slurm_gpus -1: expected an integer >= 0"),
+    ({"max_parallel": -1}, "--cv.slurm_max_parallel -1: expected an integer >= 1"),
+    ({"cpus": 0}, "--cv.slurm_cpus 0: expected an integer >= 1"),
+])
+def test_options_a_cluster_cannot_honour_are_refused(options, message) -> None:
+    with pytest.raises(CVError, match=re.escape(message)):
+        ClusterOptions(**options).check()
+    assert ClusterOptions(time="5").check().minutes() == 5 and ClusterOptions(gpus=0).check().gpus == 0
+
+
+def test_a_bad_cluster_option_is_one_line_before_anything_is_written(tmp_path, config, stand_in, slurm_bin,
+                                                                      capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cv_main([*config, "--cv.out", str(tmp_path / "cv"), "--cv.slurm", "--cv.slurm_max_parallel", "-1"])
+    assert exit_.value.code == 1
+    assert capsys.readouterr().err == "ser-mtl cv: --cv.slurm_max_parallel -1: expected an integer >= 1\n"
+    assert not (tmp_path / "cv").exists() and not (slurm_bin / "sbatch.log").exists()
+
+
 @pytest.mark.parametrize("kind", ["debug", "local"])
 def test_tasks_under_a_local_executor_give_the_local_runners_results(tmp_path, config, stand_in, kind) -> None:
     """Debug: every task in this process; local: each task in its own process (slower: a few seconds)."""
@@ -214,6 +245,52 @@ def test_tasks_under_a_local_executor_give_the_local_runners_results(tmp_path, c
         assert (pids == {os.getpid()}) == (kind == "debug")  # local: fit and test in the task's process
     summary = json.loads((tmp_path / "cluster" / "summary.json").read_text())  # written by the summary job
     assert (summary["wa_mean"], summary["ua_mean"]) == (pytest.approx(local["wa_mean"]), pytest.approx(local["ua_mean"]))
+
+
+REFUSING_SBATCH = '''#!/bin/bash
+dir=$(dirname "$0")
+n=$(( $(cat "$dir/last_id" 2>/dev/null || echo 100) + 1 ))
+if [ "$n" -ge "$(cat "$dir/refuse_from")" ]; then
+  echo "sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified" >&2
+  exit 1
+fi
+echo "$n" > "$dir/last_id"
+echo "Submitted batch job $n"
+'''
+
+
+def test_an_sbatch_refusal_is_one_line_and_leaves_nothing_queued(tmp_path, config, stand_in, slurm_bin,
+                                                                 monkeypatch, capsys) -> None:
+    (slurm_bin / "sbatch").write_text(REFUSING_SBATCH)
+    (slurm_bin / "refuse_from").write_text("102")  # the pretraining array (101) is accepted, the runs' refused
+    (slurm_bin / "scancel").write_text('#!/bin/bash\necho "$@" >> "$(dirname "$0")/scancel.log"\n')
+    (slurm_bin / "scancel").chmod(0o755)
+    monkeypatch.setattr(cv_module, "CLIBackend", functools.partial(CLIBackend, cli_module="stand_in_cli"))
+    out = tmp_path / "cv"
+    with pytest.raises(SystemExit) as exit_:
+        cv_main([*config, "--cv.out", str(out), "--cv.folds", "0,1", "--cv.slurm", "--cv.slurm_account", "nolab",
+                 "--cv.pretrain", f"--config {config[1]}"])
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err
+    assert err == ("ser-mtl cv: sbatch refused the submission: sbatch: error: Batch job submission failed: Invalid "
+                   "account or account/partition combination specified; cancelled the job(s) already accepted "
+                   "(101), so nothing is left queued; fix the --cv.slurm_* options and submit again\n")
+    assert (slurm_bin / "scancel.log").read_text() == "101\n"
+    assert not list((out / "slurm").glob("*.pkl")) and not list((out / "slurm").glob(".submission_file_*"))
+
+
+def test_a_failed_pretraining_fails_only_its_repeat_and_the_summary_still_runs(tmp_path, config, stand_in,
+                                                                                monkeypatch) -> None:
+    monkeypatch.setenv("STAND_IN_PREEMPT", "pretrain_rep1")  # repeat 1's pretraining dies in epoch 2
+    out = tmp_path / "cv"
+    run_cv(config, [0, 1], 2, str(out), pretrain=["--config", config[1]], backend=stand_in,
+           executor=submitit.DebugExecutor(tmp_path / "jobs" / "%j"),
+           cluster_options=ClusterOptions(cli_module="stand_in_cli"))
+    assert all((out / f"fold{f}_rep0" / "metrics.json").is_file() for f in (0, 1))  # repeat 0 ran
+    assert not any((out / f"fold{f}_rep1" / "metrics.json").exists() for f in (0, 1))
+    assert not (out / "fold0_rep1" / "stages.jsonl").exists()  # refused before any stage: its pretraining failed
+    summary = json.loads((out / "summary.json").read_text())  # the summary job ran after all
+    assert summary["complete_repeats"] == [0] and {"fold": 0, "repeat": 1} in summary["missing"]
 
 
 def test_checkpoint_requeues_the_same_run_which_resumes_from_last_ckpt(tmp_path, config, stand_in,

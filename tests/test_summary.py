@@ -189,3 +189,14 @@ def test_speaker_accuracy_absent_when_a_repeat_lacks_it(cv_dir: Path) -> None:
     summary = aggregate(str(cv_dir), verbose=False)
     assert "speaker_acc_mean" not in summary and "gender_acc_mean" not in summary  # only 1 of 2 runs had them
     assert summary["ua_mean"] == pytest.approx(0.585)
+
+
+def test_a_one_repeat_headline_shows_no_spread(tmp_path: Path, capsys) -> None:
+    for fold, (wa, ua) in enumerate([(0.30, 0.28), (0.338, 0.32)]):
+        path = tmp_path / f"fold{fold}_rep0" / "metrics.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"fold": fold, "repeat": 0, "seed": 0, "wa": wa, "ua": ua}))
+    aggregate(str(tmp_path))
+    line = capsys.readouterr().out
+    assert "WA 31.9 %  UA 30.0 %" in line and "±" not in line.split("(")[0]  # std over one repeat is no spread
+    assert "one repeat: no ± over repeats" in line

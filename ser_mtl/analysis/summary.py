@@ -250,8 +250,10 @@ def format_headline(summary: dict[str, Any], name: str = "") -> str:
     if not shown:
         text = f"{name}: no complete repeat yet ({summary['n_runs']} runs done)"
     else:
-        text = f"{name}: " + "  ".join(f"{s.label} {s.text(summary[f'{s.key}_mean'], summary[f'{s.key}_std'])}"
-                                       for s in shown) + f"  ({grid})"
+        one = summary["n_repeats"] == 1  # one repeat has no spread to show (the report writes "± –")
+        text = f"{name}: " + "  ".join(
+            f"{s.label} {s.text(summary[f'{s.key}_mean'], None if one else summary[f'{s.key}_std'])}"
+            for s in shown) + f"  ({grid}{'; one repeat: no ± over repeats' if one else ''})"
     if summary["missing"]:
         text += f"; {len(summary['missing'])} run(s) missing"
     return text

@@ -1,7 +1,8 @@
 """Cross-validations and sweeps on SLURM through submitit (``--cv.slurm true``; logs in ``DIR/slurm/``).
 
 ``submit`` sends the pretrainings as one job array, every run as one array (``--cv.slurm_max_parallel``
-at a time) that waits for them (``afterok``), and a small job that writes each ``summary.json`` when
+at a time) that starts when they have ended (``afterany``: the runs of a repeat whose pretraining failed fail
+at once, naming it; the other repeats run), and a small job that writes each ``summary.json`` when
 the runs have ended (``afterany``). A task is `RunTask`: ``lifecycle.run_folder`` in its own process,
 exactly what a local run does. Requeueing has one owner, submitit: on SIGUSR2 (time limit near, or
 preemption) it calls `RunTask.checkpoint`, which resubmits the same run, and requeues the task (at most
@@ -11,7 +12,10 @@ Lightning's own SLURM requeueing (SIGUSR1) is switched off in the tasks.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +32,12 @@ from ser_mtl.runs.stages import CLIBackend
 # A cluster task's stages run in its own process, without Lightning's SIGUSR1 requeueing (submitit owns it).
 NO_LIGHTNING_REQUEUE = ("--trainer.plugins", ('{"class_path": "pytorch_lightning.plugins.environments.'
                         'SLURMEnvironment", "init_args": {"auto_requeue": false}}'))
+
+
+SIGNAL_DELAY_S = 90  # submitit's default: SIGUSR2 this long before the time limit
+MIN_TASK_MINUTES = 5  # the signal margin plus a start-up and at least one epoch's checkpoint
+# sbatch options the summary job keeps from --cv.slurm_extra: who pays and where, never the runs' resources
+SUMMARY_OPTIONS = ("account", "qos", "reservation", "partition", "clusters")
 
 
 @dataclass
@@ -60,8 +70,21 @@ class ClusterOptions:
             hours, mins, secs = {1: (0, parts[0], 0), 2: (0, *parts), 3: tuple(parts)}[len(parts)]
         return max(1, days * 1440 + hours * 60 + mins + (secs > 0))
 
+    def check(self) -> ClusterOptions:
+        """``self`` if every option can be honoured, else `CVError` naming the option (before submitting)."""
+        for name, value, low in (("gpus", self.gpus, 0), ("cpus", self.cpus, 1), ("max_requeues", self.max_requeues, 0),
+                                 ("max_parallel", self.max_parallel, 1)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                raise CVError(f"--cv.slurm_{name} {value!r}: expected an integer >= {low}")
+        if self.minutes() < MIN_TASK_MINUTES:
+            raise CVError(f"--cv.slurm_time {self.time!r}: submitit signals a task {SIGNAL_DELAY_S} s before its "
+                          f"time limit to checkpoint and requeue it; give at least {MIN_TASK_MINUTES} minutes, or "
+                          "every attempt ends before its first epoch's checkpoint")
+        return self
+
     def parameters(self) -> dict[str, Any]:
         """submitit's ``SlurmExecutor.update_parameters`` arguments of one array task."""
+        self.check()
         extra = dict(self.extra)
         if self.account:
             extra["account"] = self.account
@@ -135,8 +158,39 @@ def _after(executor: Any, jobs: list[Any], condition: str, extra: dict[str, Any]
 
 def submit(pretrainings: list[Run], runs: list[Run], cv_dirs: list[Path], options: ClusterOptions,
            folder: Path, executor: Any = None) -> dict[str, Any]:
+    """`submit_jobs`, all or nothing: when ``sbatch`` refuses a submission (an account, partition or resource
+    the cluster does not have), the arrays it already accepted are cancelled and the task files it left are
+    removed, and `CVError` gives sbatch's reason in one line."""
+    accepted: list[str] = []
+    refusal = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(refusal):  # submitit prints sbatch's error itself: said once, below
+            return submit_jobs(pretrainings, runs, cv_dirs, options, folder, executor, accepted)
+    except (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError) as err:
+        reason = " ".join(str(err).split()) or " ".join(refusal.getvalue().split()) or type(err).__name__
+        for leftover in [*folder.glob("*.pkl"), *folder.glob(".submission_file_*.sh")]:
+            leftover.unlink(missing_ok=True)
+        cancelled = _cancel(accepted)
+        raise CVError(f"sbatch refused the submission: {reason}; "
+                      + (f"cancelled the job(s) already accepted ({cancelled}), so " if accepted else "")
+                      + "nothing is left queued; fix the --cv.slurm_* options and submit again") from None
+
+
+def _cancel(job_ids: list[str]) -> str:
+    """``scancel`` the arrays ``job_ids``; their ids, with a note when scancel did not answer."""
+    if not job_ids:
+        return ""
+    done = subprocess.run(["scancel", *job_ids], capture_output=True, text=True, check=False)
+    return ", ".join(job_ids) + ("" if done.returncode == 0 else f": scancel failed ({done.stderr.strip()}), "
+                                 "cancel them by hand")
+
+
+def submit_jobs(pretrainings: list[Run], runs: list[Run], cv_dirs: list[Path], options: ClusterOptions,
+                folder: Path, executor: Any = None, accepted: list[str] | None = None) -> dict[str, Any]:
     """The pretraining array, the run array after it and the summary job (unfinished runs only); their job
-    ids. ``executor``: any submitit executor (tests: local or debug; they wait instead of depending)."""
+    ids, each also appended to ``accepted`` once sbatch took it. ``executor``: any submitit executor (tests:
+    local or debug; they wait instead of depending)."""
+    accepted = [] if accepted is None else accepted
     executor = executor or slurm_executor(folder, options)
     slurm = isinstance(executor, submitit.SlurmExecutor)
     extra = dict(executor.parameters.get("additional_parameters") or {}) if hasattr(executor, "parameters") else {}
@@ -146,17 +200,23 @@ def submit(pretrainings: list[Run], runs: list[Run], cv_dirs: list[Path], option
     if todo_pretrain:
         jobs = executor.map_array(RunTask(options.cli_module), todo_pretrain)
         submitted["pretrain"] = [job.job_id for job in jobs]
+        accepted.append(_array_id(jobs))
         print(f"[cv] submitted {len(jobs)} pretraining(s): job {_array_id(jobs)}", flush=True)
-        _after(executor, jobs, "afterok", extra)
+        # afterany, not afterok: a failed pretraining must not leave every run (and the summary) pending forever
+        # (DependencyNeverSatisfied); the runs of its repeat fail at once naming it, the other repeats run
+        _after(executor, jobs, "afterany", extra)
     if pending:
         jobs = executor.map_array(RunTask(options.cli_module), pending)
         submitted["runs"] = [job.job_id for job in jobs]
+        accepted.append(_array_id(jobs))
         print(f"[cv] submitted {len(jobs)} run(s) ({len(runs) - len(pending)} already finished): "
               f"job {_array_id(jobs)}", flush=True)
         _after(executor, jobs, "afterany", extra)
-    if slurm:
+    if slurm:  # its own resources: no GPU, one CPU, and none of the runs' --gres/--exclusive/--constraint
+        own = {k: v for k, v in executor.parameters.get("additional_parameters", {}).items()
+               if k in (*SUMMARY_OPTIONS, "dependency")}
         executor.update_parameters(gpus_per_node=None, ntasks_per_node=1, cpus_per_task=1, mem="4G", time=30,
-                                   job_name=f"{options.job_name}-summary")
+                                   job_name=f"{options.job_name}-summary", additional_parameters=own)
     job = executor.submit(summarise, [str(d) for d in cv_dirs])
     submitted["summary"] = job.job_id
     if not slurm:

@@ -57,11 +57,17 @@ def plan_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: 
     if pretrain is not None:
         check_pretrain_args(pretrain, config_args)
     out = Path(out).absolute()
-    folds = list(range(backend.num_folds(config_args))) if folds is None else folds
+    resolved = backend.resolve_config(config_args)  # an unknown option or a bad value: one line, nothing run
+    # the data settings are built once before any run starts: a mistake there is one line now, not one per run
+    available = backend.num_folds(config_args)
+    folds = list(range(available)) if folds is None else folds
     if not folds or len(set(folds)) != len(folds) or min(folds) < 0:
         raise CVError(f"--cv.folds must be distinct non-negative integers, got {folds}")
+    if beyond := [f for f in folds if f >= available]:
+        raise CVError(f"--cv.folds {','.join(map(str, beyond))}: this data.scheme has {available} folds "
+                      f"(0..{available - 1}); nothing was run or written")
     record = {"config_args": list(config_args), "base_seed": base_seed, "config_files": config_files(config_args),
-              "label": label, "resolved": backend.resolve_config(config_args)}
+              "label": label, "resolved": resolved}
     if pretrain is not None:
         record.update(pretrain=list(pretrain), pretrain_config_files=config_files(pretrain),
                       pretrain_resolved=backend.resolve_config(pretrain))

@@ -49,27 +49,29 @@ def parse_pretrain(value: str | list[str] | None) -> list[str] | None:
 
 
 def add_cv_arguments(parser) -> None:
-    """The ``--cv.*`` options (shared by ``ser-mtl cv`` and ``ser-mtl sweep``)."""
+    """The ``--cv.*`` options (shared by ``ser-mtl cv`` and ``ser-mtl sweep``); a boolean option given alone
+    (``--cv.plan``) means true, as ``--cv.plan true``."""
     add = parser.add_argument
     add("--cv.out", type=str, required=True, help="output folder: one subfolder per fold x repeat, cv.json, summary.json")
     add("--cv.folds", type=str | None, default=None, help="fold indices: [0,1,2], 0,1,2 or 0-9; default every fold")
     add("--cv.repeats", type=int, default=1, help="complete cross-validations with fresh seeds (the paper uses 10)")
     add("--cv.base_seed", type=int, default=0, help="run (fold, repeat) is seeded with derive_seed(base, fold, repeat)")
     add("--cv.label", type=str | None, default=None, help="row name in reports (default: from the configuration)")
-    add("--cv.in_process", type=bool, default=False,
+    add("--cv.in_process", type=bool, default=False, nargs="?", const=True,
         help="run fit/test in this process (faster start, but a crash ends the runner)")
-    add("--cv.plan", type=bool, default=False, help="print the fits and pretrainings and an upper bound of their "
+    add("--cv.plan", type=bool, default=False, nargs="?", const=True, help="print the fits and pretrainings and an upper bound of their "
         "device-hours (a few batches timed on the configured device); train nothing")
-    add("--cv.fail_fast", type=bool, default=False, help="stop at the first failed run (default: run the others)")
+    add("--cv.fail_fast", type=bool, default=False, nargs="?", const=True, help="stop at the first failed run (default: run the others)")
     add("--cv.jobs", type=int, default=1, help="runs at a time on this machine, each in its own child processes; "
-        "CPU threads are divided between them (the results do not depend on it)")
+        "CPU threads are divided between them (the results depend only on the threads each run gets: set "
+        "OMP_NUM_THREADS to compare runs exactly)")
     add("--cv.devices", type=str | None, default=None, help="GPUs the jobs are spread over, round-robin: 0,1 "
         "(several jobs may share one); cpu for none; default every visible GPU, else the CPU")
     add("--cv.pretrain", type=str | None, default=None,
         help='pretrain once per repeat with these `ser-mtl fit` arguments (one shell-quoted string, e.g. "--config '
              'configs/librispeech_pretrain.yaml --data.root /data/LibriSpeech") and start every fold of that repeat '
              "from its best.ckpt (--model.init_from)")
-    add("--cv.slurm", type=bool, default=False,
+    add("--cv.slurm", type=bool, default=False, nargs="?", const=True,
         help="submit the runs to SLURM as job arrays through submitit (logs in OUT/slurm) instead of running them")
     add("--cv.slurm_partition", type=str | None, default=None, help="sbatch --partition")
     add("--cv.slurm_account", type=str | None, default=None, help="sbatch --account")
@@ -92,10 +94,11 @@ def cluster_options(cv: Any) -> ClusterOptions:
     for option in cv.slurm_extra:
         name, _, value = option.strip().removeprefix("#SBATCH").strip().lstrip("-").partition("=")
         extra[name.replace("-", "_")] = value if value else True
-    return ClusterOptions(partition=cv.slurm_partition, account=cv.slurm_account, gpus=cv.slurm_gpus, cpus=cv.slurm_cpus,
-                          mem=cv.slurm_mem, time=cv.slurm_time, job_name=cv.slurm_job_name,
-                          max_parallel=cv.slurm_max_parallel, max_requeues=cv.slurm_max_requeues, extra=extra,
-                          setup=list(cv.slurm_setup), python=cv.slurm_python)
+    options = ClusterOptions(partition=cv.slurm_partition, account=cv.slurm_account, gpus=cv.slurm_gpus,
+                             cpus=cv.slurm_cpus, mem=cv.slurm_mem, time=cv.slurm_time, job_name=cv.slurm_job_name,
+                             max_parallel=cv.slurm_max_parallel, max_requeues=cv.slurm_max_requeues, extra=extra,
+                             setup=list(cv.slurm_setup), python=cv.slurm_python)
+    return options.check() if cv.slurm else options  # a bad option: one line before anything is written
 
 
 def cv_kwargs(ns) -> dict[str, Any]:

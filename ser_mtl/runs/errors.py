@@ -5,6 +5,11 @@ class CVError(RuntimeError):
     """A cross-validation or sweep cannot proceed as asked (conflicting folder, bad option)."""
 
 
+class RunMistake(CVError):
+    """A stage ended with a user's mistake (``ser-mtl fit: <one line>``, exit status 1): a configuration or input
+    that every run shares, so the whole command stops with that line and the run's log; retrying cannot help."""
+
+
 class RunsFailed(CVError):
     """Some runs failed (the others ran and were summarised); re-running the same command retries them."""
 

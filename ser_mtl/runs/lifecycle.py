@@ -115,8 +115,8 @@ def run_folder(run: Run, backend: CVBackend) -> RunResult:
         best = run.dir / "checkpoints" / "best.ckpt"
         if not (run.dir / FIT_DONE).exists():
             resume = newest_checkpoint(run.dir)
-            say(f"{run.name} (seed {run.seed}): fit" + (f", resuming from {resume.name}" if resume else "")
-                + f"  [log {run.dir / 'fit.log'}]")
+            log = "" if getattr(backend, "in_process", False) else f"  [log {run.dir / 'fit.log'}]"  # a task's: its own
+            say(f"{run.name} (seed {run.seed}): fit" + (f", resuming from {resume.name}" if resume else "") + log)
             backend.run_stage("fit", args + (["--ckpt_path", str(resume)] if resume else []), run.dir)
             if not best.is_file():
                 raise RunFailed(f"fit finished but {best} is missing (the CLI must save best.ckpt)")

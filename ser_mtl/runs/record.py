@@ -106,12 +106,13 @@ def check_pretrain_args(pretrain: list[str], config_args: list[str]) -> None:
 
 def resolve_config(config_args: list[str], cli_module: str = "ser_mtl.cli") -> dict[str, Any] | None:
     """``ser-mtl fit <args> --print_config``, parsed (nothing is instantiated): the record's ``resolved``."""
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
+    buffer, errors = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(errors):
         try:
             importlib.import_module(cli_module).main(["fit", *config_args, "--print_config"])
         except SystemExit as exit_:
-            if exit_.code not in (0, None):
-                raise ValueError(f"the configuration does not parse ({' '.join(config_args)}):\n"
-                                 f"{buffer.getvalue()}") from exit_
+            if exit_.code not in (0, None):  # the CLI's own one line (an unknown option, a bad value)
+                said = [line for line in errors.getvalue().splitlines() if line.strip()]
+                reason = said[-1].split(": ", 1)[-1] if said else f"exit status {exit_.code}"
+                raise ValueError(f"the configuration does not parse: {reason}") from exit_
     return yaml.safe_load(buffer.getvalue())

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ser_mtl.runs.errors import RunFailed, RunInterrupted
+from ser_mtl.runs.errors import RunFailed, RunInterrupted, RunMistake
 from ser_mtl.runs.record import resolve_config
 
 EXIT_INTERRUPTED = 143  # 128 + SIGTERM, what a shell reports for a process ended by SIGTERM
@@ -112,17 +112,29 @@ class CLIBackend:
             finally:
                 _state["children"].discard(child)
         if code != 0:
+            lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+            if code in (1, 2) and (mistake := stage_mistake(lines, stage)) is not None:
+                raise RunMistake(f"{mistake} ({stage} of {run_dir.name}, log {log}; every run would fail the same way, "
+                                 "so none was retried)")
             kind = RunInterrupted if code in (EXIT_INTERRUPTED, -signal.SIGTERM) else RunFailed
-            tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-25:])
+            tail = "\n".join(lines[-25:])
             raise kind(f"{stage} exited with status {code}; last lines of {log}:\n{tail}")
 
     def num_folds(self, config_args: list[str]) -> int:
-        from ser_mtl.lightning_cli import build_datamodule  # torch and Lightning: only when asked
-
-        return int(build_datamodule(config_args).num_folds)
+        """The folds of the configuration's scheme: ``<cli_module>.num_folds``, which builds its data settings
+        (a mistake in them raises here, before any run starts)."""
+        return int(importlib.import_module(self.cli_module).num_folds(config_args))
 
     def resolve_config(self, config_args: list[str]) -> dict[str, Any] | None:
         return resolve_config(config_args, self.cli_module)
+
+
+def stage_mistake(lines: list[str], stage: str) -> str | None:
+    """The message of the one line a stage child printed for a user's mistake (``ser-mtl fit: MESSAGE``, see
+    ``ser_mtl.lightning_cli.one_line_mistakes``) in its latest attempt's log ``lines``, else None."""
+    start = max((i for i, line in enumerate(lines) if line.startswith("===== ")), default=-1)
+    prefix = f"ser-mtl {stage}: "
+    return next((line[len(prefix):] for line in reversed(lines[start + 1:]) if line.startswith(prefix)), None)
 
 
 def die_with_runner() -> None:

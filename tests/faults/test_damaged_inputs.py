@@ -106,7 +106,7 @@ def test_a_damaged_store_through_the_cli_is_one_line(corpus, tmp_path, capsys):
     assert err.startswith(f"ser-mtl fit: {complete}: damaged") and "Traceback" not in err
 
 
-@pytest.mark.parametrize("make", ["truncated", "foreign", "missing"])
+@pytest.mark.parametrize("make", ["truncated", "foreign", "missing", "text"])
 def test_a_bad_checkpoint_through_the_cli_is_one_line(trained_run, corpus, tmp_path, capsys, make):
     from cli_args import run_args
 
@@ -115,8 +115,11 @@ def test_a_bad_checkpoint_through_the_cli_is_one_line(trained_run, corpus, tmp_p
         bad.write_bytes((trained_run / "checkpoints" / "best.ckpt").read_bytes()[:4096])
     elif make == "foreign":
         torch.save({"model": torch.zeros(2)}, bad)
+    elif make == "text":  # e.g. a config or a log given by mistake: called what it is, not "pickled objects"
+        bad.write_text("model:\n  alpha: 0.3\n")
     expected = {"truncated": "not a readable PyTorch checkpoint", "foreign": "not a Lightning checkpoint of ser-mtl",
-                "missing": "no such checkpoint file"}[make]
+                "missing": "no such checkpoint file",
+                "text": "not a checkpoint (a file starting with b'mode'; a PyTorch checkpoint is a zip archive)"}[make]
     with pytest.raises(SystemExit) as exit_:
         main(["test", *run_args(corpus, tmp_path / "run"), "--ckpt_path", str(bad)])
     assert exit_.value.code == 1
