@@ -11,7 +11,7 @@ from cli_args import run_args
 from ser_mtl.cli import main
 from ser_mtl.lightning_cli import build_datamodule
 from ser_mtl.runs.cv import run_cv
-from ser_mtl.runs.estimate import time_fit
+from ser_mtl.runs.estimate import epoch_bound, fit_hours, time_fit
 from ser_mtl.runs.sweep import run_sweep
 
 
@@ -28,8 +28,27 @@ def test_time_fit_multiplies_the_timed_batches_by_the_epochs_batches(corpus: Pat
     data.setup("fit")
     assert t["batches_per_epoch"] == len(data.train_dataloader()) > 0
     assert (t["max_epochs"], t["devices"], t["device"]) == (4, 1, "cpu")
-    assert t["seconds_per_batch"] > 0
-    assert t["fit_hours"] == pytest.approx(t["seconds_per_batch"] * t["batches_per_epoch"] * 4 / 3600)
+    assert t["seconds_per_batch"] > 0 and t["eval_seconds_per_batch"] > 0
+    assert (t["val_batches"], t["test_batches"]) == (len(data.val_dataloader()), len(data.test_dataloader()))
+    # training and validation every epoch, then the test: validation and test are part of the bound
+    train, evaluation = t["seconds_per_batch"] * t["batches_per_epoch"], t["eval_seconds_per_batch"]
+    assert t["fit_hours"] == pytest.approx(((train + evaluation * t["val_batches"]) * 4
+                                            + evaluation * t["test_batches"]) / 3600)
+
+
+def test_epoch_bounds_and_devices_in_the_arithmetic() -> None:
+    assert epoch_bound(7) == (7, "7 epochs")
+    assert epoch_bound(None) == (1000, "1000 epochs (Lightning's default for max_epochs null)")
+    assert epoch_bound(-1) == (None, "no epoch bound (trainer.max_epochs -1)")
+    assert fit_hours(2.0, 100, 1.0, 10, 20, None) is None  # never a negative or made-up bound
+    assert fit_hours(2.0, 100, 1.0, 10, 20, 3) == pytest.approx(((200 + 10) * 3 + 20) / 3600)
+
+
+def test_an_unbounded_plan_says_so(corpus: Path, tmp_path: Path, capsys) -> None:
+    plan = run_cv([*config(corpus, tmp_path), "--trainer.max_epochs", "-1"], [0], 1, str(tmp_path / "cv"),
+                  plan_only=True)
+    assert plan["device_hours"] is None
+    assert "no upper bound of device-hours (trainer.max_epochs -1 trains until stopped)" in capsys.readouterr().out
 
 
 def test_a_sweep_plan_counts_folds_x_repeats_x_settings_and_trains_nothing(corpus: Path, tmp_path: Path,
