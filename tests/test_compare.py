@@ -229,3 +229,11 @@ def test_the_printed_table_says_when_sign_flip_p_values_are_not_exact(tmp_path: 
     c = write_cv(tmp_path / "c", {(f, 0): {"ua": 0.5 + 0.001 * (f + 1), "wa": 0.5} for f in range(16)})
     main(["compare", str(a), str(c)])
     assert "not exact" not in capsys.readouterr().out
+
+
+def test_no_test_footnote_where_no_row_could_be_tested() -> None:
+    ref = [{"fold": 0, "repeat": 0, "ua": 0.6}]  # one repeat: nothing can be tested
+    flags, lines = table_significance([("ref", ref), ("other", [{"fold": 0, "repeat": 0, "ua": 0.7}])], 0)
+    assert flags == [False, False] and len(lines) == 1
+    assert lines[0].startswith("No significance test of UA against **ref**: other: not testable")
+    assert "p < 0.05" not in lines[0] and "\\*" not in lines[0]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ser_mtl.analysis.paper_results import LOSO, PAPER_RESULTS, load_paper_results
+from ser_mtl.analysis.paper_results import LOSO, PAPER_RESULTS, Protocol, load_paper_results, match
 
 
 def test_rows_per_table() -> None:
@@ -66,3 +66,11 @@ def test_the_data_file_ships_with_the_package_and_reads_back() -> None:
     header = "table,row,corpus,target,schemes,task,arch,aux,metric,mean,std\n"
     assert load_paper_results(header + "4,X,iemocap,msp_improv,cross_corpus,categorical,aae,both,ua,1.5,\n")[0] \
         .text() == "1.5"
+
+
+def test_a_model_without_the_emotion_task_gets_no_paper_numbers() -> None:
+    proposed = Protocol(corpus="iemocap", scheme="loso", task="categorical", arch="aae", aux="gender")
+    assert match(proposed)  # the paper's emotion + gender row (Table 5)
+    gender_only = Protocol(corpus="iemocap", scheme="loso", task="categorical", arch="aae", aux="gender",
+                           tasks=("gender",))
+    assert match(gender_only) == []  # its numbers are gender accuracies: never beside the paper's WA/UA

@@ -154,3 +154,28 @@ def test_sweep_writes_selected_and_reports_why_nothing_was_chosen(tmp_path: Path
     markdown = Path(report([str(sweep)], str(tmp_path / "out"))).read_text()
     assert f"- no setting selected on validation yet ({SETTINGS[0]}: no selection score;" in markdown
     assert "confusion_alpha" not in markdown
+
+
+def resolved(task: str, alpha: float) -> dict:
+    return {"data": {"corpus": "iemocap", "task": task, "scheme": "loso", "seed": 0},
+            "model": {"alpha": alpha, "tasks": ["emotion", "gender", "speaker"], "use_decoder": True,
+                      "use_discriminator": True}}
+
+
+def test_selection_carries_the_protocol_and_refuses_mixed_label_spaces(tmp_path: Path) -> None:
+    sweep = make_sweep(tmp_path / "alpha")
+    for setting, alpha in zip(SETTINGS, (0.4, 0.6)):
+        (sweep / setting / "cv.json").write_text(json.dumps({"resolved": resolved("categorical", alpha)}))
+    select_on_validation(sweep, verbose=False)
+    record = json.loads((sweep / "selected" / "cv.json").read_text())
+    assert record["resolved"]["data"]["task"] == "categorical" and record["resolved"]["model"]["alpha"] is None
+    assert load_experiment(sweep / "selected").protocol.scheme == "loso"  # a row the report can describe
+    # a sweep over data.task: categorical and activation runs are never mixed into one UA
+    for setting, task in zip(SETTINGS, ("categorical", "activation")):
+        (sweep / setting / "cv.json").write_text(json.dumps({"resolved": resolved(task, 0.4)}))
+    selection = select_on_validation(sweep, verbose=False)
+    assert selection["chosen"] == [] and "the settings differ in data.task" in selection["refused"]
+    assert sorted(p.name for p in (sweep / "selected").iterdir()) == ["selection.json"]
+    (item,) = discover([str(sweep)])
+    assert item.selected is None and any("no selection on validation: the settings differ in data.task" in n
+                                         for n in item.notes)

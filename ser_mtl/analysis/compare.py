@@ -216,6 +216,9 @@ def table_significance(rows: list[tuple[str, list[dict]]], reference: int,
             continue
         tested.append((i, name, s, result["verdict"]["significant"], len(lines)))
         lines.append("")
+    if not tested:  # no footnote about a test that never ran: only why each row could not be tested
+        return flags, [f"No significance test of {metric.upper()} against **{ref_name}**: "
+                       + "; ".join(line[2:] for line in lines)]
     m, running = len(tested), 0.0
     for rank, (i, name, s, significant, at) in enumerate(sorted(tested, key=lambda t: t[2][DECISION_TEST]["p"])):
         p = s[DECISION_TEST]["p"]

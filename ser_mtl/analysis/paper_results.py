@@ -104,6 +104,8 @@ def match(protocol: Protocol | None) -> list[PaperResult]:
     """Published results for exactly this protocol (our architectures only, never other studies)."""
     if protocol is None or protocol.arch is None:
         return []
+    if protocol.tasks and "emotion" not in protocol.tasks:  # e.g. a gender-only model: no emotion WA/UA to match
+        return []
     return [r for r in PAPER_RESULTS
             if r.arch == protocol.arch and r.aux == protocol.aux and r.corpus == protocol.corpus
             and protocol.scheme in r.schemes and r.task == protocol.task and r.target == protocol.target]

@@ -114,7 +114,9 @@ def load_sweep(path: Path) -> Sweep:
     selection_path = path / SELECTED_NAME / SELECTION_NAME
     selection = read_json(selection_path) if selection_path.is_file() else {"chosen": [], "skipped": []}
     selected = load_experiment(path / SELECTED_NAME, "selected on validation") if selection["chosen"] else None
-    if selected is None:
+    if selected is None and selection.get("refused"):
+        notes.append(f"no selection on validation: {selection['refused']}")
+    elif selected is None:
         why = selection["skipped"][0]["reason"] if selection["skipped"] else f"`ser-mtl aggregate {path}` writes it"
         notes.append(f"no setting selected on validation yet ({why})")
     return Sweep(path.name, path, list(record["params"]), settings, notes, selected, selection)
