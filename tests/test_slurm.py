@@ -279,6 +279,20 @@ def test_an_sbatch_refusal_is_one_line_and_leaves_nothing_queued(tmp_path, confi
     assert not list((out / "slurm").glob("*.pkl")) and not list((out / "slurm").glob(".submission_file_*"))
 
 
+def test_arrays_beyond_the_clusters_max_array_size_are_split(tmp_path, config, stand_in, slurm_bin) -> None:
+    (slurm_bin / "scontrol").write_text('#!/bin/bash\necho "MaxArraySize            = 3"\necho "MaxJobCount = 10000"\n')
+    out = tmp_path / "cv"
+    ids = run_cv(config, [0, 1, 2, 3], 2, str(out), slurm=True, cluster_options=ClusterOptions(max_parallel=8),
+                 backend=stand_in)
+    assert ids["runs"] == ["101_0", "101_1", "101_2", "102_0", "102_1", "102_2", "103_0", "103_1"]
+    submitted = scripts(slurm_bin)
+    assert [next(x for x in submitted[j] if "--array" in x) for j in ("101", "102", "103")] == \
+        ["#SBATCH --array=0-2%3", "#SBATCH --array=0-2%3", "#SBATCH --array=0-1%2"]
+    assert "#SBATCH --dependency=afterany:101:102:103" in submitted["104"]  # the summary waits for all three
+    names = run_names(out / "slurm", "101") + run_names(out / "slurm", "102") + run_names(out / "slurm", "103")
+    assert names == [f"cv/fold{f}_rep{r}" for r in range(2) for f in range(4)]  # every run once, in order
+
+
 def test_a_failed_pretraining_fails_only_its_repeat_and_the_summary_still_runs(tmp_path, config, stand_in,
                                                                                 monkeypatch) -> None:
     monkeypatch.setenv("STAND_IN_PREEMPT", "pretrain_rep1")  # repeat 1's pretraining dies in epoch 2

@@ -147,10 +147,29 @@ def _array_id(jobs: list[Any]) -> str:
     return str(jobs[0].job_id).split("_")[0]
 
 
+def max_array_size() -> int | None:
+    """The cluster's ``MaxArraySize`` (``scontrol show config``; SLURM's default is 1001), None when scontrol
+    does not answer: an array of more tasks is refused by sbatch, so larger ones are split."""
+    try:
+        shown = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r"^\s*MaxArraySize\s*=\s*(\d+)", shown.stdout, flags=re.MULTILINE)
+    return int(match.group(1)) if match else None
+
+
+def _chunks(items: list[Any], size: int | None) -> list[list[Any]]:
+    """``items`` in consecutive arrays of at most ``size`` tasks (one array without a size)."""
+    size = size or len(items) or 1
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
 def _after(executor: Any, jobs: list[Any], condition: str, extra: dict[str, Any]) -> None:
-    """The next submission waits for ``jobs``: a SLURM dependency, or (local and debug executors) here."""
+    """The next submission waits for ``jobs`` (of one or several arrays): a SLURM dependency, or (local and
+    debug executors) here."""
     if isinstance(executor, submitit.SlurmExecutor):
-        executor.update_parameters(additional_parameters={**extra, "dependency": f"{condition}:{_array_id(jobs)}"})
+        ids = ":".join(dict.fromkeys(_array_id([job]) for job in jobs))
+        executor.update_parameters(additional_parameters={**extra, "dependency": f"{condition}:{ids}"})
     else:
         for job in jobs:
             job.exception()  # waits (a debug executor runs the job only now); a failure stays in the job
@@ -185,6 +204,21 @@ def _cancel(job_ids: list[str]) -> str:
                                  "cancel them by hand")
 
 
+def _map_arrays(executor: Any, options: ClusterOptions, runs: list[Run], limit: int | None,
+                accepted: list[str]) -> list[Any]:
+    """``runs`` as arrays of at most ``limit`` tasks, each array's id appended to ``accepted`` once sbatch took it."""
+    jobs = []
+    for chunk in _chunks(runs, limit):
+        array = executor.map_array(RunTask(options.cli_module), chunk)
+        accepted.append(_array_id(array))
+        jobs += array
+    return jobs
+
+
+def _array_ids(jobs: list[Any]) -> str:
+    return ", ".join(dict.fromkeys(_array_id([job]) for job in jobs))
+
+
 def submit_jobs(pretrainings: list[Run], runs: list[Run], cv_dirs: list[Path], options: ClusterOptions,
                 folder: Path, executor: Any = None, accepted: list[str] | None = None) -> dict[str, Any]:
     """The pretraining array, the run array after it and the summary job (unfinished runs only); their job
@@ -197,20 +231,21 @@ def submit_jobs(pretrainings: list[Run], runs: list[Run], cv_dirs: list[Path], o
     submitted: dict[str, Any] = {}
     pending = [run for run in runs if not run.done()]
     todo_pretrain = [run for run in pretrainings if not run.done()]
+    limit = max_array_size() if slurm else None
     if todo_pretrain:
-        jobs = executor.map_array(RunTask(options.cli_module), todo_pretrain)
+        jobs = _map_arrays(executor, options, todo_pretrain, limit, accepted)
         submitted["pretrain"] = [job.job_id for job in jobs]
-        accepted.append(_array_id(jobs))
-        print(f"[cv] submitted {len(jobs)} pretraining(s): job {_array_id(jobs)}", flush=True)
+        print(f"[cv] submitted {len(jobs)} pretraining(s): job {_array_ids(jobs)}", flush=True)
         # afterany, not afterok: a failed pretraining must not leave every run (and the summary) pending forever
         # (DependencyNeverSatisfied); the runs of its repeat fail at once naming it, the other repeats run
         _after(executor, jobs, "afterany", extra)
     if pending:
-        jobs = executor.map_array(RunTask(options.cli_module), pending)
+        jobs = _map_arrays(executor, options, pending, limit, accepted)
         submitted["runs"] = [job.job_id for job in jobs]
-        accepted.append(_array_id(jobs))
-        print(f"[cv] submitted {len(jobs)} run(s) ({len(runs) - len(pending)} already finished): "
-              f"job {_array_id(jobs)}", flush=True)
+        split = f" in {len(_chunks(pending, limit))} arrays of at most {limit} (MaxArraySize)" \
+            if limit and len(pending) > limit else ""
+        print(f"[cv] submitted {len(jobs)} run(s) ({len(runs) - len(pending)} already finished){split}: "
+              f"job {_array_ids(jobs)}", flush=True)
         _after(executor, jobs, "afterany", extra)
     if slurm:  # its own resources: no GPU, one CPU, and none of the runs' --gres/--exclusive/--constraint
         own = {k: v for k, v in executor.parameters.get("additional_parameters", {}).items()
