@@ -200,3 +200,20 @@ def test_a_one_repeat_headline_shows_no_spread(tmp_path: Path, capsys) -> None:
     line = capsys.readouterr().out
     assert "WA 31.9 %  UA 30.0 %" in line and "±" not in line.split("(")[0]  # std over one repeat is no spread
     assert "one repeat: no ± over repeats" in line
+
+
+def test_the_cost_counts_the_pretrainings(tmp_path: Path) -> None:
+    for fold in (0, 1):
+        path = tmp_path / f"fold{fold}_rep0" / "metrics.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"fold": fold, "repeat": 0, "seed": 0, "wa": 0.5, "ua": 0.5, "cost": {
+            "fit_seconds": 100.0, "test_seconds": 10.0, "processes": 1, "device": "cpu"}}))
+    pretrain = tmp_path / "pretrain_rep0" / "fit_record.json"
+    pretrain.parent.mkdir()
+    pretrain.write_text(json.dumps({"selection": None, "cost": {"fit_seconds": 400.0, "processes": 2,
+                                                                 "device": "NVIDIA H100"}}))
+    cost = aggregate(str(tmp_path), verbose=False)["cost"]
+    assert (cost["fits"], cost["pretrainings"]) == (3, 1)  # the two runs and the pretraining they started from
+    assert cost["fit_seconds"] == 600.0 and cost["test_seconds"] == 20.0
+    assert cost["device_hours"] == pytest.approx((2 * 110 + 2 * 400) / 3600)  # DDP: both processes' time
+    assert cost["devices"] == ["NVIDIA H100", "cpu"]

@@ -201,10 +201,21 @@ def read_record(out: str | Path) -> dict[str, Any] | None:
     return read_json(path) if path.exists() else None
 
 
+def pretraining_costs(out: str | Path) -> list[dict[str, Any]]:
+    """The ``cost`` of each finished pretraining of a cv folder (``pretrain_rep*/fit_record.json``, written by
+    ``ser_mtl.callbacks.FitRecord``): a pretraining is a fit the runs started from, so its device time counts."""
+    costs = []
+    for path in sorted(Path(out).glob("pretrain_rep*/fit_record.json")):
+        cost = read_json(path).get("cost")
+        if isinstance(cost, dict):
+            costs.append(cost)
+    return costs
+
+
 def summarise_folder(out: str | Path) -> dict:
     """What ``summary.json`` holds for a cv folder's finished runs (``out/*/metrics.json``, any folder names:
     ``fold``/``repeat`` come from the files, so runs made without the cv runner count too), not written.
-    ``cost`` sums the runs' ``cost`` (fits, seconds, device-hours, devices)."""
+    ``cost`` sums the runs' and the pretrainings' ``cost`` (fits, pretrainings, seconds, device-hours, devices)."""
     runs = collect_runs(out)
     if not runs:
         raise SummaryError(f"{out}: no */{METRICS_NAME} found; nothing to summarise")
@@ -214,9 +225,11 @@ def summarise_folder(out: str | Path) -> dict:
     if record is not None:
         summary["config"] = record
     costs = [run["cost"] for run in runs if isinstance(run.get("cost"), dict)]
-    if costs:  # the runs' FitRecord costs and test seconds; device hours count every process
+    pretrainings = pretraining_costs(out)
+    costs += pretrainings
+    if costs:  # the runs' and pretrainings' FitRecord costs and test seconds; device hours count every process
         seconds = [(c.get("fit_seconds", 0.0), c.get("test_seconds", 0.0), c.get("processes", 1)) for c in costs]
-        summary["cost"] = {"fits": sum("fit_seconds" in c for c in costs),
+        summary["cost"] = {"fits": sum("fit_seconds" in c for c in costs), "pretrainings": len(pretrainings),
                            "fit_seconds": math.fsum(f for f, _, _ in seconds),
                            "test_seconds": math.fsum(t for _, t, _ in seconds),
                            "device_hours": math.fsum((f + t) * p for f, t, p in seconds) / 3600,
