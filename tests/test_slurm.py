@@ -89,8 +89,10 @@ def stand_in(tmp_path: Path, monkeypatch) -> CLIBackend:
 def slurm_bin(tmp_path: Path, monkeypatch) -> Path:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
+    # sinfo: one GPU partition (the default) and one CPU partition, as `sinfo -h -o "%P|%c|%m|%G"` prints them
+    sinfo = '#!/bin/bash\necho "gpu*|16|64000|gpu:4"\necho "gpu*|16|64000|gpu:4"\necho "cpu|2|8000|(null)"\n'
     for name, body in (("sbatch", SBATCH), ("srun", '#!/bin/bash\nexec "$@"\n'), ("squeue", "#!/bin/bash\n"),
-                       ("sacct", "#!/bin/bash\n"), ("scontrol", "#!/bin/bash\n")):
+                       ("sacct", "#!/bin/bash\n"), ("scontrol", "#!/bin/bash\n"), ("sinfo", sinfo)):
         (bin_dir / name).write_text(body)
         (bin_dir / name).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin")
@@ -277,6 +279,23 @@ def test_an_sbatch_refusal_is_one_line_and_leaves_nothing_queued(tmp_path, confi
                    "(101), so nothing is left queued; fix the --cv.slurm_* options and submit again\n")
     assert (slurm_bin / "scancel.log").read_text() == "101\n"
     assert not list((out / "slurm").glob("*.pkl")) and not list((out / "slurm").glob(".submission_file_*"))
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"partition": "cpu"}, "--cv.slurm_gpus 1: partition cpu has no GPUs (sinfo GRES: (null)); pass --cv.slurm_gpus 0"),
+    ({"partition": "cpu", "gpus": 0, "cpus": 8}, "--cv.slurm_cpus 8: the nodes of partition cpu have at most 2 CPUs"),
+    ({"partition": "big"}, "--cv.slurm_partition big: sinfo lists no such partition"),
+    ({"cpus": 32}, "--cv.slurm_cpus 32: the nodes of the default partition have at most 16 CPUs"),
+])
+def test_resources_the_partition_lacks_are_refused_before_submitting(tmp_path, config, stand_in, slurm_bin,
+                                                                      options, message) -> None:
+    with pytest.raises(CVError, match=re.escape(message)):
+        run_cv(config, [0], 1, str(tmp_path / "cv"), slurm=True, cluster_options=ClusterOptions(**options),
+               backend=stand_in)
+    assert not (slurm_bin / "sbatch.log").exists()  # nothing submitted
+    run_cv(config, [0], 1, str(tmp_path / "cpu"), slurm=True, backend=stand_in,
+           cluster_options=ClusterOptions(partition="cpu", gpus=0, cpus=2))  # what the partition has: submitted
+    assert "#SBATCH --partition=cpu" in scripts(slurm_bin)["101"]
 
 
 def test_arrays_beyond_the_clusters_max_array_size_are_split(tmp_path, config, stand_in, slurm_bin) -> None:

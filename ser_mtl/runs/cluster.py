@@ -147,6 +147,47 @@ def _array_id(jobs: list[Any]) -> str:
     return str(jobs[0].job_id).split("_")[0]
 
 
+def partition_resources(partition: str | None) -> list[tuple[str, int, int, str]] | None:
+    """(partition, CPUs per node, memory MB per node, GRES) of each node group ``sinfo`` lists for ``partition``
+    (None: the default one, marked ``*``); None when sinfo does not answer (no check is then possible)."""
+    try:
+        shown = subprocess.run(["sinfo", "-h", "-o", "%P|%c|%m|%G"], capture_output=True, text=True, timeout=30,
+                               check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if shown.returncode != 0:
+        return None
+    groups = []
+    for line in shown.stdout.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) != 4:
+            continue
+        name, cpus, mem, gres = parts
+        default = name.endswith("*")
+        name = name.rstrip("*")
+        if (partition is None and default) or name == partition:
+            groups.append((name, int(re.sub(r"\D.*", "", cpus) or 0), int(re.sub(r"\D.*", "", mem) or 0), gres))
+    return groups
+
+
+def check_partition(options: ClusterOptions) -> None:
+    """`CVError` when ``sinfo`` says the partition cannot run a task as asked: no such partition, no GPU for
+    ``--cv.slurm_gpus``, fewer CPUs per node than ``--cv.slurm_cpus`` (such a task would wait forever)."""
+    groups = partition_resources(options.partition)
+    if groups is None:
+        return  # no sinfo here: sbatch decides
+    where = f"partition {options.partition}" if options.partition else "the default partition"
+    if not groups:
+        raise CVError(f"--cv.slurm_partition {options.partition}: sinfo lists no such partition")
+    if options.gpus and not any("gpu" in gres for *_, gres in groups):
+        raise CVError(f"--cv.slurm_gpus {options.gpus}: {where} has no GPUs (sinfo GRES: "
+                      f"{', '.join(sorted({g for *_, g in groups}))}); pass --cv.slurm_gpus 0 on a CPU cluster")
+    most = max(cpus for _, cpus, _, _ in groups)
+    if options.cpus > most:
+        raise CVError(f"--cv.slurm_cpus {options.cpus}: the nodes of {where} have at most {most} CPUs, so the "
+                      f"tasks would never start; pass --cv.slurm_cpus {most} or less")
+
+
 def max_array_size() -> int | None:
     """The cluster's ``MaxArraySize`` (``scontrol show config``; SLURM's default is 1001), None when scontrol
     does not answer: an array of more tasks is refused by sbatch, so larger ones are split."""
@@ -231,6 +272,8 @@ def submit_jobs(pretrainings: list[Run], runs: list[Run], cv_dirs: list[Path], o
     submitted: dict[str, Any] = {}
     pending = [run for run in runs if not run.done()]
     todo_pretrain = [run for run in pretrainings if not run.done()]
+    if slurm:
+        check_partition(options)
     limit = max_array_size() if slurm else None
     if todo_pretrain:
         jobs = _map_arrays(executor, options, todo_pretrain, limit, accepted)
