@@ -1,0 +1,139 @@
+"""Cluster failure paths against a real single-node SLURM (``tools/slurm_single_node.sh``, started by
+``.ci/run``): a failed pretraining fails only its repeat and the summary still comes (nothing pending
+forever), sbatch's refusal is one line with nothing queued, a CPU node refuses GPU tasks before submitting,
+and the cluster's own MaxArraySize is read. The tasks run a stand-in CLI (the fit/test contract, no training),
+so what is tested is the scheduling; they skip, saying why, where ``sinfo`` does not answer."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ser_mtl.runs.cluster import ClusterOptions, max_array_size
+from ser_mtl.runs.cv import run_cv
+from ser_mtl.runs.errors import CVError
+from ser_mtl.runs.stages import CLIBackend
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+STAND_IN_CLI = '''
+import json
+import os
+from pathlib import Path
+
+
+def num_folds(config_args):
+    return 2
+
+
+def main(argv):
+    if "--print_config" in argv:
+        print("model:\\n  alpha: 0.4")
+        return
+    stage, args = argv[0], argv[1:]
+    get = lambda name: ([args[i + 1] for i, a in enumerate(args[:-1]) if a == name] or [None])[-1]
+    root = Path(get("--trainer.default_root_dir"))
+    if stage == "fit":
+        if os.environ.get("STAND_IN_FAIL") == root.name:
+            raise RuntimeError("this pretraining fails")
+        (root / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (root / "checkpoints" / "last.ckpt").write_text("epoch 1")
+        (root / "checkpoints" / "best.ckpt").write_text("best")
+    else:
+        wa = 0.5 + int(get("--data.fold")) / 10
+        (root / "test_metrics.json").write_text(json.dumps({"wa": wa, "ua": wa - 0.05, "n_utterances": 10}))
+'''
+
+
+def _sinfo() -> str | None:
+    try:
+        shown = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=15, check=False)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"sinfo did not answer ({err})"
+    states = shown.stdout.split()
+    if shown.returncode != 0 or not any(s in ("idle", "mixed", "allocated", "completing") for s in states):
+        return f"sinfo shows no usable node (exit {shown.returncode}: {shown.stdout.strip() or shown.stderr.strip()})"
+    return None
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, monkeypatch) -> tuple[CLIBackend, list[str], str]:
+    """The stand-in CLI importable here and in the tasks (PYTHONPATH reaches them: sbatch exports the
+    environment), a config, and a job name of its own; skips without a running SLURM."""
+    why = _sinfo()
+    if why is not None:
+        pytest.skip(f"no single-node SLURM here: {why}; start one with tools/slurm_single_node.sh (as .ci/run does)")
+    (tmp_path / "stand_in_cli.py").write_text(textwrap.dedent(STAND_IN_CLI))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    (tmp_path / "c.yaml").write_text("model:\n  alpha: 0.4\n")
+    name = f"sertest-{uuid.uuid4().hex[:8]}"
+    yield CLIBackend(in_process=True, cli_module="stand_in_cli"), ["--config", str(tmp_path / "c.yaml")], name
+    subprocess.run(["scancel", "--name", name], capture_output=True, check=False)  # never leave jobs behind
+
+
+def _queued(name: str) -> list[str]:
+    shown = subprocess.run(["squeue", "-h", "--name", name, "-o", "%i %T %r"], capture_output=True, text=True,
+                           check=False)
+    return [line for line in shown.stdout.splitlines() if line.strip()]
+
+
+def _wait_for(path: Path, name: str, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.is_file() and not _queued(name):
+            return
+        time.sleep(2)
+    raise AssertionError(f"{path} not written within {timeout_s} s; still queued: {_queued(name)}")
+
+
+def _options(name: str, **kwargs) -> ClusterOptions:
+    return ClusterOptions(gpus=0, cpus=1, mem="500M", time="10", job_name=name, cli_module="stand_in_cli", **kwargs)
+
+
+def test_a_failed_pretraining_fails_only_its_repeat_and_nothing_waits_forever(cluster, tmp_path, monkeypatch):
+    backend, config, name = cluster
+    monkeypatch.setenv("STAND_IN_FAIL", "pretrain_rep1")
+    out = tmp_path / "cv"
+    ids = run_cv(config, [0, 1], 2, str(out), pretrain=config, slurm=True, cluster_options=_options(name),
+                 backend=backend)
+    assert set(ids) == {"pretrain", "runs", "summary"}
+    _wait_for(out / "summary.json", name)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete_repeats"] == [0] and summary["n_runs"] == 2  # repeat 0 ran, repeat 1 did not
+    assert {(m["fold"], m["repeat"]) for m in summary["missing"]} == {(0, 1), (1, 1)}
+    logs = "".join(p.read_text(errors="replace") for p in (out / "slurm").rglob("*_log.out"))
+    assert "its pretraining (pretrain_rep1) has not finished" in logs  # the failed repeat's runs say why
+
+
+def test_an_sbatch_refusal_is_one_line_and_nothing_is_queued(cluster, tmp_path):
+    backend, config, name = cluster
+    out = tmp_path / "cv"
+    with pytest.raises(CVError, match=r"^sbatch refused the submission: .*(gres|generic resource).*nothing is left "
+                                      r"queued; fix the --cv.slurm_\* options and submit again$") as err:
+        run_cv(config, [0, 1], 1, str(out), slurm=True, backend=backend,
+               cluster_options=_options(name, extra={"gres": "gpu:1"}))  # a GPU this node does not have
+    assert "\n" not in str(err.value)
+    assert _queued(name) == [] and not list((out / "slurm").glob("*.pkl"))
+
+
+def test_gpu_tasks_on_a_cpu_node_are_refused_before_submitting(cluster, tmp_path):
+    backend, config, name = cluster
+    with pytest.raises(CVError, match=r"--cv.slurm_gpus 1: the default partition has no GPUs .* pass "
+                                      r"--cv.slurm_gpus 0 on a CPU cluster"):
+        run_cv(config, [0], 1, str(tmp_path / "cv"), slurm=True, backend=backend,
+               cluster_options=ClusterOptions(gpus=1, cpus=1, time="10", job_name=name, cli_module="stand_in_cli"))
+    assert _queued(name) == []
+
+
+def test_the_clusters_max_array_size_is_read(cluster):
+    shown = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, check=False).stdout
+    configured = int(re.search(r"MaxArraySize\s*=\s*(\d+)", shown).group(1))
+    assert max_array_size() == configured > 0
