@@ -298,6 +298,24 @@ def test_resources_the_partition_lacks_are_refused_before_submitting(tmp_path, c
     assert "#SBATCH --partition=cpu" in scripts(slurm_bin)["101"]
 
 
+def test_runs_still_queued_are_not_submitted_again(tmp_path, config, stand_in, slurm_bin, capsys) -> None:
+    out = tmp_path / "cv"
+    run_cv(config, [0, 1, 2], 1, str(out), slurm=True, cluster_options=ClusterOptions(), backend=stand_in)
+    assert json.loads((out / "slurm" / "queued.json").read_text()) == {
+        str(out.absolute() / f"fold{f}_rep0"): f"101_{f}" for f in range(3)}
+    # squeue -r: fold 0's and fold 2's tasks still wait; fold 1's task has ended (without finishing its run)
+    (slurm_bin / "squeue").write_text('#!/bin/bash\necho "101_0"\necho "101_2"\necho "77"\n')
+    capsys.readouterr()
+    ids = run_cv(config, [0, 1, 2], 1, str(out), slurm=True, cluster_options=ClusterOptions(), backend=stand_in)
+    assert ids["runs"] == ["103"] and run_names(out / "slurm", "103") == ["cv/fold1_rep0"]  # one task: no array
+    assert "2 run(s) still queued or running from an earlier submission (job 101): not submitted again" in \
+        capsys.readouterr().out
+    (slurm_bin / "squeue").write_text('#!/bin/bash\necho "101_0"\necho "101_2"\necho "103"\n')
+    assert run_cv(config, [0, 1, 2], 1, str(out), slurm=True, cluster_options=ClusterOptions(), backend=stand_in) == {}
+    assert "every unfinished run is already queued or running; nothing submitted" in capsys.readouterr().out
+    assert list(scripts(slurm_bin)) == ["101", "102", "103", "104"]  # no third array, no third summary job
+
+
 def test_arrays_beyond_the_clusters_max_array_size_are_split(tmp_path, config, stand_in, slurm_bin) -> None:
     (slurm_bin / "scontrol").write_text('#!/bin/bash\necho "MaxArraySize            = 3"\necho "MaxJobCount = 10000"\n')
     out = tmp_path / "cv"

@@ -76,12 +76,13 @@ def cluster(tmp_path: Path, monkeypatch) -> tuple[CLIBackend, list[str], str]:
     (tmp_path / "c.yaml").write_text("model:\n  alpha: 0.4\n")
     name = f"sertest-{uuid.uuid4().hex[:8]}"
     yield CLIBackend(in_process=True, cli_module="stand_in_cli"), ["--config", str(tmp_path / "c.yaml")], name
-    subprocess.run(["scancel", "--name", name], capture_output=True, check=False)  # never leave jobs behind
+    for job in (name, f"{name}-summary"):  # never leave jobs behind
+        subprocess.run(["scancel", "--name", job], capture_output=True, check=False)
 
 
 def _queued(name: str) -> list[str]:
-    shown = subprocess.run(["squeue", "-h", "--name", name, "-o", "%i %T %r"], capture_output=True, text=True,
-                           check=False)
+    shown = subprocess.run(["squeue", "-h", "-r", "--name", f"{name},{name}-summary", "-o", "%i %T %r"],
+                           capture_output=True, text=True, check=False)  # -r: one line per array task
     return [line for line in shown.stdout.splitlines() if line.strip()]
 
 
@@ -137,3 +138,15 @@ def test_the_clusters_max_array_size_is_read(cluster):
     shown = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, check=False).stdout
     configured = int(re.search(r"MaxArraySize\s*=\s*(\d+)", shown).group(1))
     assert max_array_size() == configured > 0
+
+
+def test_submitting_again_while_the_array_waits_queues_nothing_twice(cluster, tmp_path, capsys):
+    backend, config, name = cluster
+    out = tmp_path / "cv"
+    hold = _options(name, extra={"begin": "now+1hour"})  # the tasks wait: as in a busy queue
+    first = run_cv(config, [0, 1], 1, str(out), slurm=True, cluster_options=hold, backend=backend)
+    assert len(first["runs"]) == 2 and len(_queued(name)) == 3  # two tasks and the summary job
+    capsys.readouterr()
+    assert run_cv(config, [0, 1], 1, str(out), slurm=True, cluster_options=hold, backend=backend) == {}
+    assert "every unfinished run is already queued or running; nothing submitted" in capsys.readouterr().out
+    assert len(_queued(name)) == 3  # still the first array's two tasks and its summary job, nothing twice

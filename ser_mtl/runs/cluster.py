@@ -27,6 +27,7 @@ from ser_mtl.analysis.selection import select_on_validation
 from ser_mtl.analysis.summary import SWEEP_NAME, aggregate
 from ser_mtl.runs.errors import CVError, RunFailed
 from ser_mtl.runs.lifecycle import Run, run_folder
+from ser_mtl.runs.slurm_queue import check_partition, live_jobs, max_array_size, read_queued, record_queued
 from ser_mtl.runs.stages import CLIBackend
 
 # A cluster task's stages run in its own process, without Lightning's SIGUSR1 requeueing (submitit owns it).
@@ -147,58 +148,6 @@ def _array_id(jobs: list[Any]) -> str:
     return str(jobs[0].job_id).split("_")[0]
 
 
-def partition_resources(partition: str | None) -> list[tuple[str, int, int, str]] | None:
-    """(partition, CPUs per node, memory MB per node, GRES) of each node group ``sinfo`` lists for ``partition``
-    (None: the default one, marked ``*``); None when sinfo does not answer (no check is then possible)."""
-    try:
-        shown = subprocess.run(["sinfo", "-h", "-o", "%P|%c|%m|%G"], capture_output=True, text=True, timeout=30,
-                               check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if shown.returncode != 0:
-        return None
-    groups = []
-    for line in shown.stdout.splitlines():
-        parts = line.strip().split("|")
-        if len(parts) != 4:
-            continue
-        name, cpus, mem, gres = parts
-        default = name.endswith("*")
-        name = name.rstrip("*")
-        if (partition is None and default) or name == partition:
-            groups.append((name, int(re.sub(r"\D.*", "", cpus) or 0), int(re.sub(r"\D.*", "", mem) or 0), gres))
-    return groups
-
-
-def check_partition(options: ClusterOptions) -> None:
-    """`CVError` when ``sinfo`` says the partition cannot run a task as asked: no such partition, no GPU for
-    ``--cv.slurm_gpus``, fewer CPUs per node than ``--cv.slurm_cpus`` (such a task would wait forever)."""
-    groups = partition_resources(options.partition)
-    if groups is None:
-        return  # no sinfo here: sbatch decides
-    where = f"partition {options.partition}" if options.partition else "the default partition"
-    if not groups:
-        raise CVError(f"--cv.slurm_partition {options.partition}: sinfo lists no such partition")
-    if options.gpus and not any("gpu" in gres for *_, gres in groups):
-        raise CVError(f"--cv.slurm_gpus {options.gpus}: {where} has no GPUs (sinfo GRES: "
-                      f"{', '.join(sorted({g for *_, g in groups}))}); pass --cv.slurm_gpus 0 on a CPU cluster")
-    most = max(cpus for _, cpus, _, _ in groups)
-    if options.cpus > most:
-        raise CVError(f"--cv.slurm_cpus {options.cpus}: the nodes of {where} have at most {most} CPUs, so the "
-                      f"tasks would never start; pass --cv.slurm_cpus {most} or less")
-
-
-def max_array_size() -> int | None:
-    """The cluster's ``MaxArraySize`` (``scontrol show config``; SLURM's default is 1001), None when scontrol
-    does not answer: an array of more tasks is refused by sbatch, so larger ones are split."""
-    try:
-        shown = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    match = re.search(r"^\s*MaxArraySize\s*=\s*(\d+)", shown.stdout, flags=re.MULTILINE)
-    return int(match.group(1)) if match else None
-
-
 def _chunks(items: list[Any], size: int | None) -> list[list[Any]]:
     """``items`` in consecutive arrays of at most ``size`` tasks (one array without a size)."""
     size = size or len(items) or 1
@@ -246,14 +195,30 @@ def _cancel(job_ids: list[str]) -> str:
 
 
 def _map_arrays(executor: Any, options: ClusterOptions, runs: list[Run], limit: int | None,
-                accepted: list[str]) -> list[Any]:
-    """``runs`` as arrays of at most ``limit`` tasks, each array's id appended to ``accepted`` once sbatch took it."""
+                accepted: list[str], folder: Path) -> list[Any]:
+    """``runs`` as arrays of at most ``limit`` tasks, each array's id appended to ``accepted`` once sbatch took it
+    (and, under SLURM, each run's task id recorded in the submission folder: `_not_queued`)."""
     jobs = []
     for chunk in _chunks(runs, limit):
         array = executor.map_array(RunTask(options.cli_module), chunk)
         accepted.append(_array_id(array))
+        if isinstance(executor, submitit.SlurmExecutor):
+            record_queued(folder, {str(r.dir): job.job_id for r, job in zip(chunk, array)})
         jobs += array
     return jobs
+
+
+def _not_queued(folder: Path, runs: list[Run]) -> list[Run]:
+    """``runs`` without those whose task of an earlier submission is still pending or running (``squeue``):
+    submitting the same command again while an array waits must not run them twice."""
+    queued = read_queued(folder)
+    live = live_jobs({queued[str(r.dir)] for r in runs if str(r.dir) in queued})
+    waiting = [r for r in runs if queued.get(str(r.dir)) in live]
+    if waiting:
+        print(f"[cv] {len(waiting)} run(s) still queued or running from an earlier submission (job "
+              f"{', '.join(sorted({queued[str(r.dir)].split('_')[0] for r in waiting}))}): not submitted again",
+              flush=True)
+    return [r for r in runs if r not in waiting]
 
 
 def _array_ids(jobs: list[Any]) -> str:
@@ -274,16 +239,20 @@ def submit_jobs(pretrainings: list[Run], runs: list[Run], cv_dirs: list[Path], o
     todo_pretrain = [run for run in pretrainings if not run.done()]
     if slurm:
         check_partition(options)
+        pending, todo_pretrain = _not_queued(folder, pending), _not_queued(folder, todo_pretrain)
+        if not pending and not todo_pretrain:
+            print("[cv] every unfinished run is already queued or running; nothing submitted", flush=True)
+            return submitted
     limit = max_array_size() if slurm else None
     if todo_pretrain:
-        jobs = _map_arrays(executor, options, todo_pretrain, limit, accepted)
+        jobs = _map_arrays(executor, options, todo_pretrain, limit, accepted, folder)
         submitted["pretrain"] = [job.job_id for job in jobs]
         print(f"[cv] submitted {len(jobs)} pretraining(s): job {_array_ids(jobs)}", flush=True)
         # afterany, not afterok: a failed pretraining must not leave every run (and the summary) pending forever
         # (DependencyNeverSatisfied); the runs of its repeat fail at once naming it, the other repeats run
         _after(executor, jobs, "afterany", extra)
     if pending:
-        jobs = _map_arrays(executor, options, pending, limit, accepted)
+        jobs = _map_arrays(executor, options, pending, limit, accepted, folder)
         submitted["runs"] = [job.job_id for job in jobs]
         split = f" in {len(_chunks(pending, limit))} arrays of at most {limit} (MaxArraySize)" \
             if limit and len(pending) > limit else ""
