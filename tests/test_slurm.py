@@ -408,3 +408,21 @@ def test_a_sweep_is_one_array_over_every_setting(tmp_path, config, stand_in, slu
     assert run_names(out / "slurm", "101") == [f"{s}/fold{f}_rep0" for s in settings for f in (0, 1)]
     assert "#SBATCH --dependency=afterany:101" in scripts(slurm_bin)["102"]
     assert task_args(out / "slurm", "102") == [[str(out.absolute() / s) for s in settings]]
+
+
+def test_the_summary_job_names_the_unfinished_runs_and_how_to_resume(tmp_path, capsys) -> None:
+    from ser_mtl.runs.cluster import summarise
+
+    out = tmp_path / "cv"
+    (out / "fold0_rep0").mkdir(parents=True)
+    (out / "cv.json").write_text(json.dumps({"grid": {"folds": [0, 1], "repeats": [0, 1]}}))
+    summarise([str(out)])  # no run finished: no summary.json, but a line that says what to do
+    printed = capsys.readouterr().out
+    assert f"[cv] {out}: 4 of 4 runs unfinished (fold0_rep0, fold1_rep0, fold0_rep1, fold1_rep1)" in printed
+    assert "Submit the same command again to resume them" in printed
+    (out / "fold0_rep0" / "metrics.json").write_text(json.dumps({"fold": 0, "repeat": 0, "seed": 1, "ua": 0.5,
+                                                                  "wa": 0.5}))
+    summarise([str(out)])
+    printed = capsys.readouterr().out
+    assert "3 of 4 runs unfinished (fold1_rep0, fold0_rep1, fold1_rep1)" in printed
+    assert (out / "summary.json").is_file()

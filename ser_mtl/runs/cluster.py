@@ -24,7 +24,7 @@ from typing import Any
 import submitit
 
 from ser_mtl.analysis.selection import select_on_validation
-from ser_mtl.analysis.summary import SWEEP_NAME, aggregate
+from ser_mtl.analysis.summary import METRICS_NAME, SWEEP_NAME, aggregate, read_record, run_dir_name
 from ser_mtl.runs.errors import CVError, RunFailed
 from ser_mtl.runs.lifecycle import Run, run_folder
 from ser_mtl.runs.slurm_queue import check_partition, live_jobs, max_array_size, read_queued, record_queued
@@ -122,16 +122,34 @@ def _on_slurm() -> bool:
 
 
 def summarise(cv_dirs: list[str]) -> dict[str, dict]:
-    """The summary job: ``summary.json`` of every cv folder that has finished runs (and a sweep's selection)."""
+    """The summary job: ``summary.json`` of every cv folder that has finished runs (and a sweep's selection),
+    and, in its log, which runs of the requested grid did not finish (failed, out of requeues, cancelled) and
+    how to resume them."""
     summaries = {}
     for directory in cv_dirs:
         try:
             summaries[directory] = aggregate(directory)
         except Exception as err:  # noqa: BLE001 - one folder without finished runs must not hide the others
             print(f"[cv] {directory}: no summary ({err})", flush=True)
+        if line := unfinished_line(Path(directory)):
+            print(line, flush=True)
     for sweep in {Path(d).parent for d in cv_dirs if (Path(d).parent / SWEEP_NAME).is_file()}:
         select_on_validation(sweep)  # a sweep: its selected/ folder, chosen on validation
     return summaries
+
+
+def unfinished_line(cv_dir: Path) -> str | None:
+    """``[cv] DIR: 2 of 8 runs unfinished (fold1_rep0, ...)`` with where their logs are and how to resume, for the
+    runs of ``cv.json``'s grid without ``metrics.json``; None when all finished (or no grid is recorded)."""
+    grid = (read_record(cv_dir) or {}).get("grid") or {}
+    names = [run_dir_name(f, r) for r in grid.get("repeats", []) for f in grid.get("folds", [])]
+    missing = [n for n in names if not (cv_dir / n / METRICS_NAME).is_file()]
+    if not missing:
+        return None
+    shown = ", ".join(missing[:6]) + (", ..." if len(missing) > 6 else "")
+    return (f"[cv] {cv_dir}: {len(missing)} of {len(names)} runs unfinished ({shown}): failed, out of requeues or "
+            f"cancelled; their task logs are in {cv_dir / 'slurm'} (and fit.log/test.log in the run folders). Submit "
+            "the same command again to resume them: finished runs are skipped, the others go on from last.ckpt")
 
 
 def slurm_executor(folder: Path, options: ClusterOptions) -> submitit.SlurmExecutor:
