@@ -24,6 +24,7 @@ from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 
 from ser_mtl.data.datasets import labelled_tasks
 from ser_mtl.io_utils import atomic_write_json
+from ser_mtl.runs.layout import FIT_RECORD
 from ser_mtl.tasks import auto_monitor, monitor_mode
 
 AUTO = "auto"
@@ -288,7 +289,7 @@ class FitRecord(pl.Callback):
         restores, seconds = getattr(_schedule(trainer), "num_restores", 0), self.fit_seconds
         selection = None if ckpt is None or ckpt.best_model_score is None else {
             "monitor": ckpt.monitor, "mode": ckpt.mode, "score": float(ckpt.best_model_score), "epoch": self.best_epoch}
-        atomic_write_json(os.path.join(trainer.default_root_dir, "fit_record.json"), {"selection": selection, "cost": {
+        atomic_write_json(os.path.join(trainer.default_root_dir, FIT_RECORD), {"selection": selection, "cost": {
             "epochs": self.epochs, "restores": restores, "halvings": restores, "fit_seconds": seconds,
             "train_segments": self.train_segments, "segments_per_second": self.train_segments / (seconds or 1.0),
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,

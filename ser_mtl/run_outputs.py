@@ -22,6 +22,7 @@ import torch
 
 from ser_mtl.io_utils import atomic_write_json, atomic_write_text
 from ser_mtl.metrics import UtteranceAccuracy, UtteranceRegression, mean_per_utterance, score_predictions
+from ser_mtl.runs.layout import PREDICTIONS, TEST_METRICS
 from ser_mtl.tasks import CCC_MEAN, DIMENSIONS, TASKS, concordance_correlation
 
 
@@ -173,8 +174,8 @@ class ResultWriter(pl.Callback):
             rows = [datamodule.utterances[u] for u in ids]
             text = value_columns([r.utt_id for r in rows], [r.speaker for r in rows], values, text)
         if text is not None:
-            atomic_write_text(run_dir / "predictions.csv", text)
-        atomic_write_json(run_dir / "test_metrics.json", self.metrics)
+            atomic_write_text(run_dir / PREDICTIONS, text)
+        atomic_write_json(run_dir / TEST_METRICS, self.metrics)
         if self.print_table:
             if emotion is not None:
                 print(format_table(self.metrics["wa"], self.metrics["ua"], len(emotion[0]), classes,

@@ -244,6 +244,7 @@ from ser_mtl.runs.cv import run_cv
 from ser_mtl.runs.stages import CLIBackend
 backend = CLIBackend(cli_module="stand_in_cli")
 backend.resolve_config = lambda args: None
+backend.num_folds = lambda args: 4  # the stand-in is importable only in the children
 run_cv(sys.argv[3:], [0, 1, 2], 1, sys.argv[1], backend=backend, jobs=int(sys.argv[2]))
 """
 
@@ -253,6 +254,7 @@ def stand_in(tmp_path: Path, **env: str) -> tuple[CLIBackend, dict[str, str]]:
     variables = {"PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path]), **env}
     backend = CLIBackend(cli_module="stand_in_cli", env=variables)
     backend.resolve_config = lambda args: None  # the stand-in has no --print_config
+    backend.num_folds = lambda args: 4  # the stand-in is importable only in the children
     return backend, variables
 
 

@@ -336,6 +336,7 @@ def test_subprocess_backend_treats_sigterm_exit_as_unfinished(tmp_path: Path, co
     env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path]), "FAKE_CRASH": "fit:1"}
     backend = CLIBackend(cli_module="stand_in_cli", env=env)
     backend.resolve_config = lambda args: None  # the stand-in has no --print_config
+    backend.num_folds = lambda args: 4  # nor num_folds (it is not importable in this process)
     out = tmp_path / "cv"
     with pytest.raises(RunsFailed, match=r"fold1_rep0"):
         run_cv(config, [0, 1], 1, str(out), backend=backend)
@@ -357,6 +358,7 @@ from ser_mtl.runs.cv import run_cv
 from ser_mtl.runs.stages import CLIBackend
 backend = CLIBackend(cli_module="stand_in_cli")
 backend.resolve_config = lambda args: None
+backend.num_folds = lambda args: 4  # the stand-in is importable only in the children
 run_cv(sys.argv[2:], [0], 1, sys.argv[1], backend=backend)
 """
 
@@ -401,6 +403,7 @@ def test_sigkill_of_the_runner_ends_its_fit_and_one_rerun_completes(tmp_path: Pa
     env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
     backend = CLIBackend(cli_module="stand_in_cli", env=env)
     backend.resolve_config = lambda args: None
+    backend.num_folds = lambda args: 4  # the stand-in is importable only in the children
     summary = run_cv(config, [0], 1, str(out), backend=backend)
     calls = [json.loads(line) for line in (out / "calls.txt").read_text().splitlines()]
     assert calls[1] == ["fit", 0, str((out / "fold0_rep0" / "checkpoints" / "last.ckpt").absolute())]

@@ -132,7 +132,7 @@ def test_metrics_and_summary_carry_the_selection_and_cost(tmp_path):
         assert cost["processes"] == fold + 1 and cost["device"] == f"gpu{fold}"
         test_seconds.append(json.loads((out / f"fold{fold}_rep0" / "metrics.json").read_text())["cost"]["test_seconds"])
     assert summary["cost"] == {
-        "fits": 2, "fit_seconds": 300.0, "test_seconds": pytest.approx(math.fsum(test_seconds)),
+        "fits": 2, "pretrainings": 0, "fit_seconds": 300.0, "test_seconds": pytest.approx(math.fsum(test_seconds)),
         "device_hours": pytest.approx((100.0 + test_seconds[0] + 2 * (200.0 + test_seconds[1])) / 3600),
         "devices": ["gpu0", "gpu1"]}
     assert json.loads((out / "summary.json").read_text())["cost"]["fits"] == 2

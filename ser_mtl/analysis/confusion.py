@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ser_mtl.runs.layout import PREDICTIONS
+
 
 def confusion_from_predictions(root: Path, run_dirs: list[str]) -> tuple[np.ndarray, list[str]] | None:
     """Confusion counts (C, C), rows true, summed over ``root/<run>/predictions.csv`` of runs whose class
@@ -15,7 +17,7 @@ def confusion_from_predictions(root: Path, run_dirs: list[str]) -> tuple[np.ndar
     classes: list[str] = []
     pairs: list[tuple[str, str]] = []
     for name in run_dirs:
-        path = root / name / "predictions.csv"
+        path = root / name / PREDICTIONS
         if not name or not path.is_file():
             continue
         with open(path, newline="", encoding="utf-8") as handle:

@@ -26,19 +26,19 @@ from pathlib import Path
 from typing import Any
 
 from ser_mtl.io_utils import atomic_write_json
+from ser_mtl.runs.layout import (  # noqa: F401 - the folder's names, also imported from here by older code
+    FIT_RECORD,
+    METRICS_NAME,
+    RECORD_NAME,
+    SUMMARY_NAME,
+    SWEEP_NAME,
+    run_dir_name,
+)
 from ser_mtl.tasks import SCORES
 
 METRICS = tuple(SCORES)  # wa, ua, macro_f1, ccc_<dim>..., ccc_mean, eer, gender_acc, speaker_acc, age_mae
 HEADLINE_METRICS = ("wa", "ua")  # always in summary.json (null when no complete repeat has them)
 REQUIRED_KEYS = ("fold", "repeat", "seed")
-SUMMARY_NAME = "summary.json"
-METRICS_NAME = "metrics.json"
-RECORD_NAME = "cv.json"
-SWEEP_NAME = "sweep.json"
-
-
-def run_dir_name(fold: int, repeat: int) -> str:
-    return f"fold{fold}_rep{repeat}"
 
 
 def format_value(value: Any) -> str:
@@ -205,7 +205,7 @@ def pretraining_costs(out: str | Path) -> list[dict[str, Any]]:
     """The ``cost`` of each finished pretraining of a cv folder (``pretrain_rep*/fit_record.json``, written by
     ``ser_mtl.callbacks.FitRecord``): a pretraining is a fit the runs started from, so its device time counts."""
     costs = []
-    for path in sorted(Path(out).glob("pretrain_rep*/fit_record.json")):
+    for path in sorted(Path(out).glob(f"pretrain_rep*/{FIT_RECORD}")):
         cost = read_json(path).get("cost")
         if isinstance(cost, dict):
             costs.append(cost)

@@ -23,6 +23,7 @@ from ser_mtl.analysis.summary import (
 from ser_mtl.baselines.baseline import C_GRID, baseline_label, run_baseline
 from ser_mtl.baselines.opensmile_features import BaselineError
 from ser_mtl.io_utils import atomic_write_json
+from ser_mtl.runs.layout import PREDICTIONS
 from ser_mtl.runs.lifecycle import derive_seed
 from ser_mtl.runs.record import config_files
 
@@ -103,7 +104,7 @@ def run_baseline_cv(config_args: list[str], out: str, options: dict[str, Any], f
             datamodule = first if fold == first.hparams.fold else build_datamodule(
                 [*config_args, "--data.fold", str(fold)])
             seed = derive_seed(base_seed, fold, repeat)
-            result = run_baseline(datamodule, predictions=str(run_dir / "predictions.csv"), seed=seed, **options)
+            result = run_baseline(datamodule, predictions=str(run_dir / PREDICTIONS), seed=seed, **options)
             metrics = {"fold": fold, "repeat": repeat, "seed": seed, **{k: result[k] for k in _METRIC_KEYS}}
             atomic_write_json(run_dir / METRICS_NAME, metrics)
             extracted = f"  ({result['n_extracted']} utterances extracted)" if "audio" in result else ""

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ser_mtl.analysis.summary import aggregate, run_dir_name
+from ser_mtl.analysis.summary import aggregate
 from ser_mtl.runs import cluster
 from ser_mtl.runs.errors import CVError, RunFailed, RunsFailed
 from ser_mtl.runs.estimate import estimate
+from ser_mtl.runs.layout import best_checkpoint, run_dir_name
 from ser_mtl.runs.lifecycle import (
     PRETRAIN_FOLD,
     Run,
@@ -84,7 +85,7 @@ def plan_cv(config_args: list[str], folds: list[int] | None, repeats: int, out: 
         for fold in folds:
             record = {"fold": fold, "repeat": repeat, "seed": derive_seed(base_seed, fold, repeat)}
             if init is not None:
-                record["init_from"] = str(init / "checkpoints" / "best.ckpt")
+                record["init_from"] = str(best_checkpoint(init))
             runs.append(Run(out / run_dir_name(fold, repeat), (*config_args, "--data.fold", str(fold)), record,
                             f"fold {fold} repeat {repeat}", init_from=init))
     return CVPlan(out, pretrainings, runs)

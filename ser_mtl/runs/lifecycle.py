@@ -31,12 +31,19 @@ from ser_mtl.analysis.summary import (
 )
 from ser_mtl.io_utils import atomic_write_json
 from ser_mtl.runs.errors import CVError, RunFailed
+from ser_mtl.runs.layout import (  # noqa: F401 - FIT_RECORD and pretrain_dir_name are imported from here too
+    FIT_DONE,
+    FIT_RECORD,
+    RUN_RECORD,
+    TEST_METRICS,
+    best_checkpoint,
+    last_checkpoint,
+    pretrain_dir_name,
+)
 from ser_mtl.runs.stages import CVBackend, run_lock
 from ser_mtl.tasks import SCORES, TASKS
 
 PRETRAIN_FOLD = 10**6  # stands in for the fold in a pretraining's seed: never a fold run's seed
-FIT_DONE = "fit_done.json"
-FIT_RECORD = "fit_record.json"  # written by ser_mtl.callbacks.FitRecord at the end of a fit
 # What metrics.json copies from test_metrics.json besides the scores, and how the log names the scores.
 RUN_COUNTS = ("n_utterances", *(f"n_{task}_utterances" for task in TASKS if task != "emotion"))
 
@@ -49,10 +56,6 @@ def derive_seed(base_seed: int, fold: int, repeat: int) -> int:
     return int(np.random.SeedSequence([base_seed, fold, repeat]).generate_state(1)[0]) & 0x7FFFFFFF
 
 
-def pretrain_dir_name(repeat: int) -> str:
-    return f"pretrain_rep{repeat}"
-
-
 def is_rank_zero() -> bool:
     """Under ``srun --ntasks-per-node=G`` every rank runs the task; only rank 0 writes run files."""
     return os.environ.get("SLURM_PROCID", "0") == "0"
@@ -61,7 +64,7 @@ def is_rank_zero() -> bool:
 def newest_checkpoint(run_dir: Path) -> Path | None:
     """The newer of ``checkpoints/last.ckpt`` (every epoch) and Lightning's ``hpc_ckpt_N.ckpt`` (its SLURM
     requeue, when a user runs ``ser-mtl fit`` in an sbatch script of their own)."""
-    candidates = [run_dir / "checkpoints" / "last.ckpt", *run_dir.glob("hpc_ckpt_*.ckpt")]
+    candidates = [last_checkpoint(run_dir), *run_dir.glob("hpc_ckpt_*.ckpt")]
     existing = [p for p in candidates if p.is_file()]
     return max(existing, key=lambda p: p.stat().st_mtime) if existing else None
 
@@ -86,7 +89,7 @@ class Run:
     def done(self) -> bool:
         if self.test:
             return (self.dir / METRICS_NAME).exists()
-        return (self.dir / FIT_DONE).exists() and (self.dir / "checkpoints" / "best.ckpt").is_file()
+        return (self.dir / FIT_DONE).exists() and best_checkpoint(self.dir).is_file()
 
 
 @dataclass
@@ -112,7 +115,7 @@ def run_folder(run: Run, backend: CVBackend) -> RunResult:
         _write_record(run, rank_zero)
         args = [*run.args, *_init_args(run), "--seed_everything", str(run.seed),
                 "--trainer.default_root_dir", str(run.dir)]
-        best = run.dir / "checkpoints" / "best.ckpt"
+        best = best_checkpoint(run.dir)
         if not (run.dir / FIT_DONE).exists():
             resume = newest_checkpoint(run.dir)
             log = "" if getattr(backend, "in_process", False) else f"  [log {run.dir / 'fit.log'}]"  # a task's: its own
@@ -132,7 +135,7 @@ def _skipped(run: Run) -> RunResult:
 
 
 def _write_record(run: Run, rank_zero: bool) -> None:
-    path = run.dir / "run.json"
+    path = run.dir / RUN_RECORD
     if path.exists():
         previous = read_json(path)
         if {k: previous.get(k) for k in run.record} != run.record:
@@ -146,7 +149,7 @@ def _init_args(run: Run) -> list[str]:
     """``--model.init_from`` the pretraining's best.ckpt; `RunFailed` while that pretraining is unfinished."""
     if run.init_from is None:
         return []
-    best = run.init_from / "checkpoints" / "best.ckpt"
+    best = best_checkpoint(run.init_from)
     if not ((run.init_from / FIT_DONE).exists() and best.is_file()):
         raise RunFailed(f"its pretraining ({run.init_from.name}) has not finished; see {run.init_from / 'fit.log'}; "
                         "re-run the same command to retry it and this run")
@@ -154,7 +157,7 @@ def _init_args(run: Run) -> list[str]:
 
 
 def _test(run: Run, backend: CVBackend, args: list[str], rank_zero: bool) -> RunResult:
-    test_metrics = run.dir / "test_metrics.json"
+    test_metrics = run.dir / TEST_METRICS
     if rank_zero:
         test_metrics.unlink(missing_ok=True)  # a stale file from an interrupted test must not pass for this one
     say(f"{run.name}: test best.ckpt")
