@@ -53,6 +53,8 @@ def main(argv):
     root = Path(get("--trainer.default_root_dir"))
     with open(root / "stages.jsonl", "a") as log:
         log.write(json.dumps([stage, args, os.getpid()]) + "\\n")
+    if stage == "fit" and os.environ.get("STAND_IN_MISTAKE"):  # what ser_mtl.cli does for a user's mistake
+        raise SystemExit(1) from ValueError(os.environ["STAND_IN_MISTAKE"])
     if stage == "fit":
         (root / "checkpoints").mkdir(parents=True, exist_ok=True)
         (root / "checkpoints" / "last.ckpt").write_text("epoch 1")
@@ -426,3 +428,23 @@ def test_the_summary_job_names_the_unfinished_runs_and_how_to_resume(tmp_path, c
     printed = capsys.readouterr().out
     assert "3 of 4 runs unfinished (fold1_rep0, fold0_rep1, fold1_rep1)" in printed
     assert (out / "summary.json").is_file()
+
+
+def test_the_first_task_to_meet_a_mistake_cancels_its_array_and_the_summary_says_it(tmp_path, config, stand_in,
+                                                                                   slurm_bin, monkeypatch,
+                                                                                   capsys) -> None:
+    from ser_mtl.runs.cluster import summarise
+    from ser_mtl.runs.errors import RunMistake
+
+    (slurm_bin / "scancel").write_text('#!/bin/bash\necho "$@" >> "$(dirname "$0")/scancel.log"\n')
+    (slurm_bin / "scancel").chmod(0o755)
+    plan = plan_cv(config, [0, 1], 1, tmp_path / "cv", backend=stand_in)
+    monkeypatch.setenv("STAND_IN_MISTAKE", "monitor 'val/x' is never logged in validation of this model")
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "555")
+    with pytest.raises(RunMistake, match=r"monitor 'val/x' is never logged .*\(fit; every run would fail the same"):
+        RunTask("stand_in_cli")(plan.runs[0])
+    assert (slurm_bin / "scancel.log").read_text() == "555\n"  # the other tasks of the array never start
+    summarise([str(plan.out)])
+    printed = capsys.readouterr().out
+    assert (f"[cv] {plan.out}: stopped by a configuration mistake: fold 0 repeat 0: monitor 'val/x' is never "
+            "logged") in printed and "2 of 2 runs unfinished" in printed

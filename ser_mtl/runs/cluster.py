@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 import subprocess
 import sys
@@ -25,7 +26,9 @@ import submitit
 
 from ser_mtl.analysis.selection import select_on_validation
 from ser_mtl.analysis.summary import METRICS_NAME, SWEEP_NAME, aggregate, read_record, run_dir_name
-from ser_mtl.runs.errors import CVError, RunFailed
+from ser_mtl.io_utils import atomic_write_text
+from ser_mtl.runs.errors import CVError, RunFailed, RunMistake
+from ser_mtl.runs.layout import MISTAKE
 from ser_mtl.runs.lifecycle import Run, run_folder
 from ser_mtl.runs.slurm_queue import check_partition, live_jobs, max_array_size, read_queued, record_queued
 from ser_mtl.runs.stages import CLIBackend
@@ -109,7 +112,16 @@ class RunTask(submitit.helpers.Checkpointable):
     def __call__(self, run: Run) -> dict[str, Any] | None:
         backend = CLIBackend(in_process=True, cli_module=self.cli_module,
                              extra_args=NO_LIGHTNING_REQUEUE if _on_slurm() else ())
-        result = run_folder(run, backend)
+        try:
+            result = run_folder(run, backend)
+        except RunMistake as err:  # the first task to meet it stops the array: every task would fail alike
+            atomic_write_text(run.dir.parent / MISTAKE, f"{run.name}: {err}\n")
+            array = os.environ.get("SLURM_ARRAY_JOB_ID")
+            print(f"[cv] {run.name}: {err}; cancelling the rest of array {array}" if array else f"[cv] {err}",
+                  flush=True)
+            if array:
+                subprocess.run(["scancel", array], capture_output=True, check=False)
+            raise
         if result.status == "busy":
             raise RunFailed(f"{run.name} is held by another process ({run.dir / '.lock'}); not run here")
         return result.metrics
@@ -131,6 +143,9 @@ def summarise(cv_dirs: list[str]) -> dict[str, dict]:
             summaries[directory] = aggregate(directory)
         except Exception as err:  # noqa: BLE001 - one folder without finished runs must not hide the others
             print(f"[cv] {directory}: no summary ({err})", flush=True)
+        if (mistake := Path(directory) / MISTAKE).is_file():
+            print(f"[cv] {directory}: stopped by a configuration mistake: {mistake.read_text().strip()}; fix it and "
+                  "submit again", flush=True)
         if line := unfinished_line(Path(directory)):
             print(line, flush=True)
     for sweep in {Path(d).parent for d in cv_dirs if (Path(d).parent / SWEEP_NAME).is_file()}:
@@ -250,6 +265,8 @@ def submit_jobs(pretrainings: list[Run], runs: list[Run], cv_dirs: list[Path], o
     local or debug; they wait instead of depending)."""
     accepted = [] if accepted is None else accepted
     executor = executor or slurm_executor(folder, options)
+    for cv_dir in cv_dirs:  # a mistake an earlier submission met is fixed now, or will be met again
+        (Path(cv_dir) / MISTAKE).unlink(missing_ok=True)
     slurm = isinstance(executor, submitit.SlurmExecutor)
     extra = dict(executor.parameters.get("additional_parameters") or {}) if hasattr(executor, "parameters") else {}
     submitted: dict[str, Any] = {}

@@ -11,6 +11,7 @@
         predictions.csv          each test utterance's outputs (ResultWriter)            PREDICTIONS
         metrics.json             the run's record and scores, written last: done         METRICS_NAME
     DIR/pretrain_rep{r}/         one pretraining (pretrain_dir_name)
+    DIR/mistake.txt              a cluster task's configuration mistake; its array was cancelled   MISTAKE
     SWEEP/sweep.json             a sweep's settings, each a DIR                           SWEEP_NAME
 
 The runners (``ser_mtl/runs/``), the analysis (``ser_mtl/analysis/``) and the callbacks import these names
@@ -31,6 +32,7 @@ FIT_DONE = "fit_done.json"
 TEST_METRICS = "test_metrics.json"
 PREDICTIONS = "predictions.csv"
 CHECKPOINTS = "checkpoints"
+MISTAKE = "mistake.txt"  # DIR/mistake.txt: the first cluster task's configuration mistake (the array was cancelled)
 
 
 def run_dir_name(fold: int, repeat: int) -> str:

@@ -160,6 +160,8 @@ def run_cli_stage(cli_module: str, argv: list[str]) -> None:
     except SystemExit as exit_:
         if type(exit_).__name__ == "SIGTERMException":
             raise RunInterrupted(f"{argv[0]} stopped by SIGTERM before it finished") from exit_
+        if exit_.code == 1 and exit_.__cause__ is not None:  # one_line_mistakes: a user's mistake, already printed
+            raise RunMistake(f"{exit_.__cause__} ({argv[0]}; every run would fail the same way)") from exit_
         if exit_.code not in (0, None):
             raise RunFailed(f"{argv[0]} exited with status {exit_.code}") from exit_
 
