@@ -448,3 +448,28 @@ def test_the_first_task_to_meet_a_mistake_cancels_its_array_and_the_summary_says
     printed = capsys.readouterr().out
     assert (f"[cv] {plan.out}: stopped by a configuration mistake: fold 0 repeat 0: monitor 'val/x' is never "
             "logged") in printed and "2 of 2 runs unfinished" in printed
+
+
+WANDB_STAND_IN = '''
+import wandb
+from pathlib import Path
+
+
+def main(argv):
+    # what Lightning's WandbLogger does: log into wandb.run when one is open, else start one
+    run = wandb.run if wandb.run is not None else wandb.init(mode="offline", dir=argv[1], project="stand-in")
+    with open(Path(argv[1]) / "runs.txt", "a") as f:
+        f.write(run.id + "\\n")
+'''
+
+
+def test_each_in_process_stage_gets_its_own_wandb_run(tmp_path, monkeypatch) -> None:
+    from ser_mtl.runs.stages import run_cli_stage
+
+    (tmp_path / "wandb_stand_in.py").write_text(textwrap.dedent(WANDB_STAND_IN))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    for stage in ("fit", "test"):  # a cluster task runs both in its one process
+        run_cli_stage("wandb_stand_in", [stage, str(tmp_path)])
+    fit_id, test_id = (tmp_path / "runs.txt").read_text().split()
+    assert fit_id != test_id  # the test's metrics never land in the fit's run

@@ -153,8 +153,17 @@ def die_with_runner() -> None:
         os._exit(EXIT_INTERRUPTED)
 
 
+def finish_wandb_run() -> None:
+    """End the wandb run a stage left open in this process (its logger's ``wandb.init``): the next stage in the
+    same process (a cluster task's test after its fit) must start a run of its own, not log into the fit's."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
+
+
 def run_cli_stage(cli_module: str, argv: list[str]) -> None:
-    """``<cli_module>.main(argv)``; ``RunInterrupted`` when Lightning stopped it on SIGTERM."""
+    """``<cli_module>.main(argv)``; ``RunInterrupted`` when Lightning stopped it on SIGTERM. Any wandb run the
+    stage opened is finished when it returns (`finish_wandb_run`)."""
     try:
         importlib.import_module(cli_module).main(argv)
     except SystemExit as exit_:
@@ -164,6 +173,8 @@ def run_cli_stage(cli_module: str, argv: list[str]) -> None:
             raise RunMistake(f"{exit_.__cause__} ({argv[0]}; every run would fail the same way)") from exit_
         if exit_.code not in (0, None):
             raise RunFailed(f"{argv[0]} exited with status {exit_.code}") from exit_
+    finally:
+        finish_wandb_run()
 
 
 @contextlib.contextmanager
