@@ -58,6 +58,8 @@ def main(argv):
     if stage == "fit":
         (root / "checkpoints").mkdir(parents=True, exist_ok=True)
         (root / "checkpoints" / "last.ckpt").write_text("epoch 1")
+        if os.environ.get("STAND_IN_REQUEUED") == root.name and get("--ckpt_path") is None:
+            raise SystemExit(-1)  # what submitit's handler does mid-fit once it has requeued the task
         if os.environ.get("STAND_IN_PREEMPT") == root.name and get("--ckpt_path") is None:
             raise RuntimeError("preempted in epoch 2")
         (root / "checkpoints" / "best.ckpt").write_text("best")
@@ -473,3 +475,17 @@ def test_each_in_process_stage_gets_its_own_wandb_run(tmp_path, monkeypatch) -> 
         run_cli_stage("wandb_stand_in", [stage, str(tmp_path)])
     fit_id, test_id = (tmp_path / "runs.txt").read_text().split()
     assert fit_id != test_id  # the test's metrics never land in the fit's run
+
+
+def test_a_requeued_task_ends_as_submitit_asks_not_as_a_failure(tmp_path, config, stand_in, monkeypatch,
+                                                               capsys) -> None:
+    run = plan_cv(config, [0], 1, tmp_path / "cv", backend=stand_in).runs[0]
+    monkeypatch.setenv("STAND_IN_REQUEUED", run.dir.name)
+    with pytest.raises(SystemExit) as exit_:  # not RunFailed: submitit's process_job logs no exception for it
+        RunTask("stand_in_cli")(run)
+    assert exit_.value.code == -1 and not isinstance(exit_.value, Exception)
+    assert "fit interrupted: the task is requeued and its next attempt resumes from the run's last.ckpt" in \
+        capsys.readouterr().out
+    monkeypatch.delenv("STAND_IN_REQUEUED")
+    RunTask("stand_in_cli")(run)  # the next attempt
+    assert "fit, resuming from last.ckpt" in capsys.readouterr().out and (run.dir / "metrics.json").is_file()

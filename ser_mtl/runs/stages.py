@@ -30,6 +30,8 @@ from typing import Any, Protocol
 from ser_mtl.runs.errors import RunFailed, RunInterrupted, RunMistake
 from ser_mtl.runs.record import resolve_config
 
+# submitit's signal handler ends a task it has just requeued with sys.exit(-1), from inside the running stage
+SUBMITIT_REQUEUE_EXIT = -1
 EXIT_INTERRUPTED = 143  # 128 + SIGTERM, what a shell reports for a process ended by SIGTERM
 RUNNER_PID_VARIABLE = "SER_MTL_CV_RUNNER_PID"  # tells a stage child whose death it must not outlive
 
@@ -167,6 +169,10 @@ def run_cli_stage(cli_module: str, argv: list[str]) -> None:
     try:
         importlib.import_module(cli_module).main(argv)
     except SystemExit as exit_:
+        if exit_.code == SUBMITIT_REQUEUE_EXIT:  # submitit requeued this cluster task (time limit, preemption)
+            print(f"[cv] {argv[0]} interrupted: the task is requeued and its next attempt resumes from the run's "
+                  "last.ckpt", flush=True)
+            raise  # a SystemExit, not an error: submitit logs no "triggered an exception" for a requeue
         if type(exit_).__name__ == "SIGTERMException":
             raise RunInterrupted(f"{argv[0]} stopped by SIGTERM before it finished") from exit_
         if exit_.code == 1 and exit_.__cause__ is not None:  # one_line_mistakes: a user's mistake, already printed
