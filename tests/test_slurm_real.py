@@ -15,6 +15,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+from test_slurm import (
+    STAND_IN_CLI,  # the fit/test contract without training; STAND_IN_PREEMPT=<run> fails a fit
+)
 
 from ser_mtl.runs.cluster import ClusterOptions, max_array_size
 from ser_mtl.runs.cv import run_cv
@@ -23,33 +26,6 @@ from ser_mtl.runs.stages import CLIBackend
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-STAND_IN_CLI = '''
-import json
-import os
-from pathlib import Path
-
-
-def num_folds(config_args):
-    return 2
-
-
-def main(argv):
-    if "--print_config" in argv:
-        print("model:\\n  alpha: 0.4")
-        return
-    stage, args = argv[0], argv[1:]
-    get = lambda name: ([args[i + 1] for i, a in enumerate(args[:-1]) if a == name] or [None])[-1]
-    root = Path(get("--trainer.default_root_dir"))
-    if stage == "fit":
-        if os.environ.get("STAND_IN_FAIL") == root.name:
-            raise RuntimeError("this pretraining fails")
-        (root / "checkpoints").mkdir(parents=True, exist_ok=True)
-        (root / "checkpoints" / "last.ckpt").write_text("epoch 1")
-        (root / "checkpoints" / "best.ckpt").write_text("best")
-    else:
-        wa = 0.5 + int(get("--data.fold")) / 10
-        (root / "test_metrics.json").write_text(json.dumps({"wa": wa, "ua": wa - 0.05, "n_utterances": 10}))
-'''
 
 
 def _sinfo() -> str | None:
@@ -101,7 +77,7 @@ def _options(name: str, **kwargs) -> ClusterOptions:
 
 def test_a_failed_pretraining_fails_only_its_repeat_and_nothing_waits_forever(cluster, tmp_path, monkeypatch):
     backend, config, name = cluster
-    monkeypatch.setenv("STAND_IN_FAIL", "pretrain_rep1")
+    monkeypatch.setenv("STAND_IN_PREEMPT", "pretrain_rep1")  # repeat 1's pretraining dies
     out = tmp_path / "cv"
     ids = run_cv(config, [0, 1], 2, str(out), pretrain=config, slurm=True, cluster_options=_options(name),
                  backend=backend)
