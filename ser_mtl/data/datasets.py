@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 from ser_mtl.data.segments import segment_index
 from ser_mtl.data.store import FeatureStore
 from ser_mtl.frontend import FrontEnd
+from ser_mtl.tasks import TASKS
 
 
 @dataclass
@@ -32,8 +33,8 @@ class UtteranceLabels:
 
 def labelled_tasks(labels: UtteranceLabels) -> set[str]:
     """The tasks some utterance of ``labels`` has a label (class >= 0) or a value (not NaN) for."""
-    classes = {task for task in ("emotion", "gender", "speaker")
-               if hasattr(labels, task) and bool(np.any(np.asarray(getattr(labels, task)) >= 0))}
+    classes = {task for task, spec in TASKS.items() if spec.kind == "classification"
+               and hasattr(labels, task) and bool(np.any(np.asarray(getattr(labels, task)) >= 0))}
     values = getattr(labels, "values", {})
     return classes | {task for task, v in values.items() if bool(np.any(~np.isnan(np.asarray(v, dtype=float))))}
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ser_mtl.data.manifest import EMOTIONS, ManifestRow
+from ser_mtl.tasks import corpus_key
 
 TASKS = ("categorical", "activation", "valence", "av3", "av5")
 LEVELS = {"activation": ["low", "mid", "high"], "valence": ["negative", "neutral", "positive"]}
@@ -39,10 +40,6 @@ DEFAULT_CLASS_MAP = {"iemocap": {"excited": "happy"}}
 
 class LabelSchemeError(ValueError):
     """Unknown task, no thresholds, too few K-means points, or a checkpoint's scheme for another task."""
-
-
-def _corpus_key(corpus: str) -> str:
-    return corpus.strip().lower().replace("-", "_")
 
 
 def _value(x: float | None) -> float | None:
@@ -74,7 +71,7 @@ class LabelScheme:
         if len(self.emotion_classes) < 2 or len(set(self.emotion_classes)) != len(self.emotion_classes) or \
                 not all(self.emotion_classes):
             raise LabelSchemeError(f"data.classes {self.emotion_classes}: expected at least 2 distinct class names")
-        self.class_map = dict(class_map if class_map is not None else DEFAULT_CLASS_MAP.get(_corpus_key(corpus), {}))
+        self.class_map = dict(class_map if class_map is not None else DEFAULT_CLASS_MAP.get(corpus_key(corpus), {}))
         if unknown := sorted({v for v in self.class_map.values() if v not in self.emotion_classes}):
             raise LabelSchemeError(f"data.class_map {self.class_map} merges labels into {unknown}, which "
                                    f"{'is' if len(unknown) == 1 else 'are'} not among data.classes "
@@ -85,10 +82,10 @@ class LabelScheme:
             self.classes = list(self.emotion_classes)
         elif task in LEVELS:
             if thresholds is None:
-                if _corpus_key(corpus) not in TABLE2_THRESHOLDS:
+                if corpus_key(corpus) not in TABLE2_THRESHOLDS:
                     raise LabelSchemeError(f"no Table 2 thresholds for corpus {corpus!r} (known: "
                                      f"{sorted(TABLE2_THRESHOLDS)}); pass thresholds=(low_max, mid_max)")
-                thresholds = TABLE2_THRESHOLDS[_corpus_key(corpus)]
+                thresholds = TABLE2_THRESHOLDS[corpus_key(corpus)]
             low, mid = float(thresholds[0]), float(thresholds[1])
             if not low < mid:
                 raise LabelSchemeError(f"thresholds must satisfy low_max < mid_max, got {thresholds}")
