@@ -25,6 +25,7 @@ from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from ser_mtl.data.datasets import labelled_tasks
 from ser_mtl.io_utils import atomic_write_json
 from ser_mtl.runs.layout import FIT_RECORD
+from ser_mtl.stage_clock import StageClock
 from ser_mtl.tasks import auto_monitor, monitor_mode
 
 AUTO = "auto"
@@ -232,8 +233,13 @@ class FitRecord(pl.Callback):
     Totals are settled at each training epoch's end (after validation, before checkpoints). At the fit's end
     rank 0 writes ``<default_root_dir>/fit_record.json``: ``selection`` (``monitor``, ``mode``, ``score`` of
     the best checkpoint, its ``epoch``; null without one) and ``cost`` (``epochs``, ``restores`` =
-    ``halvings``, ``fit_seconds`` (epochs with their validation), ``train_segments`` (all processes),
-    ``segments_per_second``, ``device``, ``precision``, ``processes``).
+    ``halvings``, ``fit_seconds``, ``startup_seconds``, ``epoch_seconds``, ``train_segments`` (all processes),
+    ``segments_per_second`` (per epoch second), ``device``, ``precision``, ``processes``).
+
+    ``fit_seconds`` is measured as a test's seconds are (``ser_mtl/stage_clock.py``): from the start of set-up
+    to the fit's end, summed over resumed pieces (a killed piece counts up to its last checkpoint);
+    ``startup_seconds`` sums the pieces' start-ups (launch to set-up) apart; ``epoch_seconds`` is the part spent
+    in training epochs with their validation.
 
     Args:
         log_epochs: print one line per epoch (seconds, last-step training losses, monitored score, learning
@@ -242,8 +248,26 @@ class FitRecord(pl.Callback):
 
     def __init__(self, log_epochs: bool | None = None) -> None:
         self.log_epochs = log_epochs
-        self.fit_seconds, self.train_segments, self.epochs, self.best_epoch = 0.0, 0, 0, -1
+        self.epoch_seconds, self.train_segments, self.epochs, self.best_epoch = 0.0, 0, 0, -1
+        self.earlier_seconds, self.earlier_startup = 0.0, 0.0  # the resumed pieces before this one
+        self.clock = StageClock()  # handed over by SERCLI, else started at setup
         self._start, self._segments, self._restores = time.perf_counter(), 0, 0
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if not self.clock.running:
+            self.clock = StageClock.start({})
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.clock = StageClock()  # a later fit with this callback measures its own
+
+    @property
+    def fit_seconds(self) -> float:
+        """Set-up to now, over every piece of the fit so far."""
+        return self.earlier_seconds + self.clock.seconds()
+
+    @property
+    def startup_seconds(self) -> float:
+        return self.earlier_startup + (self.clock.startup_seconds or 0.0)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start, self._segments = time.perf_counter(), 0
@@ -264,7 +288,7 @@ class FitRecord(pl.Callback):
         seconds = time.perf_counter() - self._start
         local = torch.tensor(float(self._segments), device=pl_module.device)
         self.train_segments += round(float(trainer.strategy.reduce(local, reduce_op="sum")))  # every process's
-        self.fit_seconds, self.epochs = self.fit_seconds + seconds, trainer.current_epoch + 1
+        self.epoch_seconds, self.epochs = self.epoch_seconds + seconds, trainer.current_epoch + 1
         if trainer.is_global_zero and (self.log_epochs if self.log_epochs is not None else not sys.stdout.isatty()):
             print(self.epoch_line(trainer, seconds), flush=True)
 
@@ -286,21 +310,28 @@ class FitRecord(pl.Callback):
         if not trainer.is_global_zero:
             return
         ckpt, device = _best_checkpoint(trainer), pl_module.device
-        restores, seconds = getattr(_schedule(trainer), "num_restores", 0), self.fit_seconds
+        restores, seconds = getattr(_schedule(trainer), "num_restores", 0), self.epoch_seconds
         selection = None if ckpt is None or ckpt.best_model_score is None else {
             "monitor": ckpt.monitor, "mode": ckpt.mode, "score": float(ckpt.best_model_score), "epoch": self.best_epoch}
         atomic_write_json(os.path.join(trainer.default_root_dir, FIT_RECORD), {"selection": selection, "cost": {
-            "epochs": self.epochs, "restores": restores, "halvings": restores, "fit_seconds": seconds,
-            "train_segments": self.train_segments, "segments_per_second": self.train_segments / (seconds or 1.0),
+            "epochs": self.epochs, "restores": restores, "halvings": restores, "fit_seconds": self.fit_seconds,
+            "startup_seconds": self.startup_seconds, "epoch_seconds": seconds, "train_segments": self.train_segments,
+            "segments_per_second": self.train_segments / (seconds or 1.0),
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
             "precision": str(trainer.precision), "processes": trainer.world_size}})
 
     def state_dict(self) -> dict[str, Any]:
-        return {"fit_seconds": self.fit_seconds, "train_segments": self.train_segments, "epochs": self.epochs,
+        return {"fit_seconds": self.fit_seconds, "startup_seconds": self.startup_seconds,
+                "epoch_seconds": self.epoch_seconds, "train_segments": self.train_segments, "epochs": self.epochs,
                 "best_epoch": self.best_epoch}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.fit_seconds, self.train_segments = float(state_dict["fit_seconds"]), int(state_dict["train_segments"])
+        """A resumed fit carries the earlier pieces' totals (checkpoints of an older version had only
+        ``fit_seconds``, which then meant epoch seconds)."""
+        self.earlier_seconds = float(state_dict["fit_seconds"])
+        self.earlier_startup = float(state_dict.get("startup_seconds", 0.0))
+        self.epoch_seconds = float(state_dict.get("epoch_seconds", state_dict["fit_seconds"]))
+        self.train_segments = int(state_dict["train_segments"])
         self.epochs, self.best_epoch = int(state_dict["epochs"]), int(state_dict["best_epoch"])
 
 

@@ -22,6 +22,7 @@ import difflib
 import os
 import re
 import sys
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,6 +45,7 @@ from ser_mtl.models.aae import MultiTaskAAE
 from ser_mtl.models.init_from import read_state_dict
 from ser_mtl.random_state import RandomStateCheckpoint
 from ser_mtl.run_outputs import PredictionWriter, ResultWriter
+from ser_mtl.stage_clock import LAUNCHED_VARIABLE, StageClock
 from ser_mtl.tasks import TaskError
 from ser_mtl.verification import SpeakerVerification
 
@@ -154,18 +156,31 @@ class SERCLI(LightningCLI):
             read_checkpoint(ckpt)
 
     def before_instantiate_classes(self) -> None:
-        """``--model.init_from`` is applied when the fit starts: check the file before anything is built."""
+        """Set-up begins (`StageClock`); ``--model.init_from`` is applied when the fit starts: check the file
+        before anything is built."""
+        self.stage_clock = StageClock.start()
         config = self.config[self.subcommand] if self.subcommand else self.config
         if init_from := config.get("model.init_from"):
             read_state_dict(init_from)
 
+    def _hand_clock(self) -> None:
+        """The stage's seconds count from the start of set-up, not from the trainer's first hook."""
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, FitRecord | ResultWriter):
+                callback.clock = self.stage_clock
+
     def before_fit(self) -> None:
+        self._hand_clock()
         print(self.datamodule.describe())
+
+    def before_test(self) -> None:
+        self._hand_clock()
 
 
 def run_lightning_cli(args: list[str], run: bool = True) -> SERCLI:
     os.environ.setdefault("WANDB_MODE", "offline")  # no account, no network; `wandb sync` later
     os.environ.setdefault("WANDB_SILENT", "true")
+    os.environ.setdefault(LAUNCHED_VARIABLE, repr(time.time()))  # no runner launched it: start-up is parsing
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     return SERCLI(MultiTaskAAE, SERDataModule, args=args, run=run, auto_configure_optimizers=False,
                   parser_class=OneLineParser, parser_kwargs={"prog": "ser-mtl"},

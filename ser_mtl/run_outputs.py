@@ -23,6 +23,7 @@ import torch
 from ser_mtl.io_utils import atomic_write_json, atomic_write_text
 from ser_mtl.metrics import UtteranceAccuracy, UtteranceRegression, mean_per_utterance, score_predictions
 from ser_mtl.runs.layout import PREDICTIONS, TEST_METRICS
+from ser_mtl.stage_clock import StageClock
 from ser_mtl.tasks import CCC_MEAN, DIMENSIONS, TASKS, concordance_correlation
 
 
@@ -135,7 +136,9 @@ class ResultWriter(pl.Callback):
     """After ``trainer.test``: print the WA/UA table and write ``test_metrics.json`` and ``predictions.csv``.
 
     Under DDP every rank gathers the tables and rank 0 writes. The last result stays in ``self.metrics``
-    (None before a test, or when the test produced no score).
+    (None before a test, or when the test produced no score). Its ``cost`` holds ``test_seconds`` (the start
+    of set-up to the end of the test) and ``startup_seconds`` (launch to set-up), measured as a fit's are
+    (``ser_mtl/stage_clock.py``).
 
     Args:
         print_table: print the table and the confusion matrix after the test.
@@ -144,6 +147,14 @@ class ResultWriter(pl.Callback):
     def __init__(self, print_table: bool = True) -> None:
         self.print_table = print_table
         self.metrics: dict[str, Any] | None = None
+        self.clock = StageClock()  # handed over by SERCLI, else started at setup
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if not self.clock.running:
+            self.clock = StageClock.start({})
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.clock = StageClock()
 
     def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.metrics = None
@@ -160,7 +171,8 @@ class ResultWriter(pl.Callback):
         value_rows = {task: [datamodule.utterances[int(u)] for u in table[0]] for task, table in tables.items()}
         scores, values = value_scores(tables, value_rows, datamodule.value_scale)
         self.metrics = {**({} if emotion is None else test_metrics(*emotion, classes)), **scores,
-                        **({} if eer is None else {"eer": float(eer)}), **aux}
+                        **({} if eer is None else {"eer": float(eer)}), **aux,
+                        "cost": {"test_seconds": self.clock.seconds(), "startup_seconds": self.clock.startup_seconds}}
         if not trainer.is_global_zero:
             return
         run_dir = Path(trainer.default_root_dir)

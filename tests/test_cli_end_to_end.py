@@ -2,6 +2,8 @@
 
 import csv
 import json
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
 from ser_mtl.checkpoint_io import read_checkpoint
 from ser_mtl.cli import main
+from ser_mtl.stage_clock import LAUNCHED_VARIABLE
 
 pytestmark = pytest.mark.slow
 CLASSES = ["angry", "happy", "neutral", "sad"]
@@ -24,14 +27,20 @@ def _common(corpus: Path, run: Path) -> list[str]:
             "--trainer.logger", "pytorch_lightning.loggers.CSVLogger", "--trainer.logger.save_dir", str(run)]
 
 
-def test_fit_test_classify(corpus, tmp_path):
+def test_fit_test_classify(corpus, tmp_path, monkeypatch):
     run = tmp_path / "run"
+    monkeypatch.setenv(LAUNCHED_VARIABLE, repr(time.time() - 5.0))  # as if a runner launched it 5 s ago
     main(["fit", *_common(corpus, run), "--trainer.max_epochs", "2"])
     ckpts = run / "checkpoints"
     assert (ckpts / "best.ckpt").exists() and (ckpts / "last.ckpt").exists()
+    # the stage's seconds run from set-up (data, model, trainer built) to its end; start-up is given apart
+    cost = json.loads((run / "fit_record.json").read_text())["cost"]
+    assert 5.0 <= cost["startup_seconds"] < 60 and cost["fit_seconds"] > cost["epoch_seconds"] > 0
+    assert LAUNCHED_VARIABLE not in os.environ  # consumed: a later stage in this process measures its own
 
     main(["test", *_common(corpus, run), "--ckpt_path", str(ckpts / "best.ckpt")])
     metrics = json.loads((run / "test_metrics.json").read_text())
+    assert metrics["cost"]["test_seconds"] > 0 and 0 <= metrics["cost"]["startup_seconds"] < 5.0
     with open(run / "predictions.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == metrics["n_utterances"] > 0

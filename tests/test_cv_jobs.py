@@ -123,6 +123,7 @@ def test_each_child_gets_its_device_and_a_share_of_the_cores(tmp_path: Path, con
 def test_slots_round_robin_over_devices() -> None:
     slots = plan_slots(3, None, visible=["0", "1"], cores=16, environ={})
     assert [s.device for s in slots] == ["0", "1", "0"] and {s.threads for s in slots} == {5}  # 16 // 3
+    assert [s.shared_by for s in slots] == [2, 1, 2]  # GPU 0 holds two slots, GPU 1 one
     assert slots[2].env == {"CUDA_VISIBLE_DEVICES": "0", "OMP_NUM_THREADS": "5", "MKL_NUM_THREADS": "5"}
     assert [s.env["CUDA_VISIBLE_DEVICES"] for s in plan_slots(2, None, visible=[], cores=2, environ={})] == ["", ""]
     assert [s.device for s in plan_slots(2, "cpu", cores=1, environ={})] == ["", ""]
@@ -373,6 +374,11 @@ def test_real_cli_two_jobs_write_the_same_metrics_as_one(tmp_path: Path, corpus:
     for fold in (0, 1):
         one, two = (json.loads((tmp_path / f"jobs{j}" / f"fold{fold}_rep0" / "metrics.json").read_text())
                     for j in (1, 2))
-        assert one.pop("cost").keys() == two.pop("cost").keys()  # wall seconds differ between runs
+        costs = one.pop("cost"), two.pop("cost")
+        assert costs[0].keys() == costs[1].keys()  # wall seconds differ between runs
+        # both slots are on the one CPU: their device time is shared; a child's start-up (interpreter, torch,
+        # parsing) is measured in the stage from its launch, apart from the stages' own seconds
+        assert (costs[0]["shared_by"], costs[1]["shared_by"]) == (1, 2)
+        assert all(c["startup_seconds"] > 0.5 and c["fit_seconds"] > c["epoch_seconds"] > 0 for c in costs)
         assert one == two and 0.0 <= one["ua"] <= 1.0
     assert "CUDA_VISIBLE_DEVICES= " in (tmp_path / "jobs2" / "fold0_rep0" / "fit.log").read_text()  # CPU slot

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import re
 import time
 from pathlib import Path
@@ -74,7 +73,9 @@ def test_a_fit_records_its_selection_and_cost(tmp_path):
     assert SEGMENTS_PER_EPOCH == 16 and cost["train_segments"] == 3 * SEGMENTS_PER_EPOCH
     assert (cost["epochs"], cost["restores"], cost["halvings"]) == (3, 0, 0)
     assert (cost["precision"], cost["processes"], cost["device"]) == ("32-true", 1, "cpu")
-    assert cost["fit_seconds"] > 0 and cost["segments_per_second"] == pytest.approx(48 / cost["fit_seconds"])
+    # set-up to end of fit (here from the setup hook: no CLI handed a clock over), the epochs inside it
+    assert cost["fit_seconds"] > cost["epoch_seconds"] > 0 and cost["startup_seconds"] == 0.0
+    assert cost["segments_per_second"] == pytest.approx(48 / cost["epoch_seconds"])
 
 
 def test_a_resumed_fit_reports_the_whole_fit(tmp_path):
@@ -83,7 +84,9 @@ def test_a_resumed_fit_reports_the_whole_fit(tmp_path):
     assert (first["cost"]["epochs"], first["cost"]["train_segments"]) == (2, 2 * SEGMENTS_PER_EPOCH)
     resumed, _ = fit(tmp_path / "piece", 3, ckpt_path=tmp_path / "piece" / "checkpoints" / "last.ckpt")
     assert resumed["cost"]["epochs"] == 3 and resumed["cost"]["train_segments"] == whole["cost"]["train_segments"]
+    # the second piece adds its own set-up and epoch to the first's (carried in last.ckpt)
     assert resumed["cost"]["fit_seconds"] > first["cost"]["fit_seconds"]
+    assert resumed["cost"]["epoch_seconds"] > first["cost"]["epoch_seconds"]
     assert resumed["selection"] == best_logged(tmp_path / "piece")  # both pieces' metrics.csv
 
 
@@ -103,17 +106,22 @@ def test_one_log_line_per_epoch_with_the_restores(tmp_path, capsys):
 
 
 class RecordingBackend(FakeBackend):
-    """The fake CLI, whose fits also write a fit_record.json (fold 1 on two processes), and whose tests last."""
+    """The fake CLI, whose fits also write a fit_record.json (fold 1 on two processes), and whose tests last;
+    fold 0's test times itself as ResultWriter does (``cost`` in test_metrics.json), fold 1's does not."""
 
-    def run_stage(self, stage: str, args: list[str], run_dir: Path) -> None:
+    def run_stage(self, stage: str, args: list[str], run_dir: Path, env: dict | None = None) -> None:
         super().run_stage(stage, args, run_dir)
+        fold = int(args[args.index("--data.fold") + 1])
         if stage == "test":
             time.sleep(0.05)
+            if fold == 0:
+                tested = json.loads((run_dir / "test_metrics.json").read_text())
+                tested["cost"] = {"test_seconds": 7.0, "startup_seconds": 2.0}
+                (run_dir / "test_metrics.json").write_text(json.dumps(tested))
             return
-        fold = int(args[args.index("--data.fold") + 1])
-        cost = {"epochs": 3, "restores": 0, "halvings": 0, "fit_seconds": 100.0 * (fold + 1), "train_segments": 48,
-                "segments_per_second": 0.48 / (fold + 1), "device": f"gpu{fold}", "precision": "32-true",
-                "processes": fold + 1}
+        cost = {"epochs": 3, "restores": 0, "halvings": 0, "fit_seconds": 100.0 * (fold + 1), "startup_seconds": 3.0,
+                "epoch_seconds": 90.0 * (fold + 1), "train_segments": 48, "segments_per_second": 0.48 / (fold + 1),
+                "device": f"gpu{fold}", "precision": "32-true", "processes": fold + 1}
         (run_dir / "fit_record.json").write_text(json.dumps(
             {"selection": {"monitor": "val/ua", "mode": "max", "score": 0.5, "epoch": fold}, "cost": cost}))
 
@@ -123,16 +131,38 @@ def test_metrics_and_summary_carry_the_selection_and_cost(tmp_path):
     config.write_text(CONFIG_TEXT)
     out = tmp_path / "cv"
     summary = run_cv(["--config", str(config)], None, 1, str(out), backend=RecordingBackend(n_folds=2))
-    test_seconds = []
+    costs = []
     for fold in (0, 1):
         metrics = read_run_metrics(out / f"fold{fold}_rep0" / "metrics.json")  # accepted by the validation
         assert metrics["selection"] == {"monitor": "val/ua", "mode": "max", "score": 0.5, "epoch": fold}
         cost = metrics.pop("cost")
-        assert cost.pop("test_seconds") >= 0.05 and cost["fit_seconds"] == 100.0 * (fold + 1)
+        assert cost["fit_seconds"] == 100.0 * (fold + 1) and cost["shared_by"] == 1
         assert cost["processes"] == fold + 1 and cost["device"] == f"gpu{fold}"
-        test_seconds.append(json.loads((out / f"fold{fold}_rep0" / "metrics.json").read_text())["cost"]["test_seconds"])
+        costs.append(cost)
+    # fold 0: the test's own seconds and both stages' start-up; fold 1: its test's wall time, the fit's start-up
+    assert (costs[0]["test_seconds"], costs[0]["startup_seconds"]) == (7.0, 5.0)
+    assert costs[1]["test_seconds"] >= 0.05 and costs[1]["startup_seconds"] == 3.0
     assert summary["cost"] == {
-        "fits": 2, "pretrainings": 0, "fit_seconds": 300.0, "test_seconds": pytest.approx(math.fsum(test_seconds)),
-        "device_hours": pytest.approx((100.0 + test_seconds[0] + 2 * (200.0 + test_seconds[1])) / 3600),
+        "fits": 2, "pretrainings": 0, "fit_seconds": 300.0, "test_seconds": pytest.approx(7.0 + costs[1]["test_seconds"]),
+        "startup_seconds": 8.0, "shared": 0,
+        "device_hours": pytest.approx((100.0 + 7.0 + 5.0 + 2 * (200.0 + costs[1]["test_seconds"] + 3.0)) / 3600),
         "devices": ["gpu0", "gpu1"]}
     assert json.loads((out / "summary.json").read_text())["cost"]["fits"] == 2
+
+
+def test_runs_sharing_a_device_count_it_shared(tmp_path):
+    """--cv.jobs 2 on the one CPU: each run's device time is half its seconds; with its own device, whole."""
+    config = tmp_path / "c.yaml"
+    config.write_text(CONFIG_TEXT)
+    shared = run_cv(["--config", str(config)], None, 1, str(tmp_path / "shared"), backend=RecordingBackend(n_folds=2),
+                    jobs=2, devices="cpu")
+    alone = run_cv(["--config", str(config)], None, 1, str(tmp_path / "alone"), backend=RecordingBackend(n_folds=2))
+    for fold in (0, 1):
+        assert read_run_metrics(tmp_path / "shared" / f"fold{fold}_rep0" / "metrics.json")["cost"]["shared_by"] == 2
+    assert shared["cost"]["shared"] == 2 and alone["cost"]["shared"] == 0
+    seconds = [shared["cost"][k] for k in ("fit_seconds", "test_seconds", "startup_seconds")]
+    assert seconds[0] == alone["cost"]["fit_seconds"] == 300.0
+    # fold 1's test seconds are its wall time (it does not time itself), so compare with the shared seconds
+    costs = [read_run_metrics(tmp_path / "shared" / f"fold{f}_rep0" / "metrics.json")["cost"] for f in (0, 1)]
+    assert shared["cost"]["device_hours"] == pytest.approx(sum(
+        (c["fit_seconds"] + c["test_seconds"] + c["startup_seconds"]) * c["processes"] / 2 for c in costs) / 3600)

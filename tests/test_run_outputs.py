@@ -19,15 +19,18 @@ def test_trainer_test_from_python_writes_the_run_files(trained_run, tmp_path, ca
     trainer = pl.Trainer(callbacks=callbacks, default_root_dir=tmp_path, logger=False, accelerator="cpu",
                          enable_progress_bar=False)
     results = trainer.test(model, datamodule=datamodule, verbose=False)[0]
-    for name in ("predictions.csv", "test_metrics.json"):
-        assert (tmp_path / name).read_bytes() == (trained_run / name).read_bytes(), name
-    metrics = json.loads((tmp_path / "test_metrics.json").read_text())
+    assert (tmp_path / "predictions.csv").read_bytes() == (trained_run / "predictions.csv").read_bytes()
+    metrics, by_cli = (json.loads((d / "test_metrics.json").read_text()) for d in (tmp_path, trained_run))
+    timed, cli_timed = metrics.pop("cost"), by_cli.pop("cost")
+    assert metrics == by_cli  # the same scores, bit for bit; only the seconds differ
+    assert timed["test_seconds"] > 0 and timed["startup_seconds"] is None  # no CLI: no launch to measure from
+    assert cli_timed["test_seconds"] > 0 and cli_timed["startup_seconds"] >= 0
     assert abs(metrics["ua"] - results["test/ua"]) < 1e-6 and abs(metrics["wa"] - results["test/wa"]) < 1e-6
     # the verification callback logged the EER and kept its trial counts; the table was printed
     verification = next(c for c in callbacks if isinstance(c, SpeakerVerification))
     assert metrics["eer"] == verification.result["eer"] and abs(results["test/eer"] - metrics["eer"]) < 1e-6
     assert verification.result["n_trials"] > 0
-    assert next(c for c in callbacks if isinstance(c, ResultWriter)).metrics == metrics
+    assert next(c for c in callbacks if isinstance(c, ResultWriter)).metrics == {**metrics, "cost": timed}
     out = capsys.readouterr().out
     assert f"test utterances: {metrics['n_utterances']}" in out and f"UA {100 * metrics['ua']:6.2f} %" in out
     assert not hasattr(model, "test_table") and not hasattr(model, "test_eer")  # no result attributes

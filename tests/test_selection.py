@@ -10,7 +10,7 @@ import pytest
 
 from ser_mtl.analysis.report import discover, load_experiment, report, summed_confusion
 from ser_mtl.analysis.selection import select_on_validation
-from ser_mtl.analysis.summary import read_run_metrics
+from ser_mtl.analysis.summary import aggregate, read_run_metrics
 from ser_mtl.cli import main
 from ser_mtl.runs.sweep import run_sweep
 
@@ -71,6 +71,28 @@ def test_selection_chooses_on_validation_not_test(tmp_path: Path) -> None:
                                  "params": ["model.alpha"], "selected_on": "val/ua"}
     total, _ = summed_confusion(load_experiment(sweep / "selected"))
     assert np.array_equal(total, np.eye(4) * (3 * 1 + 1 * 10))  # three 0.4 runs, one 0.6 run
+
+
+def test_the_selected_folder_costs_the_whole_sweep(tmp_path: Path) -> None:
+    """Every setting was trained to choose among them: selected/'s cost is the sweep's (8 runs, 2 pretrainings),
+    not the 4 chosen runs'; one setting's cost is its own."""
+    sweep = make_sweep(tmp_path / "alpha")
+    for path in sweep.glob("*/fold*/metrics.json"):
+        run = json.loads(path.read_text())
+        run["cost"] = {"fit_seconds": 30.0, "test_seconds": 6.0, "startup_seconds": 4.0, "processes": 1,
+                       "shared_by": 1, "device": "cpu"}
+        path.write_text(json.dumps(run))
+    for setting in SETTINGS:
+        (sweep / setting / "pretrain_rep0").mkdir()
+        (sweep / setting / "pretrain_rep0" / "fit_record.json").write_text(json.dumps(
+            {"selection": None, "cost": {"fit_seconds": 60.0, "startup_seconds": 0.0, "processes": 1}}))
+    select_on_validation(sweep, verbose=False)
+    cost = json.loads((sweep / "selected" / "summary.json").read_text())["cost"]
+    assert (cost["fits"], cost["pretrainings"], cost["settings"]) == (10, 2, 2)
+    assert cost["fit_seconds"] == 8 * 30.0 + 2 * 60.0 and cost["test_seconds"] == 8 * 6.0
+    assert cost["device_hours"] == pytest.approx((8 * 40.0 + 2 * 60.0) / 3600)
+    one = aggregate(str(sweep / SETTINGS[0]), verbose=False)["cost"]
+    assert (one["fits"], one["pretrainings"], "settings" in one) == (5, 1, False)
 
 
 def test_min_mode_chooses_the_smallest(tmp_path: Path) -> None:

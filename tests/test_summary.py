@@ -217,3 +217,19 @@ def test_the_cost_counts_the_pretrainings(tmp_path: Path) -> None:
     assert cost["fit_seconds"] == 600.0 and cost["test_seconds"] == 20.0
     assert cost["device_hours"] == pytest.approx((2 * 110 + 2 * 400) / 3600)  # DDP: both processes' time
     assert cost["devices"] == ["NVIDIA H100", "cpu"]
+
+
+def test_a_pretraining_that_shared_its_device_counts_half(tmp_path: Path) -> None:
+    """``shared_by`` of a pretraining comes from its fit_done.json (the runner's slot), a run's from metrics.json."""
+    path = tmp_path / "fold0_rep0" / "metrics.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"fold": 0, "repeat": 0, "seed": 0, "wa": 0.5, "ua": 0.5, "cost": {
+        "fit_seconds": 100.0, "test_seconds": 10.0, "startup_seconds": 8.0, "processes": 1, "shared_by": 2}}))
+    pretrain = tmp_path / "pretrain_rep0"
+    pretrain.mkdir()
+    (pretrain / "fit_record.json").write_text(json.dumps({"selection": None, "cost": {
+        "fit_seconds": 400.0, "startup_seconds": 4.0, "processes": 1}}))
+    (pretrain / "fit_done.json").write_text(json.dumps({"resumed_from": None, "shared_by": 4}))
+    cost = aggregate(str(tmp_path), verbose=False)["cost"]
+    assert (cost["startup_seconds"], cost["shared"]) == (12.0, 2)
+    assert cost["device_hours"] == pytest.approx((118.0 / 2 + 404.0 / 4) / 3600)

@@ -81,8 +81,12 @@ def cost_line(summaries: list[dict[str, Any]]) -> list[str]:
     costs = [s["cost"] for s in summaries if s.get("cost")]
     if not costs:
         return []
-    return ["", (f"Measured: {sum(c['fits'] for c in costs)} fits, {sum(c['device_hours'] for c in costs):.2f} "
-                f"device-hours ({', '.join(sorted({d for c in costs for d in c['devices']}))}).")]
+    pretrainings, shared = sum(c.get("pretrainings", 0) for c in costs), sum(c.get("shared", 0) for c in costs)
+    return ["", (f"Measured: {sum(c['fits'] for c in costs)} fits"
+                 + (f" ({pretrainings} of them pretrainings)" if pretrainings else "")
+                 + f", {sum(c['device_hours'] for c in costs):.2f} device-hours "
+                 f"({', '.join(sorted({d for c in costs for d in c['devices']}))}; set-up and start-up included"
+                 + (f"; {shared} runs shared a device, their time divided among them" if shared else "") + ").")]
 
 
 def load_experiment(path: Path, name: str | None = None) -> Experiment:

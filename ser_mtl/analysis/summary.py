@@ -27,6 +27,7 @@ from typing import Any
 
 from ser_mtl.io_utils import atomic_write_json
 from ser_mtl.runs.layout import (  # noqa: F401 - the folder's names, also imported from here by older code
+    FIT_DONE,
     FIT_RECORD,
     METRICS_NAME,
     RECORD_NAME,
@@ -203,19 +204,55 @@ def read_record(out: str | Path) -> dict[str, Any] | None:
 
 def pretraining_costs(out: str | Path) -> list[dict[str, Any]]:
     """The ``cost`` of each finished pretraining of a cv folder (``pretrain_rep*/fit_record.json``, written by
-    ``ser_mtl.callbacks.FitRecord``): a pretraining is a fit the runs started from, so its device time counts."""
+    ``ser_mtl.callbacks.FitRecord``, with ``shared_by`` from its ``fit_done.json``): a pretraining is a fit the
+    runs started from, so its device time counts."""
     costs = []
     for path in sorted(Path(out).glob(f"pretrain_rep*/{FIT_RECORD}")):
         cost = read_json(path).get("cost")
         if isinstance(cost, dict):
-            costs.append(cost)
+            done = path.parent / FIT_DONE
+            shared = (read_json(done) or {}).get("shared_by") if done.is_file() else None
+            costs.append({**cost, **({"shared_by": shared} if isinstance(shared, int) else {})})
     return costs
+
+
+def total_cost(runs: list[dict[str, Any]], pretrainings: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """``summary.json``'s ``cost`` from the runs' ``cost`` (``metrics.json``) and the pretrainings'; None without
+    any. Seconds are the stages' own (``ser_mtl/stage_clock.py``): ``fit_seconds`` and ``test_seconds`` from
+    set-up to end, ``startup_seconds`` apart. ``device_hours`` counts all three on every process of a run, divided
+    among the runs that shared its device (``shared_by``, ``--cv.jobs``); ``shared`` counts those runs."""
+    costs = [c for c in [*runs, *pretrainings] if isinstance(c, dict)]
+    if not costs:
+        return None
+
+    def number(cost: dict[str, Any], key: str, default: float = 0.0) -> float:
+        value = cost.get(key)
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+
+    parts = [(number(c, "fit_seconds"), number(c, "test_seconds"), number(c, "startup_seconds"),
+              number(c, "processes", 1.0), max(1.0, number(c, "shared_by", 1.0))) for c in costs]
+    return {"fits": sum("fit_seconds" in c for c in costs), "pretrainings": len(pretrainings),
+            "fit_seconds": math.fsum(p[0] for p in parts), "test_seconds": math.fsum(p[1] for p in parts),
+            "startup_seconds": math.fsum(p[2] for p in parts),
+            "device_hours": math.fsum((f + t + s) * n / share for f, t, s, n, share in parts) / 3600,
+            "shared": sum(share > 1 for *_, share in parts),
+            "devices": sorted({c["device"] for c in costs if "device" in c})}
+
+
+def sweep_cost(sweep_dir: Path) -> dict[str, Any] | None:
+    """The cost of a whole sweep (every setting's runs and pretrainings), with ``settings``: what the results
+    of its ``selected/`` folder cost, since every setting was trained to choose among them."""
+    settings = [Path(sweep_dir) / s["dir"] for s in read_json(Path(sweep_dir) / SWEEP_NAME).get("settings", [])]
+    runs = [r["cost"] for d in settings if d.is_dir() for r in collect_runs(d) if isinstance(r.get("cost"), dict)]
+    cost = total_cost(runs, [c for d in settings if d.is_dir() for c in pretraining_costs(d)])
+    return None if cost is None else {**cost, "settings": len(settings)}
 
 
 def summarise_folder(out: str | Path) -> dict:
     """What ``summary.json`` holds for a cv folder's finished runs (``out/*/metrics.json``, any folder names:
     ``fold``/``repeat`` come from the files, so runs made without the cv runner count too), not written.
-    ``cost`` sums the runs' and the pretrainings' ``cost`` (fits, pretrainings, seconds, device-hours, devices)."""
+    ``cost`` is `total_cost` of its runs and pretrainings; for a sweep's ``selected/`` folder, of the whole
+    sweep (`sweep_cost`)."""
     runs = collect_runs(out)
     if not runs:
         raise SummaryError(f"{out}: no */{METRICS_NAME} found; nothing to summarise")
@@ -224,16 +261,12 @@ def summarise_folder(out: str | Path) -> dict:
     summary = summarize(runs, grid.get("folds"), grid.get("repeats"))
     if record is not None:
         summary["config"] = record
-    costs = [run["cost"] for run in runs if isinstance(run.get("cost"), dict)]
-    pretrainings = pretraining_costs(out)
-    costs += pretrainings
-    if costs:  # the runs' and pretrainings' FitRecord costs and test seconds; device hours count every process
-        seconds = [(c.get("fit_seconds", 0.0), c.get("test_seconds", 0.0), c.get("processes", 1)) for c in costs]
-        summary["cost"] = {"fits": sum("fit_seconds" in c for c in costs), "pretrainings": len(pretrainings),
-                           "fit_seconds": math.fsum(f for f, _, _ in seconds),
-                           "test_seconds": math.fsum(t for _, t, _ in seconds),
-                           "device_hours": math.fsum((f + t) * p for f, t, p in seconds) / 3600,
-                           "devices": sorted({c["device"] for c in costs if "device" in c})}
+    if (record or {}).get("selection") and (Path(out).parent / SWEEP_NAME).is_file():
+        cost = sweep_cost(Path(out).parent)
+    else:
+        cost = total_cost([run["cost"] for run in runs if isinstance(run.get("cost"), dict)], pretraining_costs(out))
+    if cost is not None:
+        summary["cost"] = cost
     return summary
 
 

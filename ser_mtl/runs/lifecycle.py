@@ -5,7 +5,8 @@ sweep, on this machine (``ser_mtl.runs.local``) or as a cluster task (``ser_mtl.
 returns at once when the run is done; takes ``RUN/.lock`` (another holder: ``busy``, left to it);
 writes ``run.json`` or refuses a folder that records another run; fits unless ``fit_done.json`` says
 it did, from the newest checkpoint; tests ``best.ckpt`` and writes ``metrics.json`` last (with the fit's
-``selection`` and ``cost`` from ``fit_record.json``, plus ``cost.test_seconds``). Files are written
+``selection`` and ``cost`` from ``fit_record.json``, plus the test's ``test_seconds``, both stages'
+``startup_seconds`` and ``shared_by``, how many runs shared the device: `device_share`). Files are written
 atomically; under ``srun`` with several ranks only rank 0 locks and writes.
 """
 
@@ -124,7 +125,8 @@ def run_folder(run: Run, backend: CVBackend) -> RunResult:
             if not best.is_file():
                 raise RunFailed(f"fit finished but {best} is missing (the CLI must save best.ckpt)")
             if rank_zero:
-                atomic_write_json(run.dir / FIT_DONE, {"resumed_from": str(resume) if resume else None})
+                atomic_write_json(run.dir / FIT_DONE, {"resumed_from": str(resume) if resume else None,
+                                                       "shared_by": device_share(backend)})
         if not run.test:
             return RunResult(run, "done")
         return _test(run, backend, args + ["--ckpt_path", str(best)], rank_zero)
@@ -177,11 +179,30 @@ def _test(run: Run, backend: CVBackend, args: list[str], rank_zero: bool) -> Run
     for key in (*METRICS, *RUN_COUNTS, "classes", "confmat"):
         if tested.get(key) is not None:
             metrics[key] = tested[key]
-    metrics.update(selection=fit.get("selection"), cost={**(fit.get("cost") or {}), "test_seconds": test_seconds})
+    metrics.update(selection=fit.get("selection"), cost=run_cost(fit.get("cost"), tested.get("cost"), test_seconds,
+                                                                 device_share(backend)))
     atomic_write_json(run.dir / METRICS_NAME, metrics)
     say(f"{run.name}: " + "  ".join(f"{score.label} {score.text(metrics[key])}" for key, score in SCORES.items()
                                     if key in metrics))
     return RunResult(run, "done", metrics)
+
+
+def device_share(backend: CVBackend) -> int:
+    """How many runs share this run's device (``--cv.jobs`` slots on one GPU, or on the CPU): 1 unless the
+    backend says (``ser_mtl.runs.local.SlotBackend``)."""
+    return int(getattr(backend, "shared_by", 1))
+
+
+def run_cost(fit: dict[str, Any] | None, test: Any, wall_seconds: float, shared_by: int) -> dict[str, Any]:
+    """``metrics.json``'s ``cost``: the fit's (``FitRecord``), the test's seconds and both stages' start-up, as
+    the stages measured them (``ser_mtl/stage_clock.py``); a CLI whose test does not time itself counts the
+    stage's wall time here (start-up included, none given apart)."""
+    test = test if isinstance(test, dict) else {}
+    fit = dict(fit or {})
+    startups = [x for x in (fit.get("startup_seconds"), test.get("startup_seconds")) if isinstance(x, int | float)]
+    seconds = test.get("test_seconds")
+    return {**fit, "test_seconds": float(seconds) if isinstance(seconds, int | float) else wall_seconds,
+            **({"startup_seconds": float(sum(startups))} if startups else {}), "shared_by": shared_by}
 
 
 def say(text: str) -> None:

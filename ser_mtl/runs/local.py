@@ -1,8 +1,9 @@
 """Runs on this machine, ``N`` at a time (``--cv.jobs N --cv.devices LIST``), each ``lifecycle.run_folder``.
 
 Slot ``i`` of ``plan_slots`` runs on device ``devices[i % len(devices)]`` (several slots may share a
-GPU): its stage children get ``CUDA_VISIBLE_DEVICES`` (``""``: CPU) and ``OMP_NUM_THREADS`` /
-``MKL_NUM_THREADS = max(1, cores // N)`` unless the runner's environment sets those. ``run_in_slots``
+GPU, and then count its time shared: ``Slot.shared_by``): its stage children get ``CUDA_VISIBLE_DEVICES``
+(``""``: CPU) and ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS = max(1, cores // N)`` unless the runner's
+environment sets those. ``run_in_slots``
 runs the tasks in a thread pool, a free slot per task; a pool thread only waits for its children and
 outlives them (``PR_SET_PDEATHSIG``). No result depends on the slot. After SIGTERM, or once a task
 raised, no new task starts; the running ones finish and the first exception is raised.
@@ -40,6 +41,7 @@ class Slot:
     device: str | None  # None: the environment is left as the runner's (sequential default)
     threads: int | None
     env: dict[str, str] = field(default_factory=dict)
+    shared_by: int = 1  # the slots on this device (itself included): its runs' device time is counted shared
 
     def describe(self) -> str:
         where = "CPU" if self.device == "" else "inherited devices" if self.device is None else f"GPU {self.device}"
@@ -96,9 +98,9 @@ def plan_slots(jobs: int, devices: str | Sequence[Any] | None = None, *, visible
     threads = max(1, cores // jobs)
     thread_env = {} if any(v in environ for v in THREAD_VARIABLES) else {v: str(threads) for v in THREAD_VARIABLES}
     shown = int(thread_env["OMP_NUM_THREADS"]) if thread_env else None
-    return [Slot(i, targets[i % len(targets)], shown, {"CUDA_VISIBLE_DEVICES": targets[i % len(targets)],
-                                                        **thread_env})
-            for i in range(jobs)]
+    placed = [targets[i % len(targets)] for i in range(jobs)]
+    return [Slot(i, device, shown, {"CUDA_VISIBLE_DEVICES": device, **thread_env}, placed.count(device))
+            for i, device in enumerate(placed)]
 
 
 def _device_name(name: str, visible: list[str], given: Any) -> str:
@@ -114,10 +116,12 @@ def _device_name(name: str, visible: list[str], given: Any) -> str:
 
 @dataclass
 class SlotBackend:
-    """A backend as one slot sees it: every stage child gets the slot's environment."""
+    """A backend as one slot sees it: every stage child gets the slot's environment; ``shared_by``: the
+    slots on its device."""
 
     backend: Any
     env: dict[str, str]
+    shared_by: int = 1
 
     def run_stage(self, stage: str, args: list[str], run_dir: Any, env: dict[str, str] | None = None) -> None:
         self.backend.run_stage(stage, args, run_dir, env={**self.env, **(env or {})})
@@ -125,7 +129,7 @@ class SlotBackend:
 
 def bind(backend: Any, slot: Slot) -> Any:
     """``backend`` for a task on ``slot`` (unchanged when the slot sets no environment)."""
-    return SlotBackend(backend, slot.env) if slot.env else backend
+    return SlotBackend(backend, slot.env, slot.shared_by) if slot.env else backend
 
 
 def run_in_slots(tasks: Sequence[Task], work: Callable[[Task, Slot], Result], slots: list[Slot],

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from ser_mtl.runs.errors import RunFailed, RunInterrupted, RunMistake
 from ser_mtl.runs.record import resolve_config
+from ser_mtl.stage_clock import launch_marker
 
 # submitit's signal handler ends a task it has just requeued with sys.exit(-1), from inside the running stage
 SUBMITIT_REQUEUE_EXIT = -1
@@ -84,6 +85,7 @@ class CLIBackend:
             if env:
                 raise ValueError(f"a stage run in this process cannot get its own environment ({env}); "
                                  "drop --cv.in_process")
+            os.environ.update(launch_marker())  # the stage's start-up counts from here (ser_mtl/stage_clock.py)
             run_cli_stage(self.cli_module, [stage, *args])
             return
         if stop_requested():
@@ -99,7 +101,8 @@ class CLIBackend:
             handle.flush()
             # close_fds (the default) keeps the other runs' lock descriptors out of this child
             child = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, pass_fds=fds,
-                                     env={**os.environ, **extra, RUNNER_PID_VARIABLE: str(os.getpid())})
+                                     env={**os.environ, **extra, RUNNER_PID_VARIABLE: str(os.getpid()),
+                                          **launch_marker()})
             _state["children"].add(child)
             try:
                 if stop_requested():  # SIGTERM came while the child was starting (see request_stop)
