@@ -62,6 +62,13 @@ def main(argv):
             raise SystemExit(-1)  # what submitit's handler does mid-fit once it has requeued the task
         if os.environ.get("STAND_IN_PREEMPT") == root.name and get("--ckpt_path") is None:
             raise RuntimeError("preempted in epoch 2")
+        if os.environ.get("STAND_IN_OUT_OF_REQUEUES") == root.name:  # what submitit's handler raises then
+            from submitit.core.utils import UncompletedJobError
+            raise UncompletedJobError("Job not requeued because: timed-out too many times.")
+        if os.environ.get("STAND_IN_SLOW") == root.name:  # a long epoch: real SLURM's signals arrive during it
+            import time
+            for _ in range(240):
+                time.sleep(0.5)
         (root / "checkpoints" / "best.ckpt").write_text("best")
     else:
         wa = 0.5 + int(get("--data.fold")) / 10 + int(get("--seed_everything")) % 100 / 10000
@@ -422,14 +429,46 @@ def test_the_summary_job_names_the_unfinished_runs_and_how_to_resume(tmp_path, c
     (out / "cv.json").write_text(json.dumps({"grid": {"folds": [0, 1], "repeats": [0, 1]}}))
     summarise([str(out)])  # no run finished: no summary.json, but a line that says what to do
     printed = capsys.readouterr().out
-    assert f"[cv] {out}: 4 of 4 runs unfinished (fold0_rep0, fold1_rep0, fold0_rep1, fold1_rep1)" in printed
+    assert (f"[cv] {out}: 4 of 4 runs unfinished: 4 cancelled or never started (fold0_rep0, fold1_rep0, "
+            "fold0_rep1, fold1_rep1)") in printed
     assert "Submit the same command again to resume them" in printed
     (out / "fold0_rep0" / "metrics.json").write_text(json.dumps({"fold": 0, "repeat": 0, "seed": 1, "ua": 0.5,
                                                                   "wa": 0.5}))
     summarise([str(out)])
     printed = capsys.readouterr().out
-    assert "3 of 4 runs unfinished (fold1_rep0, fold0_rep1, fold1_rep1)" in printed
+    assert "3 of 4 runs unfinished: 3 cancelled or never started (fold1_rep0, fold0_rep1, fold1_rep1)" in printed
     assert (out / "summary.json").is_file()
+
+
+def test_a_run_out_of_requeues_is_named_as_such_in_the_summary(tmp_path, config, stand_in, monkeypatch,
+                                                               capsys) -> None:
+    """The task's end is recorded in the run folder (unfinished.json): out of requeues says which options to
+    change; another failure gives its message; a run without the record was cancelled or never started."""
+    from submitit.core.utils import UncompletedJobError
+
+    from ser_mtl.runs.cluster import summarise
+
+    runs = plan_cv(config, [0, 1, 2], 1, tmp_path / "cv", backend=stand_in).runs
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "3")  # the fourth attempt
+    monkeypatch.setenv("STAND_IN_OUT_OF_REQUEUES", "fold0_rep0")
+    with pytest.raises(UncompletedJobError):
+        RunTask("stand_in_cli", "00:30:00", 3)(runs[0])
+    monkeypatch.setenv("STAND_IN_PREEMPT", "fold1_rep0")
+    with pytest.raises(RuntimeError, match="preempted in epoch 2"):
+        RunTask("stand_in_cli", "00:30:00", 3)(runs[1])
+    record = json.loads((runs[0].dir / "unfinished.json").read_text())
+    assert (record["reason"], record["attempt"], record["time"], record["max_requeues"]) == (
+        "out of requeues", 4, "00:30:00", 3)
+    assert "out of requeues after 4 attempt(s) of --cv.slurm_time 00:30:00" in capsys.readouterr().out
+    summarise([str(runs[0].dir.parent)])
+    printed = capsys.readouterr().out
+    assert ("3 of 3 runs unfinished: 1 out of requeues (fold0_rep0): each attempt reached the time limit "
+            "(--cv.slurm_time 00:30:00) and 4 attempts were allowed (--cv.slurm_max_requeues 3); submit again with "
+            "a longer --cv.slurm_time or more --cv.slurm_max_requeues; 1 failed (fold1_rep0; fold1_rep0: preempted "
+            "in epoch 2); 1 cancelled or never started (fold2_rep0)") in printed
+    monkeypatch.delenv("STAND_IN_OUT_OF_REQUEUES")
+    RunTask("stand_in_cli", "01:00:00", 3)(runs[0])  # submitted again with more time: resumes and finishes
+    assert not (runs[0].dir / "unfinished.json").exists() and (runs[0].dir / "metrics.json").is_file()
 
 
 def test_the_first_task_to_meet_a_mistake_cancels_its_array_and_the_summary_says_it(tmp_path, config, stand_in,

@@ -1,7 +1,8 @@
 """Cluster failure paths against a real single-node SLURM (``tools/slurm_single_node.sh``, started by
 ``.ci/run``): a failed pretraining fails only its repeat and the summary still comes (nothing pending
 forever), sbatch's refusal is one line with nothing queued, a CPU node refuses GPU tasks before submitting,
-and the cluster's own MaxArraySize is read. The tasks run a stand-in CLI (the fit/test contract, no training),
+the cluster's own MaxArraySize is read, a resubmission queues nothing twice, and the time-limit signal
+requeues a task that resumes until it is out of requeues, which the summary names. The tasks run a stand-in CLI (the fit/test contract, no training),
 so what is tested is the scheduling; they skip, saying why, where ``sinfo`` does not answer."""
 
 from __future__ import annotations
@@ -126,3 +127,57 @@ def test_submitting_again_while_the_array_waits_queues_nothing_twice(cluster, tm
     assert run_cv(config, [0, 1], 1, str(out), slurm=True, cluster_options=hold, backend=backend) == {}
     assert "every unfinished run is already queued or running; nothing submitted" in capsys.readouterr().out
     assert len(_queued(name)) == 3  # still the first array's two tasks and its summary job, nothing twice
+
+
+def _wait_for_fits(run_dir: Path, count: int, timeout_s: float = 180) -> list:
+    """The stand-in's stage log once ``count`` fits have started in ``run_dir`` (the task is in its long epoch)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        log = run_dir / "stages.jsonl"
+        fits = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+        fits = [f for f in fits if f[0] == "fit"]
+        if len(fits) >= count:
+            time.sleep(1)  # the stage has reached its sleep: submitit's handler runs inside it
+            return fits
+        time.sleep(1)
+    raise AssertionError(f"fit {count} of {run_dir} did not start within {timeout_s} s")
+
+
+def _start_now_once_requeued(task: str, timeout_s: float = 60) -> None:
+    """SLURM holds a requeued job about two minutes (reason BeginTime); the test lets it start at once."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        shown = subprocess.run(["squeue", "-h", "-j", task, "-o", "%T %r"], capture_output=True, text=True,
+                               check=False).stdout.split()
+        if shown[:2] == ["PENDING", "BeginTime"]:
+            subprocess.run(["scontrol", "update", f"JobId={task}", "StartTime=now"], check=True)
+            return
+        time.sleep(1)
+
+
+def test_a_time_limit_requeue_resumes_and_a_run_out_of_requeues_is_named(cluster, tmp_path, monkeypatch):
+    """SIGUSR2 is what SLURM sends before the time limit (submitit's --signal); under 10 minutes of
+    --cv.slurm_time submitit counts every such signal as a timeout. With one requeue allowed, the first
+    signal requeues the task, whose next attempt resumes from last.ckpt; the second finds it out of requeues,
+    which the summary job names with the options to change."""
+    from ser_mtl.runs.slurm_queue import read_queued
+
+    backend, config, name = cluster
+    monkeypatch.setenv("STAND_IN_SLOW", "fold0_rep0")  # a long epoch for the signals to land in
+    out = tmp_path / "cv"
+    run_cv(config, [0, 1], 1, str(out), slurm=True, cluster_options=_options(name, max_requeues=1), backend=backend)
+    task = read_queued(out.absolute() / "slurm")[str(out.absolute() / "fold0_rep0")]
+    run_dir = out / "fold0_rep0"
+    _wait_for_fits(run_dir, 1)
+    subprocess.run(["scancel", "--signal=USR2", task], check=True)
+    _start_now_once_requeued(task)
+    second = _wait_for_fits(run_dir, 2, timeout_s=240)[1]  # the requeued attempt
+    assert "--ckpt_path" in second[1] and second[1][second[1].index("--ckpt_path") + 1].endswith("last.ckpt")
+    subprocess.run(["scancel", "--signal=USR2", task], check=True)
+    _wait_for(out / "summary.json", name)
+    record = json.loads((run_dir / "unfinished.json").read_text())
+    assert (record["reason"], record["attempt"], record["max_requeues"]) == ("out of requeues", 2, 1)
+    assert json.loads((out / "summary.json").read_text())["n_runs"] == 1  # fold 1 finished
+    logs = "".join(p.read_text(errors="replace") for p in (out / "slurm").rglob("*_log.out"))
+    assert "fit interrupted: the task is requeued and its next attempt resumes from the run's last.ckpt" in logs
+    assert "1 of 2 runs unfinished: 1 out of requeues (fold0_rep0): each attempt reached the time limit" in logs

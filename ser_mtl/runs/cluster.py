@@ -25,13 +25,14 @@ from typing import Any
 import submitit
 
 from ser_mtl.analysis.selection import select_on_validation
-from ser_mtl.analysis.summary import METRICS_NAME, SWEEP_NAME, aggregate, read_record, run_dir_name
+from ser_mtl.analysis.summary import SWEEP_NAME, aggregate
 from ser_mtl.io_utils import atomic_write_text
 from ser_mtl.runs.errors import CVError, RunFailed, RunMistake
-from ser_mtl.runs.layout import MISTAKE
+from ser_mtl.runs.layout import MISTAKE, UNFINISHED
 from ser_mtl.runs.lifecycle import Run, run_folder
 from ser_mtl.runs.slurm_queue import check_partition, live_jobs, max_array_size, read_queued, record_queued
 from ser_mtl.runs.stages import CLIBackend
+from ser_mtl.runs.task_end import OUT_OF_REQUEUES, record_unfinished, unfinished_line
 
 # A cluster task's stages run in its own process, without Lightning's SIGUSR1 requeueing (submitit owns it).
 NO_LIGHTNING_REQUEUE = ("--trainer.plugins", ('{"class_path": "pytorch_lightning.plugins.environments.'
@@ -108,10 +109,13 @@ class RunTask(submitit.helpers.Checkpointable):
     """
 
     cli_module: str = "ser_mtl.cli"
+    time_limit: str | None = None  # --cv.slurm_time and --cv.slurm_max_requeues, for unfinished.json
+    max_requeues: int | None = None
 
     def __call__(self, run: Run) -> dict[str, Any] | None:
         backend = CLIBackend(in_process=True, cli_module=self.cli_module,
                              extra_args=NO_LIGHTNING_REQUEUE if _on_slurm() else ())
+        (run.dir / UNFINISHED).unlink(missing_ok=True)  # this attempt decides anew
         try:
             result = run_folder(run, backend)
         except RunMistake as err:  # the first task to meet it stops the array: every task would fail alike
@@ -121,6 +125,14 @@ class RunTask(submitit.helpers.Checkpointable):
                   flush=True)
             if array:
                 subprocess.run(["scancel", array], capture_output=True, check=False)
+            raise
+        except Exception as err:  # out of requeues (submitit's UncompletedJobError) or failed: the summary says
+            if run.dir.is_dir():
+                record = record_unfinished(run.dir, err, self.time_limit, self.max_requeues)
+                if record["reason"] == OUT_OF_REQUEUES:
+                    print(f"[cv] {run.name}: out of requeues after {record['attempt']} attempt(s) of "
+                          f"--cv.slurm_time {self.time_limit}; it resumes from last.ckpt when submitted again",
+                          flush=True)
             raise
         if result.status == "busy":
             raise RunFailed(f"{run.name} is held by another process ({run.dir / '.lock'}); not run here")
@@ -151,20 +163,6 @@ def summarise(cv_dirs: list[str]) -> dict[str, dict]:
     for sweep in {Path(d).parent for d in cv_dirs if (Path(d).parent / SWEEP_NAME).is_file()}:
         select_on_validation(sweep)  # a sweep: its selected/ folder, chosen on validation
     return summaries
-
-
-def unfinished_line(cv_dir: Path) -> str | None:
-    """``[cv] DIR: 2 of 8 runs unfinished (fold1_rep0, ...)`` with where their logs are and how to resume, for the
-    runs of ``cv.json``'s grid without ``metrics.json``; None when all finished (or no grid is recorded)."""
-    grid = (read_record(cv_dir) or {}).get("grid") or {}
-    names = [run_dir_name(f, r) for r in grid.get("repeats", []) for f in grid.get("folds", [])]
-    missing = [n for n in names if not (cv_dir / n / METRICS_NAME).is_file()]
-    if not missing:
-        return None
-    shown = ", ".join(missing[:6]) + (", ..." if len(missing) > 6 else "")
-    return (f"[cv] {cv_dir}: {len(missing)} of {len(names)} runs unfinished ({shown}): failed, out of requeues or "
-            f"cancelled; their task logs are in {cv_dir / 'slurm'} (and fit.log/test.log in the run folders). Submit "
-            "the same command again to resume them: finished runs are skipped, the others go on from last.ckpt")
 
 
 def slurm_executor(folder: Path, options: ClusterOptions) -> submitit.SlurmExecutor:
@@ -233,7 +231,7 @@ def _map_arrays(executor: Any, options: ClusterOptions, runs: list[Run], limit: 
     (and, under SLURM, each run's task id recorded in the submission folder: `_not_queued`)."""
     jobs = []
     for chunk in _chunks(runs, limit):
-        array = executor.map_array(RunTask(options.cli_module), chunk)
+        array = executor.map_array(RunTask(options.cli_module, options.time, options.max_requeues), chunk)
         accepted.append(_array_id(array))
         if isinstance(executor, submitit.SlurmExecutor):
             record_queued(folder, {str(r.dir): job.job_id for r, job in zip(chunk, array)})

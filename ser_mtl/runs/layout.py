@@ -10,6 +10,7 @@
         test_metrics.json        the test's scores (ResultWriter)                         TEST_METRICS
         predictions.csv          each test utterance's outputs (ResultWriter)            PREDICTIONS
         metrics.json             the run's record and scores, written last: done         METRICS_NAME
+        unfinished.json          why a cluster task ended without the run done           UNFINISHED
     DIR/pretrain_rep{r}/         one pretraining (pretrain_dir_name)
     DIR/mistake.txt              a cluster task's configuration mistake; its array was cancelled   MISTAKE
     SWEEP/sweep.json             a sweep's settings, each a DIR                           SWEEP_NAME
@@ -32,6 +33,7 @@ FIT_DONE = "fit_done.json"
 TEST_METRICS = "test_metrics.json"
 PREDICTIONS = "predictions.csv"
 CHECKPOINTS = "checkpoints"
+UNFINISHED = "unfinished.json"  # a cluster task's end without metrics.json: out of requeues, or failed
 MISTAKE = "mistake.txt"  # DIR/mistake.txt: the first cluster task's configuration mistake (the array was cancelled)
 
 
