@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import textwrap
 import time
@@ -247,10 +248,13 @@ def test_fold_lists() -> None:
 
 
 # ------------------------------------------------------------------------------------------ sweeps
-def test_sweep_writes_one_cv_per_value(tmp_path: Path, config: list[str]) -> None:
+def test_sweep_writes_one_cv_per_value(tmp_path: Path, config: list[str], capsys) -> None:
     out = tmp_path / "sweep"
     record = run_sweep(config, ["model.alpha"], parse_list("0.1,0.5,1.0"), str(out), folds=[0, 1], repeats=1,
                        backend=FakeBackend())
+    # its whole cost, once (the fake CLI's fits record no cost: its tests' seconds only)
+    assert re.search(rf"\[sweep\] {re.escape(str(out))}: 0 fits over 3 settings, \d\.\d{{3}} device-hours in all",
+                     capsys.readouterr().out)
     dirs = sorted(p.name for p in out.iterdir() if p.is_dir() and p.name != "selected")  # selected/: test_selection.py
     assert dirs == ["model.alpha=0.1", "model.alpha=0.5", "model.alpha=1.0"]
     assert json.loads((out / "sweep.json").read_text()) == record

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from ser_mtl.analysis.selection import select_on_validation
-from ser_mtl.analysis.summary import SUMMARY_NAME, SWEEP_NAME, format_value
+from ser_mtl.analysis.summary import SUMMARY_NAME, SWEEP_NAME, format_value, sweep_cost
 from ser_mtl.command_line import ForwardingCommand
 from ser_mtl.io_utils import atomic_write_json
 from ser_mtl.runs.cluster import ClusterOptions
@@ -186,6 +186,9 @@ def run_sweep(config_args: list[str], params: list[str], values: list, out: str,
             print(f"[sweep] {plan.out.name} FAILED: {err}", file=sys.stderr)
             failed.append(plan.out.name)
     select_on_validation(out_path)
+    if (cost := sweep_cost(out_path)) is not None:
+        print(f"[sweep] {out_path}: {cost['fits']} fits over {cost['settings']} settings, "
+              f"{cost['device_hours']:.3f} device-hours in all")
     if failed:
         raise RunsFailed(f"{len(failed)} of {len(settings)} settings had failed runs: {', '.join(failed)}; "
                          "re-run the same command to retry them")
