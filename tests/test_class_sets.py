@@ -67,7 +67,7 @@ def test_eight_class_baseline_and_report(eight_class_run, corpus, tmp_path):
     assert result["classes"] == EIGHT and np.asarray(result["confmat"]).shape == (8, 8) and "macro_f1" in result
     cv = tmp_path / "cv"
     main(["cv", *args, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--cv.folds", "0,1",
-          "--cv.out", str(cv)])
+          "--cv.out", str(cv), "--cv.in_process", "true"])  # stage children: test_cv_runner, test_cv_jobs
     summary = json.loads((cv / "summary.json").read_text())
     assert summary["macro_f1_mean"] is not None and 0.0 <= summary["macro_f1_mean"] <= 1.0
     main(["report", str(cv), "--out", str(tmp_path / "report")])
@@ -84,7 +84,7 @@ def corpus_cv(tmp_path: Path, config: str, root: Path, folds: str, *extra: str) 
           "--model.encoder_pools", "[[2, 2], [2, 2], [2, 2]]", "--trainer.logger", "false",
           "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.accelerator", "cpu",
           "--data.num_workers", "0", "--model.tasks", "[emotion, gender]", "--cv.folds", folds, "--cv.out", str(out),
-          *extra])
+          "--cv.in_process", "true", *extra])  # in this process: stage children are tested in test_cv_runner
     return json.loads((out / "summary.json").read_text())
 
 

@@ -81,7 +81,9 @@ def test_a_value_outside_its_scale_is_named(corpus, tmp_path, capsys):
 def dims_cv(corpus: Path, out: Path, tasks: str, *extra: str) -> dict:
     args = dims_args(corpus, out / "unused", tasks)
     i = args.index("--trainer.default_root_dir")
-    main(["cv", *args[:i], *args[i + 2:], "--cv.folds", "0,1", "--cv.out", str(out), *extra])
+    # in this process: the child-process path is tested elsewhere (test_cv_runner, test_cv_jobs); 8 start-ups saved
+    main(["cv", *args[:i], *args[i + 2:], "--cv.folds", "0,1", "--cv.out", str(out), "--cv.in_process", "true",
+          *extra])
     return json.loads((out / "summary.json").read_text())
 
 
@@ -120,7 +122,8 @@ def test_dimensions_on_msp_podcast_use_its_seven_point_scale(tmp_path):
           "--data.aux_root", "null", "--data.cache_dir", str(tmp_path / "cache"), "--data.segment_frames", "64",
           "--data.segment_hop", "32", "--model.encoder_pools", "[[2, 2], [2, 2], [2, 2]]", "--trainer.logger", "false",
           "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.accelerator", "cpu",
-          "--model.tasks", "[emotion, activation, valence, dominance]", "--cv.folds", "0", "--cv.out", str(out)])
+          "--model.tasks", "[emotion, activation, valence, dominance]", "--cv.folds", "0", "--cv.out", str(out),
+          "--cv.in_process", "true"])
     table = read_table(out / "fold0_rep0" / "predictions.csv")
     by_id = {r.utt_id: r for r in build_manifest("msp_podcast", tmp_path / "corpus").rows}
     rows = [row for row in table if row["activation_true"]]

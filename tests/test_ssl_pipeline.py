@@ -149,7 +149,7 @@ def test_two_fold_cv_on_wavlm_layers(corpus, wavlm, tmp_path):
     args = [a for a in ssl_args(corpus, tmp_path / "unused", wavlm)]
     i = args.index("--trainer.default_root_dir")
     args = [*args[:i], *args[i + 2:], "--trainer.max_epochs", "1", "--data.scheme", "loso_session"]
-    main(["cv", *args, "--cv.folds", "0,1", "--cv.repeats", "1", "--cv.out", str(out)])
+    main(["cv", *args, "--cv.folds", "0,1", "--cv.repeats", "1", "--cv.out", str(out), "--cv.in_process", "true"])
     summary = json.loads((out / "summary.json").read_text())
     metrics = [json.loads((out / f"fold{f}_rep0" / "metrics.json").read_text()) for f in (0, 1)]
     assert all(0.0 <= m["wa"] <= 1.0 for m in metrics)
