@@ -227,7 +227,23 @@ class RestoreBestHalveLR(pl.Callback):
         self.best_optimizer_states = state_dict["best_optimizer_states"]
 
 
-class FitRecord(pl.Callback):
+class StageTimed(pl.Callback):
+    """A callback that times its stage with a `StageClock` (``ser_mtl/stage_clock.py``): ``SERCLI`` hands over the
+    clock it started when set-up began; a Trainer built in Python starts one at the ``setup`` hook instead. The
+    clock is dropped at ``teardown``, so a later stage with the same callback measures its own."""
+
+    def __init__(self) -> None:
+        self.clock = StageClock()
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if not self.clock.running:
+            self.clock = StageClock.start({})
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.clock = StageClock()
+
+
+class FitRecord(StageTimed):
     """What a fit selected and cost, summed over its resumed pieces (the totals travel in checkpoints).
 
     Totals are settled at each training epoch's end (after validation, before checkpoints). At the fit's end
@@ -247,18 +263,11 @@ class FitRecord(pl.Callback):
     """
 
     def __init__(self, log_epochs: bool | None = None) -> None:
+        super().__init__()
         self.log_epochs = log_epochs
         self.epoch_seconds, self.train_segments, self.epochs, self.best_epoch = 0.0, 0, 0, -1
         self.earlier_seconds, self.earlier_startup = 0.0, 0.0  # the resumed pieces before this one
-        self.clock = StageClock()  # handed over by SERCLI, else started at setup
         self._start, self._segments, self._restores = time.perf_counter(), 0, 0
-
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if not self.clock.running:
-            self.clock = StageClock.start({})
-
-    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self.clock = StageClock()  # a later fit with this callback measures its own
 
     @property
     def fit_seconds(self) -> float:

@@ -31,7 +31,7 @@ from typing import Any, NoReturn
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from ser_mtl.callbacks import AUTO, BestCheckpoint, FitRecord, MonitorError, RestoreBestHalveLR
+from ser_mtl.callbacks import AUTO, BestCheckpoint, FitRecord, MonitorError, RestoreBestHalveLR, StageTimed
 from ser_mtl.checkpoint_io import CheckpointError, read_checkpoint
 from ser_mtl.data.datamodule import SERDataModule
 from ser_mtl.data.extractor import FeatureModelError
@@ -166,7 +166,7 @@ class SERCLI(LightningCLI):
     def _hand_clock(self) -> None:
         """The stage's seconds count from the start of set-up, not from the trainer's first hook."""
         for callback in self.trainer.callbacks:
-            if isinstance(callback, FitRecord | ResultWriter):
+            if isinstance(callback, StageTimed):
                 callback.clock = self.stage_clock
 
     def before_fit(self) -> None:

@@ -20,10 +20,10 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from ser_mtl.callbacks import StageTimed
 from ser_mtl.io_utils import atomic_write_json, atomic_write_text
 from ser_mtl.metrics import UtteranceAccuracy, UtteranceRegression, mean_per_utterance, score_predictions
 from ser_mtl.runs.layout import PREDICTIONS, TEST_METRICS
-from ser_mtl.stage_clock import StageClock
 from ser_mtl.tasks import CCC_MEAN, DIMENSIONS, TASKS, concordance_correlation
 
 
@@ -132,7 +132,7 @@ def test_metrics(utt: np.ndarray, probs: np.ndarray, labels: np.ndarray, classes
     return metrics
 
 
-class ResultWriter(pl.Callback):
+class ResultWriter(StageTimed):
     """After ``trainer.test``: print the WA/UA table and write ``test_metrics.json`` and ``predictions.csv``.
 
     Under DDP every rank gathers the tables and rank 0 writes. The last result stays in ``self.metrics``
@@ -145,16 +145,9 @@ class ResultWriter(pl.Callback):
     """
 
     def __init__(self, print_table: bool = True) -> None:
+        super().__init__()
         self.print_table = print_table
         self.metrics: dict[str, Any] | None = None
-        self.clock = StageClock()  # handed over by SERCLI, else started at setup
-
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if not self.clock.running:
-            self.clock = StageClock.start({})
-
-    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self.clock = StageClock()
 
     def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.metrics = None

@@ -488,7 +488,9 @@ def test_the_first_task_to_meet_a_mistake_cancels_its_array_and_the_summary_says
     summarise([str(plan.out)])
     printed = capsys.readouterr().out
     assert (f"[cv] {plan.out}: stopped by a configuration mistake: fold 0 repeat 0: monitor 'val/x' is never "
-            "logged") in printed and "2 of 2 runs unfinished" in printed
+            "logged") in printed
+    assert ("2 of 2 runs unfinished: 1 failed (fold0_rep0; fold0_rep0: monitor 'val/x' is never logged in validation "
+            "of this model (fit; every run would fail the same way)); 1 cancelled or never started (fold1_rep0)") in printed
 
 
 WANDB_STAND_IN = '''

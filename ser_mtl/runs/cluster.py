@@ -120,6 +120,7 @@ class RunTask(submitit.helpers.Checkpointable):
             result = run_folder(run, backend)
         except RunMistake as err:  # the first task to meet it stops the array: every task would fail alike
             atomic_write_text(run.dir.parent / MISTAKE, f"{run.name}: {err}\n")
+            record_unfinished(run.dir, err, self.time_limit, self.max_requeues)  # failed, not "never started"
             array = os.environ.get("SLURM_ARRAY_JOB_ID")
             print(f"[cv] {run.name}: {err}; cancelling the rest of array {array}" if array else f"[cv] {err}",
                   flush=True)
